@@ -1,0 +1,2 @@
+//! risp-udp
+pub mod proto;
