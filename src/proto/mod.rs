@@ -1,1 +1,2 @@
 pub mod sequence;
+pub mod wire;

@@ -1,0 +1,646 @@
+//! Datagram formats: encode, decode and integrity check.
+//!
+//! Every datagram starts with a 4-byte prefix (`"RU"`, version, kind) and ends
+//! with a CRC32C of everything before it. Fixed-size parts are laid out with
+//! bincode 2 (big-endian, fixed-width integers), which is used nowhere else in
+//! the crate; the variable parts (token, selective-ack bitmap, padding) are
+//! length-prefixed by hand. `docs/PROTOCOL.md` gives the layout byte by byte
+//! and the golden tests below pin it.
+//!
+//! Decoding never panics: every length is checked before it is used, and each
+//! way a datagram can be wrong has its own [`WireError`].
+
+use bincode::{Decode, Encode};
+use uuid::Uuid;
+
+/// The first two bytes of every datagram.
+pub const MAGIC: [u8; 2] = *b"RU";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Bytes of the prefix (magic, version, kind).
+pub const PREFIX_LEN: usize = 4;
+/// Bytes of the CRC32C trailer.
+pub const CRC_LEN: usize = 4;
+/// A CONNECTING datagram is padded to at least this many bytes, so that a
+/// server may answer an unvalidated address with up to three times what it
+/// received without becoming an amplifier (as QUIC does, RFC 9000 §8).
+pub const MIN_CONNECTING_LEN: usize = 1200;
+/// No valid datagram is longer (fits a 1500-byte Ethernet MTU over IPv4).
+pub const MAX_DATAGRAM_LEN: usize = 1472;
+/// Longest opaque token a client may echo.
+pub const MAX_TOKEN_LEN: usize = 32;
+/// Longest selective-ack bitmap in bytes: 8192 indices after `ack`.
+pub const MAX_SACK_BYTES: usize = 1024;
+/// Length of the token a server issues.
+pub const SERVER_TOKEN_LEN: usize = 8;
+/// The largest datagram a server sends.
+pub const MAX_SERVER_DATAGRAM_LEN: usize = 32;
+
+/// Connection states, numbered as in the original RISP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum State {
+    /// Setup handshake (sent by a client to start or resume).
+    Connecting = 0,
+    /// Data transfer.
+    Connected = 1,
+    /// The client holds every value and asks for the checksum.
+    Closing = 2,
+    /// The client verified the checksum; the session can end.
+    Closed = 3,
+}
+
+impl State {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Connecting,
+            1 => Self::Connected,
+            2 => Self::Closing,
+            3 => Self::Closed,
+            _ => return None,
+        })
+    }
+
+    /// The state's name as the original spelled it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connecting => "CONNECTING",
+            Self::Connected => "CONNECTED",
+            Self::Closing => "CLOSING",
+            Self::Closed => "CLOSED",
+        }
+    }
+}
+
+/// Kind byte of server datagrams: `0x80 | state`, plus an error kind.
+const KIND_ACCEPT: u8 = 0x80;
+const KIND_DATA: u8 = 0x81;
+const KIND_CHECKSUM: u8 = 0x82;
+const KIND_CLOSED: u8 = 0x83;
+const KIND_ERROR: u8 = 0x8F;
+
+/// The flag bit a client sets when a timer, not new data, made it send.
+pub const FLAG_PROBE: u8 = 0x01;
+const KNOWN_FLAGS: u8 = FLAG_PROBE;
+
+/// Why a datagram was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Shorter than the smallest datagram of its kind.
+    #[error("datagram too short ({0} bytes)")]
+    TooShort(usize),
+    /// Longer than any valid datagram.
+    #[error("datagram too long ({0} bytes)")]
+    TooLong(usize),
+    /// The first two bytes are not `RU`.
+    #[error("bad magic")]
+    BadMagic,
+    /// A version this build does not speak.
+    #[error("unknown protocol version {0}")]
+    UnknownVersion(u8),
+    /// A kind byte this build does not know, or one that travels the other way.
+    #[error("unknown datagram kind {0:#04x}")]
+    UnknownKind(u8),
+    /// The CRC32C trailer does not match.
+    #[error("bad CRC32C")]
+    BadCrc,
+    /// A length field points past the end of the datagram.
+    #[error("truncated field")]
+    Truncated,
+    /// Bytes left over after the last field.
+    #[error("{0} trailing bytes")]
+    TrailingBytes(usize),
+    /// Reserved flag bits were set.
+    #[error("reserved flag bits set: {0:#04x}")]
+    ReservedFlags(u8),
+    /// The token is longer than [`MAX_TOKEN_LEN`].
+    #[error("token too long ({0} bytes)")]
+    TokenTooLong(usize),
+    /// The bitmap is longer than [`MAX_SACK_BYTES`].
+    #[error("selective-ack bitmap too long ({0} bytes)")]
+    SackTooLong(usize),
+    /// Padding bytes that are not zero.
+    #[error("non-zero padding")]
+    BadPadding,
+    /// A CONNECTING datagram shorter than [`MIN_CONNECTING_LEN`].
+    #[error("CONNECTING not padded to {MIN_CONNECTING_LEN} bytes ({0} bytes)")]
+    NotPadded(usize),
+    /// An error code this build does not know.
+    #[error("unknown error code {0}")]
+    UnknownErrorCode(u8),
+    /// The output buffer is too small for the message.
+    #[error("buffer too small: need {0} bytes")]
+    BufferTooSmall(usize),
+}
+
+/// Fixed part of a client datagram, after the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+struct ClientFixed {
+    uuid: [u8; 16],
+    len: u32,
+    window: u32,
+    ack: u32,
+    timestamp: u64,
+    flags: u8,
+}
+const CLIENT_FIXED_LEN: usize = 16 + 4 + 4 + 4 + 8 + 1;
+/// Smallest client datagram: prefix, fixed part, three length fields, CRC.
+pub const MIN_CLIENT_LEN: usize = PREFIX_LEN + CLIENT_FIXED_LEN + 1 + 2 + 2 + CRC_LEN;
+
+/// A datagram from client to server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientMessage<'a> {
+    /// What the client is doing.
+    pub state: State,
+    /// The session key.
+    pub uuid: Uuid,
+    /// Length of the sequence requested.
+    pub len: u32,
+    /// The client's advertised window (indices it can hold past `ack`).
+    pub window: u32,
+    /// The next index the client still needs (all below are held).
+    pub ack: u32,
+    /// Client clock in microseconds; the server echoes it back.
+    pub timestamp: u64,
+    /// Flag bits ([`FLAG_PROBE`]).
+    pub flags: u8,
+    /// The session token the server issued (empty before it has one).
+    pub token: &'a [u8],
+    /// Selective-ack bitmap: bit `k` (MSB first) marks index `ack + 1 + k`.
+    pub sack: &'a [u8],
+}
+
+impl ClientMessage<'_> {
+    /// True when a timer, not new data, made the client send this.
+    pub fn is_probe(&self) -> bool {
+        self.flags & FLAG_PROBE != 0
+    }
+
+    /// The exact encoded length, including CONNECTING padding.
+    pub fn encoded_len(&self) -> usize {
+        let bare = MIN_CLIENT_LEN + self.token.len() + self.sack.len();
+        if self.state == State::Connecting {
+            bare.max(MIN_CONNECTING_LEN)
+        } else {
+            bare
+        }
+    }
+
+    /// Encodes into `buf`, returning the number of bytes written.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        if self.token.len() > MAX_TOKEN_LEN {
+            return Err(WireError::TokenTooLong(self.token.len()));
+        }
+        if self.sack.len() > MAX_SACK_BYTES {
+            return Err(WireError::SackTooLong(self.sack.len()));
+        }
+        if self.flags & !KNOWN_FLAGS != 0 {
+            return Err(WireError::ReservedFlags(self.flags));
+        }
+        let total = self.encoded_len();
+        if buf.len() < total {
+            return Err(WireError::BufferTooSmall(total));
+        }
+        let pad = total - (MIN_CLIENT_LEN + self.token.len() + self.sack.len());
+        let mut w = Writer::new(&mut buf[..total]);
+        w.prefix(self.state as u8);
+        w.fixed(&ClientFixed {
+            uuid: *self.uuid.as_bytes(),
+            len: self.len,
+            window: self.window,
+            ack: self.ack,
+            timestamp: self.timestamp,
+            flags: self.flags,
+        });
+        w.bytes(&[self.token.len() as u8]);
+        w.bytes(self.token);
+        w.bytes(&(self.sack.len() as u16).to_be_bytes());
+        w.bytes(self.sack);
+        w.bytes(&(pad as u16).to_be_bytes());
+        w.zeros(pad);
+        Ok(w.finish())
+    }
+
+    /// Decodes and checks one client datagram.
+    pub fn decode(datagram: &[u8]) -> Result<ClientMessage<'_>, WireError> {
+        let kind = check_frame(datagram, MIN_CLIENT_LEN)?;
+        let state = State::from_u8(kind).ok_or(WireError::UnknownKind(kind))?;
+        let mut r = Reader::new(&datagram[PREFIX_LEN..datagram.len() - CRC_LEN]);
+        let fixed: ClientFixed = r.fixed(CLIENT_FIXED_LEN)?;
+        if fixed.flags & !KNOWN_FLAGS != 0 {
+            return Err(WireError::ReservedFlags(fixed.flags));
+        }
+        let token_len = usize::from(r.u8()?);
+        if token_len > MAX_TOKEN_LEN {
+            return Err(WireError::TokenTooLong(token_len));
+        }
+        let token = r.take(token_len)?;
+        let sack_len = usize::from(r.u16()?);
+        if sack_len > MAX_SACK_BYTES {
+            return Err(WireError::SackTooLong(sack_len));
+        }
+        let sack = r.take(sack_len)?;
+        let pad_len = usize::from(r.u16()?);
+        if r.take(pad_len)?.iter().any(|&b| b != 0) {
+            return Err(WireError::BadPadding);
+        }
+        r.finish()?;
+        if state == State::Connecting && datagram.len() < MIN_CONNECTING_LEN {
+            return Err(WireError::NotPadded(datagram.len()));
+        }
+        Ok(ClientMessage {
+            state,
+            uuid: Uuid::from_bytes(fixed.uuid),
+            len: fixed.len,
+            window: fixed.window,
+            ack: fixed.ack,
+            timestamp: fixed.timestamp,
+            flags: fixed.flags,
+            token,
+            sack,
+        })
+    }
+}
+
+/// Why a server refused a client, as carried on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// No such session: never existed, expired, or already closed.
+    UnknownSession,
+    /// The server is at its session limit; try again later.
+    Busy,
+    /// The requested length is over the server's limit (detail: the limit).
+    LenTooLarge,
+    /// A resume asked for a different length (detail: the session's length).
+    LenMismatch,
+    /// The token does not match the session's, or the UUID is taken.
+    Unauthorized,
+    /// The ack is past the end of the sequence (detail: the length).
+    AckOutOfRange,
+}
+
+impl ErrorCode {
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::UnknownSession => 1,
+            Self::Busy => 2,
+            Self::LenTooLarge => 3,
+            Self::LenMismatch => 4,
+            Self::Unauthorized => 5,
+            Self::AckOutOfRange => 6,
+        }
+    }
+
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::UnknownSession,
+            2 => Self::Busy,
+            3 => Self::LenTooLarge,
+            4 => Self::LenMismatch,
+            5 => Self::Unauthorized,
+            6 => Self::AckOutOfRange,
+            _ => return None,
+        })
+    }
+}
+
+/// A datagram from server to client. Each is at most
+/// [`MAX_SERVER_DATAGRAM_LEN`] bytes; `echo` is the newest client timestamp
+/// the server had seen when it sent the datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerMessage {
+    /// Reply to CONNECTING: the session exists; here is its token.
+    Accept {
+        /// Token the client must present from now on.
+        token: [u8; SERVER_TOKEN_LEN],
+        /// How long the server keeps an idle session, in milliseconds.
+        lifetime_ms: u32,
+        /// The largest window the server will honour.
+        max_window: u32,
+        /// Echoed client timestamp.
+        echo: u64,
+    },
+    /// One value of the sequence (state CONNECTED).
+    Data {
+        /// Position in the sequence.
+        index: u32,
+        /// The value.
+        payload: u32,
+        /// Echoed client timestamp.
+        echo: u64,
+    },
+    /// Reply to CLOSING: the checksum of the whole sequence.
+    Checksum {
+        /// Sum of all values as u64.
+        checksum: u64,
+        /// Echoed client timestamp.
+        echo: u64,
+    },
+    /// Reply to CLOSED: the session is gone.
+    Closed {
+        /// Echoed client timestamp.
+        echo: u64,
+    },
+    /// A refusal.
+    Error {
+        /// What went wrong.
+        code: ErrorCode,
+        /// A number that makes the code precise (a limit or a length).
+        detail: u32,
+        /// Echoed client timestamp.
+        echo: u64,
+    },
+}
+
+#[derive(Encode, Decode)]
+struct AcceptFixed {
+    token: [u8; SERVER_TOKEN_LEN],
+    lifetime_ms: u32,
+    max_window: u32,
+    echo: u64,
+}
+#[derive(Encode, Decode)]
+struct DataFixed {
+    index: u32,
+    payload: u32,
+    echo: u64,
+}
+#[derive(Encode, Decode)]
+struct ChecksumFixed {
+    checksum: u64,
+    echo: u64,
+}
+#[derive(Encode, Decode)]
+struct ErrorFixed {
+    code: u8,
+    detail: u32,
+    echo: u64,
+}
+
+/// Encoded length of a data datagram.
+pub const DATA_LEN: usize = PREFIX_LEN + 16 + CRC_LEN;
+
+impl ServerMessage {
+    /// The state this message belongs to (errors count as CLOSED).
+    pub fn state(&self) -> State {
+        match self {
+            Self::Accept { .. } => State::Connecting,
+            Self::Data { .. } => State::Connected,
+            Self::Checksum { .. } => State::Closing,
+            Self::Closed { .. } | Self::Error { .. } => State::Closed,
+        }
+    }
+
+    /// The echoed client timestamp.
+    pub fn echo(&self) -> u64 {
+        match *self {
+            Self::Accept { echo, .. }
+            | Self::Data { echo, .. }
+            | Self::Checksum { echo, .. }
+            | Self::Closed { echo }
+            | Self::Error { echo, .. } => echo,
+        }
+    }
+
+    fn body_len(&self) -> usize {
+        match self {
+            Self::Accept { .. } => SERVER_TOKEN_LEN + 16,
+            Self::Data { .. } => 16,
+            Self::Checksum { .. } => 16,
+            Self::Closed { .. } => 8,
+            Self::Error { .. } => 13,
+        }
+    }
+
+    /// The exact encoded length.
+    pub fn encoded_len(&self) -> usize {
+        PREFIX_LEN + self.body_len() + CRC_LEN
+    }
+
+    /// Encodes into `buf`, returning the number of bytes written.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        let total = self.encoded_len();
+        if buf.len() < total {
+            return Err(WireError::BufferTooSmall(total));
+        }
+        let mut w = Writer::new(&mut buf[..total]);
+        match *self {
+            Self::Accept {
+                token,
+                lifetime_ms,
+                max_window,
+                echo,
+            } => {
+                w.prefix(KIND_ACCEPT);
+                w.fixed(&AcceptFixed {
+                    token,
+                    lifetime_ms,
+                    max_window,
+                    echo,
+                });
+            }
+            Self::Data {
+                index,
+                payload,
+                echo,
+            } => {
+                w.prefix(KIND_DATA);
+                w.fixed(&DataFixed {
+                    index,
+                    payload,
+                    echo,
+                });
+            }
+            Self::Checksum { checksum, echo } => {
+                w.prefix(KIND_CHECKSUM);
+                w.fixed(&ChecksumFixed { checksum, echo });
+            }
+            Self::Closed { echo } => {
+                w.prefix(KIND_CLOSED);
+                w.bytes(&echo.to_be_bytes());
+            }
+            Self::Error { code, detail, echo } => {
+                w.prefix(KIND_ERROR);
+                w.fixed(&ErrorFixed {
+                    code: code.to_u8(),
+                    detail,
+                    echo,
+                });
+            }
+        }
+        Ok(w.finish())
+    }
+
+    /// Decodes and checks one server datagram.
+    pub fn decode(datagram: &[u8]) -> Result<Self, WireError> {
+        let kind = check_frame(datagram, PREFIX_LEN + 8 + CRC_LEN)?;
+        if datagram.len() > MAX_SERVER_DATAGRAM_LEN {
+            return Err(WireError::TooLong(datagram.len()));
+        }
+        let mut r = Reader::new(&datagram[PREFIX_LEN..datagram.len() - CRC_LEN]);
+        let msg = match kind {
+            KIND_ACCEPT => {
+                let f: AcceptFixed = r.fixed(SERVER_TOKEN_LEN + 16)?;
+                Self::Accept {
+                    token: f.token,
+                    lifetime_ms: f.lifetime_ms,
+                    max_window: f.max_window,
+                    echo: f.echo,
+                }
+            }
+            KIND_DATA => {
+                let f: DataFixed = r.fixed(16)?;
+                Self::Data {
+                    index: f.index,
+                    payload: f.payload,
+                    echo: f.echo,
+                }
+            }
+            KIND_CHECKSUM => {
+                let f: ChecksumFixed = r.fixed(16)?;
+                Self::Checksum {
+                    checksum: f.checksum,
+                    echo: f.echo,
+                }
+            }
+            KIND_CLOSED => Self::Closed {
+                echo: u64::from_be_bytes(r.array()?),
+            },
+            KIND_ERROR => {
+                let f: ErrorFixed = r.fixed(13)?;
+                Self::Error {
+                    code: ErrorCode::from_u8(f.code).ok_or(WireError::UnknownErrorCode(f.code))?,
+                    detail: f.detail,
+                    echo: f.echo,
+                }
+            }
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+/// Checks what every datagram shares (size bounds, magic, version, CRC) and
+/// returns its kind byte.
+fn check_frame(datagram: &[u8], min_len: usize) -> Result<u8, WireError> {
+    if datagram.len() < min_len {
+        return Err(WireError::TooShort(datagram.len()));
+    }
+    if datagram.len() > MAX_DATAGRAM_LEN {
+        return Err(WireError::TooLong(datagram.len()));
+    }
+    if datagram[..2] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if datagram[2] != VERSION {
+        return Err(WireError::UnknownVersion(datagram[2]));
+    }
+    let (body, trailer) = datagram.split_at(datagram.len() - CRC_LEN);
+    let expected = u32::from_be_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    if crc32c::crc32c(body) != expected {
+        return Err(WireError::BadCrc);
+    }
+    Ok(datagram[3])
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_big_endian()
+        .with_fixed_int_encoding()
+}
+
+/// Appends fields to an exactly-sized buffer, then the CRC.
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    fn prefix(&mut self, kind: u8) {
+        self.bytes(&[MAGIC[0], MAGIC[1], VERSION, kind]);
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
+    }
+
+    fn zeros(&mut self, n: usize) {
+        self.buf[self.pos..self.pos + n].fill(0);
+        self.pos += n;
+    }
+
+    fn fixed<T: Encode>(&mut self, value: &T) {
+        // The buffer was sized from the same constants; a failure here is a
+        // bug in this module, not bad input.
+        let n = bincode::encode_into_slice(value, &mut self.buf[self.pos..], bincode_config())
+            .expect("fixed part fits the exactly-sized buffer");
+        self.pos += n;
+    }
+
+    fn finish(self) -> usize {
+        let crc = crc32c::crc32c(&self.buf[..self.pos]);
+        self.buf[self.pos..self.pos + CRC_LEN].copy_from_slice(&crc.to_be_bytes());
+        self.pos + CRC_LEN
+    }
+}
+
+/// Reads fields from a checked body; every read is bounds-checked.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.buf.len() < n {
+            return Err(WireError::Truncated);
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn fixed<T: Decode<()>>(&mut self, len: usize) -> Result<T, WireError> {
+        let bytes = self.take(len)?;
+        let (value, used) = bincode::decode_from_slice(bytes, bincode_config())
+            .map_err(|_| WireError::Truncated)?;
+        if used != len {
+            return Err(WireError::Truncated);
+        }
+        Ok(value)
+    }
+
+    fn finish(self) -> Result<(), WireError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::TrailingBytes(self.buf.len()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
