@@ -1,2 +1,6 @@
+pub mod rtt;
+pub mod sack;
 pub mod sequence;
+pub mod timer;
+pub mod window;
 pub mod wire;
