@@ -1,2 +1,3 @@
 //! risp-udp
+pub mod clock;
 pub mod proto;

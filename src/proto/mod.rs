@@ -1,3 +1,4 @@
+pub mod client;
 pub mod rtt;
 pub mod sack;
 pub mod sequence;

@@ -85,6 +85,12 @@ impl RunningChecksum {
         self.count += 1;
     }
 
+    /// A checksum that already holds `count` values summing to `sum`
+    /// (for resuming a transfer another client started).
+    pub fn from_parts(sum: u64, count: u64) -> Self {
+        Self { sum, count }
+    }
+
     /// The sum so far.
     pub fn sum(&self) -> u64 {
         self.sum

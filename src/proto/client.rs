@@ -1,0 +1,735 @@
+//! The client connection: CONNECTING → CONNECTED → CLOSING → CLOSED.
+//!
+//! A [`Client`] is driven from outside: feed it datagrams with
+//! [`Client::handle`], send what [`Client::poll_transmit`] writes, wake it at
+//! [`Client::poll_timeout`] with [`Client::handle_timeout`], and read
+//! [`Client::poll_event`] for values (in order, exactly once), RTT samples,
+//! completion and failure. It holds O(window) state: a ring of received
+//! values past the next needed index, and the time each index became
+//! eligible (for delivery latency).
+//!
+//! Acks carry the next needed index, the advertised window and (unless
+//! disabled) a selective-ack bitmap. One goes out after every
+//! `ack_frequency` new datagrams, at once when a gap appears or closes, when
+//! the delayed-ack timer fires, and as a probe when nothing has been heard
+//! for an RTO. At the end the running sum of the delivered values is
+//! compared with the server's checksum; a mismatch is a hard error.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::rtt::{RttConfig, RttEstimator};
+use super::sack;
+use super::sequence::RunningChecksum;
+use super::timer::{Timer, TimerTable};
+use super::window::Window;
+use super::wire::{
+    ClientMessage, ErrorCode, ServerMessage, State, WireError, FLAG_PROBE, MAX_DATAGRAM_LEN,
+};
+
+/// Largest window a client may advertise: what one bitmap can describe.
+pub const MAX_WINDOW: u32 = sack::MAX_SACK_SPAN;
+
+/// How many later indices must arrive before a missing one counts as lost
+/// (reordering tolerance, as QUIC's packet threshold).
+pub const REORDER_THRESHOLD: u32 = 3;
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Session key; resume by reusing it.
+    pub uuid: Uuid,
+    /// Length of the sequence to request.
+    pub len: u32,
+    /// Window to start with.
+    pub initial_window: u32,
+    /// Cap on the window (at most [`MAX_WINDOW`]).
+    pub max_window: u32,
+    /// Send selective-ack bitmaps (off: cumulative acks only).
+    pub sack: bool,
+    /// Ack after this many new datagrams.
+    pub ack_frequency: u32,
+    /// Ack no later than this after unacked data arrived.
+    pub max_ack_delay: Duration,
+    /// Retransmission timer settings; `max_rto` bounds the silence between
+    /// client messages (the original's client ticker).
+    pub rtt: RttConfig,
+    /// Give up after hearing nothing for this long.
+    pub idle_timeout: Duration,
+    /// CLOSED retries before finishing without the server's reply.
+    pub close_retries: u32,
+}
+
+impl ClientConfig {
+    /// Defaults for a transfer of `len` values under session `uuid`.
+    pub fn new(uuid: Uuid, len: u32) -> Self {
+        Self {
+            uuid,
+            len,
+            initial_window: 4,
+            max_window: 1024,
+            sack: true,
+            ack_frequency: 2,
+            max_ack_delay: Duration::from_millis(5),
+            rtt: RttConfig::default(),
+            idle_timeout: Duration::from_secs(30),
+            close_retries: 3,
+        }
+    }
+}
+
+/// Where a transfer stands, so another client (another process) can resume
+/// it under the same UUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeState {
+    /// The session token the server issued.
+    pub token: Vec<u8>,
+    /// Next index needed; everything below was delivered.
+    pub next: u32,
+    /// Sum of the values below `next`.
+    pub sum: u64,
+}
+
+/// Why a transfer failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The values received do not add up to the server's checksum.
+    #[error("checksum mismatch: server says {expected}, values received sum to {actual}")]
+    ChecksumMismatch {
+        /// The server's checksum.
+        expected: u64,
+        /// The sum of what was received.
+        actual: u64,
+    },
+    /// Nothing was ever heard from the server.
+    #[error("no answer from the server after {0:?}")]
+    NoAnswer(Duration),
+    /// The server went silent mid-transfer.
+    #[error("the server went silent for {0:?}")]
+    Timeout(Duration),
+    /// The server no longer knows the session (expired or never existed).
+    #[error("session expired or unknown to the server")]
+    SessionExpired,
+    /// The server is at its session limit.
+    #[error("server busy: at its session limit")]
+    ServerBusy,
+    /// The server refused the request.
+    #[error("bad request: {0}")]
+    BadRequest(BadRequest),
+}
+
+/// The kinds of request a server refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    /// The length is over the server's limit.
+    #[error("length over the server's limit of {max}")]
+    LenTooLarge {
+        /// The server's limit.
+        max: u32,
+    },
+    /// A resume asked for another length than the session has.
+    #[error("length differs from the session's ({session})")]
+    LenMismatch {
+        /// The session's length.
+        session: u32,
+    },
+    /// Wrong token, or the UUID belongs to another client.
+    #[error("not authorised for this session (wrong token, or UUID in use)")]
+    Unauthorized,
+    /// The server saw an ack past the end.
+    #[error("ack out of range (length {len})")]
+    AckOutOfRange {
+        /// The session's length.
+        len: u32,
+    },
+}
+
+/// What the application sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The server accepted the session.
+    Connected,
+    /// The next value in order.
+    Value {
+        /// Its index.
+        index: u32,
+        /// The value.
+        value: u32,
+        /// Time from the index becoming eligible to this delivery.
+        latency: Duration,
+    },
+    /// One unambiguous RTT sample.
+    RttSample(Duration),
+    /// The checksum matched.
+    Verified {
+        /// The checksum.
+        checksum: u64,
+    },
+    /// The session is closed; nothing more will happen.
+    Completed,
+    /// The transfer failed; nothing more will happen.
+    Failed(ClientError),
+}
+
+/// Counters for reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Datagrams handed out by `poll_transmit`.
+    pub datagrams_sent: u64,
+    /// Datagrams passed to `handle`.
+    pub datagrams_received: u64,
+    /// Data datagrams for indices already held or delivered.
+    pub duplicates: u64,
+    /// Datagrams that failed the integrity check.
+    pub corrupt: u64,
+    /// Datagrams that decoded but made no sense (bad kind, past the end).
+    pub invalid: u64,
+    /// Data outside the reorder buffer.
+    pub out_of_window: u64,
+    /// Acks that reported a hole or were probes: requests for retransmission.
+    pub retransmit_requests: u64,
+    /// Acks sent in CONNECTED.
+    pub acks_sent: u64,
+    /// Retransmission-timer expiries.
+    pub timeouts: u64,
+    /// CONNECTING datagrams sent.
+    pub handshakes: u64,
+}
+
+/// A client connection. See the module docs.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    state: State,
+    /// Timestamps on the wire are microseconds since this instant.
+    epoch: Instant,
+    token: Option<Vec<u8>>,
+    /// Next index needed (the cumulative ack).
+    next: u32,
+    /// Received values for `[next, next + cap)` at `index % cap`.
+    ring: Vec<Option<u32>>,
+    /// When each index in `[next, eligible_end)` became eligible, at
+    /// `index % cap`.
+    eligible_at: Vec<Option<Instant>>,
+    eligible_end: u32,
+    held: u32,
+    highest: Option<u32>,
+    sum: RunningChecksum,
+    window: Window,
+    rtt: RttEstimator,
+    timers: TimerTable,
+    last_heard: Option<Instant>,
+    started: Instant,
+    /// Newest echo an RTT sample was taken from.
+    sampled_echo: u64,
+    unacked: u32,
+    ack_now: bool,
+    probe_due: bool,
+    send_pending: bool,
+    close_tries: u32,
+    events: VecDeque<ClientEvent>,
+    sack_buf: Vec<u8>,
+    stats: ClientStats,
+    finished: bool,
+}
+
+impl Client {
+    /// A new session, starting at `now`.
+    pub fn new(config: ClientConfig, now: Instant) -> Self {
+        Self::build(config, now, None)
+    }
+
+    /// Resumes a session another client started (same UUID and length).
+    pub fn resume(config: ClientConfig, state: ResumeState, now: Instant) -> Self {
+        Self::build(config, now, Some(state))
+    }
+
+    fn build(mut config: ClientConfig, now: Instant, resume: Option<ResumeState>) -> Self {
+        config.max_window = config.max_window.clamp(1, MAX_WINDOW);
+        config.ack_frequency = config.ack_frequency.max(1);
+        let cap = config.max_window as usize;
+        let mut sum = RunningChecksum::default();
+        let (token, next) = match resume {
+            Some(r) => {
+                sum = RunningChecksum::from_parts(r.sum, u64::from(r.next));
+                (Some(r.token), r.next.min(config.len))
+            }
+            None => (None, 0),
+        };
+        let mut c = Self {
+            window: Window::new(config.initial_window, config.max_window),
+            rtt: RttEstimator::new(config.rtt),
+            state: State::Connecting,
+            epoch: now,
+            token,
+            next,
+            ring: vec![None; cap],
+            eligible_at: vec![None; cap],
+            eligible_end: next,
+            held: 0,
+            highest: None,
+            sum,
+            timers: TimerTable::default(),
+            last_heard: None,
+            started: now,
+            sampled_echo: 0,
+            unacked: 0,
+            ack_now: false,
+            probe_due: false,
+            send_pending: true,
+            close_tries: 0,
+            events: VecDeque::new(),
+            sack_buf: Vec::new(),
+            stats: ClientStats::default(),
+            finished: false,
+            config,
+        };
+        c.timers.set(Timer::Idle, now + c.config.idle_timeout);
+        c
+    }
+
+    /// The session's UUID.
+    pub fn uuid(&self) -> Uuid {
+        self.config.uuid
+    }
+
+    /// The requested length.
+    pub fn len(&self) -> u32 {
+        self.config.len
+    }
+
+    /// True for a zero-length request.
+    pub fn is_empty(&self) -> bool {
+        self.config.len == 0
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// True once `Completed` or `Failed` was emitted.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Next index needed; all below were delivered.
+    pub fn next_index(&self) -> u32 {
+        self.next
+    }
+
+    /// The window being advertised.
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    /// The RTT estimator.
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// What another client needs to resume this session, once the server
+    /// has issued a token.
+    pub fn resume_state(&self) -> Option<ResumeState> {
+        Some(ResumeState {
+            token: self.token.clone()?,
+            next: self.next,
+            sum: self.sum.sum(),
+        })
+    }
+
+    /// The driver moved to a new socket (new port or address): send
+    /// CONNECTING again to resume the session from there.
+    pub fn reconnect(&mut self, now: Instant) {
+        if self.finished {
+            return;
+        }
+        if matches!(self.state, State::Connected) {
+            self.set_state(State::Connecting);
+        }
+        self.send_pending = true;
+        self.timers.stop(Timer::Ack);
+        self.arm_retransmit(now);
+    }
+
+    /// Feeds one datagram from the server.
+    pub fn handle(&mut self, now: Instant, datagram: &[u8]) {
+        if self.finished {
+            return;
+        }
+        self.stats.datagrams_received += 1;
+        let msg = match ServerMessage::decode(datagram) {
+            Ok(m) => m,
+            Err(WireError::BadCrc) => {
+                self.stats.corrupt += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.invalid += 1;
+                return;
+            }
+        };
+        self.heard(now);
+        self.take_rtt_sample(now, msg.echo());
+        match msg {
+            ServerMessage::Accept { token, .. } => self.on_accept(now, &token),
+            ServerMessage::Data { index, payload, .. } => self.on_data(now, index, payload),
+            ServerMessage::Checksum { checksum, .. } => self.on_checksum(now, checksum),
+            ServerMessage::Closed { .. } => {
+                if self.state == State::Closed {
+                    self.complete();
+                } else {
+                    self.stats.invalid += 1;
+                }
+            }
+            ServerMessage::Error { code, detail, .. } => self.on_error(code, detail),
+        }
+    }
+
+    /// The earliest time [`Client::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        self.timers.next()
+    }
+
+    /// Handles every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.finished {
+            return;
+        }
+        let due: Vec<Timer> = self.timers.take_expired(now).collect();
+        for timer in due {
+            match timer {
+                Timer::Idle => {
+                    let silent = now - self.last_heard.unwrap_or(self.started);
+                    let err = if self.last_heard.is_some() {
+                        ClientError::Timeout(silent)
+                    } else {
+                        ClientError::NoAnswer(silent)
+                    };
+                    self.fail(err);
+                    return;
+                }
+                Timer::Ack => self.ack_now = true,
+                Timer::Retransmit => self.on_retransmit_timeout(now),
+            }
+        }
+    }
+
+    /// Writes the next datagram to send into `buf` (at least
+    /// [`MAX_DATAGRAM_LEN`] bytes) and returns its length.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if self.finished || buf.len() < MAX_DATAGRAM_LEN {
+            return None;
+        }
+        let probe = std::mem::take(&mut self.probe_due);
+        let (state, ack) = match self.state {
+            State::Connecting if self.send_pending => {
+                self.stats.handshakes += 1;
+                (State::Connecting, self.next)
+            }
+            State::Connected if self.ack_now || probe => (State::Connected, self.next),
+            State::Closing if self.send_pending => (State::Closing, self.config.len),
+            State::Closed if self.send_pending => (State::Closed, self.config.len),
+            _ => return None,
+        };
+        self.send_pending = false;
+        self.ack_now = false;
+        self.unacked = 0;
+        self.timers.stop(Timer::Ack);
+        if state == State::Connected {
+            self.stats.acks_sent += 1;
+            self.fill_sack();
+            if probe || !self.sack_buf.is_empty() || (self.held > 0 && !self.config.sack) {
+                self.stats.retransmit_requests += 1;
+            }
+            self.mark_eligible(now);
+        } else {
+            self.sack_buf.clear();
+        }
+        let empty: &[u8] = &[];
+        let msg = ClientMessage {
+            state,
+            uuid: self.config.uuid,
+            len: self.config.len,
+            window: self.window.get(),
+            ack,
+            timestamp: self.timestamp(now),
+            flags: if probe { FLAG_PROBE } else { 0 },
+            token: self.token.as_deref().unwrap_or(empty),
+            sack: if state == State::Connected {
+                &self.sack_buf
+            } else {
+                empty
+            },
+        };
+        let n = msg.encode(buf).ok()?;
+        self.stats.datagrams_sent += 1;
+        if state == State::Connecting {
+            self.mark_eligible(now);
+        }
+        if !self.timers.is_set(Timer::Retransmit) {
+            self.arm_retransmit(now);
+        }
+        Some(n)
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    fn timestamp(&self, now: Instant) -> u64 {
+        // +1 so that 0 never is a real timestamp (0 = nothing echoed yet).
+        now.saturating_duration_since(self.epoch).as_micros() as u64 + 1
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = Some(now);
+        self.timers.set(Timer::Idle, now + self.config.idle_timeout);
+    }
+
+    fn take_rtt_sample(&mut self, now: Instant, echo: u64) {
+        if echo == 0 || echo <= self.sampled_echo || echo > self.timestamp(now) {
+            return;
+        }
+        self.sampled_echo = echo;
+        let rtt = Duration::from_micros(self.timestamp(now) - echo);
+        self.rtt.on_sample(rtt);
+        self.events.push_back(ClientEvent::RttSample(rtt));
+    }
+
+    fn on_accept(&mut self, now: Instant, token: &[u8]) {
+        match self.token.as_deref() {
+            Some(t) if t != token => {
+                // A server that issues another token for our session has lost
+                // it; treat as expired rather than mixing two sequences.
+                self.fail(ClientError::SessionExpired);
+                return;
+            }
+            _ => self.token = Some(token.to_vec()),
+        }
+        if self.state != State::Connecting {
+            return;
+        }
+        self.set_state(State::Connected);
+        self.events.push_back(ClientEvent::Connected);
+        self.arm_retransmit(now);
+        // Acknowledge at once: confirms the session and carries our holes.
+        self.ack_now = true;
+        self.maybe_closing(now);
+    }
+
+    fn on_data(&mut self, now: Instant, index: u32, value: u32) {
+        if index >= self.config.len {
+            self.stats.invalid += 1;
+            return;
+        }
+        if !matches!(self.state, State::Connecting | State::Connected) || index < self.next {
+            self.stats.duplicates += 1;
+            return;
+        }
+        let cap = self.ring.len() as u32;
+        if index - self.next >= cap {
+            self.stats.out_of_window += 1;
+            return;
+        }
+        let slot = (index % cap) as usize;
+        if self.ring[slot].is_some() {
+            self.stats.duplicates += 1;
+            return;
+        }
+        let in_order = index == self.next;
+        let had_holes = self.held > 0;
+        self.ring[slot] = Some(value);
+        self.held += 1;
+        self.highest = Some(self.highest.map_or(index, |h| h.max(index)));
+        self.unacked += 1;
+        // Something arrived: restart the RTO from now.
+        self.arm_retransmit(now);
+        let delivered = self.deliver(now);
+        if !in_order {
+            // A gap appeared or grew: report it at once, and count it as a
+            // loss once enough later indices arrived (reorder tolerance).
+            self.ack_now = true;
+            let highest = self.highest.unwrap_or(index);
+            if highest >= self.next.saturating_add(REORDER_THRESHOLD) {
+                self.window.on_loss(highest);
+            }
+        } else if had_holes && delivered > 1 {
+            // A hole was filled: let the server move on at once.
+            self.ack_now = true;
+        }
+        if self.state == State::Connected {
+            if self.unacked >= self.config.ack_frequency {
+                self.ack_now = true;
+            } else if !self.timers.is_set(Timer::Ack) {
+                self.timers.set(Timer::Ack, now + self.config.max_ack_delay);
+            }
+        }
+        self.maybe_closing(now);
+    }
+
+    /// Delivers held values from `next` on; returns how many.
+    fn deliver(&mut self, now: Instant) -> u32 {
+        let cap = self.ring.len() as u32;
+        let mut n = 0;
+        while let Some(value) = self.ring[(self.next % cap) as usize].take() {
+            let slot = (self.next % cap) as usize;
+            let latency = self.eligible_at[slot]
+                .take()
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            self.events.push_back(ClientEvent::Value {
+                index: self.next,
+                value,
+                latency,
+            });
+            self.sum.add(value);
+            self.held -= 1;
+            self.next += 1;
+            n += 1;
+            self.window.on_delivered(self.next);
+            if self.next >= self.config.len {
+                break;
+            }
+        }
+        if self.eligible_end < self.next {
+            self.eligible_end = self.next;
+        }
+        n
+    }
+
+    /// Records when the indices the next ack makes eligible became so.
+    fn mark_eligible(&mut self, now: Instant) {
+        let cap = self.ring.len() as u32;
+        let end = self
+            .next
+            .saturating_add(self.window.get())
+            .min(self.config.len)
+            .min(self.next.saturating_add(cap));
+        while self.eligible_end < end {
+            self.eligible_at[(self.eligible_end % cap) as usize] = Some(now);
+            self.eligible_end += 1;
+        }
+    }
+
+    fn fill_sack(&mut self) {
+        let Some(highest) = self.highest.filter(|_| self.config.sack && self.held > 0) else {
+            self.sack_buf.clear();
+            return;
+        };
+        let cap = self.ring.len() as u32;
+        let ring = &self.ring;
+        sack::encode(&mut self.sack_buf, self.next, highest, |i| {
+            ring[(i % cap) as usize].is_some()
+        });
+    }
+
+    fn maybe_closing(&mut self, now: Instant) {
+        if self.state == State::Connected && self.next >= self.config.len {
+            self.set_state(State::Closing);
+            self.send_pending = true;
+            self.timers.stop(Timer::Ack);
+            self.arm_retransmit(now);
+        }
+    }
+
+    fn on_checksum(&mut self, now: Instant, checksum: u64) {
+        if self.state != State::Closing {
+            // Late duplicate after we moved on: harmless.
+            if self.state != State::Closed {
+                self.stats.invalid += 1;
+            }
+            return;
+        }
+        if checksum != self.sum.sum() {
+            self.fail(ClientError::ChecksumMismatch {
+                expected: checksum,
+                actual: self.sum.sum(),
+            });
+            return;
+        }
+        self.events.push_back(ClientEvent::Verified { checksum });
+        self.set_state(State::Closed);
+        self.send_pending = true;
+        self.arm_retransmit(now);
+    }
+
+    fn on_error(&mut self, code: ErrorCode, detail: u32) {
+        if self.state == State::Closed && code == ErrorCode::UnknownSession {
+            // The server dropped the session after our CLOSED: done.
+            self.complete();
+            return;
+        }
+        let err = match code {
+            ErrorCode::UnknownSession => ClientError::SessionExpired,
+            ErrorCode::Busy => ClientError::ServerBusy,
+            ErrorCode::LenTooLarge => ClientError::BadRequest(BadRequest::LenTooLarge { max: detail }),
+            ErrorCode::LenMismatch => {
+                ClientError::BadRequest(BadRequest::LenMismatch { session: detail })
+            }
+            ErrorCode::Unauthorized => ClientError::BadRequest(BadRequest::Unauthorized),
+            ErrorCode::AckOutOfRange => {
+                ClientError::BadRequest(BadRequest::AckOutOfRange { len: detail })
+            }
+        };
+        self.fail(err);
+    }
+
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        self.stats.timeouts += 1;
+        self.rtt.on_timeout();
+        match self.state {
+            State::Connecting | State::Closing => self.send_pending = true,
+            State::Connected => {
+                self.probe_due = true;
+                let highest = self.highest.unwrap_or(self.next);
+                self.window.on_loss(highest.max(self.next));
+            }
+            State::Closed => {
+                self.close_tries += 1;
+                if self.close_tries > self.config.close_retries {
+                    // Verified already; the server will expire the session.
+                    self.complete();
+                    return;
+                }
+                self.send_pending = true;
+            }
+        }
+        self.arm_retransmit(now);
+    }
+
+    fn arm_retransmit(&mut self, now: Instant) {
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    fn set_state(&mut self, state: State) {
+        if state != self.state {
+            tracing::debug!(uuid = %self.config.uuid, from = self.state.name(), to = state.name(), "client state");
+            self.state = state;
+        }
+    }
+
+    fn complete(&mut self) {
+        self.set_state(State::Closed);
+        self.finished = true;
+        self.timers.clear();
+        self.events.push_back(ClientEvent::Completed);
+    }
+
+    fn fail(&mut self, err: ClientError) {
+        tracing::debug!(uuid = %self.config.uuid, error = %err, "client failed");
+        self.finished = true;
+        self.timers.clear();
+        self.events.push_back(ClientEvent::Failed(err));
+    }
+}
