@@ -368,6 +368,12 @@ impl Server {
         self.sessions.contains_key(uuid)
     }
 
+    /// The sequence a live session streams (for simulators and tests that
+    /// check every value).
+    pub fn sequence(&self, uuid: &Uuid) -> Option<Sequence> {
+        self.sessions.get(uuid).map(|s| s.seq)
+    }
+
     /// Feeds one datagram that arrived from `from`.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.stats.datagrams_received += 1;

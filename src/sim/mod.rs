@@ -1,0 +1,451 @@
+//! A deterministic simulator: one [`Server`] and many [`Client`]s over
+//! simulated links, in virtual time, in one thread.
+//!
+//! Each client has its own link to the server, impaired by a
+//! [`risp_netem::Impairment`] seeded from the simulation seed and the
+//! client's number, so the same seed always gives the same trace. Time jumps
+//! from one event (a delivery or a timer) to the next, so a 30-second
+//! blackhole costs nothing to simulate.
+//!
+//! Besides the client's own checksum check, the simulator checks every value
+//! against the server's sequence as it is delivered: in order, exactly once,
+//! the right value.
+
+mod report;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use risp_netem::{Direction, Impairment, ImpairmentConfig};
+use uuid::Uuid;
+
+use crate::proto::client::{Client, ClientConfig, ClientError, ClientEvent};
+use crate::proto::sequence::Sequence;
+use crate::proto::server::{Server, ServerConfig, ServerEvent};
+use crate::proto::wire::MAX_DATAGRAM_LEN;
+
+pub use report::{SimReport, TransferReport};
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seed for everything random: UUIDs, server seeds, impairments.
+    pub seed: u64,
+    /// Number of concurrent clients.
+    pub clients: usize,
+    /// Values each client requests.
+    pub len: u32,
+    /// Client settings (UUID and length are filled in per client).
+    pub client: ClientConfig,
+    /// Server settings (its seed is derived from `seed`).
+    pub server: ServerConfig,
+    /// Impairments on every client's link.
+    pub impairment: ImpairmentConfig,
+    /// Every this often, each client drops its "socket": it moves to a new
+    /// port and resumes by UUID.
+    pub killswitch: Option<Duration>,
+    /// Clients start this far apart.
+    pub stagger: Duration,
+    /// Stop after this much virtual time.
+    pub time_limit: Duration,
+    /// Keep every RTT sample and delivery latency in the report.
+    pub record_latencies: bool,
+}
+
+impl SimConfig {
+    /// `clients` clients of `len` values each over `impairment`.
+    pub fn new(seed: u64, clients: usize, len: u32, impairment: ImpairmentConfig) -> Self {
+        Self {
+            seed,
+            clients,
+            len,
+            client: ClientConfig::new(Uuid::nil(), len),
+            server: ServerConfig::default(),
+            impairment,
+            killswitch: None,
+            stagger: Duration::ZERO,
+            time_limit: Duration::from_secs(600),
+            record_latencies: false,
+        }
+    }
+}
+
+const SERVER_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 8081));
+
+/// Where a simulated datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Node {
+    Server,
+    Client(usize),
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct InFlight {
+    at: Instant,
+    /// Tie-breaker: order of scheduling.
+    order: u64,
+    to: Node,
+    from: SocketAddr,
+    /// The address the datagram was sent to (a client may have moved).
+    dest: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+struct SimClient {
+    client: Client,
+    addr: SocketAddr,
+    link: Impairment,
+    started: Instant,
+    next_kill: Option<Instant>,
+    seq: Option<Sequence>,
+    report: TransferReport,
+}
+
+/// Runs one simulation to completion (every client finished) or to the time
+/// limit, and reports.
+pub fn run(config: &SimConfig) -> SimReport {
+    Simulation::new(config).run()
+}
+
+struct Simulation<'a> {
+    config: &'a SimConfig,
+    epoch: Instant,
+    now: Instant,
+    server: Server,
+    clients: Vec<SimClient>,
+    /// Current client addresses; datagrams to others are lost.
+    routes: HashMap<SocketAddr, usize>,
+    uuids: HashMap<Uuid, usize>,
+    queue: BinaryHeap<Reverse<InFlight>>,
+    order: u64,
+    next_port: u16,
+    trace: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> Simulation<'a> {
+    fn new(config: &'a SimConfig) -> Self {
+        let epoch = crate::clock::now();
+        let mut rng = StdRng::seed_from_u64(config.seed);
+        let mut server_config = config.server.clone();
+        server_config.seed = rng.gen();
+        let mut sim = Self {
+            config,
+            epoch,
+            now: epoch,
+            server: Server::new(server_config),
+            clients: Vec::with_capacity(config.clients),
+            routes: HashMap::new(),
+            uuids: HashMap::new(),
+            queue: BinaryHeap::new(),
+            order: 0,
+            next_port: 1024,
+            trace: 0xcbf2_9ce4_8422_2325,
+            buf: vec![0; MAX_DATAGRAM_LEN.max(64 * 32)],
+        };
+        for i in 0..config.clients {
+            let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
+            let mut cc = config.client.clone();
+            cc.uuid = uuid;
+            cc.len = config.len;
+            let started = epoch + config.stagger * i as u32;
+            let addr = sim.fresh_addr(i);
+            let link_seed = config.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            sim.uuids.insert(uuid, i);
+            sim.clients.push(SimClient {
+                client: Client::new(cc, started),
+                addr,
+                link: Impairment::new(config.impairment.clone(), link_seed),
+                started,
+                next_kill: config.killswitch.map(|k| started + k),
+                seq: None,
+                report: TransferReport::new(uuid, config.len),
+            });
+        }
+        sim
+    }
+
+    fn fresh_addr(&mut self, client: usize) -> SocketAddr {
+        self.next_port = self.next_port.checked_add(1).unwrap_or(1025);
+        let ip = Ipv4Addr::new(10, 1, (client >> 8) as u8, client as u8);
+        let addr = SocketAddr::V4(SocketAddrV4::new(ip, self.next_port));
+        self.routes.insert(addr, client);
+        addr
+    }
+
+    fn run(mut self) -> SimReport {
+        let deadline = self.epoch + self.config.time_limit;
+        loop {
+            self.flush();
+            let Some(next) = self.next_wakeup() else {
+                break;
+            };
+            if next > deadline {
+                self.now = deadline;
+                break;
+            }
+            self.now = self.now.max(next);
+            self.step();
+        }
+        self.finish()
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let active = self
+            .clients
+            .iter()
+            .filter(|c| !c.client.is_finished() || c.report.finished_at.is_none());
+        let mut next: Option<Instant> = None;
+        let mut any_active = false;
+        for c in active {
+            any_active = true;
+            let t = if self.now < c.started {
+                Some(c.started)
+            } else {
+                [c.client.poll_timeout(), c.next_kill].into_iter().flatten().min()
+            };
+            next = min_opt(next, t);
+        }
+        if !any_active {
+            return None;
+        }
+        next = min_opt(next, self.queue.peek().map(|Reverse(f)| f.at));
+        min_opt(next, self.server.poll_timeout())
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        while self.queue.peek().is_some_and(|Reverse(f)| f.at <= now) {
+            let Reverse(f) = self.queue.pop().expect("peeked");
+            self.deliver(f);
+        }
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.server.handle_timeout(now);
+        }
+        self.drain_server_events();
+        for i in 0..self.clients.len() {
+            let c = &mut self.clients[i];
+            if c.next_kill.is_some_and(|t| t <= now) && !c.client.is_finished() {
+                c.next_kill = self.config.killswitch.map(|k| now + k);
+                self.routes.remove(&self.clients[i].addr);
+                let addr = self.fresh_addr(i);
+                let c = &mut self.clients[i];
+                c.addr = addr;
+                c.report.reconnects += 1;
+                c.client.reconnect(now);
+            }
+            let c = &mut self.clients[i];
+            let elapsed = now.saturating_duration_since(self.epoch);
+            if c.link.take_rebinds(elapsed) > 0 && !c.client.is_finished() {
+                self.routes.remove(&self.clients[i].addr);
+                let addr = self.fresh_addr(i);
+                self.clients[i].addr = addr;
+                self.clients[i].report.rebinds += 1;
+            }
+            let c = &mut self.clients[i];
+            if c.client.poll_timeout().is_some_and(|t| t <= now) {
+                c.client.handle_timeout(now);
+            }
+            self.drain_client_events(i);
+        }
+    }
+
+    fn deliver(&mut self, f: InFlight) {
+        self.trace_event(&f);
+        match f.to {
+            Node::Server => {
+                self.server.handle(self.now, f.from, &f.bytes);
+                self.drain_server_events();
+            }
+            Node::Client(i) => {
+                // Only if the client still lives at that address.
+                if self.routes.get(&f.dest) != Some(&i) {
+                    self.clients[i].report.lost_to_old_address += 1;
+                    return;
+                }
+                let now = self.now;
+                self.clients[i].client.handle(now, &f.bytes);
+                self.drain_client_events(i);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let now = self.now;
+        let elapsed = now.saturating_duration_since(self.epoch);
+        for i in 0..self.clients.len() {
+            if now < self.clients[i].started {
+                continue;
+            }
+            while let Some(n) = self.clients[i].client.poll_transmit(now, &mut self.buf) {
+                let bytes = self.buf[..n].to_vec();
+                let from = self.clients[i].addr;
+                self.clients[i].report.datagrams_to_server += 1;
+                self.send(i, Direction::ToServer, elapsed, from, SERVER_ADDR, bytes);
+            }
+        }
+        while let Some(t) = self.server.poll_transmit(now, &mut self.buf) {
+            let Some(&i) = self.routes.get(&t.destination) else {
+                continue;
+            };
+            for chunk in self.buf[..t.size].chunks(t.segment_size) {
+                let bytes = chunk.to_vec();
+                let r = &mut self.clients[i].report;
+                r.datagrams_to_client += 1;
+                if bytes.len() == crate::proto::wire::DATA_LEN {
+                    r.data_sent += 1;
+                }
+                self.send(i, Direction::ToClient, elapsed, SERVER_ADDR, t.destination, bytes);
+            }
+        }
+    }
+
+    fn send(
+        &mut self,
+        client: usize,
+        dir: Direction,
+        elapsed: Duration,
+        from: SocketAddr,
+        dest: SocketAddr,
+        bytes: Vec<u8>,
+    ) {
+        let verdict = self.clients[client].link.decide(dir, elapsed, bytes.len());
+        let to = match dir {
+            Direction::ToServer => Node::Server,
+            Direction::ToClient => Node::Client(client),
+        };
+        for d in verdict.deliveries() {
+            let mut b = bytes.clone();
+            if let Some(bit) = d.corrupt_bit {
+                risp_netem::flip_bit(&mut b, bit);
+            }
+            self.order += 1;
+            self.queue.push(Reverse(InFlight {
+                at: self.now + d.delay,
+                order: self.order,
+                to,
+                from,
+                dest,
+                bytes: b,
+            }));
+        }
+    }
+
+    fn drain_server_events(&mut self) {
+        while let Some(ev) = self.server.poll_event() {
+            match ev {
+                ServerEvent::Opened { uuid, .. } => {
+                    if let Some(&i) = self.uuids.get(&uuid) {
+                        self.clients[i].seq = self.server.sequence(&uuid);
+                    }
+                }
+                ServerEvent::Expired { uuid } => {
+                    if let Some(&i) = self.uuids.get(&uuid) {
+                        self.clients[i].report.server_expired = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn drain_client_events(&mut self, i: usize) {
+        let now = self.now;
+        let record = self.config.record_latencies;
+        let c = &mut self.clients[i];
+        while let Some(ev) = c.client.poll_event() {
+            let r = &mut c.report;
+            match ev {
+                ClientEvent::Connected => {}
+                ClientEvent::Value {
+                    index,
+                    value,
+                    latency,
+                } => {
+                    let expected = c.seq.and_then(|s| s.get(index));
+                    if index != r.delivered || expected != Some(value) {
+                        r.wrong_values += 1;
+                    }
+                    r.delivered += 1;
+                    if record {
+                        r.delivery_latencies.push(latency);
+                    }
+                }
+                ClientEvent::RttSample(rtt) => {
+                    r.rtt_count += 1;
+                    if record {
+                        r.rtt_samples.push(rtt);
+                    }
+                }
+                ClientEvent::Verified { .. } => r.checksum_ok = true,
+                ClientEvent::Completed => {
+                    r.finished_at = Some(now.saturating_duration_since(c.started));
+                }
+                ClientEvent::Failed(e) => {
+                    r.error = Some(e);
+                    r.finished_at = Some(now.saturating_duration_since(c.started));
+                }
+            }
+        }
+    }
+
+    fn trace_event(&mut self, f: &InFlight) {
+        let t = f.at.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let to = match f.to {
+            Node::Server => u64::MAX,
+            Node::Client(i) => i as u64,
+        };
+        for word in [t, to, f.bytes.len() as u64] {
+            self.trace = fnv(self.trace, &word.to_le_bytes());
+        }
+        self.trace = fnv(self.trace, &f.bytes);
+    }
+
+    fn finish(mut self) -> SimReport {
+        let elapsed = self.now.saturating_duration_since(self.epoch);
+        let mut transfers = Vec::with_capacity(self.clients.len());
+        for c in self.clients.iter_mut() {
+            let mut r = std::mem::replace(&mut c.report, TransferReport::new(Uuid::nil(), 0));
+            if r.finished_at.is_none() && r.error.is_none() {
+                r.error = Some(ClientError::Timeout(elapsed));
+            }
+            r.client = c.client.stats();
+            r.window_min = c.client.window().min_seen();
+            r.window_max = c.client.window().max_seen();
+            r.window_final = c.client.window().get();
+            transfers.push(r);
+        }
+        let mut link_stats = Vec::with_capacity(self.clients.len());
+        for c in &self.clients {
+            link_stats.push(c.link.stats());
+        }
+        SimReport {
+            seed: self.config.seed,
+            elapsed,
+            transfers,
+            server: self.server.stats().clone(),
+            sessions_left: self.server.session_count(),
+            links: link_stats,
+            trace_hash: self.trace,
+        }
+    }
+}
+
+fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
