@@ -1,0 +1,386 @@
+//! A tokio UDP socket that runs every datagram through an [`Impairment`].
+//!
+//! This is for tests and demos over real sockets, where the kernel's netem
+//! is unavailable or needs root. It impairs at the endpoint: outbound
+//! datagrams are judged in [`LossySocket::send_to`], inbound ones in
+//! [`LossySocket::recv_from`], each with the direction that matches the
+//! socket's [`Side`]. Usually only one end of a connection wraps its socket,
+//! and that one socket then impairs both directions.
+//!
+//! Delays never block the caller:
+//!
+//! * outbound delayed copies go into a bounded due-time queue drained by a
+//!   background task, which sends each one when it falls due;
+//! * inbound delayed copies are held in a second bounded queue, which
+//!   `recv_from` serves before (and while) waiting on the socket.
+//!
+//! Copies with zero delay take the direct path, and
+//! [`LossySocket::passthrough`] skips the model entirely. Model time is the
+//! tokio clock since the socket was created, so `tokio::time::pause()` makes
+//! delays virtual. Blackholes apply here too; scheduled rebinds
+//! ([`Impairment::take_rebinds`]) do not, because changing the client's
+//! address means re-binding the socket, which is the driver's job.
+//!
+//! Locks are held only for short, synchronous sections, never across an
+//! `.await`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+
+use crate::config::ImpairmentConfig;
+use crate::model::{flip_bit, Delivery, Direction, Impairment, ImpairmentStats, Verdict};
+use crate::queue::{DueQueue, DEFAULT_QUEUE_CAPACITY};
+
+/// Which end of the connection a [`LossySocket`] belongs to; this decides
+/// which [`Direction`] applies to what it sends and receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Sends [`Direction::ToServer`], receives [`Direction::ToClient`].
+    Client,
+    /// Sends [`Direction::ToClient`], receives [`Direction::ToServer`].
+    Server,
+}
+
+impl Side {
+    /// The direction of datagrams this side sends.
+    pub fn outbound(self) -> Direction {
+        match self {
+            Self::Client => Direction::ToServer,
+            Self::Server => Direction::ToClient,
+        }
+    }
+
+    /// The direction of datagrams this side receives.
+    pub fn inbound(self) -> Direction {
+        self.outbound().reverse()
+    }
+}
+
+/// A UDP socket with seeded impairments; share it with `Arc<LossySocket>`.
+#[derive(Debug)]
+pub struct LossySocket {
+    /// The real socket, shared with the background sender task.
+    socket: Arc<UdpSocket>,
+    /// `None` for [`LossySocket::passthrough`].
+    impaired: Option<Impaired>,
+}
+
+/// A datagram copy waiting in a queue, with its peer address.
+#[derive(Debug)]
+struct Datagram {
+    /// The bytes, already corrupted if the model said so.
+    data: Vec<u8>,
+    /// Destination (outbound) or source (inbound).
+    peer: SocketAddr,
+}
+
+/// The outbound queue, shared between `send_to` and the sender task.
+#[derive(Debug)]
+struct Outbound {
+    /// Delayed copies waiting to be sent.
+    queue: Mutex<DueQueue<Datagram>>,
+    /// Wakes the sender task when an item is queued (a stored permit, so a
+    /// wake-up sent while the task is busy is not lost).
+    wake: Notify,
+}
+
+/// Everything the impaired path needs beyond the socket.
+#[derive(Debug)]
+struct Impaired {
+    /// Which directions apply to sending and receiving.
+    side: Side,
+    /// Time zero of the model (blackhole offsets are measured from it).
+    start: Instant,
+    /// The model; locked briefly for each decision.
+    model: Mutex<Impairment>,
+    /// Delayed outbound copies, drained by `sender`.
+    outbound: Arc<Outbound>,
+    /// Delayed inbound copies, drained by `recv_from`.
+    inbound: Mutex<DueQueue<Datagram>>,
+    /// Tells concurrent `recv_from` callers that `inbound` changed, so they
+    /// recompute how long to wait.
+    inbound_changed: Notify,
+    /// The background sender; aborted when the socket is dropped (queued
+    /// datagrams are discarded, as on closing a real socket).
+    sender: JoinHandle<()>,
+}
+
+impl Drop for Impaired {
+    fn drop(&mut self) {
+        self.sender.abort();
+    }
+}
+
+impl Impaired {
+    /// Asks the model about one datagram.
+    fn decide(&self, dir: Direction, now: Instant, len: usize) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.start);
+        lock(&self.model).decide(dir, elapsed, len)
+    }
+
+    /// Tells the model a verdict was abandoned because a queue was full.
+    fn record_overflow(&self, dir: Direction, verdict: &Verdict) {
+        lock(&self.model).record_overflow(dir, verdict);
+    }
+}
+
+impl LossySocket {
+    /// Wraps `socket`, impairing what it sends and receives according to
+    /// `config` and `seed`. Each delay queue holds at most
+    /// [`DEFAULT_QUEUE_CAPACITY`] datagrams.
+    ///
+    /// Spawns the background sender, so it must be called inside a tokio
+    /// runtime; outside one, or with a config that fails
+    /// [`ImpairmentConfig::validate`], it returns an error.
+    pub fn new(
+        socket: UdpSocket,
+        side: Side,
+        config: ImpairmentConfig,
+        seed: u64,
+    ) -> io::Result<Self> {
+        Self::with_queue_capacity(socket, side, config, seed, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// Like [`new`](Self::new), with each delay queue bounded to `capacity`
+    /// datagrams. A datagram whose delayed copies do not fit is dropped and
+    /// counted in [`DirectionStats::overflowed`](crate::DirectionStats).
+    pub fn with_queue_capacity(
+        socket: UdpSocket,
+        side: Side,
+        config: ImpairmentConfig,
+        seed: u64,
+        capacity: usize,
+    ) -> io::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let socket = Arc::new(socket);
+        let outbound = Arc::new(Outbound {
+            queue: Mutex::new(DueQueue::new(capacity)),
+            wake: Notify::new(),
+        });
+        let sender = runtime.spawn(run_sender(Arc::clone(&socket), Arc::clone(&outbound)));
+        Ok(Self {
+            socket,
+            impaired: Some(Impaired {
+                side,
+                start: Instant::now(),
+                model: Mutex::new(Impairment::new(config, seed)),
+                outbound,
+                inbound: Mutex::new(DueQueue::new(capacity)),
+                inbound_changed: Notify::new(),
+                sender,
+            }),
+        })
+    }
+
+    /// Wraps `socket` without any impairment: no model, no task, no copies;
+    /// every call goes straight to the socket. [`stats`](Self::stats) stays
+    /// at zero.
+    pub fn passthrough(socket: UdpSocket) -> Self {
+        Self {
+            socket: Arc::new(socket),
+            impaired: None,
+        }
+    }
+
+    /// True for a socket made by [`passthrough`](Self::passthrough).
+    pub fn is_passthrough(&self) -> bool {
+        self.impaired.is_none()
+    }
+
+    /// Sends `buf` to `target` through the outbound direction's impairments.
+    ///
+    /// Returns `buf.len()` when the datagram was dropped or queued for later,
+    /// as a real network would not tell the sender either. Errors from
+    /// sending a delayed copy later are not reported (UDP is best-effort).
+    pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        let Some(imp) = &self.impaired else {
+            return self.socket.send_to(buf, target).await;
+        };
+        let dir = imp.side.outbound();
+        let now = Instant::now();
+        let verdict = imp.decide(dir, now, buf.len());
+        let (immediate, delayed): (Vec<&Delivery>, Vec<&Delivery>) =
+            verdict.deliveries().iter().partition(|d| d.delay.is_zero());
+
+        if !delayed.is_empty() {
+            let mut queue = lock(&imp.outbound.queue);
+            if !queue.has_room_for(delayed.len()) {
+                drop(queue);
+                imp.record_overflow(dir, &verdict);
+                return Ok(buf.len());
+            }
+            for d in delayed {
+                let copy = Datagram {
+                    data: copy_with_flip(buf, d.corrupt_bit),
+                    peer: target,
+                };
+                // Cannot fail: room was checked under the same lock.
+                let _ = queue.push(due(now, d.delay), copy);
+            }
+            drop(queue);
+            imp.outbound.wake.notify_one();
+        }
+
+        for d in immediate {
+            match d.corrupt_bit {
+                None => self.socket.send_to(buf, target).await?,
+                Some(bit) => {
+                    let copy = copy_with_flip(buf, Some(bit));
+                    self.socket.send_to(&copy, target).await?
+                }
+            };
+        }
+        Ok(buf.len())
+    }
+
+    /// Receives the next datagram that survives the inbound direction's
+    /// impairments; dropped ones are skipped and receiving continues.
+    ///
+    /// Delayed copies are held and returned once due, by this or any later
+    /// call. A datagram longer than `buf` is truncated (as with a plain UDP
+    /// socket) and the model sees the truncated length. Cancel-safe: a
+    /// datagram taken off the socket is either returned or held before the
+    /// next `.await`.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let Some(imp) = &self.impaired else {
+            return self.socket.recv_from(buf).await;
+        };
+        let dir = imp.side.inbound();
+        loop {
+            // Register interest before looking at the queue, so a change made
+            // by a concurrent caller after the look still wakes us.
+            let changed = imp.inbound_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+
+            let next_due = {
+                let mut held = lock(&imp.inbound);
+                if let Some(d) = held.pop_due(Instant::now()) {
+                    let n = d.data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d.data[..n]);
+                    return Ok((n, d.peer));
+                }
+                held.next_due()
+            };
+
+            let (len, from) = tokio::select! {
+                received = self.socket.recv_from(buf) => received?,
+                () = sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => continue,
+                () = &mut changed => continue,
+            };
+            let now = Instant::now();
+            let verdict = imp.decide(dir, now, len);
+            let data = &mut buf[..len];
+
+            // The first zero-delay copy is returned right away; any other copy
+            // is held (due immediately if its delay is zero).
+            let inline = verdict.deliveries().iter().position(|d| d.delay.is_zero());
+            let to_hold = verdict.deliveries().len() - usize::from(inline.is_some());
+            if to_hold > 0 {
+                let mut held = lock(&imp.inbound);
+                if !held.has_room_for(to_hold) {
+                    drop(held);
+                    imp.record_overflow(dir, &verdict);
+                    continue;
+                }
+                for (i, d) in verdict.deliveries().iter().enumerate() {
+                    if Some(i) != inline {
+                        let copy = Datagram {
+                            data: copy_with_flip(data, d.corrupt_bit),
+                            peer: from,
+                        };
+                        // Cannot fail: room was checked under the same lock.
+                        let _ = held.push(due(now, d.delay), copy);
+                    }
+                }
+                drop(held);
+                imp.inbound_changed.notify_waiters();
+            }
+            if let Some(i) = inline {
+                if let Some(bit) = verdict.deliveries()[i].corrupt_bit {
+                    flip_bit(data, bit);
+                }
+                return Ok((len, from));
+            }
+        }
+    }
+
+    /// The local address of the underlying socket.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The model's counters; all zero for a passthrough socket.
+    pub fn stats(&self) -> ImpairmentStats {
+        match &self.impaired {
+            Some(imp) => lock(&imp.model).stats(),
+            None => ImpairmentStats::default(),
+        }
+    }
+
+    /// Which end this socket is; `None` for a passthrough socket.
+    pub fn side(&self) -> Option<Side> {
+        self.impaired.as_ref().map(|imp| imp.side)
+    }
+
+    /// The underlying socket, e.g. to set socket options.
+    pub fn get_ref(&self) -> &UdpSocket {
+        &self.socket
+    }
+}
+
+/// Sends queued outbound copies as they fall due, until aborted.
+async fn run_sender(socket: Arc<UdpSocket>, out: Arc<Outbound>) {
+    loop {
+        // Take one item at a time so the lock is released before sending.
+        loop {
+            let next = lock(&out.queue).pop_due(Instant::now());
+            let Some(d) = next else { break };
+            // Best-effort, like the network: a failed send is a lost datagram.
+            let _ = socket.send_to(&d.data, d.peer).await;
+        }
+        let next_due = lock(&out.queue).next_due();
+        match next_due {
+            Some(at) => {
+                tokio::select! {
+                    () = sleep_until(at) => {}
+                    () = out.wake.notified() => {}
+                }
+            }
+            None => out.wake.notified().await,
+        }
+    }
+}
+
+/// `now + delay`, or a far-future instant if that overflows the clock.
+fn due(now: Instant, delay: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(60 * 60 * 24 * 365);
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
+/// An owned copy of `data`, with `bit` flipped if given.
+fn copy_with_flip(data: &[u8], bit: Option<usize>) -> Vec<u8> {
+    let mut copy = data.to_vec();
+    if let Some(bit) = bit {
+        flip_bit(&mut copy, bit);
+    }
+    copy
+}
+
+/// Locks `m`, recovering from poisoning: every critical section here leaves
+/// the data consistent, so a panic elsewhere is no reason to panic again.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
