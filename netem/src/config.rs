@@ -308,7 +308,8 @@ mod tests {
 
     #[test]
     fn other_probabilities_are_checked() {
-        let cases: [(&str, fn(&mut DirectionConfig)); 3] = [
+        type Spoil = fn(&mut DirectionConfig);
+        let cases: [(&str, Spoil); 3] = [
             ("to_server.duplicate", |d| d.duplicate = 2.0),
             ("to_server.corrupt", |d| d.corrupt = -1.0),
             ("to_server.reorder", |d| d.reorder = f64::NAN),

@@ -40,6 +40,8 @@
 //! assert_eq!(model.stats().to_server.seen, 1);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod model;
 mod queue;

@@ -63,6 +63,8 @@ pub struct Delivery {
 }
 
 /// What happens to one datagram: dropped, delivered once, or delivered twice.
+///
+/// The default value is a dropped datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Verdict {
     /// Storage for up to two copies; only the first `count` are meaningful.
