@@ -1,3 +1,4 @@
 //! risp-udp
 pub mod clock;
 pub mod proto;
+pub mod sim;

@@ -36,6 +36,13 @@ pub const MAX_WINDOW: u32 = sack::MAX_SACK_SPAN;
 /// (reordering tolerance, as QUIC's packet threshold).
 pub const REORDER_THRESHOLD: u32 = 3;
 
+/// How many later indices mark a hole as lost when `outstanding` indices
+/// can be in flight: [`REORDER_THRESHOLD`], lowered for small windows so that
+/// fast retransmission still works there (early retransmit, RFC 5827).
+pub fn loss_threshold(outstanding: u32) -> u32 {
+    REORDER_THRESHOLD.min(outstanding.saturating_sub(1)).max(1)
+}
+
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -228,6 +235,9 @@ pub struct Client {
     ack_now: bool,
     probe_due: bool,
     send_pending: bool,
+    /// Copies of the next handshake or probe still to send: two once
+    /// timeouts persist, so that heavy loss does not stall the transfer.
+    copies: u8,
     close_tries: u32,
     events: VecDeque<ClientEvent>,
     sack_buf: Vec<u8>,
@@ -279,6 +289,7 @@ impl Client {
             ack_now: false,
             probe_due: false,
             send_pending: true,
+            copies: 1,
             close_tries: 0,
             events: VecDeque::new(),
             sack_buf: Vec::new(),
@@ -431,7 +442,7 @@ impl Client {
         if self.finished || buf.len() < MAX_DATAGRAM_LEN {
             return None;
         }
-        let probe = std::mem::take(&mut self.probe_due);
+        let probe = self.probe_due;
         let (state, ack) = match self.state {
             State::Connecting if self.send_pending => {
                 self.stats.handshakes += 1;
@@ -442,7 +453,12 @@ impl Client {
             State::Closed if self.send_pending => (State::Closed, self.config.len),
             _ => return None,
         };
-        self.send_pending = false;
+        if self.copies > 1 {
+            self.copies -= 1;
+        } else {
+            self.send_pending = false;
+            self.probe_due = false;
+        }
         self.ack_now = false;
         self.unacked = 0;
         self.timers.stop(Timer::Ack);
@@ -562,7 +578,7 @@ impl Client {
             // loss once enough later indices arrived (reorder tolerance).
             self.ack_now = true;
             let highest = self.highest.unwrap_or(index);
-            if highest >= self.next.saturating_add(REORDER_THRESHOLD) {
+            if highest >= self.next.saturating_add(loss_threshold(self.window.get())) {
                 self.window.on_loss(highest);
             }
         } else if had_holes && delivered > 1 {
@@ -570,10 +586,16 @@ impl Client {
             self.ack_now = true;
         }
         if self.state == State::Connected {
-            if self.unacked >= self.config.ack_frequency {
+            // Everything our last ack made eligible has arrived: the server
+            // cannot send more until it hears from us.
+            let window_used = self
+                .highest
+                .is_some_and(|h| h.saturating_add(1) >= self.eligible_end);
+            if self.unacked >= self.config.ack_frequency || window_used {
                 self.ack_now = true;
             } else if !self.timers.is_set(Timer::Ack) {
-                self.timers.set(Timer::Ack, now + self.config.max_ack_delay);
+                let delay = self.config.max_ack_delay.min(self.rtt.rto() / 4);
+                self.timers.set(Timer::Ack, now + delay);
             }
         }
         self.maybe_closing(now);
@@ -688,12 +710,17 @@ impl Client {
     fn on_retransmit_timeout(&mut self, now: Instant) {
         self.stats.timeouts += 1;
         self.rtt.on_timeout();
+        self.copies = if self.rtt.backoff() >= 2 { 2 } else { 1 };
         match self.state {
             State::Connecting | State::Closing => self.send_pending = true,
             State::Connected => {
                 self.probe_due = true;
-                let highest = self.highest.unwrap_or(self.next);
-                self.window.on_loss(highest.max(self.next));
+                // One timeout may be a lost ack or a late reply; shrink the
+                // window only when timeouts persist (as QUIC's PTO does).
+                if self.rtt.backoff() >= 2 {
+                    let highest = self.highest.unwrap_or(self.next);
+                    self.window.on_loss(highest.max(self.next));
+                }
             }
             State::Closed => {
                 self.close_tries += 1;

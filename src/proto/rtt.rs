@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+/// Smallest variance term added to SRTT.
+pub const GRANULARITY: Duration = Duration::from_millis(1);
+
 /// Settings for the estimator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RttConfig {
@@ -22,7 +25,7 @@ impl Default for RttConfig {
     fn default() -> Self {
         Self {
             initial_rto: Duration::from_millis(100),
-            min_rto: Duration::from_millis(10),
+            min_rto: Duration::from_millis(2),
             max_rto: Duration::from_secs(2),
         }
     }
@@ -81,7 +84,10 @@ impl RttEstimator {
     pub fn rto(&self) -> Duration {
         let base = match self.srtt {
             None => self.config.initial_rto,
-            Some(srtt) => srtt + self.rttvar * 4,
+            // The variance term has a floor (a quarter of SRTT, at least a
+            // millisecond): on a steady link RTTVAR decays to zero and an RTO
+            // of exactly one RTT would fire on every round trip.
+            Some(srtt) => srtt + (self.rttvar * 4).max(srtt / 4).max(GRANULARITY),
         };
         let base = base.clamp(self.config.min_rto, self.config.max_rto);
         base.saturating_mul(1 << self.backoff)
@@ -163,5 +169,22 @@ mod tests {
         r.on_sample(Duration::from_micros(100));
         assert_eq!(r.backoff(), 0);
         assert_eq!(r.rto(), ms(10), "tiny RTT is clamped to min_rto");
+        r.on_sample(Duration::from_micros(100));
+        assert_eq!(r.rto(), ms(10));
+        assert_eq!(RttEstimator::new(RttConfig::default()).config.min_rto, ms(2));
+    }
+
+    #[test]
+    fn steady_rtt_keeps_a_margin_above_srtt() {
+        let mut r = RttEstimator::new(RttConfig {
+            initial_rto: ms(100),
+            min_rto: ms(1),
+            max_rto: ms(60_000),
+        });
+        for _ in 0..200 {
+            r.on_sample(ms(40));
+        }
+        assert_eq!(r.srtt(), Some(ms(40)));
+        assert_eq!(r.rto(), ms(50), "40 + max(4*rttvar, 40/4, 1ms)");
     }
 }

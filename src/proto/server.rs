@@ -13,10 +13,10 @@
 //! ([`Sequence`]), and the checksum is summed as each index is first sent.
 //!
 //! Loss recovery resends only holes. A hole is resent when the client
-//! reports it lost: a datagram sent at least [`REORDER_THRESHOLD`] sends
+//! reports it lost: a datagram sent at least [`super::client::REORDER_THRESHOLD`] sends
 //! after the hole's last transmission has been acknowledged (as RACK and
-//! QUIC's packet threshold do), or the client probes after its RTO. A probe
-//! does not resend a hole sent less than one server-side smoothed RTT ago.
+//! QUIC's packet threshold do), or the client probes after its RTO (a probe
+//! resends every hole in the window).
 //!
 //! Every datagram that is not processed is counted under a [`Reject`]
 //! reason; `received == accepted + rejected` always holds.
@@ -29,7 +29,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use super::client::REORDER_THRESHOLD;
+use super::client::loss_threshold;
 use super::rtt::{RttConfig, RttEstimator};
 use super::sack;
 use super::sequence::{RunningChecksum, Sequence};
@@ -769,7 +769,7 @@ impl Server {
         }
         // Selective part: only indices we have sent.
         let limit = s.high_water;
-        for index in sack::held(s.ack, msg.sack) {
+        for index in sack::held(msg.ack, msg.sack) {
             if index >= limit {
                 break;
             }
@@ -795,13 +795,15 @@ impl Server {
             w => w,
         };
         // Holes reported lost.
+        // A probe (or a CONNECTING) says: everything unacknowledged is lost.
+        // The client sends probes only after its RTO, so this cannot repeat
+        // faster than about once per round trip.
         let probe = msg.is_probe() || resend_all;
-        let min_gap = if resend_all {
-            Duration::ZERO
-        } else {
-            s.rtt.srtt().unwrap_or(Duration::ZERO)
-        };
-        let threshold = s.largest_acked_seq.saturating_sub(u64::from(REORDER_THRESHOLD));
+        let outstanding = s.slots.iter().filter(|x| !x.sacked && x.sends > 0).count();
+        let outstanding = u32::try_from(outstanding).unwrap_or(u32::MAX);
+        let threshold = s
+            .largest_acked_seq
+            .saturating_sub(u64::from(loss_threshold(outstanding)));
         let mut to_queue = Vec::new();
         let in_window = s.ack.saturating_add(s.window);
         for (off, slot) in s.slots.iter_mut().enumerate() {
@@ -812,12 +814,7 @@ impl Server {
             if slot.sacked || slot.queued || slot.sends == 0 {
                 continue;
             }
-            let lost = slot.send_seq <= threshold
-                || (probe
-                    && slot
-                        .last_sent
-                        .is_none_or(|t| now.saturating_duration_since(t) >= min_gap));
-            if lost {
+            if probe || slot.send_seq <= threshold {
                 slot.queued = true;
                 to_queue.push(index);
             }

@@ -292,7 +292,8 @@ impl<'a> Simulation<'a> {
             let Some(&i) = self.routes.get(&t.destination) else {
                 continue;
             };
-            for chunk in self.buf[..t.size].chunks(t.segment_size) {
+            let batch = self.buf[..t.size].to_vec();
+            for chunk in batch.chunks(t.segment_size) {
                 let bytes = chunk.to_vec();
                 let r = &mut self.clients[i].report;
                 r.datagrams_to_client += 1;
