@@ -12,7 +12,7 @@
 # Exits non-zero when any transfer failed or was not verified.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }

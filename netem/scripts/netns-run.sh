@@ -14,7 +14,7 @@
 #        RISP_RUN_TIMEOUT seconds the client may take (default 120)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 repo_root="$(cd "$here/../.." && pwd)"
 

@@ -6,7 +6,7 @@
 # Usage: netns-setup.sh        (env: RISP_NS_PREFIX, default "risp")
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=common.sh
+# shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 
 if [[ $# -gt 0 ]]; then
