@@ -2,3 +2,4 @@
 pub mod clock;
 pub mod proto;
 pub mod sim;
+pub mod tcp;

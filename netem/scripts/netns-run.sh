@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# One transfer through the namespaces: sets them up, applies the profile,
+# starts the server in "$RISP_NS_PREFIX-a" and the client in
+# "$RISP_NS_PREFIX-b", prints the client's report (JSON) on stdout and exits
+# with the client's status. Everything is torn down on exit, error or ^C.
+#
+# Usage: netns-run.sh [--tcp] [--len N] [--port P] [IMPAIRMENT FLAGS...]
+#   --tcp        run risp-udp tcp-server / tcp-client instead of server / client
+#   --len N      values to transfer (default 100000)
+#   --port P     server port (default 8081, or 9081 with --tcp)
+#   IMPAIRMENT FLAGS are passed to netns-impair.sh (--loss 0.1 --delay-ms 20 ...)
+#   env: RISP_UDP_BIN   binary (default target/release/risp-udp in the repo)
+#        RISP_NS_PREFIX namespace prefix (default "risp")
+#        RISP_RUN_TIMEOUT seconds the client may take (default 120)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/common.sh
+source "$here/common.sh"
+repo_root="$(cd "$here/../.." && pwd)"
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+
+tcp=0 len=100000 port="" impair_args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --tcp) tcp=1; shift ;;
+        --len|--port)
+            [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || die "$1 wants a whole number"
+            if [[ "$1" == --len ]]; then len="$2"; else port="$2"; fi
+            shift 2
+            ;;
+        --strict) impair_args+=("$1"); shift ;;
+        --*)
+            [[ $# -ge 2 ]] || die "$1 needs a value"
+            impair_args+=("$1" "$2")
+            shift 2
+            ;;
+        *) die "unexpected argument '$1' (try --help)" ;;
+    esac
+done
+if [[ -z "$port" ]]; then
+    if [[ $tcp -eq 1 ]]; then port=9081; else port=8081; fi
+fi
+
+bin="${RISP_UDP_BIN:-$repo_root/target/release/risp-udp}"
+[[ -x "$bin" ]] || die "no executable at $bin (build with 'cargo build --release' or set RISP_UDP_BIN)"
+run_timeout="${RISP_RUN_TIMEOUT:-120}"
+require_root
+need_cmd ip iproute2
+need_cmd ss iproute2
+need_cmd timeout coreutils
+
+for ns in "$NS_A" "$NS_B"; do
+    # Checked before the teardown trap exists, so a clash never removes
+    # namespaces that another run is using.
+    if ns_exists "$ns"; then
+        die "namespace $ns already exists (another run, or a leftover: netns-teardown.sh)"
+    fi
+done
+
+workdir="$(mktemp -d)"
+server_pid=""
+
+# shellcheck disable=SC2317 # invoked through the EXIT trap
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    "$here/netns-teardown.sh" || true
+    rm -rf "$workdir"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'log "failed at line $LINENO"' ERR
+
+# Shows how many packets the impairment dropped, so a run at "10 % loss"
+# proves that it lost something.
+report_drops() {
+    local ns counts
+    for ns in "$NS_A" "$NS_B"; do
+        counts="$(in_ns "$ns" nft list table inet "$NFT_TABLE" 2>/dev/null \
+            | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' || true)"
+        [[ -n "$counts" ]] && log "nftables dropped $counts packets arriving in $ns"
+        counts="$(tc -n "$ns" -s qdisc show dev "$VETH" 2>/dev/null \
+            | awk '{ for (i = 1; i < NF; i++) if ($i == "dropped") { gsub(",", "", $(i+1)); n += $(i+1) } } END { print n + 0 }' || true)"
+        [[ "${counts:-0}" != 0 ]] && log "qdiscs dropped $counts packets leaving $ns"
+    done
+    return 0
+}
+
+"$here/netns-setup.sh"
+"$here/netns-impair.sh" "${impair_args[@]}"
+
+if [[ $tcp -eq 1 ]]; then
+    server_cmd=("$bin" tcp-server --bind "$ADDR_A:$port")
+    client_cmd=("$bin" tcp-client "$len" --server "$ADDR_A:$port" --json
+        --timeout-ms "$((run_timeout * 1000))")
+    ss_proto=-t
+else
+    server_cmd=("$bin" server --port "$port")
+    client_cmd=("$bin" client "$len" --server "$ADDR_A:$port" --json)
+    ss_proto=-u
+fi
+
+in_ns "$NS_A" "${server_cmd[@]}" >"$workdir/server.log" 2>&1 &
+server_pid=$!
+
+# Wait until the server's socket exists (polling the kernel's socket table,
+# which works for any server that prints nothing).
+ready=0
+for _ in $(seq 1 200); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        log "server exited before listening:"
+        sed 's/^/  server: /' "$workdir/server.log" >&2
+        exit 1
+    fi
+    if [[ -n "$(in_ns "$NS_A" ss -Hln "$ss_proto" "sport = :$port")" ]]; then
+        ready=1
+        break
+    fi
+    sleep 0.05
+done
+[[ $ready -eq 1 ]] || die "server did not open port $port within 10 s"
+
+client_status=0
+timeout --kill-after=5 "$((run_timeout + 5))" \
+    ip netns exec "$NS_B" "${client_cmd[@]}" >"$workdir/client.out" 2>"$workdir/client.err" \
+    || client_status=$?
+
+cat "$workdir/client.out"
+if [[ $client_status -ne 0 ]]; then
+    log "client exited with status $client_status"
+    sed 's/^/  client: /' "$workdir/client.err" >&2
+    sed 's/^/  server: /' "$workdir/server.log" >&2
+fi
+report_drops
+exit "$client_status"
