@@ -1,5 +1,6 @@
 //! risp-udp
 pub mod clock;
+pub mod net;
 pub mod proto;
 pub mod sim;
 pub mod tcp;

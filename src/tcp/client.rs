@@ -116,7 +116,7 @@ pub async fn fetch_with(
     timeout: Duration,
     mut on_value: impl FnMut(u32),
 ) -> Result<TcpReport, TcpError> {
-    let start = Instant::now();
+    let start = Instant::from_std(crate::clock::now());
     let deadline = start + timeout;
     let mut decoder = StreamDecoder::new(len);
     let timed_out = |decoder: &StreamDecoder| TcpError::Timeout {
@@ -133,7 +133,7 @@ pub async fn fetch_with(
         .await
         .map_err(|_| timed_out(&decoder))?
         .map_err(|source| TcpError::Connect { addr, source })?;
-    let connected = Instant::now();
+    let connected = Instant::from_std(crate::clock::now());
     stream
         .set_nodelay(true)
         .map_err(|e| io_error(&decoder, e))?;
@@ -142,7 +142,7 @@ pub async fn fetch_with(
         .map_err(|_| timed_out(&decoder))?
         .map_err(|e| io_error(&decoder, e))?;
 
-    let mut last_progress = Instant::now();
+    let mut last_progress = Instant::from_std(crate::clock::now());
     let mut longest_stall = Duration::ZERO;
     let mut buf = vec![0; READ_CHUNK];
     while !decoder.is_finished() {
@@ -150,7 +150,7 @@ pub async fn fetch_with(
             .await
             .map_err(|_| timed_out(&decoder))?
             .map_err(|e| io_error(&decoder, e))?;
-        let now = Instant::now();
+        let now = Instant::from_std(crate::clock::now());
         if n == 0 {
             return Err(TcpError::Truncated {
                 received: decoder.received(),

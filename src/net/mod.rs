@@ -1,0 +1,4 @@
+//! tokio drivers of the protocol core: one UDP socket for the server, one
+//! per client.
+
+pub mod loopback;
