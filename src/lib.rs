@@ -1,2 +1,3 @@
 //! risp-udp
 pub mod proto;
+pub mod stats;
