@@ -85,7 +85,11 @@ fn hlog_with_one_interval_per_second_round_trips_series_and_total() {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.starts_with('"') && !l.trim().is_empty())
         .collect();
-    assert_eq!(interval_lines.len(), 8, "one interval line per second:\n{text}");
+    assert_eq!(
+        interval_lines.len(),
+        8,
+        "one interval line per second:\n{text}"
+    );
     for (second, line) in interval_lines.iter().enumerate() {
         let start: f64 = line.split(',').next().unwrap().parse().unwrap();
         assert_eq!(start, second as f64, "interval start of {line}");
@@ -161,7 +165,10 @@ fn hgrm_of_uniform_samples_is_within_histogram_precision() {
         (so.p999_us, sl.p999_us),
         (so.max_us, sl.max_us),
     ] {
-        assert!((a as f64 - b as f64).abs() / (a as f64) <= 0.001, "{a} vs {b}");
+        assert!(
+            (a as f64 - b as f64).abs() / (a as f64) <= 0.001,
+            "{a} vs {b}"
+        );
     }
 }
 
@@ -177,7 +184,11 @@ fn uniform_samples_have_their_known_percentiles() {
     assert!(within(s.p99_us, 99_000.0), "p99 {}", s.p99_us);
     assert!(within(s.p999_us, 99_900.0), "p99.9 {}", s.p999_us);
     assert!(within(s.max_us, 100_000.0), "max {}", s.max_us);
-    assert!((s.mean_us - 50_000.5).abs() / 50_000.5 <= 0.001, "mean {}", s.mean_us);
+    assert!(
+        (s.mean_us - 50_000.5).abs() / 50_000.5 <= 0.001,
+        "mean {}",
+        s.mean_us
+    );
 }
 
 #[test]
@@ -252,7 +263,8 @@ fn histogram_set_merges_kind_by_kind() {
     let mut two = HistogramSet::default();
     one.get_mut(HistKind::Rtt).record(Duration::from_millis(3));
     two.get_mut(HistKind::Rtt).record(Duration::from_millis(5));
-    two.get_mut(HistKind::ServerAck).record(Duration::from_millis(7));
+    two.get_mut(HistKind::ServerAck)
+        .record(Duration::from_millis(7));
     one.merge(&two);
     assert_eq!(one.rtt.len(), 2);
     assert_eq!(one.server_ack.len(), 1);
@@ -261,7 +273,10 @@ fn histogram_set_merges_kind_by_kind() {
     assert!(one.rtt.inner().equivalent(s.rtt.max_us, 5_000));
     let json = serde_json::to_value(s).unwrap();
     assert_eq!(json["server_ack"]["count"], 1);
-    assert_eq!(serde_json::to_value(HistKind::ServerAck).unwrap(), "server_ack");
+    assert_eq!(
+        serde_json::to_value(HistKind::ServerAck).unwrap(),
+        "server_ack"
+    );
 }
 
 #[test]
@@ -269,8 +284,14 @@ fn merging_interval_series_adds_matching_seconds() {
     let mut a = LatencyHistogram::new();
     let mut b = LatencyHistogram::new();
     for i in 0..300u64 {
-        a.record_at(Duration::from_millis(i * 10), Duration::from_micros(100 + i));
-        b.record_at(Duration::from_millis(1_500 + i * 10), Duration::from_micros(900 + i));
+        a.record_at(
+            Duration::from_millis(i * 10),
+            Duration::from_micros(100 + i),
+        );
+        b.record_at(
+            Duration::from_millis(1_500 + i * 10),
+            Duration::from_micros(900 + i),
+        );
     }
     a.merge(&b);
     assert!(a.has_interval_series());

@@ -41,6 +41,7 @@ pub fn percentile_label(x: f64) -> String {
     match k as u32 {
         0 => "0%".to_string(),
         1 => "90%".to_string(),
+        2 => "99%".to_string(),
         n => format!("99.{}%", "9".repeat(n as usize - 2)),
     }
 }
