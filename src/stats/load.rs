@@ -124,3 +124,53 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<LatencyHistogram, StatsError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sniffing_recognises_each_format() {
+        let mut h = LatencyHistogram::new();
+        h.record_us(1_234);
+        let mut hgrm = Vec::new();
+        crate::stats::write_hgrm(&h, &mut hgrm).unwrap();
+        let mut hlog = Vec::new();
+        crate::stats::write_hlog(&h, &mut hlog).unwrap();
+        let mut bin = Vec::new();
+        hdrhistogram::serialization::Serializer::serialize(
+            &mut hdrhistogram::serialization::V2DeflateSerializer::new(),
+            h.inner(),
+            &mut bin,
+        )
+        .unwrap();
+        assert_eq!(sniff(&hgrm), Some(FileFormat::Hgrm));
+        assert_eq!(sniff(&hlog), Some(FileFormat::Hlog));
+        assert_eq!(sniff(&bin), Some(FileFormat::BinaryV2));
+        assert_eq!(sniff(b"hello, world\n"), None);
+        assert_eq!(parse_bytes(&bin).unwrap().len(), 1);
+    }
+
+    proptest! {
+        /// Whatever the bytes, parsing returns Ok or a typed error: no panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_bytes(&bytes);
+        }
+
+        /// Same for text that looks almost like our formats.
+        #[test]
+        fn near_miss_text_never_panics(
+            rows in proptest::collection::vec(("-?[0-9]{1,25}(\\.[0-9]{0,4})?", "[0-9.e-]{1,8}", "[0-9]{1,22}"), 0..12),
+            log in "(#\\[[A-Za-z ]{0,20}\\]\n)?(Tag=[a-z]{0,3},)?[0-9.]{0,6},[0-9.]{0,6},[0-9.]{0,6},[A-Za-z0-9+/=]{0,40}\n",
+        ) {
+            let mut text = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+            for (v, p, c) in &rows {
+                text.push_str(&format!("{v} {p} {c}\n"));
+            }
+            let _ = parse_bytes(text.as_bytes());
+            let _ = parse_bytes(log.as_bytes());
+        }
+    }
+}

@@ -102,3 +102,52 @@ pub fn parse_duration_us(text: &str) -> Option<f64> {
     };
     number.parse::<f64>().ok().map(|v| v * scale)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_pick_the_unit_that_reads_best() {
+        assert_eq!(format_duration_us(0), "0µs");
+        assert_eq!(format_duration_us(999), "999µs");
+        assert_eq!(format_duration_us(1_000), "1.00ms");
+        assert_eq!(format_duration_us(1_234), "1.23ms");
+        assert_eq!(format_duration_us(12_345), "12.3ms");
+        assert_eq!(format_duration_us(123_456), "123ms");
+        // Rounding up to 1000 ms switches to seconds rather than "1000ms".
+        assert_eq!(format_duration_us(999_900), "1.00s");
+        assert_eq!(format_duration_us(75_000_000), "75.0s");
+        assert_eq!(format_duration_us(9_999_000), "10.0s");
+    }
+
+    #[test]
+    fn parse_inverts_format() {
+        for us in [0u64, 7, 999, 1_000, 4_567, 45_678, 456_789, 4_567_890] {
+            let back = parse_duration_us(&format_duration_us(us)).unwrap();
+            assert!(
+                (back - us as f64).abs() <= us as f64 * 0.005 + 0.5,
+                "{us} -> {back}"
+            );
+        }
+        assert_eq!(parse_duration_us("12 parsecs"), None);
+    }
+
+    #[test]
+    fn row_lists_the_spectrum_with_units() {
+        let s = Summary {
+            count: 10,
+            min_us: 5,
+            p50_us: 1_200,
+            p90_us: 2_500,
+            p99_us: 40_000,
+            p999_us: 1_500_000,
+            max_us: 2_000_000,
+            mean_us: 3_000.0,
+        };
+        assert_eq!(
+            s.format_row(),
+            "p50 1.20ms  p90 2.50ms  p99 40.0ms  p99.9 1.50s  max 2.00s"
+        );
+    }
+}
