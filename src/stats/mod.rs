@@ -1,0 +1,41 @@
+//! Latency histograms: record, summarise, save, load, merge, plot.
+//!
+//! A single average hides everything interesting about a lossy link: the
+//! tail is where retransmission and head-of-line blocking live. So every
+//! latency this program measures goes into an HdrHistogram (microseconds,
+//! 3 significant digits), which keeps the whole percentile spectrum in
+//! constant memory, merges across clients without loss, and saves in the
+//! formats existing HdrHistogram tools read. docs/HISTOGRAMS.md defines what
+//! each histogram measures and how to read one.
+//!
+//! Layout:
+//! - `histogram.rs`: [`LatencyHistogram`], recording (with an optional
+//!   one-second interval series);
+//! - `summary.rs`: [`Summary`] and unit-aware formatting;
+//! - `set.rs`: [`HistKind`] and [`HistogramSet`], the four histograms of a run;
+//! - `hgrm.rs`: percentile-distribution text (`.hgrm`), write and read;
+//! - `hlog.rs`: interval logs (`.hlog`, V2 compressed), write and read;
+//! - `load.rs`: [`load`] any of them by content;
+//! - `plot.rs`: [`plot_percentiles`] to SVG or PNG;
+//! - `hist_cmd.rs`: the `hist` command ([`HistArgs`], [`run_hist`]);
+//! - `error.rs`: [`StatsError`].
+
+mod error;
+mod hgrm;
+mod hist_cmd;
+mod histogram;
+mod hlog;
+mod load;
+mod plot;
+mod set;
+mod summary;
+
+pub use error::{StatsError, NO_FILE};
+pub use hgrm::{read_hgrm, write_hgrm, HGRM_HEADER, TICKS_PER_HALF_DISTANCE};
+pub use hist_cmd::{run_hist, HistArgs, MERGED_LABEL, ROW_LABELS};
+pub use histogram::{duration_to_us, LatencyHistogram, MAX_RECORDABLE_US, SIGNIFICANT_DIGITS};
+pub use hlog::{read_hlog, write_hlog, write_hlog_with_start, HLOG_COMMENT};
+pub use load::{load, parse_bytes, sniff, FileFormat, MAX_FILE_BYTES};
+pub use plot::{percentile_label, plot_percentiles, spectrum_points, PLOT_SIZE};
+pub use set::{HistKind, HistogramSet, SetSummary};
+pub use summary::{format_duration_us, parse_duration_us, Summary};

@@ -1,0 +1,280 @@
+//! Drawing percentile spectra with plotters.
+//!
+//! The picture users know from the HdrHistogram plotter: latency (ms) up the
+//! y axis against percentile along an x axis that is logarithmic in
+//! 1/(1-p), so 90 %, 99 %, 99.9 %, 99.99 % sit at equal distances and the
+//! tail, where retransmission and head-of-line blocking live, gets as much
+//! room as the median. One labelled line per input.
+//!
+//! Fonts: plotters is built without its font features, so nothing here
+//! needs font files. SVG output carries its text as `<text>` elements that
+//! the viewer renders, so it is fully labelled on any machine. A bitmap
+//! needs glyphs rasterised by us, which would need a font file a fresh
+//! machine may not have; PNG output therefore draws the same chart with
+//! lines, grid and coloured legend swatches but without text. Use SVG when
+//! labels matter.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters_backend::{
+    BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind,
+};
+
+use super::error::StatsError;
+use super::hgrm::TICKS_PER_HALF_DISTANCE;
+use super::histogram::LatencyHistogram;
+
+/// Plot size in pixels.
+pub const PLOT_SIZE: (u32, u32) = (1024, 640);
+
+/// The x-axis label at `x` = log10(1/(1-p)): `0%`, `90%`, `99%`, `99.9%`, …
+/// (empty between whole decades).
+pub fn percentile_label(x: f64) -> String {
+    let k = x.round();
+    if (x - k).abs() > 1e-6 || k < 0.0 {
+        return String::new();
+    }
+    match k as u32 {
+        0 => "0%".to_string(),
+        1 => "90%".to_string(),
+        2 => "99%".to_string(),
+        n => format!("99.{}%", "9".repeat(n as usize - 2)),
+    }
+}
+
+/// The points of one spectrum: (log10(1/(1-p)), latency in ms) at each
+/// percentile tick, as in the `.hgrm` rows (the 100 % row is at infinity
+/// and left out).
+pub fn spectrum_points(h: &LatencyHistogram) -> Vec<(f64, f64)> {
+    h.inner()
+        .iter_quantiles(TICKS_PER_HALF_DISTANCE)
+        .filter(|v| v.quantile_iterated_to() < 1.0)
+        .map(|v| {
+            let x = -(1.0 - v.quantile_iterated_to()).log10();
+            (x.max(0.0), v.value_iterated_to() as f64 / 1_000.0)
+        })
+        .collect()
+}
+
+/// Plot the percentile spectrum of each `(label, histogram)` into `out`:
+/// SVG or PNG chosen by the extension.
+pub fn plot_percentiles(
+    series: &[(String, &LatencyHistogram)],
+    out: &Path,
+) -> Result<(), StatsError> {
+    let plot_err = |reason: String| StatsError::Plot {
+        path: out.to_path_buf(),
+        reason,
+    };
+    if series.is_empty() {
+        return Err(StatsError::NoInput {
+            what: "nothing to plot".into(),
+        });
+    }
+    let lines: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, h)| (name.clone(), spectrum_points(h)))
+        .collect();
+    if lines.iter().all(|(_, pts)| pts.is_empty()) {
+        return Err(plot_err("every histogram is empty".into()));
+    }
+    let max_count = series.iter().map(|(_, h)| h.len()).max().unwrap_or(1);
+    // Decades of percentile worth showing: about log10(count), at least to 99 %.
+    let x_max = (max_count.max(1) as f64).log10().ceil().clamp(2.0, 7.0);
+    let y_top = lines
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().filter(|p| p.0 <= x_max).map(|p| p.1))
+        .fold(0.0_f64, f64::max);
+    let y_max = if y_top > 0.0 { y_top * 1.1 } else { 1.0 };
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("svg") => {
+            let root = SVGBackend::new(out, PLOT_SIZE).into_drawing_area();
+            draw_chart(&root, &lines, x_max, y_max).map_err(plot_err)?;
+            root.present().map_err(|e| plot_err(e.to_string()))
+        }
+        Some("png") => {
+            let (w, h) = PLOT_SIZE;
+            let mut pixels = vec![0u8; (w as usize) * (h as usize) * 3];
+            {
+                let backend = TextlessBitmap {
+                    inner: BitMapBackend::with_buffer(&mut pixels, PLOT_SIZE),
+                };
+                let root = backend.into_drawing_area();
+                draw_chart(&root, &lines, x_max, y_max).map_err(plot_err)?;
+                root.present().map_err(|e| plot_err(e.to_string()))?;
+            }
+            write_png(out, &pixels, PLOT_SIZE).map_err(plot_err)
+        }
+        _ => Err(plot_err(
+            "unsupported plot format: the file name must end in .svg or .png".into(),
+        )),
+    }
+}
+
+/// Draw the chart on any backend.
+fn draw_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    lines: &[(String, Vec<(f64, f64)>)],
+    x_max: f64,
+    y_max: f64,
+) -> Result<(), String> {
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption("Latency by percentile", ("sans-serif", 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("Percentile")
+        .y_desc("Latency (ms)")
+        .x_labels(x_max as usize + 1)
+        .x_label_formatter(&|x| percentile_label(*x))
+        .y_labels(10)
+        .draw()
+        .map_err(e)?;
+    for (i, (name, pts)) in lines.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let visible = pts.iter().copied().filter(|p| p.0 <= x_max);
+        chart
+            .draw_series(LineSeries::new(visible, Color::stroke_width(&color, 2)))
+            .map_err(e)?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], Color::stroke_width(&color, 3))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+/// Encode an RGB buffer as PNG.
+fn write_png(out: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), String> {
+    let file = File::create(out).map_err(|e| format!("cannot create file: {e}"))?;
+    let mut encoder = png::Encoder::new(BufWriter::new(file), w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder
+        .write_header()
+        .map_err(|e| format!("cannot write PNG: {e}"))?;
+    writer
+        .write_image_data(rgb)
+        .map_err(|e| format!("cannot write PNG: {e}"))?;
+    writer
+        .finish()
+        .map_err(|e| format!("cannot write PNG: {e}"))
+}
+
+/// A bitmap backend that skips text, because rasterising glyphs would need
+/// a font file (plotters' built-in fallback panics when asked to draw).
+/// Layout still works: text sizes are estimated without a font.
+struct TextlessBitmap<'a> {
+    /// The real pixel backend everything else is forwarded to.
+    inner: BitMapBackend<'a>,
+}
+
+type BitmapError<'a> = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
+
+impl<'a> DrawingBackend for TextlessBitmap<'a> {
+    type ErrorType = BitmapError<'a>;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.inner.get_size()
+    }
+
+    fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.ensure_prepared()
+    }
+
+    fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.present()
+    }
+
+    fn draw_pixel(
+        &mut self,
+        point: BackendCoord,
+        color: BackendColor,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_pixel(point, color)
+    }
+
+    fn draw_line<S: BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_line(from, to, style)
+    }
+
+    fn draw_rect<S: BackendStyle>(
+        &mut self,
+        upper_left: BackendCoord,
+        bottom_right: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_rect(upper_left, bottom_right, style, fill)
+    }
+
+    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        path: I,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_path(path, style)
+    }
+
+    fn draw_circle<S: BackendStyle>(
+        &mut self,
+        center: BackendCoord,
+        radius: u32,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_circle(center, radius, style, fill)
+    }
+
+    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        vert: I,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.fill_polygon(vert, style)
+    }
+
+    fn draw_text<TStyle: BackendTextStyle>(
+        &mut self,
+        _text: &str,
+        _style: &TStyle,
+        _pos: BackendCoord,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        Ok(())
+    }
+
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        size: (u32, u32),
+        src: &[u8],
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.blit_bitmap(pos, size, src)
+    }
+}
