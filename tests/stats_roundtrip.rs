@@ -195,7 +195,7 @@ fn uniform_samples_have_their_known_percentiles() {
 fn two_point_distribution_percentiles_are_exact() {
     // 990 samples at 2 ms and 10 at 150 ms: p99 must be 2 ms, p99.9 150 ms.
     let mut samples = vec![2_000u64; 990];
-    samples.extend(std::iter::repeat(150_000).take(10));
+    samples.extend(std::iter::repeat_n(150_000, 10));
     let h = record_all(&samples);
     let s = h.summary();
     let o = h.inner();
