@@ -1,4 +1,6 @@
 //! tokio drivers of the protocol core: one UDP socket for the server, one
 //! per client.
 
+pub mod client;
 pub mod loopback;
+pub mod server;

@@ -1,0 +1,137 @@
+//! The server driver: one UDP socket, every client, demultiplexed by UUID.
+//!
+//! One task owns the socket and the [`Server`] core. It waits for whichever
+//! comes first (a datagram, the core's next timer, or shutdown), feeds the
+//! core, and sends what the core hands out. Nothing is queued outside the
+//! core, whose queues are bounded.
+
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use risp_netem::LossySocket;
+use tokio::time::{sleep_until, Instant as TokioInstant};
+
+use crate::clock;
+use crate::proto::server::{Server, ServerConfig, ServerEvent, ServerStats};
+use crate::proto::wire::MAX_DATAGRAM_LEN;
+use crate::stats::LatencyHistogram;
+
+/// What the server saw over its lifetime.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSummary {
+    /// The core's counters.
+    pub stats: ServerStats,
+    /// First send to acknowledgement, every value (when enabled).
+    pub ack_latency: LatencyHistogram,
+    /// Live sessions at the last update.
+    pub sessions: usize,
+}
+
+/// A snapshot the driver keeps current for health checks and reports.
+pub type SharedSummary = Arc<Mutex<ServerSummary>>;
+
+/// Serves on `socket` until `shutdown` resolves; returns the summary.
+///
+/// With `config.ack_latency_events`, the first-send-to-ack latency of every
+/// value is recorded into the summary's histogram.
+pub async fn serve(
+    socket: LossySocket,
+    config: ServerConfig,
+    shared: SharedSummary,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<ServerSummary> {
+    let mut server = Server::new(config);
+    let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+    let mut out = vec![0u8; 64 * crate::proto::wire::DATA_LEN];
+    let started = clock::now();
+    let mut hist = LatencyHistogram::new();
+    let mut since_publish = 0u32;
+    tokio::pin!(shutdown);
+    loop {
+        let wake = server.poll_timeout();
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            r = socket.recv_from(&mut buf) => {
+                match r {
+                    Ok((n, from)) => server.handle(clock::now(), from, &buf[..n]),
+                    // ICMP errors (a client went away) surface here on some
+                    // platforms: they concern one peer, not the server.
+                    Err(e) if is_transient(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            () = sleep_until_opt(wake) => server.handle_timeout(clock::now()),
+        }
+        let now = clock::now();
+        while let Some(t) = server.poll_transmit(now, &mut out) {
+            for chunk in out[..t.size].chunks(t.segment_size) {
+                if let Err(e) = socket.send_to(chunk, t.destination).await {
+                    if !is_transient(&e) {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, to = %t.destination, "send failed");
+                }
+            }
+        }
+        while let Some(ev) = server.poll_event() {
+            match ev {
+                ServerEvent::AckLatency { latency, .. } => {
+                    hist.record_at(now.saturating_duration_since(started), latency)
+                }
+                ServerEvent::Opened { uuid, addr, len } => {
+                    tracing::info!(%uuid, %addr, len, "session opened")
+                }
+                ServerEvent::Resumed { uuid, addr } => tracing::info!(%uuid, %addr, "session resumed"),
+                ServerEvent::Migrated { uuid, addr } => {
+                    tracing::info!(%uuid, %addr, "session moved to a new address")
+                }
+                ServerEvent::Closed { uuid } => tracing::info!(%uuid, "session closed"),
+                ServerEvent::Expired { uuid } => tracing::info!(%uuid, "session expired"),
+            }
+        }
+        since_publish += 1;
+        if since_publish >= 1024 {
+            since_publish = 0;
+            publish(&shared, &server, &hist);
+        }
+    }
+    publish(&shared, &server, &hist);
+    let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
+    Ok(summary)
+}
+
+fn publish(shared: &SharedSummary, server: &Server, hist: &LatencyHistogram) {
+    if let Ok(mut s) = shared.lock() {
+        s.stats = server.stats().clone();
+        s.ack_latency = hist.clone();
+        s.sessions = server.session_count();
+    }
+}
+
+/// Errors that concern one datagram or one peer, not the socket.
+pub(crate) fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// Sleeps until `at`, or for ever when there is no deadline.
+pub(crate) async fn sleep_until_opt(at: Option<std::time::Instant>) {
+    match at {
+        Some(t) => sleep_until(TokioInstant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Default time a server keeps an idle session.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(30);
