@@ -47,10 +47,10 @@ pub async fn serve(
     let mut out = vec![0u8; 64 * crate::proto::wire::DATA_LEN];
     let started = clock::now();
     let mut hist = LatencyHistogram::new();
-    let mut since_publish = 0u32;
+    let mut next_publish = started;
     tokio::pin!(shutdown);
     loop {
-        let wake = server.poll_timeout();
+        let wake = server.poll_timeout().map_or(next_publish, |t| t.min(next_publish));
         tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -63,7 +63,7 @@ pub async fn serve(
                     Err(e) => return Err(e),
                 }
             }
-            () = sleep_until_opt(wake) => server.handle_timeout(clock::now()),
+            () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
         }
         let now = clock::now();
         while let Some(t) = server.poll_transmit(now, &mut out) {
@@ -92,9 +92,8 @@ pub async fn serve(
                 ServerEvent::Expired { uuid } => tracing::info!(%uuid, "session expired"),
             }
         }
-        since_publish += 1;
-        if since_publish >= 1024 {
-            since_publish = 0;
+        if now >= next_publish {
+            next_publish = now + PUBLISH_EVERY;
             publish(&shared, &server, &hist);
         }
     }
@@ -132,6 +131,9 @@ pub(crate) async fn sleep_until_opt(at: Option<std::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// How often the shared summary (health checks, histogram dumps) is updated.
+const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
 /// Default time a server keeps an idle session.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(30);

@@ -1,0 +1,208 @@
+//! `risp-udp client [LEN]`: stream a sequence from a server and verify it.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use risp_netem::Side;
+use uuid::Uuid;
+
+use super::args::NetemArgs;
+use super::exit::Exit;
+use super::report::ClientReport;
+use crate::net::client::{self, ClientOptions};
+use crate::proto::client::{ClientConfig, MAX_WINDOW};
+
+/// Flags of `risp-udp client`.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// How many values to request (default: a random length from 1 to 1000,
+    /// as the original).
+    #[arg(value_name = "LEN")]
+    pub len: Option<u32>,
+    /// The server, as HOST:PORT (default: 127.0.0.1 and --port).
+    #[arg(long, value_name = "HOST:PORT", env = "RISP_SERVER")]
+    pub server: Option<String>,
+    /// Initial window (values in flight).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
+    pub window: u32,
+    /// Largest window the client will advertise.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
+    pub max_window: u32,
+    /// Cumulative acks only (no selective-ack bitmap), for comparison.
+    #[arg(long)]
+    pub no_sack: bool,
+    /// Upper bound on the silence between client messages while waiting,
+    /// in ms (the retransmission timer never backs off past it).
+    #[arg(long, alias = "client_ticker_ms", default_value_t = 2000, env = "RISP_CLIENT_TICKER_MS",
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub client_ticker_ms: u64,
+    /// Drop the socket every N ms and resume from a fresh port by UUID.
+    #[arg(long, alias = "client_killswitch_ms", value_name = "MS", env = "RISP_CLIENT_KILLSWITCH_MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub client_killswitch_ms: Option<u64>,
+    /// Give up after hearing nothing from the server for this long, in ms.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: u64,
+    /// Seed for the UUID and the random length (reproducible runs).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the values, one per line, to stdout (the report goes to stderr).
+    #[arg(long, conflicts_with = "json")]
+    pub print: bool,
+    /// Write the values, one per line, to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print one JSON object instead of the human report.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the rtt, delivery and stall histograms (.hgrm and .hlog) to DIR.
+    #[arg(long, value_name = "DIR")]
+    pub hist_out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub netem: NetemArgs,
+}
+
+/// Resolves HOST:PORT, preferring IPv4 (a server bound to 0.0.0.0 does not
+/// hear ::1).
+pub fn resolve(server: &str) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = server
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve server `{server}`: {e} (expected HOST:PORT)"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("server `{server}` resolves to no address"))
+}
+
+/// Runs the client command; returns the exit status.
+pub async fn run(args: ClientArgs, port: u16) -> Exit {
+    let server = match resolve(&args.server.clone().unwrap_or(format!("127.0.0.1:{port}"))) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let mut rng = match args.seed {
+        Some(s) => rand::rngs::StdRng::seed_from_u64(s),
+        None => rand::rngs::StdRng::from_entropy(),
+    };
+    let len = args.len.unwrap_or_else(|| rng.gen_range(1..=1000));
+    let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
+    let mut config = ClientConfig::new(uuid, len);
+    config.initial_window = args.window.min(args.max_window);
+    config.max_window = args.max_window;
+    config.sack = !args.no_sack;
+    config.rtt.max_rto = Duration::from_millis(args.client_ticker_ms);
+    config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
+    let mut opts = ClientOptions::new(server, config);
+    opts.impairment = args.netem.config(Side::Client).map(|c| (c, args.netem.seed()));
+    opts.killswitch = args.client_killswitch_ms.map(Duration::from_millis);
+
+    let mut file = match &args.output {
+        Some(p) => match File::create(p) {
+            Ok(f) => Some(BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", p.display());
+                return Exit::Failure;
+            }
+        },
+        None => None,
+    };
+    let show_bar = !args.json && !args.no_progress && io::stderr().is_terminal() && len >= 10_000;
+    let bar = show_bar.then(|| {
+        let b = ProgressBar::new(u64::from(len));
+        b.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} values {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    });
+    tracing::info!(%uuid, len, %server, "requesting sequence");
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut write_err: Option<io::Error> = None;
+    let outcome = client::run(opts, |_, value| {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        if args.print && write_err.is_none() {
+            if let Err(e) = writeln!(out, "{value}") {
+                write_err = Some(e);
+            }
+        }
+        if let Some(f) = file.as_mut() {
+            if write_err.is_none() {
+                if let Err(e) = writeln!(f, "{value}") {
+                    write_err = Some(e);
+                }
+            }
+        }
+    })
+    .await;
+    drop(out);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: socket: {e}");
+            return Exit::Failure;
+        }
+    };
+    if let Some(mut f) = file {
+        if let Err(e) = f.flush() {
+            write_err.get_or_insert(e);
+        }
+    }
+    let exit = match &outcome.result {
+        Ok(()) => Exit::Ok,
+        Err(e) => Exit::for_error(e),
+    };
+    let report = ClientReport::new(uuid, len, &outcome, exit as u8);
+    if args.json {
+        match serde_json::to_string(&report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    } else if args.print {
+        eprint!("{}", report.human());
+    } else {
+        print!("{}", report.human());
+    }
+    if let Some(dir) = &args.hist_out {
+        match outcome.hist.write_dir(dir, &format!("client-{uuid}-")) {
+            Ok(files) => tracing::info!(count = files.len(), dir = %dir.display(), "histograms written"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Failure;
+            }
+        }
+    }
+    if let Some(e) = write_err {
+        eprintln!("error: writing values: {e}");
+        return Exit::Failure;
+    }
+    if let Err(e) = &outcome.result {
+        eprintln!("error: {e}");
+    }
+    exit
+}
+
+/// A fresh random UUID (v4).
+pub fn random_uuid() -> Uuid {
+    Uuid::new_v4()
+}

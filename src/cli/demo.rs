@@ -1,0 +1,172 @@
+//! `risp-udp demo`: an in-process server and several concurrent clients
+//! over loopback with some loss, each result, a combined summary, and the
+//! histograms and a plot saved to a folder.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use risp_netem::{DirectionConfig, ImpairmentConfig, LossySocket};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
+use super::args::probability;
+use super::exit::Exit;
+use super::report::{percentiles_row, ClientReport};
+use crate::net::client::{self, ClientOptions};
+use crate::net::server::{self, ServerSummary};
+use crate::proto::client::ClientConfig;
+use crate::proto::server::ServerConfig;
+use crate::stats::{plot_percentiles, HistogramSet};
+
+/// Flags of `risp-udp demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub clients: u32,
+    /// Values per client.
+    #[arg(long, default_value_t = 20_000)]
+    pub len: u32,
+    /// Loss in each direction on every client's link.
+    #[arg(long, default_value_t = 0.05, value_parser = probability)]
+    pub loss: f64,
+    /// Where to write histograms and the plot (default: a new folder under
+    /// the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub hist_out: Option<PathBuf>,
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> Exit {
+    match demo(args).await {
+        Ok(true) => Exit::Ok,
+        Ok(false) => Exit::Failure,
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+async fn demo(args: DemoArgs) -> std::io::Result<bool> {
+    let socket = UdpSocket::bind(("127.0.0.1", 0)).await?;
+    let addr = socket.local_addr()?;
+    println!(
+        "risp-udp demo: server on udp {addr}, {} clients x {} values, {:.0}% loss each way (in-process shim)",
+        args.clients,
+        args.len,
+        args.loss * 100.0
+    );
+    let shared = Arc::new(Mutex::new(ServerSummary::default()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = ServerConfig {
+        seed: rand::random(),
+        ack_latency_events: true,
+        ..ServerConfig::default()
+    };
+    let server_task = tokio::spawn(server::serve(
+        LossySocket::passthrough(socket),
+        config,
+        shared,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let impairment = ImpairmentConfig::symmetric(DirectionConfig {
+        loss: args.loss,
+        ..DirectionConfig::default()
+    });
+    let mut tasks = Vec::new();
+    for i in 0..args.clients {
+        let uuid = uuid::Uuid::new_v4();
+        let mut opts = ClientOptions::new(addr, ClientConfig::new(uuid, args.len));
+        opts.impairment = Some((impairment.clone(), rand::random::<u64>() ^ u64::from(i)));
+        tasks.push(tokio::spawn(async move {
+            let o = client::run(opts, |_, _| {}).await;
+            (uuid, o)
+        }));
+    }
+    let mut all_ok = true;
+    let mut merged = HistogramSet::default();
+    let mut total_values = 0u64;
+    let mut longest = Duration::ZERO;
+    for t in tasks {
+        let (uuid, o) = t.await.map_err(std::io::Error::other)?;
+        let o = o?;
+        let report = ClientReport::new(uuid, args.len, &o, 0);
+        all_ok &= report.verified;
+        total_values += u64::from(o.delivered);
+        longest = longest.max(o.elapsed);
+        println!(
+            "  {}  {}  {:>8.1} ms  {:>9.0} values/s  sent {:>6}  recv {:>6}  retx req {:>5}  window {}..{}",
+            uuid,
+            if report.verified { "verified" } else { "FAILED  " },
+            report.elapsed_ms,
+            report.values_per_sec,
+            report.datagrams_sent,
+            report.datagrams_received,
+            report.retransmit_requests,
+            report.window.min,
+            report.window.max,
+        );
+        if let Some(e) = &report.error {
+            println!("      error: {e}");
+        }
+        merged.merge(&o.hist);
+    }
+    let _ = stop.send(());
+    let summary = server_task.await.map_err(std::io::Error::other)??;
+    merged.server_ack = summary.ack_latency.clone();
+    let s = &summary.stats;
+    println!(
+        "all clients: {}; {} values in {:.1} ms ({:.0} values/s overall)",
+        if all_ok { "verified" } else { "SOME FAILED" },
+        total_values,
+        longest.as_secs_f64() * 1000.0,
+        total_values as f64 / longest.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "server: {} sessions, {} datagrams sent ({} retransmitted, {:.3} per value), {} received",
+        s.sessions_opened,
+        s.datagrams_sent,
+        s.retransmits,
+        s.datagrams_sent as f64 / (total_values.max(1)) as f64,
+        s.datagrams_received
+    );
+    for (name, h) in [
+        ("rtt", &merged.rtt),
+        ("delivery", &merged.delivery),
+        ("stall", &merged.stall),
+        ("server ack", &merged.server_ack),
+    ] {
+        println!("  {name:<11} {}", percentiles_row(&h.summary().into()));
+    }
+    let dir = args.hist_out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("risp-udp-demo-{}", std::process::id()))
+    });
+    match merged.write_dir(&dir, "demo-") {
+        Ok(files) => {
+            let plot = dir.join("demo-latency.svg");
+            let series = vec![
+                ("rtt".to_string(), &merged.rtt),
+                ("delivery".to_string(), &merged.delivery),
+                ("stall".to_string(), &merged.stall),
+                ("server ack".to_string(), &merged.server_ack),
+            ];
+            let series: Vec<_> = series.into_iter().filter(|(_, h)| !h.is_empty()).collect();
+            match plot_percentiles(&series, &plot) {
+                Ok(()) => println!(
+                    "histograms: {} files and a plot in {} (try: risp-udp hist {}/demo-delivery.hgrm)",
+                    files.len(),
+                    dir.display(),
+                    dir.display()
+                ),
+                Err(e) => println!("histograms: {} files in {} (plot failed: {e})", files.len(), dir.display()),
+            }
+        }
+        Err(e) => println!("could not save histograms: {e}"),
+    }
+    Ok(all_ok)
+}

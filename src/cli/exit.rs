@@ -1,0 +1,47 @@
+//! Exit codes: one per way a run can end, so scripts can tell them apart.
+
+use std::process::ExitCode;
+
+use crate::proto::client::ClientError;
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Verified / done.
+    Ok = 0,
+    /// A local error: a socket, a file, the runtime.
+    Failure = 1,
+    /// Bad command-line arguments (clap's own code).
+    Usage = 2,
+    /// The values did not add up to the server's checksum.
+    ChecksumMismatch = 3,
+    /// The server never answered, or went silent.
+    NoAnswer = 4,
+    /// The server no longer knows the session.
+    SessionExpired = 5,
+    /// The server is at its session limit.
+    ServerBusy = 6,
+    /// The server refused the request.
+    BadRequest = 7,
+    /// A simulation suite's expectation was not met.
+    ExpectationFailed = 8,
+}
+
+impl Exit {
+    /// The code for a failed transfer.
+    pub fn for_error(e: &ClientError) -> Self {
+        match e {
+            ClientError::ChecksumMismatch { .. } => Exit::ChecksumMismatch,
+            ClientError::NoAnswer(_) | ClientError::Timeout(_) => Exit::NoAnswer,
+            ClientError::SessionExpired => Exit::SessionExpired,
+            ClientError::ServerBusy => Exit::ServerBusy,
+            ClientError::BadRequest(_) => Exit::BadRequest,
+        }
+    }
+
+    /// As a process exit code.
+    pub fn code(self) -> ExitCode {
+        ExitCode::from(self as u8)
+    }
+}

@@ -1,0 +1,181 @@
+//! `risp-udp server`: serve sequences to every client from one UDP socket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Args;
+use risp_netem::{LossySocket, Side};
+use tokio::net::{TcpListener, UdpSocket};
+
+use super::args::NetemArgs;
+use super::exit::Exit;
+use crate::net::server::{self, ServerSummary, SharedSummary};
+use crate::proto::client::MAX_WINDOW;
+use crate::proto::server::{Reject, ServerConfig};
+use crate::stats::HistogramSet;
+
+/// Flags of `risp-udp server`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0", env = "RISP_BIND")]
+    pub bind: IpAddr,
+    /// Gap between two data datagrams of one session, in ms (0: as fast as
+    /// the window allows). The original sent one value per tick.
+    #[arg(long, alias = "server_ticker_ms", default_value_t = 0, env = "RISP_SERVER_TICKER_MS")]
+    pub server_ticker_ms: u64,
+    /// Longest sequence a client may request.
+    #[arg(long, default_value_t = 100_000_000, env = "RISP_MAX_LEN")]
+    pub max_len: u32,
+    /// Largest window honoured (larger requests are capped).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
+    pub max_window: u32,
+    /// Free a session after this long without hearing from its client, in ms.
+    #[arg(long, default_value_t = 30_000, env = "RISP_SESSION_LIFETIME_MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_lifetime_ms: u64,
+    /// Record first-send-to-ack latencies and write them (.hgrm, .hlog) to
+    /// DIR on shutdown and on SIGUSR1.
+    #[arg(long, value_name = "DIR")]
+    pub hist_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub netem: NetemArgs,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn run(args: ServerArgs, port: u16, health_port: u16, max_sessions: usize) -> Exit {
+    let addr = SocketAddr::new(args.bind, port);
+    let socket = match UdpSocket::bind(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen on udp {addr}: {e}");
+            return Exit::Failure;
+        }
+    };
+    let local = socket.local_addr().unwrap_or(addr);
+    let socket = match args.netem.config(Side::Server) {
+        Some(cfg) => match LossySocket::new(socket, Side::Server, cfg, args.netem.seed()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Usage;
+            }
+        },
+        None => LossySocket::passthrough(socket),
+    };
+    let shared: SharedSummary = Arc::new(Mutex::new(ServerSummary::default()));
+    if health_port != 0 {
+        let haddr = SocketAddr::new(args.bind, health_port);
+        match TcpListener::bind(haddr).await {
+            Ok(l) => {
+                tokio::spawn(super::health::serve(l, shared.clone(), max_sessions));
+            }
+            Err(e) => {
+                eprintln!("error: cannot listen on health port {haddr}: {e} (use --health-port 0 to disable)");
+                return Exit::Failure;
+            }
+        }
+    }
+    let config = ServerConfig {
+        max_sessions,
+        max_len: args.max_len,
+        max_window: args.max_window,
+        session_lifetime: Duration::from_millis(args.session_lifetime_ms),
+        pacing: Duration::from_millis(args.server_ticker_ms),
+        seed: rand::random(),
+        ack_latency_events: args.hist_out.is_some(),
+        ..ServerConfig::default()
+    };
+    eprintln!(
+        "risp-udp server listening on udp {local} (health: {}, max sessions {max_sessions}, session lifetime {} ms)",
+        if health_port == 0 { "off".to_string() } else { format!("tcp {}:{health_port}", args.bind) },
+        args.session_lifetime_ms
+    );
+    if let Some(dir) = args.hist_out.clone() {
+        spawn_dump_on_signal(shared.clone(), dir);
+    }
+    let result = server::serve(socket, config, shared.clone(), shutdown_signal()).await;
+    match result {
+        Ok(summary) => {
+            let s = &summary.stats;
+            let rejected: Vec<String> = Reject::ALL
+                .iter()
+                .filter(|r| s.rejected(**r) > 0)
+                .map(|r| format!("{} {}", r.name(), s.rejected(*r)))
+                .collect();
+            eprintln!(
+                "risp-udp server stopped: sessions opened {}, closed {}, expired {}; datagrams received {}, sent {} ({} retransmitted); rejected: {}",
+                s.sessions_opened,
+                s.sessions_closed,
+                s.sessions_expired,
+                s.datagrams_received,
+                s.datagrams_sent,
+                s.retransmits,
+                if rejected.is_empty() { "none".to_string() } else { rejected.join(", ") }
+            );
+            if let Some(dir) = &args.hist_out {
+                if let Err(e) = dump(&summary, dir) {
+                    eprintln!("error: {e}");
+                    return Exit::Failure;
+                }
+            }
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: socket: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+fn dump(summary: &ServerSummary, dir: &Path) -> Result<(), crate::stats::StatsError> {
+    let mut set = HistogramSet::default();
+    set.server_ack = summary.ack_latency.clone();
+    let files = set.write_dir(dir, "server-")?;
+    eprintln!("wrote {} histogram files to {}", files.len(), dir.display());
+    Ok(())
+}
+
+#[cfg(unix)]
+fn spawn_dump_on_signal(shared: SharedSummary, dir: PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
+            if let Err(e) = dump(&summary, &dir) {
+                eprintln!("error: {e}");
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_dump_on_signal(_: SharedSummary, _: PathBuf) {}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
