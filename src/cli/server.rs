@@ -131,8 +131,10 @@ pub async fn run(args: ServerArgs, port: u16, health_port: u16, max_sessions: us
 }
 
 fn dump(summary: &ServerSummary, dir: &Path) -> Result<(), crate::stats::StatsError> {
-    let mut set = HistogramSet::default();
-    set.server_ack = summary.ack_latency.clone();
+    let set = HistogramSet {
+        server_ack: summary.ack_latency.clone(),
+        ..HistogramSet::default()
+    };
     let files = set.write_dir(dir, "server-")?;
     eprintln!("wrote {} histogram files to {}", files.len(), dir.display());
     Ok(())
