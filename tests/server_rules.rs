@@ -90,6 +90,8 @@ struct Harness {
     server: Server,
     t0: Instant,
     now: Instant,
+    /// The bystander: nothing may be sent to it except when it asks.
+    guard: Option<SocketAddr>,
 }
 
 impl Harness {
@@ -99,6 +101,7 @@ impl Harness {
             server: Server::new(config),
             t0,
             now: t0,
+            guard: None,
         }
     }
 
@@ -130,6 +133,11 @@ impl Harness {
             assert!(t.size > 0 && t.size % t.segment_size == 0);
             for seg in buf[..t.size].chunks(t.segment_size) {
                 let msg = ServerMessage::decode(seg).expect("server sends valid datagrams");
+                assert_ne!(
+                    Some(t.destination),
+                    self.guard,
+                    "{msg:?} was sent to the bystander"
+                );
                 out.push((t.destination, msg));
             }
         }
@@ -260,19 +268,18 @@ impl Peer {
     fn still_served(&mut self, h: &mut Harness) {
         let accepted = h.server.stats().accepted;
         let from = self.sent_to;
+        let guard = h.guard.take();
         let out = self.ack_all(h);
-        assert_eq!(h.server.stats().accepted, accepted + 1, "bystander ack accepted");
+        h.guard = guard;
+        assert_eq!(
+            h.server.stats().accepted,
+            accepted + 1,
+            "bystander ack accepted"
+        );
         let got = self.absorb(h, &out);
         let want: Vec<u32> = (from..(from + self.window).min(self.len)).collect();
         assert_eq!(got, want, "bystander {} gets its next window", self.uuid);
     }
-}
-
-fn no_datagram_to(out: &[(SocketAddr, ServerMessage)], who: &Peer) {
-    assert!(
-        out.iter().all(|(to, _)| *to != who.addr),
-        "something was sent to the bystander: {out:?}"
-    );
 }
 
 fn config() -> ServerConfig {
@@ -292,6 +299,7 @@ fn error(code: ErrorCode, detail: u32, echo: u64) -> ServerMessage {
 fn new_session_gets_accept_then_exactly_its_initial_window() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let m = {
         let mut m = Msg::new(State::Connecting, uuid(2), 50);
         m.window = 5;
@@ -344,6 +352,7 @@ fn new_session_gets_accept_then_exactly_its_initial_window() {
 fn duplicate_connecting_before_confirmation_reaccepts_with_the_same_token() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let p = Peer::connect(&mut h, 2, 50, 4);
     // The Accept was lost: the client repeats its CONNECTING, still without
     // a token, from the same address.
@@ -382,6 +391,7 @@ fn duplicate_connecting_before_confirmation_reaccepts_with_the_same_token() {
 fn tokenless_connecting_from_another_address_cannot_steal_an_unconfirmed_session() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 50, 4);
     let thief = addr(666);
     let mut m = Msg::new(State::Connecting, p.uuid, 50);
@@ -406,6 +416,7 @@ fn tokenless_connecting_from_another_address_cannot_steal_an_unconfirmed_session
 fn connecting_with_a_wrong_token_is_unauthorized_and_moves_nothing() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
     let thief = addr(666);
     for (i, token) in [vec![0u8; 8], vec![1, 2, 3], Vec::new()]
@@ -427,10 +438,10 @@ fn connecting_with_a_wrong_token_is_unauthorized_and_moves_nothing() {
     }
     let s = h.server.stats();
     assert_eq!((s.migrations, s.sessions_resumed), (0, 0));
-    assert!(h
-        .events()
-        .iter()
-        .all(|e| !matches!(e, ServerEvent::Migrated { .. } | ServerEvent::Resumed { .. })));
+    assert!(h.events().iter().all(|e| !matches!(
+        e,
+        ServerEvent::Migrated { .. } | ServerEvent::Resumed { .. }
+    )));
     // The session still sends to its own address; its timestamps were not
     // bumped by the thief (a normal ack is not stale).
     let out = p.ack_all(&mut h);
@@ -445,6 +456,7 @@ fn connecting_with_a_wrong_token_is_unauthorized_and_moves_nothing() {
 fn connected_with_a_wrong_or_missing_token_is_unauthorized_and_no_takeover() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
     let thief = addr(666);
     let real = p.token.clone();
@@ -473,6 +485,7 @@ fn connected_with_a_wrong_or_missing_token_is_unauthorized_and_no_takeover() {
 fn resume_with_the_token_from_a_new_address_moves_the_data_there() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 20, 4);
     // p holds 0..4 (acked by open) and 4..8 arrived; it acks 6 (4, 5 held),
     // then its process restarts on a new port and resumes at 6.
@@ -520,6 +533,7 @@ fn resume_with_the_token_from_a_new_address_moves_the_data_there() {
 fn length_over_max_len_is_refused_with_the_limit() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut m = Msg::new(State::Connecting, uuid(2), 1_001);
     m.ts = 9;
     h.send(addr(2), &m);
@@ -541,6 +555,7 @@ fn length_over_max_len_is_refused_with_the_limit() {
 fn length_mismatch_on_resume_is_refused_with_the_session_length() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 40, 4);
     let mut m = p.msg(State::Connecting);
     m.len = 41;
@@ -566,6 +581,7 @@ fn length_mismatch_on_resume_is_refused_with_the_session_length() {
 fn ack_past_the_length_is_out_of_range() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 10, 4);
     for ack in [11, 12, u32::MAX] {
         let mut m = p.msg(State::Connected);
@@ -595,6 +611,7 @@ fn ack_past_the_length_is_out_of_range() {
 fn ack_beyond_what_was_sent_is_counted_and_ignored() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
     // Sent so far: 0..8. An ack of 9 is within the length but claims an
     // index the server never sent.
@@ -615,6 +632,7 @@ fn ack_beyond_what_was_sent_is_counted_and_ignored() {
 fn window_zero_is_treated_as_one() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut m = Msg::new(State::Connecting, uuid(2), 10);
     m.window = 0;
     h.send(addr(2), &m);
@@ -639,6 +657,7 @@ fn window_zero_is_treated_as_one() {
 fn huge_window_is_capped_at_max_window() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 1_000, 4);
     let capped_before = h.server.stats().window_capped;
     assert_eq!(capped_before, 0);
@@ -666,6 +685,7 @@ fn unvalidated_address_gets_at_most_three_times_what_it_sent() {
         ..config()
     });
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut m = Msg::new(State::Connecting, uuid(2), 1_000);
     m.window = 1024;
     let sent = m.encode().len();
@@ -679,7 +699,9 @@ fn unvalidated_address_gets_at_most_three_times_what_it_sent() {
             bytes <= 3 * sent,
             "round {round}: {bytes} bytes for a {sent}-byte CONNECTING"
         );
-        assert!(out.len() > 4, "but still a useful first window");
+        // (3 * 1200 - 32-byte Accept) / 24-byte data = 148 data datagrams.
+        assert_eq!(out.len(), 1 + 148, "round {round}");
+        assert!(matches!(out[0].1, ServerMessage::Accept { .. }));
     }
     by.still_served(&mut h);
 }
@@ -688,6 +710,7 @@ fn unvalidated_address_gets_at_most_three_times_what_it_sent() {
 fn stale_acks_are_ignored() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
     // Newest processed: ack 4 with timestamp p.ts. An older timestamp,
     // claiming more, is ignored.
@@ -712,6 +735,7 @@ fn stale_acks_are_ignored() {
 fn closing_before_everything_was_acked_gets_no_checksum() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 6, 8);
     assert_eq!(p.sent_to, 6);
     p.ack = 3;
@@ -732,6 +756,7 @@ fn closing_before_everything_was_acked_gets_no_checksum() {
 fn closing_after_everything_was_acked_returns_the_sequence_checksum() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 10, 4);
     let seq = h.server.sequence(&p.uuid).unwrap();
     // Receive everything.
@@ -763,6 +788,7 @@ fn closing_after_everything_was_acked_returns_the_sequence_checksum() {
 fn closed_frees_the_session_and_later_messages_are_unknown() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 3, 4);
     assert_eq!(p.sent_to, 3);
     p.ack = 3;
@@ -796,6 +822,7 @@ fn closed_frees_the_session_and_later_messages_are_unknown() {
 fn closed_for_an_unknown_session_is_answered_closed() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut m = Msg::new(State::Closed, uuid(9), 5);
     m.ack = 5;
     m.ts = 42;
@@ -845,7 +872,10 @@ fn session_limit_refuses_new_sessions_busy_and_keeps_the_others() {
     assert!(matches!(h.drain()[0].1, ServerMessage::Checksum { .. }));
     let m = b.msg(State::Closed);
     h.send(b.addr, &m);
-    assert_eq!(h.drain(), vec![(b.addr, ServerMessage::Closed { echo: m.ts })]);
+    assert_eq!(
+        h.drain(),
+        vec![(b.addr, ServerMessage::Closed { echo: m.ts })]
+    );
     let mut c = Peer::open(&mut h, 3, 10, 4);
     assert_eq!(h.server.session_count(), 2);
     assert_eq!(h.rejected(Reject::Busy), 3);
@@ -857,6 +887,7 @@ fn session_limit_refuses_new_sessions_busy_and_keeps_the_others() {
 fn idle_sessions_expire_after_session_lifetime() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
     // The bystander stays active; p goes quiet after t0.
     h.at(Duration::from_secs(20));
@@ -901,6 +932,7 @@ fn idle_sessions_expire_after_session_lifetime() {
 fn unconfirmed_sessions_expire_after_handshake_lifetime() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let p = Peer::connect(&mut h, 2, 100, 4);
     h.at(Duration::from_millis(9_999));
     h.server.handle_timeout(h.now);
@@ -920,6 +952,7 @@ fn unconfirmed_sessions_expire_after_handshake_lifetime() {
 fn selective_ack_resends_only_the_holes() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 100, 16);
     assert_eq!(p.sent_to, 16);
     // Holds 1..16 except 5 and 9; misses 0, 5, 9.
@@ -954,6 +987,7 @@ fn selective_ack_resends_only_the_holes() {
 fn duplicate_acks_do_not_consume_window() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 100, 4);
     let mut m = p.msg(State::Connected);
     m.ack = 0;
@@ -990,6 +1024,7 @@ fn lengths_near_u32_max_open_instantly_with_window_state() {
         ..config()
     });
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let len = u32::MAX - 1;
     let mut p = Peer::connect(&mut h, 2, len, 8);
     assert_eq!(p.sent_to, 8);
@@ -1020,17 +1055,27 @@ fn lengths_near_u32_max_open_instantly_with_window_state() {
 fn zero_length_goes_straight_to_closing() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 0, 4);
     assert_eq!(p.sent_to, 0, "Accept only, no data");
     let m = p.msg(State::Closing);
     h.send(p.addr, &m);
     assert_eq!(
         h.drain(),
-        vec![(p.addr, ServerMessage::Checksum { checksum: 0, echo: m.ts })]
+        vec![(
+            p.addr,
+            ServerMessage::Checksum {
+                checksum: 0,
+                echo: m.ts
+            }
+        )]
     );
     let m = p.msg(State::Closed);
     h.send(p.addr, &m);
-    assert_eq!(h.drain(), vec![(p.addr, ServerMessage::Closed { echo: m.ts })]);
+    assert_eq!(
+        h.drain(),
+        vec![(p.addr, ServerMessage::Closed { echo: m.ts })]
+    );
     assert!(!h.server.has_session(&p.uuid));
     by.still_served(&mut h);
 }
@@ -1040,6 +1085,7 @@ fn zero_length_goes_straight_to_closing() {
 fn malformed_corrupt_and_wrong_direction_datagrams_are_counted_silently() {
     let mut h = Harness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
     let good = {
         let mut m = by.msg(State::Connected);
         m.ts += 1_000;
@@ -1061,7 +1107,11 @@ fn malformed_corrupt_and_wrong_direction_datagrams_are_counted_silently() {
     h.server.handle(h.now, addr(66), &data);
     h.check_accounting();
     assert_eq!(h.drain(), vec![]);
-    assert_eq!(h.rejected(Reject::Corrupt), 2, "a cut-off CRC fails the CRC");
+    assert_eq!(
+        h.rejected(Reject::Corrupt),
+        2,
+        "a cut-off CRC fails the CRC"
+    );
     // The empty one, and the 24-byte data datagram: too short to be a
     // client message at all.
     assert_eq!(h.rejected(Reject::Malformed), 2);
