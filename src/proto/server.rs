@@ -35,7 +35,7 @@ use super::sack;
 use super::sequence::{RunningChecksum, Sequence};
 use super::wire::{
     ClientMessage, ErrorCode, ServerMessage, State, WireError, DATA_LEN, MAX_SERVER_DATAGRAM_LEN,
-    SERVER_TOKEN_LEN,
+    MIN_CONNECTING_LEN, SERVER_TOKEN_LEN,
 };
 
 /// Server settings.
@@ -255,6 +255,11 @@ impl Transmit {
 /// Most control replies waiting to be sent; past it, replies are dropped
 /// (the client retries on its timer).
 const MAX_PENDING_REPLIES: usize = 4096;
+/// Most data datagrams in flight to an address that has not yet echoed its
+/// token: with the Accept, at most three times a minimal CONNECTING
+/// (anti-amplification, as RFC 9000 §8).
+const UNVALIDATED_WINDOW: u32 =
+    ((3 * MIN_CONNECTING_LEN - MAX_SERVER_DATAGRAM_LEN) / DATA_LEN) as u32;
 /// Most events waiting to be polled.
 const MAX_PENDING_EVENTS: usize = 1 << 16;
 
@@ -558,6 +563,14 @@ impl Server {
             // A repeated first CONNECTING (its Accept was lost) may come
             // without a token until the client has confirmed one.
             let unconfirmed_repeat = msg.token.is_empty() && !s.confirmed;
+            if unconfirmed_repeat && from != s.addr {
+                // Without a token, only the address that opened the session
+                // may repeat it: anyone else who knows the UUID would get the
+                // token in our Accept and take the session over (defect 15).
+                // Say nothing; a client that really moved mid-handshake gets
+                // a fresh session once this one expires (handshake_lifetime).
+                return Err(Reject::Unauthorized);
+            }
             if !token_ok && !unconfirmed_repeat {
                 self.refuse(from, ErrorCode::Unauthorized, 0, echo);
                 return Err(Reject::Unauthorized);
@@ -794,6 +807,11 @@ impl Server {
             }
             w => w,
         };
+        if !s.confirmed {
+            // The address is not validated yet: send it no more than three
+            // times the 1200-byte CONNECTING that paid for the reply.
+            s.window = s.window.min(UNVALIDATED_WINDOW);
+        }
         // Holes reported lost.
         // A probe (or a CONNECTING) says: everything unacknowledged is lost.
         // The client sends probes only after its RTO, so this cannot repeat

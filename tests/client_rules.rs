@@ -1,0 +1,599 @@
+//! Client rules: what a client does with odd server input and with silence.
+//!
+//! Each test drives one [`Client`] in virtual time (timers are fired by
+//! jumping to `poll_timeout`), feeds it hand-built server datagrams and
+//! decodes what it sends back.
+
+use std::time::{Duration, Instant};
+
+use risp_udp::proto::client::{BadRequest, Client, ClientConfig, ClientError, ClientEvent};
+use risp_udp::proto::rtt::RttConfig;
+use risp_udp::proto::wire::{
+    ClientMessage, ErrorCode, ServerMessage, State, DATA_LEN, FLAG_PROBE, MAX_DATAGRAM_LEN,
+};
+use uuid::Uuid;
+
+const TOKEN: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+
+/// A client datagram, decoded and owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sent {
+    at: Duration,
+    state: State,
+    len: u32,
+    window: u32,
+    ack: u32,
+    ts: u64,
+    flags: u8,
+    token: Vec<u8>,
+    sack: Vec<u8>,
+}
+
+struct Harness {
+    client: Client,
+    t0: Instant,
+    now: Instant,
+    /// Newest client timestamp seen, echoed on what we feed back.
+    echo: u64,
+}
+
+impl Harness {
+    fn new(config: ClientConfig) -> Self {
+        let t0 = risp_udp::clock::now();
+        Self {
+            client: Client::new(config, t0),
+            t0,
+            now: t0,
+            echo: 0,
+        }
+    }
+
+    fn len(len: u32) -> Self {
+        Self::new(ClientConfig::new(Uuid::from_bytes([7; 16]), len))
+    }
+
+    fn at(&mut self, since_start: Duration) {
+        self.now = self.t0 + since_start;
+    }
+
+    /// Everything the client sends now.
+    fn sent(&mut self) -> Vec<Sent> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+        while let Some(n) = self.client.poll_transmit(self.now, &mut buf) {
+            let m = ClientMessage::decode(&buf[..n]).expect("client sends valid datagrams");
+            if m.state == State::Connecting {
+                assert_eq!(n, 1200, "CONNECTING is padded");
+            }
+            self.echo = self.echo.max(m.timestamp);
+            out.push(Sent {
+                at: self.now - self.t0,
+                state: m.state,
+                len: m.len,
+                window: m.window,
+                ack: m.ack,
+                ts: m.timestamp,
+                flags: m.flags,
+                token: m.token.to_vec(),
+                sack: m.sack.to_vec(),
+            });
+            assert!(out.len() < 10_000, "runaway sender");
+        }
+        out
+    }
+
+    fn feed_bytes(&mut self, d: &[u8]) {
+        self.client.handle(self.now, d);
+    }
+
+    fn feed(&mut self, msg: ServerMessage) {
+        self.feed_bytes(&encode(msg));
+    }
+
+    fn data(&mut self, index: u32, payload: u32) {
+        let echo = self.echo;
+        self.feed(ServerMessage::Data {
+            index,
+            payload,
+            echo,
+        });
+    }
+
+    fn events(&mut self) -> Vec<ClientEvent> {
+        std::iter::from_fn(|| self.client.poll_event()).collect()
+    }
+
+    /// Non-RTT events only.
+    fn app_events(&mut self) -> Vec<ClientEvent> {
+        self.events()
+            .into_iter()
+            .filter(|e| !matches!(e, ClientEvent::RttSample(_)))
+            .collect()
+    }
+
+    /// CONNECTING out, Accept in, the confirming ack out.
+    fn connect(&mut self) {
+        let hello = self.sent();
+        assert_eq!(hello.len(), 1);
+        assert_eq!(hello[0].state, State::Connecting);
+        assert!(hello[0].token.is_empty());
+        let echo = self.echo;
+        self.feed(ServerMessage::Accept {
+            token: TOKEN,
+            lifetime_ms: 30_000,
+            max_window: 1024,
+            echo,
+        });
+        let ack = self.sent();
+        assert_eq!(ack.len(), 1, "{ack:?}");
+        assert_eq!(ack[0].state, State::Connected);
+        assert_eq!(ack[0].token, TOKEN);
+        assert_eq!(self.app_events(), vec![ClientEvent::Connected]);
+    }
+
+    /// Fires timers until the client finishes; returns everything it sent.
+    fn run_silent(&mut self) -> Vec<Sent> {
+        let mut all = Vec::new();
+        while let Some(t) = self.client.poll_timeout() {
+            assert!(t >= self.now, "timers never go back in time");
+            self.now = t;
+            self.client.handle_timeout(t);
+            all.extend(self.sent());
+        }
+        all
+    }
+}
+
+fn encode(msg: ServerMessage) -> Vec<u8> {
+    let mut buf = [0u8; 64];
+    let n = msg.encode(&mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn failed(events: &[ClientEvent]) -> Option<&ClientError> {
+    events.iter().find_map(|e| match e {
+        ClientEvent::Failed(err) => Some(err),
+        _ => None,
+    })
+}
+
+/// Defect 2: an index past the end crashed the original client.
+#[test]
+fn data_past_the_end_is_counted_invalid_and_ignored() {
+    let mut h = Harness::len(5);
+    h.connect();
+    for index in [5, 6, 1_000_000, u32::MAX] {
+        h.data(index, 99);
+    }
+    assert_eq!(h.client.stats().invalid, 4);
+    assert_eq!(h.client.next_index(), 0);
+    assert!(h.app_events().is_empty(), "nothing delivered");
+    assert!(h.sent().is_empty(), "nothing to acknowledge");
+    // Real data still works.
+    h.data(0, 10);
+    assert_eq!(
+        h.app_events()
+            .into_iter()
+            .filter(|e| matches!(e, ClientEvent::Value { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(h.client.next_index(), 1);
+    assert!(!h.client.is_finished());
+}
+
+#[test]
+fn data_beyond_the_reorder_buffer_is_counted_and_dropped() {
+    let mut cfg = ClientConfig::new(Uuid::from_bytes([7; 16]), 5_000);
+    cfg.max_window = 64;
+    let mut h = Harness::new(cfg);
+    h.connect();
+    h.data(64, 1);
+    h.data(4_000, 1);
+    assert_eq!(h.client.stats().out_of_window, 2);
+    h.data(63, 1); // the last slot of the buffer is fine
+    assert_eq!(h.client.stats().out_of_window, 2);
+    assert_eq!(h.client.stats().invalid, 0);
+}
+
+#[test]
+fn duplicates_are_counted_and_delivered_once() {
+    let mut h = Harness::len(10);
+    h.connect();
+    let window = h.client.window().get();
+    h.data(0, 10);
+    h.data(0, 10);
+    h.data(2, 12);
+    h.data(2, 12);
+    let values: Vec<u32> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Value { index, .. } => Some(index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, vec![0]);
+    assert_eq!(h.client.stats().duplicates, 2);
+    // One in-order delivery grew the window by one (slow start); the
+    // duplicates did not.
+    assert_eq!(h.client.window().get(), window + 1);
+}
+
+/// Defect 1: the original compared its own sum with itself.
+#[test]
+fn wrong_checksum_from_the_server_is_a_hard_failure() {
+    let mut h = Harness::len(3);
+    h.connect();
+    for (i, v) in [u32::MAX, u32::MAX, 7].into_iter().enumerate() {
+        h.data(i as u32, v);
+    }
+    let closing = h.sent();
+    assert_eq!(closing.last().unwrap().state, State::Closing);
+    assert_eq!(closing.last().unwrap().ack, 3);
+    let sum = 2 * u64::from(u32::MAX) + 7;
+    let echo = h.echo;
+    h.feed(ServerMessage::Checksum {
+        checksum: sum + 1,
+        echo,
+    });
+    let ev = h.events();
+    assert_eq!(
+        failed(&ev),
+        Some(&ClientError::ChecksumMismatch {
+            expected: sum + 1,
+            actual: sum
+        })
+    );
+    assert!(!ev.iter().any(|e| matches!(e, ClientEvent::Verified { .. })));
+    assert!(h.client.is_finished());
+    assert!(h.sent().is_empty(), "no CLOSED after a failure");
+    assert_eq!(h.client.poll_timeout(), None, "no timers left");
+}
+
+#[test]
+fn right_checksum_verifies_and_closes() {
+    let mut h = Harness::len(3);
+    h.connect();
+    for (i, v) in [u32::MAX, u32::MAX, 7].into_iter().enumerate() {
+        h.data(i as u32, v);
+    }
+    h.sent();
+    let sum = 2 * u64::from(u32::MAX) + 7;
+    // A checksum while still CONNECTED would be a lie: this one arrives in
+    // CLOSING and is believed.
+    let echo = h.echo;
+    h.feed(ServerMessage::Checksum {
+        checksum: sum,
+        echo,
+    });
+    assert!(h
+        .events()
+        .contains(&ClientEvent::Verified { checksum: sum }));
+    let closed = h.sent();
+    assert_eq!(closed.len(), 1);
+    assert_eq!((closed[0].state, closed[0].ack), (State::Closed, 3));
+    let echo = h.echo;
+    h.feed(ServerMessage::Closed { echo });
+    assert_eq!(h.app_events(), vec![ClientEvent::Completed]);
+    assert!(h.client.is_finished());
+}
+
+#[test]
+fn checksum_before_closing_is_not_believed() {
+    let mut h = Harness::len(3);
+    h.connect();
+    h.data(0, 1);
+    h.feed(ServerMessage::Checksum {
+        checksum: 1,
+        echo: 0,
+    });
+    assert_eq!(h.client.stats().invalid, 1);
+    assert!(!h.client.is_finished());
+    assert!(failed(&h.events()).is_none());
+}
+
+#[test]
+fn every_server_error_code_becomes_a_typed_error() {
+    let cases = [
+        (ErrorCode::UnknownSession, 0, ClientError::SessionExpired),
+        (ErrorCode::Busy, 1024, ClientError::ServerBusy),
+        (
+            ErrorCode::LenTooLarge,
+            1_000,
+            ClientError::BadRequest(BadRequest::LenTooLarge { max: 1_000 }),
+        ),
+        (
+            ErrorCode::LenMismatch,
+            40,
+            ClientError::BadRequest(BadRequest::LenMismatch { session: 40 }),
+        ),
+        (
+            ErrorCode::Unauthorized,
+            0,
+            ClientError::BadRequest(BadRequest::Unauthorized),
+        ),
+        (
+            ErrorCode::AckOutOfRange,
+            10,
+            ClientError::BadRequest(BadRequest::AckOutOfRange { len: 10 }),
+        ),
+    ];
+    for connected in [false, true] {
+        for (code, detail, want) in cases.clone() {
+            let mut h = Harness::len(100);
+            if connected {
+                h.connect();
+            } else {
+                h.sent();
+            }
+            let echo = h.echo;
+            h.feed(ServerMessage::Error { code, detail, echo });
+            let ev = h.app_events();
+            assert_eq!(ev, vec![ClientEvent::Failed(want.clone())], "{code:?}");
+            assert!(h.client.is_finished());
+            assert!(h.sent().is_empty());
+        }
+    }
+}
+
+/// After the client sent CLOSED, "unknown session" means the server already
+/// freed it: that is success, not an error.
+#[test]
+fn unknown_session_after_closed_completes() {
+    let mut h = Harness::len(1);
+    h.connect();
+    h.data(0, 5);
+    h.sent();
+    let echo = h.echo;
+    h.feed(ServerMessage::Checksum { checksum: 5, echo });
+    h.sent();
+    h.feed(ServerMessage::Error {
+        code: ErrorCode::UnknownSession,
+        detail: 0,
+        echo,
+    });
+    let ev = h.app_events();
+    assert_eq!(
+        ev,
+        vec![
+            ClientEvent::Value {
+                index: 0,
+                value: 5,
+                latency: Duration::ZERO
+            },
+            ClientEvent::Verified { checksum: 5 },
+            ClientEvent::Completed
+        ]
+    );
+}
+
+/// The CONNECTING retransmission times an RFC 6298 timer gives: the RTO
+/// starts at `initial`, doubles per timeout up to `max`; from the second
+/// timeout on, each retry goes out twice.
+fn expected_retries(
+    first_arm: Duration,
+    rto0: Duration,
+    max: Duration,
+    until: Duration,
+) -> Vec<(Duration, usize)> {
+    let mut out = Vec::new();
+    let mut at = first_arm + rto0;
+    let mut backoff = 0u32;
+    while at < until {
+        backoff += 1;
+        let copies = if backoff >= 2 { 2 } else { 1 };
+        out.push((at, copies));
+        at += (rto0 * (1 << backoff)).min(max);
+    }
+    out
+}
+
+#[test]
+fn silence_before_any_answer_backs_off_then_fails_no_answer() {
+    let mut h = Harness::len(10);
+    let first = h.sent();
+    assert_eq!(first.len(), 1);
+    let sent = h.run_silent();
+    let rtt = RttConfig::default();
+    assert_eq!((rtt.initial_rto, rtt.max_rto), (ms(100), ms(2_000)));
+    let want = expected_retries(Duration::ZERO, ms(100), ms(2_000), Duration::from_secs(30));
+    // 100, 300, 700, 1500, 3100 ms, then every 2 s up to 29.1 s.
+    assert_eq!(want.len(), 18);
+    assert_eq!(want[4].0, ms(3_100));
+    assert_eq!(want[17].0, ms(29_100));
+    let got: Vec<(Duration, usize)> = {
+        let mut v: Vec<(Duration, usize)> = Vec::new();
+        for s in &sent {
+            assert_eq!(s.state, State::Connecting);
+            match v.last_mut() {
+                Some((at, n)) if *at == s.at => *n += 1,
+                _ => v.push((s.at, 1)),
+            }
+        }
+        v
+    };
+    assert_eq!(got, want);
+    assert_eq!(h.client.stats().handshakes, 1 + 1 + 17 * 2);
+    assert_eq!(h.client.stats().timeouts, 18);
+    assert_eq!(h.now - h.t0, Duration::from_secs(30));
+    let ev = h.app_events();
+    assert_eq!(
+        ev,
+        vec![ClientEvent::Failed(ClientError::NoAnswer(
+            Duration::from_secs(30)
+        ))]
+    );
+}
+
+#[test]
+fn silence_mid_transfer_probes_with_backoff_then_fails_timeout() {
+    let mut h = Harness::len(100);
+    h.sent();
+    // The Accept arrives 10 ms later: one RTT sample of 10 ms, so
+    // SRTT = 10, RTTVAR = 5 and RTO = 10 + max(4*5, 10/4, 1) = 30 ms.
+    h.at(ms(10));
+    let echo = h.echo;
+    h.feed(ServerMessage::Accept {
+        token: TOKEN,
+        lifetime_ms: 30_000,
+        max_window: 1024,
+        echo,
+    });
+    assert_eq!(h.client.rtt().rto(), ms(30));
+    assert_eq!(h.app_events(), vec![ClientEvent::Connected]);
+    let confirm = h.sent();
+    assert_eq!(confirm.len(), 1);
+    assert_eq!(confirm[0].flags, 0, "the confirming ack is not a probe");
+    let sent = h.run_silent();
+    for s in &sent {
+        assert_eq!(s.state, State::Connected);
+        assert_eq!(s.flags, FLAG_PROBE, "timer-driven acks are probes");
+        assert_eq!(s.ack, 0);
+        assert_eq!(s.token, TOKEN);
+    }
+    let want = expected_retries(ms(10), ms(30), ms(2_000), ms(10) + Duration::from_secs(30));
+    let mut got: Vec<(Duration, usize)> = Vec::new();
+    for s in &sent {
+        match got.last_mut() {
+            Some((at, n)) if *at == s.at => *n += 1,
+            _ => got.push((s.at, 1)),
+        }
+    }
+    assert_eq!(got[..6], want[..6], "40, 100, 220, 460, 940, 1900 ms");
+    assert_eq!(got, want);
+    // Probing went on for the whole idle period.
+    assert!(got.last().unwrap().0 > Duration::from_secs(28));
+    assert_eq!(
+        h.app_events(),
+        vec![ClientEvent::Failed(ClientError::Timeout(
+            Duration::from_secs(30)
+        ))]
+    );
+    assert_eq!(h.now - h.t0, ms(10) + Duration::from_secs(30));
+}
+
+#[test]
+fn any_answer_resets_the_backoff() {
+    let mut h = Harness::len(100);
+    h.connect();
+    // Two silent RTOs.
+    for _ in 0..2 {
+        let t = h.client.poll_timeout().unwrap();
+        h.now = t;
+        h.client.handle_timeout(t);
+        h.sent();
+    }
+    assert_eq!(h.client.rtt().backoff(), 2);
+    // A data datagram echoing the newest timestamp is a fresh RTT sample.
+    h.data(0, 1);
+    assert_eq!(h.client.rtt().backoff(), 0);
+}
+
+#[test]
+fn corrupt_datagrams_are_counted_and_ignored() {
+    let mut h = Harness::len(10);
+    h.connect();
+    let mut d = encode(ServerMessage::Data {
+        index: 0,
+        payload: 5,
+        echo: 1,
+    });
+    d[9] ^= 0x01;
+    h.feed_bytes(&d);
+    assert_eq!(h.client.stats().corrupt, 1);
+    assert_eq!(h.client.next_index(), 0);
+    // Garbage that is not even a frame, and a client datagram sent back.
+    h.feed_bytes(&[]);
+    h.feed_bytes(&[0x52, 0x55, 1]);
+    let mut buf = [0u8; MAX_DATAGRAM_LEN];
+    let n = ClientMessage {
+        state: State::Connected,
+        uuid: h.client.uuid(),
+        len: 10,
+        window: 4,
+        ack: 0,
+        timestamp: 1,
+        flags: 0,
+        token: &TOKEN,
+        sack: &[],
+    }
+    .encode(&mut buf)
+    .unwrap();
+    h.feed_bytes(&buf[..n]);
+    let s = h.client.stats();
+    assert_eq!((s.corrupt, s.invalid), (1, 3));
+    assert!(h.app_events().is_empty());
+    assert!(h.sent().is_empty());
+    assert_eq!(h.client.next_index(), 0);
+    assert!(!h.client.is_finished());
+    assert_eq!(DATA_LEN, d.len());
+}
+
+#[test]
+fn a_gap_is_acked_at_once_with_a_bitmap_of_the_held_indices() {
+    let mut h = Harness::len(100);
+    h.connect();
+    // In order, below ack_frequency (2): no ack yet.
+    h.data(0, 1);
+    assert!(h.sent().is_empty());
+    // 1 is missing: the ack goes out at once, not a probe, naming 2.
+    h.data(2, 1);
+    let ack = h.sent();
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].state, State::Connected);
+    assert_eq!(ack[0].flags, 0);
+    assert_eq!(ack[0].ack, 1);
+    assert_eq!(ack[0].sack, vec![0b1000_0000], "bit 0 = index ack+1 = 2");
+    // More out of order: 3 and 5 held, 1 and 4 missing.
+    h.data(3, 1);
+    let ack = h.sent();
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].sack, vec![0b1100_0000]);
+    h.data(5, 1);
+    let ack = h.sent();
+    assert_eq!(ack[0].ack, 1);
+    assert_eq!(ack[0].sack, vec![0b1101_0000], "2, 3 and 5");
+    // The hole at 1 fills: 1, 2, 3 delivered, ack moves to 4, 5 still held.
+    h.data(1, 1);
+    let ack = h.sent();
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].ack, 4);
+    assert_eq!(ack[0].sack, vec![0b1000_0000]);
+    assert_eq!(h.client.next_index(), 4);
+}
+
+#[test]
+fn without_selective_acks_the_gap_ack_is_cumulative_only() {
+    let mut cfg = ClientConfig::new(Uuid::from_bytes([7; 16]), 100);
+    cfg.sack = false;
+    let mut h = Harness::new(cfg);
+    h.connect();
+    h.data(0, 1);
+    h.data(2, 1);
+    let ack = h.sent();
+    assert_eq!(ack.len(), 1);
+    assert_eq!((ack[0].ack, ack[0].sack.clone()), (1, vec![]));
+}
+
+#[test]
+fn a_second_token_for_the_same_session_means_it_was_lost() {
+    let mut h = Harness::len(10);
+    h.connect();
+    let echo = h.echo;
+    h.feed(ServerMessage::Accept {
+        token: [9; 8],
+        lifetime_ms: 30_000,
+        max_window: 1024,
+        echo,
+    });
+    assert_eq!(
+        failed(&h.events()),
+        Some(&ClientError::SessionExpired),
+        "never mix two sequences"
+    );
+}

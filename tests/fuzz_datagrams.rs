@@ -1,0 +1,570 @@
+//! Fuzz-style robustness: well over 100,000 random and mutated datagrams
+//! (seeded, so every run is the same) go to both decoders, to a server that
+//! has two real transfers in progress, and to a client.
+//!
+//! Mutations start from valid CONNECTING / CONNECTED / CLOSING / CLOSED
+//! datagrams (and every server kind for the client side): bit flips,
+//! truncation, extension and field overwrites, with the CRC32C either left
+//! wrong or fixed up so that the semantic checks behind the CRC are reached.
+//!
+//! What must hold: nothing panics; the server accounts for every datagram
+//! (`received == accepted + rejected`); it never holds more than
+//! `max_sessions` sessions; and the two real transfers still complete with
+//! the right values and checksum afterwards.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use risp_udp::proto::client::{Client, ClientConfig, ClientEvent};
+use risp_udp::proto::sequence::Sequence;
+use risp_udp::proto::server::{Reject, Server, ServerConfig};
+use risp_udp::proto::wire::{
+    ClientMessage, ErrorCode, ServerMessage, State, CRC_LEN, MAX_DATAGRAM_LEN,
+};
+use uuid::Uuid;
+
+const FUZZ_DATAGRAMS: usize = 120_000;
+const MAX_SESSIONS: usize = 24;
+
+fn addr(n: u32) -> SocketAddr {
+    SocketAddr::from((n.to_be_bytes(), 5000 + (n % 1000) as u16))
+}
+
+fn reseal(d: &mut [u8]) {
+    if d.len() >= CRC_LEN {
+        let n = d.len() - CRC_LEN;
+        let crc = crc32c::crc32c(&d[..n]);
+        d[n..].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn client_dg(
+    state: State,
+    uuid: Uuid,
+    len: u32,
+    window: u32,
+    ack: u32,
+    ts: u64,
+    token: &[u8],
+    sack: &[u8],
+) -> Vec<u8> {
+    let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+    let n = ClientMessage {
+        state,
+        uuid,
+        len,
+        window,
+        ack,
+        timestamp: ts,
+        flags: 0,
+        token,
+        sack,
+    }
+    .encode(&mut buf)
+    .unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn server_dg(msg: ServerMessage) -> Vec<u8> {
+    let mut buf = [0u8; 64];
+    let n = msg.encode(&mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// Interesting values for a u32 field.
+fn interesting(rng: &mut StdRng, near: u32) -> u32 {
+    match rng.gen_range(0..8) {
+        0 => 0,
+        1 => 1,
+        2 => u32::MAX,
+        3 => u32::MAX - 1,
+        4 => near,
+        5 => near.wrapping_add(1),
+        6 => near.wrapping_sub(1),
+        _ => rng.gen(),
+    }
+}
+
+/// One mutation of `template`; the CRC is fixed afterwards about two times
+/// in three. `fields` lists (offset, width) of the integer fields.
+fn mutate(rng: &mut StdRng, template: &[u8], fields: &[(usize, usize)]) -> Vec<u8> {
+    let mut d = template.to_vec();
+    match rng.gen_range(0..5) {
+        0 => {
+            for _ in 0..rng.gen_range(1..=4) {
+                let i = rng.gen_range(0..d.len());
+                d[i] ^= 1 << rng.gen_range(0..8);
+            }
+        }
+        1 => d.truncate(rng.gen_range(0..d.len())),
+        2 => {
+            let extra = rng.gen_range(1..64);
+            let at = d.len().saturating_sub(CRC_LEN);
+            let bytes: Vec<u8> = (0..extra).map(|_| rng.gen()).collect();
+            d.splice(at..at, bytes);
+        }
+        3 => {
+            let (off, width) = fields[rng.gen_range(0..fields.len())];
+            if off + width <= d.len() {
+                let near = if width == 4 {
+                    u32::from_be_bytes(d[off..off + 4].try_into().unwrap())
+                } else {
+                    u32::from(d[off])
+                };
+                let v = interesting(rng, near);
+                let bytes = v.to_be_bytes();
+                d[off..off + width].copy_from_slice(&bytes[4 - width.min(4)..]);
+            }
+        }
+        _ => {
+            // Overwrite a run with random bytes.
+            let start = rng.gen_range(0..d.len());
+            let end = (start + rng.gen_range(1..16)).min(d.len());
+            rng.fill(&mut d[start..end]);
+        }
+    }
+    if rng.gen_bool(0.67) {
+        reseal(&mut d);
+    }
+    d
+}
+
+/// Offsets of the integer fields of a client datagram (see PROTOCOL.md):
+/// kind, len, window, ack, timestamp (low half), flags, token length, and
+/// the bitmap length right after an 8-byte token.
+const CLIENT_FIELDS: [(usize, usize); 8] = [
+    (3, 1),
+    (20, 4),
+    (24, 4),
+    (28, 4),
+    (36, 4),
+    (40, 1),
+    (41, 1),
+    (50, 2),
+];
+/// Server datagrams: kind, then the first two 4-byte words of the body.
+const SERVER_FIELDS: [(usize, usize); 4] = [(3, 1), (4, 1), (4, 4), (8, 4)];
+
+/// A real transfer over a perfect link.
+struct Real {
+    client: Client,
+    addr: SocketAddr,
+    seq: Option<Sequence>,
+    values: Vec<u32>,
+    verified: Option<u64>,
+    completed: bool,
+}
+
+struct World {
+    server: Server,
+    now: Instant,
+    reals: Vec<Real>,
+    /// Where server output to non-real addresses goes.
+    stray: Vec<Vec<u8>>,
+    /// The newest datagram each real client sent (a template).
+    last_real: Vec<Vec<u8>>,
+}
+
+impl World {
+    fn check(&self) {
+        let s = self.server.stats();
+        assert_eq!(s.datagrams_received, s.accepted + s.rejected_total());
+        assert!(self.server.session_count() <= MAX_SESSIONS);
+    }
+
+    /// Moves datagrams between the server and the real clients until quiet,
+    /// and fires due timers.
+    fn pump(&mut self, rounds: usize) {
+        if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.server.handle_timeout(self.now);
+        }
+        let by_addr: HashMap<SocketAddr, usize> = self
+            .reals
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.addr, i))
+            .collect();
+        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+        let mut sbuf = vec![0u8; 64 * 32];
+        for _ in 0..rounds {
+            let mut moved = false;
+            for i in 0..self.reals.len() {
+                let r = &mut self.reals[i];
+                if r.client.poll_timeout().is_some_and(|t| t <= self.now) {
+                    r.client.handle_timeout(self.now);
+                }
+                while let Some(n) = r.client.poll_transmit(self.now, &mut buf) {
+                    self.last_real[i] = buf[..n].to_vec();
+                    self.server.handle(self.now, r.addr, &buf[..n]);
+                    moved = true;
+                }
+                if r.seq.is_none() {
+                    r.seq = self.server.sequence(&r.client.uuid());
+                }
+            }
+            while let Some(t) = self.server.poll_transmit(self.now, &mut sbuf) {
+                for seg in sbuf[..t.size].chunks(t.segment_size) {
+                    match by_addr.get(&t.destination) {
+                        Some(&i) => self.reals[i].client.handle(self.now, seg),
+                        None => {
+                            if self.stray.len() < 256 {
+                                self.stray.push(seg.to_vec());
+                            }
+                        }
+                    }
+                }
+                moved = true;
+            }
+            for r in &mut self.reals {
+                while let Some(ev) = r.client.poll_event() {
+                    match ev {
+                        ClientEvent::Value { index, value, .. } => {
+                            assert_eq!(index as usize, r.values.len(), "in order, once");
+                            r.values.push(value);
+                        }
+                        ClientEvent::Verified { checksum } => r.verified = Some(checksum),
+                        ClientEvent::Completed => r.completed = true,
+                        ClientEvent::Failed(e) => panic!("real transfer failed: {e}"),
+                        ClientEvent::Connected | ClientEvent::RttSample(_) => {}
+                    }
+                }
+            }
+            self.check();
+            if !moved {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
+    let mut rng = StdRng::seed_from_u64(0x5EED_F022);
+    let t0 = risp_udp::clock::now();
+    let mut w = World {
+        server: Server::new(ServerConfig {
+            max_sessions: MAX_SESSIONS,
+            max_len: 100_000,
+            max_window: 256,
+            handshake_lifetime: Duration::from_millis(200),
+            seed: 1,
+            ..ServerConfig::default()
+        }),
+        now: t0,
+        reals: Vec::new(),
+        stray: Vec::new(),
+        last_real: vec![Vec::new(); 2],
+    };
+    for (i, len) in [(0u8, 100_000u32), (1, 3_000)] {
+        let mut cfg = ClientConfig::new(Uuid::from_bytes([0xA0 + i; 16]), len);
+        cfg.max_window = 64;
+        w.reals.push(Real {
+            client: Client::new(cfg, t0),
+            addr: addr(1 + u32::from(i)),
+            seq: None,
+            values: Vec::new(),
+            verified: None,
+            completed: false,
+        });
+    }
+    // Get both transfers going.
+    for _ in 0..20 {
+        w.now += Duration::from_micros(100);
+        w.pump(1);
+    }
+    for r in &w.reals {
+        assert!(r.seq.is_some());
+        assert!(!r.values.is_empty() && r.values.len() < r.client.len() as usize);
+    }
+
+    // Fuzz-only sessions, opened properly, so that mutations of their
+    // datagrams (uuid and token right) reach the deepest checks.
+    let mut fuzz_sessions: Vec<(Uuid, Vec<u8>, u32)> = Vec::new();
+    for k in 0..6u32 {
+        let uuid = Uuid::from_u128(0xF000 + u128::from(k));
+        let len = [0, 1, 5, 50, 1_000, 100_000][k as usize];
+        let d = client_dg(State::Connecting, uuid, len, 8, 0, 1, &[], &[]);
+        w.server.handle(w.now, addr(100 + k), &d);
+        let mut sbuf = vec![0u8; 64 * 32];
+        let mut token = Vec::new();
+        while let Some(t) = w.server.poll_transmit(w.now, &mut sbuf) {
+            if let Ok(ServerMessage::Accept { token: tk, .. }) =
+                ServerMessage::decode(&sbuf[..t.segment_size])
+            {
+                token = tk.to_vec();
+            }
+        }
+        assert_eq!(token.len(), 8);
+        fuzz_sessions.push((uuid, token, len));
+    }
+
+    let server_templates: Vec<Vec<u8>> = vec![
+        server_dg(ServerMessage::Accept {
+            token: [3; 8],
+            lifetime_ms: 30_000,
+            max_window: 64,
+            echo: 1,
+        }),
+        server_dg(ServerMessage::Data {
+            index: 5,
+            payload: 77,
+            echo: 1,
+        }),
+        server_dg(ServerMessage::Checksum {
+            checksum: 1234,
+            echo: 1,
+        }),
+        server_dg(ServerMessage::Closed { echo: 1 }),
+        server_dg(ServerMessage::Error {
+            code: ErrorCode::Busy,
+            detail: 3,
+            echo: 1,
+        }),
+    ];
+    let fuzz_uuid = Uuid::from_u128(0xC11E);
+    let new_fuzz_client = |now| Client::new(ClientConfig::new(fuzz_uuid, 1_000), now);
+    let mut fuzz_client = new_fuzz_client(w.now);
+    let mut fuzz_client_fed = 0u64;
+    let mut fuzz_clients = 1;
+    let (mut fuzz_corrupt, mut fuzz_invalid) = (0u64, 0u64);
+
+    let received_before = w.server.stats().datagrams_received;
+    let mut decoded_ok = 0u64;
+    let mut server_decoded_ok = 0u64;
+    let mut cbuf = vec![0u8; MAX_DATAGRAM_LEN];
+    for i in 0..FUZZ_DATAGRAMS {
+        w.now += Duration::from_micros(10);
+        let kind = rng.gen_range(0..100);
+        let d: Vec<u8> = if kind < 15 {
+            // Pure noise.
+            let n = rng.gen_range(0..1600);
+            (0..n).map(|_| rng.gen()).collect()
+        } else if kind < 25 {
+            // Noise behind a valid prefix, CRC fixed: reaches the fields.
+            let n = rng.gen_range(8..1600);
+            let mut d: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+            d[..3].copy_from_slice(b"RU\x01");
+            d[3] = rng.gen_range(0..4) | if rng.gen_bool(0.2) { 0x80 } else { 0 };
+            reseal(&mut d);
+            d
+        } else if kind < 35 {
+            // A real session's datagram: with a corrupted token (the CRC
+            // fixed) or with a bad CRC. Neither may disturb it.
+            let t = &w.last_real[rng.gen_range(0..2)];
+            assert_eq!(t[41], 8, "real clients hold their token");
+            let mut d = t.clone();
+            if rng.gen_bool(0.5) {
+                let token_len = usize::from(d[41]);
+                d[42 + rng.gen_range(0..token_len)] ^= 1 << rng.gen_range(0..8);
+                reseal(&mut d);
+            } else {
+                let j = rng.gen_range(0..d.len() - CRC_LEN);
+                d[j] ^= 1 << rng.gen_range(0..8);
+            }
+            d
+        } else if kind < 45 {
+            // Server datagrams (wrong direction for the server), mutated.
+            let t = &server_templates[rng.gen_range(0..server_templates.len())];
+            mutate(&mut rng, t, &SERVER_FIELDS)
+        } else {
+            // Valid client datagrams for fuzz sessions or new UUIDs, mutated.
+            let (uuid, token, len) = if rng.gen_bool(0.7) {
+                fuzz_sessions[rng.gen_range(0..fuzz_sessions.len())].clone()
+            } else {
+                (
+                    Uuid::from_u128(rng.gen()),
+                    Vec::new(),
+                    rng.gen_range(0..200),
+                )
+            };
+            let state = match rng.gen_range(0..4) {
+                0 => State::Connecting,
+                1 => State::Connected,
+                2 => State::Closing,
+                _ => State::Closed,
+            };
+            let ack = if token.is_empty() {
+                0 // a new session starts at 0
+            } else if rng.gen_bool(0.5) {
+                len
+            } else {
+                rng.gen_range(0..=len)
+            };
+            let sack: Vec<u8> = (0..rng.gen_range(0..4)).map(|_| rng.gen()).collect();
+            let token = if state == State::Connecting && rng.gen_bool(0.3) {
+                Vec::new()
+            } else {
+                token
+            };
+            let t = client_dg(
+                state,
+                uuid,
+                len,
+                rng.gen_range(0..300),
+                ack,
+                1 + i as u64,
+                &token,
+                &sack,
+            );
+            if rng.gen_bool(0.15) {
+                t // unmutated: valid, so the rules themselves run
+            } else {
+                mutate(&mut rng, &t, &CLIENT_FIELDS)
+            }
+        };
+
+        // Both decoders take anything.
+        if ClientMessage::decode(&d).is_ok() {
+            decoded_ok += 1;
+        }
+        if ServerMessage::decode(&d).is_ok() {
+            server_decoded_ok += 1;
+        }
+        let from = if rng.gen_bool(0.5) {
+            addr(100 + rng.gen_range(0..6))
+        } else {
+            addr(10_000 + rng.gen_range(0..5_000))
+        };
+        w.server.handle(w.now, from, &d);
+        w.check();
+
+        // The client gets the same datagram, and now and then a mutated
+        // server datagram (CRC usually fixed) or whatever the server said
+        // to the fuzz addresses.
+        let cd = if kind < 45 || rng.gen_bool(0.3) {
+            d
+        } else if let Some(s) = w.stray.pop() {
+            s
+        } else {
+            let t = &server_templates[rng.gen_range(0..server_templates.len())];
+            mutate(&mut rng, t, &SERVER_FIELDS)
+        };
+        let corrupt_before = fuzz_client.stats().corrupt;
+        let invalid_before = fuzz_client.stats().invalid;
+        fuzz_client.handle(w.now, &cd);
+        fuzz_client_fed += 1;
+        if fuzz_client.poll_timeout().is_some_and(|t| t <= w.now) {
+            fuzz_client.handle_timeout(w.now);
+        }
+        while fuzz_client.poll_transmit(w.now, &mut cbuf).is_some() {}
+        while fuzz_client.poll_event().is_some() {}
+        fuzz_corrupt += fuzz_client.stats().corrupt - corrupt_before;
+        fuzz_invalid += fuzz_client.stats().invalid - invalid_before;
+        if fuzz_client.is_finished() {
+            fuzz_client = new_fuzz_client(w.now);
+            fuzz_clients += 1;
+        }
+
+        if i % 256 == 0 {
+            w.pump(1);
+        }
+    }
+    w.pump(1);
+
+    let s = w.server.stats().clone();
+    let fed = s.datagrams_received - received_before;
+    assert!(
+        fed >= 100_000,
+        "only {fed} fuzz datagrams reached the server"
+    );
+    assert_eq!(s.datagrams_received, s.accepted + s.rejected_total());
+    // The fuzz got past the CRC into the semantic rules: every reason a
+    // mutation can trigger was seen.
+    for reason in [
+        Reject::Malformed,
+        Reject::Corrupt,
+        Reject::WrongDirection,
+        Reject::UnknownSession,
+        Reject::Unauthorized,
+        Reject::LenTooLarge,
+        Reject::LenMismatch,
+        Reject::AckOutOfRange,
+        Reject::AckBeyondSent,
+        Reject::Stale,
+        Reject::ClosingEarly,
+        Reject::Busy,
+    ] {
+        assert!(s.rejected(reason) > 0, "{reason:?} never reached: {s:?}");
+    }
+    assert!(
+        decoded_ok > (FUZZ_DATAGRAMS / 10) as u64,
+        "only {decoded_ok} decodable client datagrams"
+    );
+    assert!(server_decoded_ok > 1_000, "{server_decoded_ok}");
+    assert!(
+        s.sessions_opened > MAX_SESSIONS as u64,
+        "sessions churned: {s:?}"
+    );
+    assert!(s.sessions_expired > 0);
+    assert!(fuzz_client_fed as usize >= FUZZ_DATAGRAMS);
+    // The fuzz client saw corrupt and nonsensical datagrams, and failed
+    // cleanly (an Error reply, a second token...) more than once.
+    assert!(
+        fuzz_corrupt > 0 && fuzz_invalid > 0,
+        "{fuzz_corrupt} {fuzz_invalid}"
+    );
+    assert!(fuzz_clients > 1);
+    // The big real transfer was still in progress when the fuzz stopped.
+    let big = &w.reals[0];
+    assert!(
+        big.values.len() < big.client.len() as usize / 2,
+        "{} of {} delivered during the fuzz",
+        big.values.len(),
+        big.client.len()
+    );
+
+    // The real transfers finish, untouched.
+    for _ in 0..200_000 {
+        if w.reals.iter().all(|r| r.completed) {
+            break;
+        }
+        w.now += Duration::from_micros(200);
+        w.pump(1_000);
+    }
+    for r in &w.reals {
+        assert!(
+            r.completed,
+            "real transfer {} did not finish",
+            r.client.uuid()
+        );
+        let seq = r.seq.expect("sequence captured while live");
+        assert_eq!(r.values.len(), seq.len() as usize);
+        assert!(r.values.iter().copied().eq(seq.iter()), "every value right");
+        assert_eq!(r.verified, Some(seq.checksum()));
+    }
+    w.check();
+}
+
+/// The decoders alone, on pure noise and on noise behind a valid prefix:
+/// they return an error or a message, and never read out of bounds.
+#[test]
+fn decoders_take_any_bytes() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut ok = 0;
+    for _ in 0..50_000 {
+        let n = rng.gen_range(0..1600);
+        let mut d: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+        if n >= 8 && rng.gen_bool(0.5) {
+            d[..3].copy_from_slice(b"RU\x01");
+            reseal(&mut d);
+        }
+        if let Ok(m) = ClientMessage::decode(&d) {
+            ok += 1;
+            // What decodes, re-encodes to the same bytes.
+            let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+            let k = m.encode(&mut buf).unwrap();
+            assert_eq!(&buf[..k], &d[..]);
+        }
+        if let Ok(m) = ServerMessage::decode(&d) {
+            let mut buf = [0u8; 64];
+            let k = m.encode(&mut buf).unwrap();
+            assert_eq!(&buf[..k], &d[..]);
+        }
+    }
+    let _ = ok;
+}
