@@ -1,4 +1,5 @@
 //! risp-udp
+pub mod cli;
 pub mod clock;
 pub mod net;
 pub mod proto;

@@ -1,0 +1,3 @@
+//! clap commands of the `risp-udp` program.
+
+pub mod sim;
