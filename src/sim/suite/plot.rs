@@ -72,6 +72,7 @@ pub fn write_plots(report: &SuiteReport, dir: &Path) -> Result<Vec<PathBuf>, Sui
         &format!("{}: datagrams sent per value", report.suite),
         "datagrams per value",
         &dgram,
+        false,
     )
     .map_err(|r| err(&a, r))?;
     let b = dir.join(COMPLETION_PLOT);
@@ -80,17 +81,35 @@ pub fn write_plots(report: &SuiteReport, dir: &Path) -> Result<Vec<PathBuf>, Sui
         &format!("{}: median completion time", report.suite),
         "completion time (ms)",
         &done,
+        true,
     )
     .map_err(|r| err(&b, r))?;
     Ok(vec![a, b])
 }
 
-/// Draws `lines` into an SVG at `out`.
-fn draw(out: &Path, caption: &str, y_desc: &str, lines: &[Line]) -> Result<(), String> {
+/// Draws `lines` into an SVG at `out`; the y axis starts at zero or just
+/// below the lowest point.
+fn draw(
+    out: &Path,
+    caption: &str,
+    y_desc: &str,
+    lines: &[Line],
+    from_zero: bool,
+) -> Result<(), String> {
     let all = lines.iter().flat_map(|(_, p)| p.iter());
     let x_max = all.clone().map(|p| p.0).fold(0.0_f64, f64::max).max(1.0) * 1.05;
     let y_top = all.clone().map(|p| p.1).fold(0.0_f64, f64::max);
-    let y_max = if y_top > 0.0 { y_top * 1.1 } else { 1.0 };
+    let y_bottom = all.clone().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let y_min = if from_zero || !y_bottom.is_finite() {
+        0.0
+    } else {
+        (y_bottom - 0.05 * (y_top - y_bottom).max(0.1)).max(0.0)
+    };
+    let y_max = if y_top > y_min {
+        y_top + 0.1 * (y_top - y_min)
+    } else {
+        y_min + 1.0
+    };
     let root = SVGBackend::new(out, SIZE).into_drawing_area();
     let e = |err: DrawingAreaErrorKind<_>| err.to_string();
     root.fill(&WHITE).map_err(e)?;
@@ -99,7 +118,7 @@ fn draw(out: &Path, caption: &str, y_desc: &str, lines: &[Line]) -> Result<(), S
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .build_cartesian_2d(0f64..x_max, y_min..y_max)
         .map_err(e)?;
     chart
         .configure_mesh()
