@@ -11,6 +11,7 @@ pub mod exit;
 pub mod health;
 pub mod report;
 pub mod server;
+pub mod sim;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -92,6 +93,8 @@ pub enum Command {
     Client(client::ClientArgs),
     /// Run an in-process server and several lossy clients, and report.
     Demo(demo::DemoArgs),
+    /// Run a loss-simulation suite (virtual time by default) and report.
+    Sim(sim::SimArgs),
     /// Read, compare, merge and plot saved latency histograms.
     Hist(crate::stats::HistArgs),
     /// Plain-TCP comparison server (same sequence, same checksum).
@@ -139,6 +142,18 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global);
     let g = cli.global;
+    // Commands that need no runtime of ours (`sim` starts its own for
+    // `--real`).
+    match &cli.command {
+        Command::Sim(a) => return run_sim(a).code(),
+        Command::Hist(a) => return run_hist(a).code(),
+        Command::Completion { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "risp-udp", &mut std::io::stdout());
+            return Exit::Ok.code();
+        }
+        _ => {}
+    }
     let threads = match cli.command {
         Command::Demo(_) => 2,
         _ => 1,
@@ -155,20 +170,6 @@ pub fn main() -> ExitCode {
             Command::Server(a) => server::run(a, g.port, g.health_port, g.max_sessions as usize).await,
             Command::Client(a) => client::run(a, g.port).await,
             Command::Demo(a) => demo::run(a).await,
-            Command::Hist(a) => {
-                let stdout = std::io::stdout();
-                let mut out = stdout.lock();
-                match crate::stats::run_hist(&a, &mut out) {
-                    Ok(()) => {
-                        let _ = out.flush();
-                        Exit::Ok
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        Exit::Failure
-                    }
-                }
-            }
             Command::TcpServer(a) => match crate::tcp::run_tcp_server(a).await {
                 Ok(()) => Exit::Ok,
                 Err(e) => {
@@ -183,12 +184,40 @@ pub fn main() -> ExitCode {
                     Exit::Failure
                 }
             },
-            Command::Completion { shell } => {
-                let mut cmd = Cli::command();
-                clap_complete::generate(shell, &mut cmd, "risp-udp", &mut std::io::stdout());
-                Exit::Ok
+            Command::Sim(_) | Command::Hist(_) | Command::Completion { .. } => {
+                unreachable!("run without a runtime above")
             }
         }
     });
     exit.code()
+}
+
+fn run_sim(a: &sim::SimArgs) -> Exit {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let r = sim::run_sim(a, &mut out);
+    let _ = out.flush();
+    match r {
+        Ok(true) => Exit::Ok,
+        Ok(false) => Exit::ExpectationFailed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+fn run_hist(a: &crate::stats::HistArgs) -> Exit {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match crate::stats::run_hist(a, &mut out) {
+        Ok(()) => {
+            let _ = out.flush();
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Failure
+        }
+    }
 }

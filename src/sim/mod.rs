@@ -12,6 +12,7 @@
 //! the right value.
 
 mod report;
+pub mod suite;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -1,0 +1,724 @@
+//! Reading a suite file: TOML → checked [`Suite`].
+//!
+//! The file is deserialised with serde into `*Def` structs that keep the
+//! byte span of every value the checks look at ([`toml::Spanned`]), so a
+//! semantic error (a probability of 1.5, a zero length) points at its line
+//! just as a syntax error does. Nothing here panics on bad input: every
+//! number goes through a checked conversion before it becomes a
+//! [`Duration`].
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use risp_netem::{Blackhole, ConfigError, DirectionConfig, ImpairmentConfig};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{line_column, SuiteError};
+use crate::proto::client::MAX_WINDOW;
+use crate::sim::SimConfig;
+
+/// Most concurrent clients a profile may ask for.
+pub const MAX_CLIENTS: usize = 10_000;
+/// Most seeds a profile may ask for.
+pub const MAX_SEEDS: u64 = 1_000_000;
+/// Values per transfer when neither the suite nor the profile says.
+pub const DEFAULT_LEN: u32 = 1_000;
+
+/// A checked suite: profiles to run, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suite {
+    /// The suite's `name`, or the file stem.
+    pub name: String,
+    /// The profiles, in file order; never empty.
+    pub profiles: Vec<Profile>,
+}
+
+/// One impairment profile: what to run, with which seeds, and what to expect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Unique within the suite.
+    pub name: String,
+    /// Values per transfer (at least 1).
+    pub len: u32,
+    /// Concurrent clients per run.
+    pub clients: usize,
+    /// One run per seed, in this order.
+    pub seeds: Vec<u64>,
+    /// Selective acks on or off.
+    pub sack: bool,
+    /// Client window cap; `None` keeps the client's default.
+    pub max_window: Option<u32>,
+    /// Every client drops its socket this often and resumes by UUID.
+    pub killswitch: Option<Duration>,
+    /// Clients start this far apart.
+    pub stagger: Duration,
+    /// A run stops after this long; `None` keeps the simulator's default.
+    pub time_limit: Option<Duration>,
+    /// The link, already checked by [`ImpairmentConfig::validate`].
+    pub impairment: ImpairmentConfig,
+    /// Whether the profile is a point of the loss plots (default: when its
+    /// only impairments are independent loss and a fixed delay).
+    pub plot: bool,
+    /// What must hold for the profile to pass.
+    pub expect: Expectations,
+}
+
+/// What a profile must achieve. `None` means "not checked".
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Expectations {
+    /// Every transfer of every run verified.
+    pub all_verified: Option<bool>,
+    /// Datagrams the server sent per value, over the whole profile, at most
+    /// this.
+    pub max_datagrams_per_value: Option<f64>,
+    /// No transfer took longer than this.
+    pub max_completion: Option<Duration>,
+}
+
+impl Expectations {
+    /// `self`, with anything it leaves unset taken from `defaults`.
+    fn or(self, defaults: Expectations) -> Expectations {
+        Expectations {
+            all_verified: self.all_verified.or(defaults.all_verified),
+            max_datagrams_per_value: self
+                .max_datagrams_per_value
+                .or(defaults.max_datagrams_per_value),
+            max_completion: self.max_completion.or(defaults.max_completion),
+        }
+    }
+}
+
+impl Profile {
+    /// The simulation of one seed of this profile (latencies recorded).
+    pub fn sim_config(&self, seed: u64) -> SimConfig {
+        let mut c = SimConfig::new(seed, self.clients, self.len, self.impairment.clone());
+        c.client.sack = self.sack;
+        if let Some(w) = self.max_window {
+            c.client.max_window = w;
+            c.client.initial_window = c.client.initial_window.min(w);
+        }
+        c.killswitch = self.killswitch;
+        c.stagger = self.stagger;
+        if let Some(t) = self.time_limit {
+            c.time_limit = t;
+        }
+        c.record_latencies = true;
+        c
+    }
+
+    /// Loss rate the server's datagrams see (loss and corruption combined):
+    /// the `p` of the 1/(1−p) minimum.
+    pub fn to_client_loss(&self) -> f64 {
+        let d = &self.impairment.to_client;
+        1.0 - (1.0 - d.loss) * (1.0 - d.corrupt)
+    }
+}
+
+impl Suite {
+    /// Reads and checks the suite file at `path`.
+    pub fn load(path: &Path) -> Result<Suite, SuiteError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Suite::parse(&text, path)
+    }
+
+    /// Parses and checks suite text; `path` is used in messages and for the
+    /// default name.
+    pub fn parse(text: &str, path: &Path) -> Result<Suite, SuiteError> {
+        let located = |span: Option<Range<usize>>, reason: String| {
+            let (line, column) = span.map_or((0, 0), |s| line_column(text, s.start));
+            SuiteError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                reason,
+            }
+        };
+        let def: SuiteDef =
+            toml::from_str(text).map_err(|e| located(e.span(), e.message().to_string()))?;
+        def.check(path)
+            .map_err(|Problem { span, reason }| located(span, reason))
+    }
+
+    /// Keeps only the named profiles (in suite order). An empty list keeps
+    /// everything; an unknown name is an error that lists the known ones.
+    pub fn select(&mut self, names: &[String]) -> Result<(), SuiteError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        for n in names {
+            if !self.profiles.iter().any(|p| &p.name == n) {
+                let known: Vec<&str> = self.profiles.iter().map(|p| p.name.as_str()).collect();
+                return Err(SuiteError::Usage(format!(
+                    "no profile named {n:?} in suite {:?}; its profiles are: {}",
+                    self.name,
+                    known.join(", ")
+                )));
+            }
+        }
+        self.profiles.retain(|p| names.contains(&p.name));
+        Ok(())
+    }
+
+    /// Replaces every profile's seeds by `base, base+1, …, base+count−1`,
+    /// where `count` is `count` or the profile's own number of seeds and
+    /// `base` is `base` or the profile's first seed. Both `None`: no change.
+    pub fn override_seeds(
+        &mut self,
+        count: Option<u64>,
+        base: Option<u64>,
+    ) -> Result<(), SuiteError> {
+        if count.is_none() && base.is_none() {
+            return Ok(());
+        }
+        if let Some(n) = count {
+            if n == 0 || n > MAX_SEEDS {
+                return Err(SuiteError::Usage(format!(
+                    "--seeds must be between 1 and {MAX_SEEDS}, got {n}"
+                )));
+            }
+        }
+        for p in &mut self.profiles {
+            let n = count.unwrap_or(p.seeds.len() as u64);
+            let from = base.unwrap_or_else(|| p.seeds.first().copied().unwrap_or(0));
+            if from.checked_add(n).is_none() {
+                return Err(SuiteError::Usage(format!(
+                    "seeds {from} + {n} overflow a 64-bit seed"
+                )));
+            }
+            p.seeds = (from..from + n).collect();
+        }
+        Ok(())
+    }
+}
+
+/// A check that failed, with the span it concerns.
+struct Problem {
+    span: Option<Range<usize>>,
+    reason: String,
+}
+
+fn problem<T>(span: Option<Range<usize>>, reason: impl Into<String>) -> Result<T, Problem> {
+    Err(Problem {
+        span,
+        reason: reason.into(),
+    })
+}
+
+/// `Option<Spanned<T>>` as used throughout the definitions.
+type Sp<T> = Option<Spanned<T>>;
+
+fn span_of<T>(v: &Sp<T>) -> Option<Range<usize>> {
+    v.as_ref().map(Spanned::span)
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteDef {
+    name: Option<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    len: Sp<u32>,
+    clients: Sp<usize>,
+    seeds: Sp<SeedsDef>,
+    sack: Option<bool>,
+    max_window: Sp<u32>,
+    time_limit_ms: Sp<f64>,
+    stagger_ms: Sp<f64>,
+    expect: Option<ExpectDef>,
+    #[serde(default)]
+    profile: Vec<Spanned<ProfileDef>>,
+}
+
+/// One `[[profile]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileDef {
+    name: Spanned<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    len: Sp<u32>,
+    clients: Sp<usize>,
+    seeds: Sp<SeedsDef>,
+    sack: Option<bool>,
+    max_window: Sp<u32>,
+    killswitch_ms: Sp<f64>,
+    time_limit_ms: Sp<f64>,
+    stagger_ms: Sp<f64>,
+    plot: Option<bool>,
+    // Both directions.
+    loss: Sp<f64>,
+    burst: Sp<f64>,
+    duplicate: Sp<f64>,
+    corrupt: Sp<f64>,
+    reorder: Sp<f64>,
+    reorder_gap_ms: Sp<f64>,
+    delay_ms: Sp<f64>,
+    jitter_ms: Sp<f64>,
+    // One direction, overriding the above key by key.
+    to_client: Option<DirectionDef>,
+    to_server: Option<DirectionDef>,
+    #[serde(default)]
+    blackhole: Vec<Spanned<BlackholeDef>>,
+    #[serde(default)]
+    rebind_at_ms: Vec<Spanned<f64>>,
+    expect: Option<ExpectDef>,
+}
+
+/// `to_client = { ... }` / `to_server = { ... }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectionDef {
+    loss: Sp<f64>,
+    burst: Sp<f64>,
+    duplicate: Sp<f64>,
+    corrupt: Sp<f64>,
+    reorder: Sp<f64>,
+    reorder_gap_ms: Sp<f64>,
+    delay_ms: Sp<f64>,
+    jitter_ms: Sp<f64>,
+}
+
+impl DirectionDef {
+    /// `self` with unset keys taken from `base`.
+    fn over(self, base: &DirectionDef) -> DirectionDef {
+        DirectionDef {
+            loss: self.loss.or_else(|| base.loss.clone()),
+            burst: self.burst.or_else(|| base.burst.clone()),
+            duplicate: self.duplicate.or_else(|| base.duplicate.clone()),
+            corrupt: self.corrupt.or_else(|| base.corrupt.clone()),
+            reorder: self.reorder.or_else(|| base.reorder.clone()),
+            reorder_gap_ms: self.reorder_gap_ms.or_else(|| base.reorder_gap_ms.clone()),
+            delay_ms: self.delay_ms.or_else(|| base.delay_ms.clone()),
+            jitter_ms: self.jitter_ms.or_else(|| base.jitter_ms.clone()),
+        }
+    }
+
+    /// The span of the key behind a `risp_netem` field name such as `burst`.
+    fn span_of_field(&self, field: &str) -> Option<Range<usize>> {
+        match field {
+            "loss" => span_of(&self.loss),
+            "burst" => span_of(&self.burst),
+            "duplicate" => span_of(&self.duplicate),
+            "corrupt" => span_of(&self.corrupt),
+            "reorder" => span_of(&self.reorder),
+            _ => None,
+        }
+    }
+
+    fn check(&self, dir: &str) -> Result<DirectionConfig, Problem> {
+        let prob = |v: &Sp<f64>, key: &str| -> Result<f64, Problem> {
+            match v {
+                None => Ok(0.0),
+                Some(s) if (0.0..=1.0).contains(s.get_ref()) => Ok(*s.get_ref()),
+                Some(s) => problem(
+                    Some(s.span()),
+                    format!(
+                        "{dir}.{key} must be a probability in [0, 1], got {}",
+                        s.get_ref()
+                    ),
+                ),
+            }
+        };
+        let burst = match &self.burst {
+            None => 0.0,
+            Some(s) if s.get_ref().is_finite() && *s.get_ref() >= 0.0 => *s.get_ref(),
+            Some(s) => {
+                return problem(
+                    Some(s.span()),
+                    format!(
+                        "{dir}.burst must be a mean burst length >= 0 (datagrams), got {}",
+                        s.get_ref()
+                    ),
+                )
+            }
+        };
+        Ok(DirectionConfig {
+            loss: prob(&self.loss, "loss")?,
+            burst,
+            duplicate: prob(&self.duplicate, "duplicate")?,
+            corrupt: prob(&self.corrupt, "corrupt")?,
+            reorder: prob(&self.reorder, "reorder")?,
+            reorder_gap: millis(&self.reorder_gap_ms, "reorder_gap_ms", Zero::Allowed)?
+                .unwrap_or_default(),
+            delay: millis(&self.delay_ms, "delay_ms", Zero::Allowed)?.unwrap_or_default(),
+            jitter: millis(&self.jitter_ms, "jitter_ms", Zero::Allowed)?.unwrap_or_default(),
+        })
+    }
+}
+
+/// `{ start_ms = ..., duration_ms = ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlackholeDef {
+    start_ms: Spanned<f64>,
+    duration_ms: Spanned<f64>,
+}
+
+/// `[expect]` / `[profile.expect]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectDef {
+    all_verified: Option<bool>,
+    max_datagrams_per_value: Sp<f64>,
+    max_completion_ms: Sp<f64>,
+}
+
+impl ExpectDef {
+    fn check(&self) -> Result<Expectations, Problem> {
+        let max_datagrams_per_value = match &self.max_datagrams_per_value {
+            None => None,
+            Some(s) if s.get_ref().is_finite() && *s.get_ref() > 0.0 => Some(*s.get_ref()),
+            Some(s) => {
+                return problem(
+                    Some(s.span()),
+                    format!(
+                        "max_datagrams_per_value must be a number > 0, got {}",
+                        s.get_ref()
+                    ),
+                )
+            }
+        };
+        Ok(Expectations {
+            all_verified: self.all_verified,
+            max_datagrams_per_value,
+            max_completion: millis(&self.max_completion_ms, "max_completion_ms", Zero::Refused)?,
+        })
+    }
+}
+
+/// `seeds = [1, 2, 3]` or `seeds = { from = 0, count = 20 }`.
+#[derive(Debug, Clone, PartialEq)]
+enum SeedsDef {
+    List(Vec<u64>),
+    Range { from: u64, count: u64 },
+}
+
+impl SeedsDef {
+    fn check(&self, span: Range<usize>) -> Result<Vec<u64>, Problem> {
+        match self {
+            SeedsDef::List(v) if v.is_empty() => problem(Some(span), "seeds must not be empty"),
+            SeedsDef::List(v) if v.len() as u64 > MAX_SEEDS => {
+                problem(Some(span), format!("at most {MAX_SEEDS} seeds"))
+            }
+            SeedsDef::List(v) => {
+                let distinct: BTreeSet<u64> = v.iter().copied().collect();
+                if distinct.len() != v.len() {
+                    return problem(Some(span), "seeds must not repeat");
+                }
+                Ok(v.clone())
+            }
+            SeedsDef::Range { count, .. } if *count == 0 || *count > MAX_SEEDS => problem(
+                Some(span),
+                format!("seeds.count must be between 1 and {MAX_SEEDS}, got {count}"),
+            ),
+            SeedsDef::Range { from, count } => match from.checked_add(*count) {
+                Some(end) => Ok((*from..end).collect()),
+                None => problem(
+                    Some(span),
+                    "seeds.from + seeds.count overflows a 64-bit seed",
+                ),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SeedsDef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SeedsVisitor;
+        impl<'de> Visitor<'de> for SeedsVisitor {
+            type Value = SeedsDef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a list of seeds such as [1, 2, 3] or a range such as { from = 0, count = 20 }",
+                )
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SeedsDef, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<u64>()? {
+                    v.push(s);
+                }
+                Ok(SeedsDef::List(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SeedsDef, A::Error> {
+                let (mut from, mut count) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "from" if from.is_none() => from = Some(map.next_value::<u64>()?),
+                        "count" if count.is_none() => count = Some(map.next_value::<u64>()?),
+                        "from" | "count" => {
+                            return Err(de::Error::custom(format!(
+                                "duplicate key `{key}` in seeds"
+                            )))
+                        }
+                        other => return Err(de::Error::unknown_field(other, &["from", "count"])),
+                    }
+                }
+                let count = count.ok_or_else(|| de::Error::missing_field("count"))?;
+                Ok(SeedsDef::Range {
+                    from: from.unwrap_or(0),
+                    count,
+                })
+            }
+        }
+        d.deserialize_any(SeedsVisitor)
+    }
+}
+
+/// Whether a zero duration is acceptable.
+#[derive(Clone, Copy, PartialEq)]
+enum Zero {
+    Allowed,
+    Refused,
+}
+
+/// Longest duration a suite may give (a year): keeps every later addition
+/// of durations far from overflow.
+const MAX_MS: f64 = 365.0 * 24.0 * 3600.0 * 1000.0;
+
+/// A `*_ms` value as a [`Duration`], checked: finite, not negative, not
+/// absurdly large, and non-zero where zero makes no sense.
+fn millis(v: &Sp<f64>, key: &str, zero: Zero) -> Result<Option<Duration>, Problem> {
+    let Some(s) = v else { return Ok(None) };
+    one_millis(s, key, zero).map(Some)
+}
+
+fn one_millis(s: &Spanned<f64>, key: &str, zero: Zero) -> Result<Duration, Problem> {
+    let ms = *s.get_ref();
+    let ok = ms.is_finite()
+        && ms <= MAX_MS
+        && if zero == Zero::Allowed {
+            ms >= 0.0
+        } else {
+            ms > 0.0
+        };
+    if !ok {
+        let want = if zero == Zero::Allowed { ">= 0" } else { "> 0" };
+        return problem(
+            Some(s.span()),
+            format!("{key} must be a number of milliseconds {want} (at most a year), got {ms}"),
+        );
+    }
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .or_else(|e| problem(Some(s.span()), format!("{key}: {e}")))
+}
+
+fn positive<T: Copy + PartialOrd + Default + fmt::Display>(
+    v: &Spanned<T>,
+    key: &str,
+    max: T,
+) -> Result<T, Problem> {
+    let x = *v.get_ref();
+    if x <= T::default() || x > max {
+        return problem(
+            Some(v.span()),
+            format!("{key} must be between 1 and {max}, got {x}"),
+        );
+    }
+    Ok(x)
+}
+
+/// Suite-wide defaults, checked.
+struct Defaults {
+    len: u32,
+    clients: usize,
+    seeds: Vec<u64>,
+    sack: bool,
+    max_window: Option<u32>,
+    time_limit: Option<Duration>,
+    stagger: Duration,
+    expect: Expectations,
+}
+
+impl SuiteDef {
+    fn check(self, path: &Path) -> Result<Suite, Problem> {
+        let defaults = Defaults {
+            len: match &self.len {
+                Some(s) => positive(s, "len", u32::MAX)?,
+                None => DEFAULT_LEN,
+            },
+            clients: match &self.clients {
+                Some(s) => positive(s, "clients", MAX_CLIENTS)?,
+                None => 1,
+            },
+            seeds: match &self.seeds {
+                Some(s) => s.get_ref().check(s.span())?,
+                None => vec![0],
+            },
+            sack: self.sack.unwrap_or(true),
+            max_window: self
+                .max_window
+                .as_ref()
+                .map(|s| positive(s, "max_window", MAX_WINDOW))
+                .transpose()?,
+            time_limit: millis(&self.time_limit_ms, "time_limit_ms", Zero::Refused)?,
+            stagger: millis(&self.stagger_ms, "stagger_ms", Zero::Allowed)?.unwrap_or_default(),
+            expect: self
+                .expect
+                .as_ref()
+                .map(ExpectDef::check)
+                .transpose()?
+                .unwrap_or_default(),
+        };
+        if self.profile.is_empty() {
+            return problem(
+                None,
+                "the suite has no profiles: add at least one [[profile]] with a name",
+            );
+        }
+        let mut names = BTreeSet::new();
+        let mut profiles = Vec::with_capacity(self.profile.len());
+        for p in self.profile {
+            let span = p.span();
+            let p = p.into_inner();
+            let name = p.name.get_ref().trim().to_string();
+            if name.is_empty() {
+                return problem(Some(p.name.span()), "profile name must not be empty");
+            }
+            if !names.insert(name.clone()) {
+                return problem(
+                    Some(p.name.span()),
+                    format!("profile name {name:?} is used twice"),
+                );
+            }
+            let profile = p
+                .check(name.clone(), &defaults, span.clone())
+                .map_err(|mut e| {
+                    e.reason = format!("profile {name:?}: {}", e.reason);
+                    e
+                })?;
+            profiles.push(profile);
+        }
+        let name = self.name.unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "suite".to_string())
+        });
+        Ok(Suite { name, profiles })
+    }
+}
+
+impl ProfileDef {
+    fn check(self, name: String, d: &Defaults, span: Range<usize>) -> Result<Profile, Problem> {
+        let len = match &self.len {
+            Some(s) => positive(s, "len", u32::MAX)?,
+            None => d.len,
+        };
+        let clients = match &self.clients {
+            Some(s) => positive(s, "clients", MAX_CLIENTS)?,
+            None => d.clients,
+        };
+        let seeds = match &self.seeds {
+            Some(s) => s.get_ref().check(s.span())?,
+            None => d.seeds.clone(),
+        };
+        let max_window = match &self.max_window {
+            Some(s) => Some(positive(s, "max_window", MAX_WINDOW)?),
+            None => d.max_window,
+        };
+        let killswitch = millis(&self.killswitch_ms, "killswitch_ms", Zero::Refused)?;
+        let time_limit =
+            millis(&self.time_limit_ms, "time_limit_ms", Zero::Refused)?.or(d.time_limit);
+        let stagger = millis(&self.stagger_ms, "stagger_ms", Zero::Allowed)?.unwrap_or(d.stagger);
+
+        let both = DirectionDef {
+            loss: self.loss,
+            burst: self.burst,
+            duplicate: self.duplicate,
+            corrupt: self.corrupt,
+            reorder: self.reorder,
+            reorder_gap_ms: self.reorder_gap_ms,
+            delay_ms: self.delay_ms,
+            jitter_ms: self.jitter_ms,
+        };
+        let to_client = self.to_client.unwrap_or_default().over(&both);
+        let to_server = self.to_server.unwrap_or_default().over(&both);
+        let mut impairment = ImpairmentConfig {
+            to_server: to_server.check("to_server")?,
+            to_client: to_client.check("to_client")?,
+            blackholes: Vec::with_capacity(self.blackhole.len()),
+            rebind_at: Vec::with_capacity(self.rebind_at_ms.len()),
+        };
+        for b in &self.blackhole {
+            let b = b.get_ref();
+            impairment.blackholes.push(Blackhole {
+                start: one_millis(&b.start_ms, "blackhole.start_ms", Zero::Allowed)?,
+                duration: one_millis(&b.duration_ms, "blackhole.duration_ms", Zero::Refused)?,
+            });
+        }
+        for r in &self.rebind_at_ms {
+            impairment
+                .rebind_at
+                .push(one_millis(r, "rebind_at_ms", Zero::Allowed)?);
+        }
+        // The model's own check (burst feasibility and anything it adds
+        // later), pointed at the key that supplied the offending value.
+        if let Err(e) = impairment.validate() {
+            let field = match &e {
+                ConfigError::ProbabilityOutOfRange { field, .. }
+                | ConfigError::InvalidBurst { field, .. }
+                | ConfigError::BurstInfeasible { field, .. } => Some(*field),
+                _ => None,
+            };
+            let at = field
+                .and_then(|f| f.split_once('.'))
+                .and_then(|(dir, key)| match dir {
+                    "to_client" => to_client.span_of_field(key),
+                    "to_server" => to_server.span_of_field(key),
+                    _ => None,
+                })
+                .unwrap_or(span);
+            return problem(Some(at), e.to_string());
+        }
+        let plot_default = {
+            // Only independent loss (and a fixed delay, which moves the
+            // completion time but not the datagram count).
+            let only_loss = |x: &DirectionConfig| {
+                DirectionConfig {
+                    loss: 0.0,
+                    delay: Duration::ZERO,
+                    ..x.clone()
+                } == DirectionConfig::default()
+            };
+            only_loss(&impairment.to_client)
+                && only_loss(&impairment.to_server)
+                && impairment.blackholes.is_empty()
+                && impairment.rebind_at.is_empty()
+                && killswitch.is_none()
+        };
+        let expect = self
+            .expect
+            .as_ref()
+            .map(ExpectDef::check)
+            .transpose()?
+            .unwrap_or_default()
+            .or(d.expect);
+        Ok(Profile {
+            name,
+            len,
+            clients,
+            seeds,
+            sack: self.sack.unwrap_or(d.sack),
+            max_window,
+            killswitch,
+            stagger,
+            time_limit,
+            impairment,
+            plot: self.plot.unwrap_or(plot_default),
+            expect,
+        })
+    }
+}
+
+/// The name used in messages for the built-in standard suite.
+pub fn builtin_path() -> PathBuf {
+    PathBuf::from("<built-in standard suite>")
+}

@@ -1,0 +1,350 @@
+//! Running a suite and boiling each profile's runs down to one row.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::error::SuiteError;
+use super::format::{Profile, Suite};
+use crate::sim::{SimConfig, SimReport};
+use crate::stats::{duration_to_us, LatencyHistogram, Summary};
+
+/// Where the transfers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The deterministic simulator, in virtual time: the same seed gives a
+    /// byte-identical report.
+    Virtual,
+    /// Real UDP sockets on loopback through the lossy-socket shim, in wall
+    /// time (see [`crate::net::loopback::run`]).
+    Real,
+}
+
+/// The report of a whole suite.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteReport {
+    /// The suite's name.
+    pub suite: String,
+    /// How it ran.
+    pub mode: Mode,
+    /// Whether every profile met its expectations.
+    pub all_met: bool,
+    /// One per profile, in suite order.
+    pub profiles: Vec<ProfileReport>,
+}
+
+/// One profile: its settings, its figures over every run, and the outcome
+/// of its expectations. Durations are whole microseconds (virtual time in
+/// virtual mode).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileReport {
+    /// Profile name.
+    pub name: String,
+    /// Selective acks on or off.
+    pub sack: bool,
+    /// Values per transfer.
+    pub len: u32,
+    /// Concurrent clients per run.
+    pub clients: usize,
+    /// Loss rate of server→client datagrams (loss and corruption
+    /// combined): the `p` of the 1/(1−p) minimum.
+    pub loss_to_client: f64,
+    /// Loss rate of client→server datagrams.
+    pub loss_to_server: f64,
+    /// Whether the profile is a point of the loss plots.
+    pub plot: bool,
+    /// Runs (one per seed).
+    pub runs: usize,
+    /// Runs in which every transfer verified.
+    pub runs_verified: usize,
+    /// Transfers over all runs.
+    pub transfers: usize,
+    /// Transfers that verified.
+    pub transfers_verified: usize,
+    /// Median transfer completion time (an unfinished transfer counts as
+    /// the length of its run).
+    pub completion_p50_us: u64,
+    /// Longest transfer completion time.
+    pub completion_max_us: u64,
+    /// Values delivered per second of transfer time: Σ delivered / Σ
+    /// completion time, so the rate of one transfer, averaged.
+    pub values_per_sec: f64,
+    /// Datagrams the server sent to clients (data and control).
+    pub datagrams_to_client: u64,
+    /// Datagrams the clients sent to the server.
+    pub datagrams_to_server: u64,
+    /// `datagrams_to_client` / (transfers × len).
+    pub datagrams_per_value: f64,
+    /// The least any protocol could send per value at this loss: 1/(1−p);
+    /// absent when p = 1.
+    pub min_datagrams_per_value: Option<f64>,
+    /// Data datagrams sent beyond one per value, over all transfers.
+    pub retransmits: u64,
+    /// Round-trip time samples of every client.
+    pub rtt: Summary,
+    /// Delivery latency of every value (first send to in-order delivery).
+    pub delivery: Summary,
+    /// Every expectation the profile set, checked.
+    pub expectations: Vec<ExpectationResult>,
+    /// Whether all of them held.
+    pub met: bool,
+    /// One line per run.
+    pub runs_detail: Vec<RunSummary>,
+}
+
+/// One run (one seed) of a profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The seed.
+    pub seed: u64,
+    /// Transfers that verified.
+    pub verified: usize,
+    /// Transfers.
+    pub transfers: usize,
+    /// Time the run took (virtual in virtual mode).
+    pub elapsed_us: u64,
+    /// The simulator's trace hash (hex): equal hashes, identical traces.
+    pub trace_hash: String,
+    /// The first failed transfer's error, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+/// One expectation, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectationResult {
+    /// `all_verified`, `max_datagrams_per_value` or `max_completion_ms`.
+    pub name: &'static str,
+    /// The limit (for `all_verified`: the fraction of runs that must
+    /// verify, 1).
+    pub limit: f64,
+    /// What was measured (for `all_verified`: the fraction that did).
+    pub actual: f64,
+    /// Whether it held.
+    pub met: bool,
+}
+
+impl std::fmt::Display for ExpectationResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = if self.met { "met" } else { "FAILED" };
+        match self.name {
+            "all_verified" => write!(
+                f,
+                "all_verified {verdict}: {:.1}% of runs verified",
+                self.actual * 100.0
+            ),
+            name => write!(
+                f,
+                "{name} {verdict}: {} (limit {})",
+                trim_float(self.actual),
+                trim_float(self.limit)
+            ),
+        }
+    }
+}
+
+fn trim_float(x: f64) -> String {
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+impl SuiteReport {
+    /// One line per failed expectation: `profile: what (limit ...)`.
+    pub fn failures(&self) -> Vec<String> {
+        self.profiles
+            .iter()
+            .flat_map(|p| {
+                p.expectations
+                    .iter()
+                    .filter(|e| !e.met)
+                    .map(move |e| format!("{}: {e}", p.name))
+            })
+            .collect()
+    }
+
+    /// The report as pretty JSON (keys in a fixed order, no wall-clock
+    /// times: byte-identical for the same suite and seeds in virtual mode).
+    pub fn to_json(&self) -> String {
+        // Serialising plain structs of numbers and strings cannot fail.
+        serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
+    }
+}
+
+/// Runs every profile of `suite`, profile after profile, seed after seed.
+/// `progress` is called after each profile (for a progress line).
+pub fn run_suite(
+    suite: &Suite,
+    mode: Mode,
+    mut progress: impl FnMut(&ProfileReport),
+) -> Result<SuiteReport, SuiteError> {
+    let runtime = match mode {
+        Mode::Virtual => None,
+        Mode::Real => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| SuiteError::Usage(format!("cannot start the tokio runtime: {e}")))?,
+        ),
+    };
+    let mut profiles = Vec::with_capacity(suite.profiles.len());
+    for p in &suite.profiles {
+        let report = run_profile(p, |cfg: &SimConfig| match &runtime {
+            None => Ok(crate::sim::run(cfg)),
+            Some(rt) => rt.block_on(crate::net::loopback::run(cfg)),
+        })?;
+        progress(&report);
+        profiles.push(report);
+    }
+    Ok(SuiteReport {
+        suite: suite.name.clone(),
+        mode,
+        all_met: profiles.iter().all(|p| p.met),
+        profiles,
+    })
+}
+
+/// Runs every seed of `profile` through `runner` and summarises.
+pub fn run_profile(
+    profile: &Profile,
+    mut runner: impl FnMut(&SimConfig) -> std::io::Result<SimReport>,
+) -> Result<ProfileReport, SuiteError> {
+    let mut reports = Vec::with_capacity(profile.seeds.len());
+    for &seed in &profile.seeds {
+        let cfg = profile.sim_config(seed);
+        let r = runner(&cfg).map_err(|source| SuiteError::Run {
+            profile: profile.name.clone(),
+            seed,
+            source,
+        })?;
+        reports.push(r);
+    }
+    Ok(summarise(profile, &reports))
+}
+
+/// Boils the runs of `profile` down to one [`ProfileReport`].
+pub fn summarise(profile: &Profile, reports: &[SimReport]) -> ProfileReport {
+    let mut completions: Vec<Duration> = Vec::new();
+    let mut rtt = LatencyHistogram::new();
+    let mut delivery = LatencyHistogram::new();
+    let (mut to_client, mut to_server, mut retransmits) = (0u64, 0u64, 0u64);
+    let (mut delivered, mut values) = (0u64, 0u64);
+    let mut transfer_time = 0f64;
+    let mut runs_detail = Vec::with_capacity(reports.len());
+    for r in reports {
+        for t in &r.transfers {
+            let done = t.finished_at.unwrap_or(r.elapsed);
+            completions.push(done);
+            transfer_time += done.as_secs_f64();
+            to_client += t.datagrams_to_client;
+            to_server += t.datagrams_to_server;
+            retransmits += t.retransmits();
+            delivered += u64::from(t.delivered);
+            values += u64::from(t.len);
+            for &s in &t.rtt_samples {
+                rtt.record(s);
+            }
+            for &s in &t.delivery_latencies {
+                delivery.record(s);
+            }
+        }
+        runs_detail.push(RunSummary {
+            seed: r.seed,
+            verified: r.verified_count(),
+            transfers: r.transfers.len(),
+            elapsed_us: duration_to_us(r.elapsed),
+            trace_hash: format!("{:016x}", r.trace_hash),
+            first_error: r
+                .transfers
+                .iter()
+                .find(|t| !t.verified())
+                .map(|t| match &t.error {
+                    Some(e) => format!("{e:?}"),
+                    None => format!(
+                        "delivered {}/{}, {} wrong, checksum ok: {}",
+                        t.delivered, t.len, t.wrong_values, t.checksum_ok
+                    ),
+                }),
+        });
+    }
+    completions.sort_unstable();
+    let median = completions
+        .get(completions.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or_default();
+    let max = completions.last().copied().unwrap_or_default();
+    let runs = reports.len();
+    let runs_verified = reports.iter().filter(|r| r.all_verified()).count();
+    let p = profile.to_client_loss();
+    let datagrams_per_value = if values == 0 {
+        0.0
+    } else {
+        to_client as f64 / values as f64
+    };
+    let mut expectations = Vec::new();
+    let e = &profile.expect;
+    if e.all_verified == Some(true) {
+        let frac = if runs == 0 {
+            0.0
+        } else {
+            runs_verified as f64 / runs as f64
+        };
+        expectations.push(ExpectationResult {
+            name: "all_verified",
+            limit: 1.0,
+            actual: frac,
+            met: runs > 0 && runs_verified == runs,
+        });
+    }
+    if let Some(limit) = e.max_datagrams_per_value {
+        expectations.push(ExpectationResult {
+            name: "max_datagrams_per_value",
+            limit,
+            actual: datagrams_per_value,
+            met: datagrams_per_value <= limit,
+        });
+    }
+    if let Some(limit) = e.max_completion {
+        expectations.push(ExpectationResult {
+            name: "max_completion_ms",
+            limit: limit.as_secs_f64() * 1000.0,
+            actual: max.as_secs_f64() * 1000.0,
+            met: max <= limit,
+        });
+    }
+    ProfileReport {
+        name: profile.name.clone(),
+        sack: profile.sack,
+        len: profile.len,
+        clients: profile.clients,
+        loss_to_client: p,
+        loss_to_server: {
+            let d = &profile.impairment.to_server;
+            1.0 - (1.0 - d.loss) * (1.0 - d.corrupt)
+        },
+        plot: profile.plot,
+        runs,
+        runs_verified,
+        transfers: completions.len(),
+        transfers_verified: reports.iter().map(SimReport::verified_count).sum(),
+        completion_p50_us: duration_to_us(median),
+        completion_max_us: duration_to_us(max),
+        values_per_sec: if transfer_time > 0.0 {
+            delivered as f64 / transfer_time
+        } else {
+            0.0
+        },
+        datagrams_to_client: to_client,
+        datagrams_to_server: to_server,
+        datagrams_per_value,
+        min_datagrams_per_value: (p < 1.0).then(|| 1.0 / (1.0 - p)),
+        retransmits,
+        rtt: rtt.summary(),
+        delivery: delivery.summary(),
+        met: expectations.iter().all(|e| e.met),
+        expectations,
+        runs_detail,
+    }
+}
