@@ -21,11 +21,18 @@ async fn fifty_concurrent_clients_at_ten_percent_loss_all_verify() {
     let r = loopback::run(&cfg).await.unwrap();
     for t in &r.transfers {
         assert!(t.verified(), "{:?} delivered {}", t.error, t.delivered);
-        assert!(t.client.retransmit_requests > 0, "loss must have been recovered from");
+        assert!(
+            t.client.retransmit_requests > 0,
+            "loss must have been recovered from"
+        );
     }
     assert_eq!(r.server.sessions_opened, 50);
     assert_eq!(r.server.sessions_closed, 50);
-    let dropped: u64 = r.links.iter().map(|l| l.to_client.dropped + l.to_server.dropped).sum();
+    let dropped: u64 = r
+        .links
+        .iter()
+        .map(|l| l.to_client.dropped + l.to_server.dropped)
+        .sum();
     assert!(dropped > 0);
 }
 

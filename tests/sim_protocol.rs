@@ -56,7 +56,8 @@ fn loss_matrix_with_reorder_duplicate_and_corruption_always_verifies() {
             let r = run(&cfg);
             assert_all_verified(&r, &format!("loss {loss}"));
             let t = &r.transfers[0];
-            corrupt_seen += t.client.corrupt + r.server.rejected(risp_udp::proto::server::Reject::Corrupt);
+            corrupt_seen +=
+                t.client.corrupt + r.server.rejected(risp_udp::proto::server::Reject::Corrupt);
             dup_seen += t.client.duplicates;
             transfers += 1;
         }
@@ -108,7 +109,11 @@ fn five_second_blackhole_is_survived() {
     cfg.client.max_window = 64;
     let r = run(&cfg);
     assert_all_verified(&r, "blackhole 5s");
-    let total: u64 = r.links.iter().map(|l| l.to_client.blackholed + l.to_server.blackholed).sum();
+    let total: u64 = r
+        .links
+        .iter()
+        .map(|l| l.to_client.blackholed + l.to_server.blackholed)
+        .sum();
     assert!(total > 0, "the blackhole must have swallowed something");
     for t in &r.transfers {
         assert!(t.finished_at.unwrap() > Duration::from_secs(5));
@@ -210,7 +215,12 @@ fn same_seed_gives_identical_trace() {
 /// limit is refused with a typed error.
 #[test]
 fn zero_length_and_over_limit() {
-    let r = run(&SimConfig::new(1, 3, 0, ImpairmentConfig::symmetric(link(0.1))));
+    let r = run(&SimConfig::new(
+        1,
+        3,
+        0,
+        ImpairmentConfig::symmetric(link(0.1)),
+    ));
     assert_all_verified(&r, "len 0");
     let mut cfg = SimConfig::new(1, 1, 1_000, ImpairmentConfig::default());
     cfg.server.max_len = 999;

@@ -12,7 +12,9 @@ pub fn probability(s: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a number; expected a probability between 0 and 1"))?;
     if !(0.0..=1.0).contains(&p) {
-        return Err(format!("{p} is outside [0, 1]; a probability of 10% is written 0.1"));
+        return Err(format!(
+            "{p} is outside [0, 1]; a probability of 10% is written 0.1"
+        ));
     }
     Ok(p)
 }

@@ -108,7 +108,10 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
     config.rtt.max_rto = Duration::from_millis(args.client_ticker_ms);
     config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
     let mut opts = ClientOptions::new(server, config);
-    opts.impairment = args.netem.config(Side::Client).map(|c| (c, args.netem.seed()));
+    opts.impairment = args
+        .netem
+        .config(Side::Client)
+        .map(|c| (c, args.netem.seed()));
     opts.killswitch = args.client_killswitch_ms.map(Duration::from_millis);
 
     let mut file = match &args.output {
@@ -185,7 +188,9 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
     }
     if let Some(dir) = &args.hist_out {
         match outcome.hist.write_dir(dir, &format!("client-{uuid}-")) {
-            Ok(files) => tracing::info!(count = files.len(), dir = %dir.display(), "histograms written"),
+            Ok(files) => {
+                tracing::info!(count = files.len(), dir = %dir.display(), "histograms written")
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return Exit::Failure;

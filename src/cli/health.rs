@@ -14,7 +14,11 @@ use tokio::net::TcpListener;
 use crate::net::server::SharedSummary;
 
 /// Answers health checks on `listener` for ever.
-pub async fn serve(listener: TcpListener, shared: SharedSummary, max_sessions: usize) -> io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    shared: SharedSummary,
+    max_sessions: usize,
+) -> io::Result<()> {
     loop {
         let (mut conn, _) = listener.accept().await?;
         let shared = shared.clone();

@@ -27,8 +27,15 @@ use exit::Exit;
 /// selective acks, RTT-derived timers, an adaptive window, and sessions
 /// keyed by UUID that survive disconnects and address changes.
 #[derive(Debug, Parser)]
-#[command(name = "risp-udp", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Start with `risp-udp demo`, or run `risp-udp server` in one terminal and `risp-udp client 50 --loss 0.1` in another.")]
+#[command(
+    name = "risp-udp",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Start with `risp-udp demo`, or run `risp-udp server` in one terminal and `risp-udp client 50 --loss 0.1` in another."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -43,7 +50,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, default_value_t = 8081, env = "RISP_PORT")]
     pub port: u16,
     /// TCP port of the server's health endpoint (0: off).
-    #[arg(long, global = true, alias = "health_port", default_value_t = 8080, env = "RISP_HEALTH_PORT")]
+    #[arg(
+        long,
+        global = true,
+        alias = "health_port",
+        default_value_t = 8080,
+        env = "RISP_HEALTH_PORT"
+    )]
     pub health_port: u16,
     /// Most sessions a server holds at once; past it, new clients are told
     /// "busy" and the health check answers 503 (was --max_goroutines).
@@ -128,7 +141,9 @@ fn init_logging(g: &GlobalArgs) {
 
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -167,7 +182,9 @@ pub fn main() -> ExitCode {
     };
     let exit = rt.block_on(async move {
         match cli.command {
-            Command::Server(a) => server::run(a, g.port, g.health_port, g.max_sessions as usize).await,
+            Command::Server(a) => {
+                server::run(a, g.port, g.health_port, g.max_sessions as usize).await
+            }
             Command::Client(a) => client::run(a, g.port).await,
             Command::Demo(a) => demo::run(a).await,
             Command::TcpServer(a) => match crate::tcp::run_tcp_server(a).await {

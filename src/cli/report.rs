@@ -147,10 +147,7 @@ impl ClientReport {
         let status = if self.verified {
             "verified".to_string()
         } else {
-            format!(
-                "FAILED: {}",
-                self.error.as_deref().unwrap_or("incomplete")
-            )
+            format!("FAILED: {}", self.error.as_deref().unwrap_or("incomplete"))
         };
         let _ = writeln!(s, "risp-udp client: {status}");
         let _ = writeln!(s, "  uuid        {}", self.uuid);
@@ -171,7 +168,11 @@ impl ClientReport {
         let _ = writeln!(
             s,
             "  datagrams   sent {}, received {} (duplicates {}, corrupt dropped {}, invalid {})",
-            self.datagrams_sent, self.datagrams_received, self.duplicates, self.corrupt, self.invalid
+            self.datagrams_sent,
+            self.datagrams_received,
+            self.duplicates,
+            self.corrupt,
+            self.invalid
         );
         let _ = writeln!(
             s,

@@ -24,7 +24,12 @@ pub struct ServerArgs {
     pub bind: IpAddr,
     /// Gap between two data datagrams of one session, in ms (0: as fast as
     /// the window allows). The original sent one value per tick.
-    #[arg(long, alias = "server_ticker_ms", default_value_t = 0, env = "RISP_SERVER_TICKER_MS")]
+    #[arg(
+        long,
+        alias = "server_ticker_ms",
+        default_value_t = 0,
+        env = "RISP_SERVER_TICKER_MS"
+    )]
     pub server_ticker_ms: u64,
     /// Longest sequence a client may request.
     #[arg(long, default_value_t = 100_000_000, env = "RISP_MAX_LEN")]

@@ -10,7 +10,9 @@ use tokio::net::UdpSocket;
 
 use super::server::{is_transient, sleep_until_opt};
 use crate::clock;
-use crate::proto::client::{Client, ClientConfig, ClientError, ClientEvent, ClientStats, ResumeState};
+use crate::proto::client::{
+    Client, ClientConfig, ClientError, ClientEvent, ClientStats, ResumeState,
+};
 use crate::proto::wire::MAX_DATAGRAM_LEN;
 use crate::stats::HistogramSet;
 
@@ -86,7 +88,10 @@ pub struct ClientOutcome {
 ///
 /// Fails only on local socket errors; protocol failures are in
 /// [`ClientOutcome::result`].
-pub async fn run(opts: ClientOptions, mut on_value: impl FnMut(u32, u32)) -> io::Result<ClientOutcome> {
+pub async fn run(
+    opts: ClientOptions,
+    mut on_value: impl FnMut(u32, u32),
+) -> io::Result<ClientOutcome> {
     let started = clock::now();
     let mut client = match opts.resume.clone() {
         Some(r) => Client::resume(opts.config.clone(), r, started),
@@ -121,13 +126,18 @@ pub async fn run(opts: ClientOptions, mut on_value: impl FnMut(u32, u32)) -> io:
             let at = now.saturating_duration_since(started);
             match ev {
                 ClientEvent::Connected => {}
-                ClientEvent::Value { index, value, latency } => {
+                ClientEvent::Value {
+                    index,
+                    value,
+                    latency,
+                } => {
                     hist.delivery.record_at(at, latency);
                     if opts.keep_samples {
                         delivery_latencies.push(latency);
                     }
                     if let Some(prev) = last_delivery {
-                        hist.stall.record_at(at, now.saturating_duration_since(prev));
+                        hist.stall
+                            .record_at(at, now.saturating_duration_since(prev));
                     }
                     last_delivery = Some(now);
                     delivered += 1;
@@ -209,9 +219,12 @@ async fn open(opts: &ClientOptions, generation: u64) -> io::Result<LossySocket> 
     };
     let socket = UdpSocket::bind(bind).await?;
     match &opts.impairment {
-        Some((cfg, seed)) if !cfg.is_clean() => {
-            LossySocket::new(socket, Side::Client, cfg.clone(), seed.wrapping_add(generation))
-        }
+        Some((cfg, seed)) if !cfg.is_clean() => LossySocket::new(
+            socket,
+            Side::Client,
+            cfg.clone(),
+            seed.wrapping_add(generation),
+        ),
         _ => Ok(LossySocket::passthrough(socket)),
     }
 }

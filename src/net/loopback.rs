@@ -63,7 +63,9 @@ pub async fn run(config: &SimConfig) -> io::Result<SimReport> {
             Ok(Err(e)) => return Err(io::Error::other(e)),
             Err(_) => {
                 let mut r = TransferReport::new(Uuid::nil(), config.len);
-                r.error = Some(crate::proto::client::ClientError::Timeout(config.time_limit));
+                r.error = Some(crate::proto::client::ClientError::Timeout(
+                    config.time_limit,
+                ));
                 transfers.push(r);
                 links.push(Default::default());
                 continue;

@@ -50,7 +50,9 @@ pub async fn serve(
     let mut next_publish = started;
     tokio::pin!(shutdown);
     loop {
-        let wake = server.poll_timeout().map_or(next_publish, |t| t.min(next_publish));
+        let wake = server
+            .poll_timeout()
+            .map_or(next_publish, |t| t.min(next_publish));
         tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -84,7 +86,9 @@ pub async fn serve(
                 ServerEvent::Opened { uuid, addr, len } => {
                     tracing::info!(%uuid, %addr, len, "session opened")
                 }
-                ServerEvent::Resumed { uuid, addr } => tracing::info!(%uuid, %addr, "session resumed"),
+                ServerEvent::Resumed { uuid, addr } => {
+                    tracing::info!(%uuid, %addr, "session resumed")
+                }
                 ServerEvent::Migrated { uuid, addr } => {
                     tracing::info!(%uuid, %addr, "session moved to a new address")
                 }

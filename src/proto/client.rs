@@ -695,7 +695,9 @@ impl Client {
         let err = match code {
             ErrorCode::UnknownSession => ClientError::SessionExpired,
             ErrorCode::Busy => ClientError::ServerBusy,
-            ErrorCode::LenTooLarge => ClientError::BadRequest(BadRequest::LenTooLarge { max: detail }),
+            ErrorCode::LenTooLarge => {
+                ClientError::BadRequest(BadRequest::LenTooLarge { max: detail })
+            }
             ErrorCode::LenMismatch => {
                 ClientError::BadRequest(BadRequest::LenMismatch { session: detail })
             }

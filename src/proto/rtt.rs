@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(r.rto(), ms(10), "tiny RTT is clamped to min_rto");
         r.on_sample(Duration::from_micros(100));
         assert_eq!(r.rto(), ms(10));
-        assert_eq!(RttEstimator::new(RttConfig::default()).config.min_rto, ms(2));
+        assert_eq!(
+            RttEstimator::new(RttConfig::default()).config.min_rto,
+            ms(2)
+        );
     }
 
     #[test]

@@ -207,7 +207,10 @@ impl<'a> Simulation<'a> {
             let t = if self.now < c.started {
                 Some(c.started)
             } else {
-                [c.client.poll_timeout(), c.next_kill].into_iter().flatten().min()
+                [c.client.poll_timeout(), c.next_kill]
+                    .into_iter()
+                    .flatten()
+                    .min()
             };
             next = min_opt(next, t);
         }
@@ -301,7 +304,14 @@ impl<'a> Simulation<'a> {
                 if bytes.len() == crate::proto::wire::DATA_LEN {
                     r.data_sent += 1;
                 }
-                self.send(i, Direction::ToClient, elapsed, SERVER_ADDR, t.destination, bytes);
+                self.send(
+                    i,
+                    Direction::ToClient,
+                    elapsed,
+                    SERVER_ADDR,
+                    t.destination,
+                    bytes,
+                );
             }
         }
     }
