@@ -213,6 +213,9 @@ pub struct Client {
     /// Timestamps on the wire are microseconds since this instant.
     epoch: Instant,
     token: Option<Vec<u8>>,
+    /// Our timestamp when the token arrived: errors echoing older
+    /// timestamps answer messages sent without it.
+    token_since: u64,
     /// Next index needed (the cumulative ack).
     next: u32,
     /// Received values for `[next, next + cap)` at `index % cap`.
@@ -273,6 +276,7 @@ impl Client {
             rtt: RttEstimator::new(config.rtt),
             state: State::Connecting,
             epoch: now,
+            token_since: if token.is_some() { 1 } else { 0 },
             token,
             next,
             ring: vec![None; cap],
@@ -400,7 +404,7 @@ impl Client {
                     self.stats.invalid += 1;
                 }
             }
-            ServerMessage::Error { code, detail, .. } => self.on_error(code, detail),
+            ServerMessage::Error { code, detail, echo } => self.on_error(code, detail, echo),
         }
     }
 
@@ -532,7 +536,11 @@ impl Client {
                 self.fail(ClientError::SessionExpired);
                 return;
             }
-            _ => self.token = Some(token.to_vec()),
+            Some(_) => {}
+            None => {
+                self.token = Some(token.to_vec());
+                self.token_since = self.timestamp(now);
+            }
         }
         if self.state != State::Connecting {
             return;
@@ -686,7 +694,13 @@ impl Client {
         self.arm_retransmit(now);
     }
 
-    fn on_error(&mut self, code: ErrorCode, detail: u32) {
+    fn on_error(&mut self, code: ErrorCode, detail: u32, echo: u64) {
+        if code == ErrorCode::Unauthorized && echo < self.token_since {
+            // The answer to a message we sent before we held the token
+            // (a duplicate CONNECTING the network delayed): not about us now.
+            self.stats.invalid += 1;
+            return;
+        }
         if self.state == State::Closed && code == ErrorCode::UnknownSession {
             // The server dropped the session after our CLOSED: done.
             self.complete();

@@ -263,6 +263,9 @@ const UNVALIDATED_WINDOW: u32 =
 /// Most events waiting to be polled.
 const MAX_PENDING_EVENTS: usize = 1 << 16;
 
+/// Most copies of one index queued at once (see [`Slot::queued`]).
+const MAX_QUEUED_COPIES: u8 = 2;
+
 /// Per-index sending state, for `[ack, high_water)`.
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
@@ -272,7 +275,9 @@ struct Slot {
     last_sent: Option<Instant>,
     sends: u32,
     sacked: bool,
-    queued: bool,
+    /// Copies of this index waiting in the send queue: at most one, or two
+    /// after a probe (a client probing has had timeouts: send twice).
+    queued: u8,
 }
 
 #[derive(Debug)]
@@ -435,7 +440,7 @@ impl Server {
                 let Some(slot) = s.slot_mut(index) else {
                     continue; // acknowledged meanwhile
                 };
-                slot.queued = false;
+                slot.queued = slot.queued.saturating_sub(1);
                 if slot.sacked {
                     continue;
                 }
@@ -570,6 +575,11 @@ impl Server {
                 // Say nothing; a client that really moved mid-handshake gets
                 // a fresh session once this one expires (handshake_lifetime).
                 return Err(Reject::Unauthorized);
+            }
+            if msg.token.is_empty() && s.confirmed && from == s.addr {
+                // A late duplicate of the client's own first CONNECTING (the
+                // network held it back): the session is already confirmed.
+                return Err(Reject::Stale);
             }
             if !token_ok && !unconfirmed_repeat {
                 self.refuse(from, ErrorCode::Unauthorized, 0, echo);
@@ -829,11 +839,13 @@ impl Server {
             if index >= in_window {
                 break;
             }
-            if slot.sacked || slot.queued || slot.sends == 0 {
+            if slot.sacked || slot.sends == 0 {
                 continue;
             }
-            if probe || slot.send_seq <= threshold {
-                slot.queued = true;
+            let lost = (slot.queued == 0 && slot.send_seq <= threshold)
+                || (probe && slot.queued < MAX_QUEUED_COPIES);
+            if lost {
+                slot.queued += 1;
                 to_queue.push(index);
             }
         }
@@ -846,7 +858,7 @@ impl Server {
                 s.summed += 1;
             }
             s.slots.push_back(Slot {
-                queued: true,
+                queued: 1,
                 ..Slot::default()
             });
             s.send_queue.push_back(s.high_water);
