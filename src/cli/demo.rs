@@ -51,7 +51,7 @@ pub async fn run(args: DemoArgs) -> Exit {
 }
 
 async fn demo(args: DemoArgs) -> std::io::Result<bool> {
-    let socket = UdpSocket::bind(("127.0.0.1", 0)).await?;
+    let socket = crate::net::socket::bind(([127, 0, 0, 1], 0).into()).await?;
     let addr = socket.local_addr()?;
     println!(
         "risp-udp demo: server on udp {addr}, {} clients x {} values, {:.0}% loss each way (in-process shim)",

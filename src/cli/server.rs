@@ -52,7 +52,7 @@ pub struct ServerArgs {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn run(args: ServerArgs, port: u16, health_port: u16, max_sessions: usize) -> Exit {
     let addr = SocketAddr::new(args.bind, port);
-    let socket = match UdpSocket::bind(addr).await {
+    let socket = match crate::net::socket::bind(addr).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot listen on udp {addr}: {e}");

@@ -217,7 +217,7 @@ async fn open(opts: &ClientOptions, generation: u64) -> io::Result<LossySocket> 
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let socket = UdpSocket::bind(bind).await?;
+    let socket = super::socket::bind(bind).await?;
     match &opts.impairment {
         Some((cfg, seed)) if !cfg.is_clean() => LossySocket::new(
             socket,

@@ -21,7 +21,7 @@ use crate::sim::{SimConfig, SimReport, TransferReport};
 /// (real runs are not reproducible to the datagram).
 pub async fn run(config: &SimConfig) -> io::Result<SimReport> {
     let started = crate::clock::now();
-    let socket = UdpSocket::bind(("127.0.0.1", 0)).await?;
+    let socket = super::socket::bind(([127, 0, 0, 1], 0).into()).await?;
     let server_addr = socket.local_addr()?;
     let mut server_config = config.server.clone();
     server_config.seed = config.seed ^ 0x5eed;
