@@ -12,9 +12,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use risp_udp::cli::exit::Exit;
+use risp_udp::clock;
 use risp_udp::net::client::{self as net_client, ClientOptions};
 use risp_udp::proto::client::{ClientConfig, ClientError};
 use serde_json::Value;
@@ -90,10 +91,10 @@ impl Server {
     /// The first stderr line starting with `prefix` within `timeout`; on
     /// failure, every line seen.
     fn wait_for_line(&self, prefix: &str, timeout: Duration) -> Result<String, Vec<String>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = clock::now() + timeout;
         let mut seen = Vec::new();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(clock::now());
             match self.stderr.recv_timeout(left) {
                 Ok(line) if line.starts_with(prefix) => return Ok(line),
                 Ok(line) => seen.push(line),
@@ -137,7 +138,7 @@ fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let started = Instant::now();
+    let started = clock::now();
     let child = cmd.spawn().expect("spawn risp-udp");
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
@@ -406,10 +407,10 @@ fn health_endpoint_answers_200_then_503_at_the_session_limit() {
     stall_a_session(server.addr, 10_000, 5);
     // The server publishes its counters periodically (every 200 ms): poll
     // until the held session shows, with a deadline.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = clock::now() + Duration::from_secs(5);
     let (status, j) = loop {
         let (status, j) = health_get(health_port);
-        if status != 200 || Instant::now() > deadline {
+        if status != 200 || clock::now() > deadline {
             break (status, j);
         }
         thread::sleep(Duration::from_millis(25));
@@ -433,9 +434,9 @@ fn sigterm_stops_the_server_with_its_summary_and_exit_0() {
         .unwrap_or_else(|seen| panic!("no summary after SIGTERM; stderr: {seen:?}"));
     assert!(line.contains("sessions opened 1, closed 1"), "{line}");
     // The process closes stderr when it exits: wait for that, then reap it.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = clock::now() + Duration::from_secs(10);
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(clock::now());
         match server.stderr.recv_timeout(left) {
             Ok(_) => {}
             Err(RecvTimeoutError::Disconnected) => break,

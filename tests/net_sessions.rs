@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use risp_netem::LossySocket;
 use risp_udp::cli::exit::Exit;
+use risp_udp::clock;
 use risp_udp::net::client::{self, ClientOptions, ClientOutcome};
 use risp_udp::net::server::{self, ServerSummary, SharedSummary};
 use risp_udp::proto::client::{ClientConfig, ClientError};
@@ -156,7 +157,7 @@ async fn a_stalled_session_past_its_lifetime_fails_expired_with_exit_5() {
     let (a_out, _) = transfer(a).await;
     assert_eq!(a_out.result, Ok(()));
     let state = a_out.resume.expect("resume state");
-    let stalled_at = tokio::time::Instant::now();
+    let stalled_at = clock::now();
     assert_eq!(server.summary().stats.sessions_expired, 0);
 
     // The stall is the behaviour under test: go quiet for twice the
@@ -166,7 +167,7 @@ async fn a_stalled_session_past_its_lifetime_fails_expired_with_exit_5() {
     let mut b = ClientOptions::new(server.addr, ClientConfig::new(uuid, 10_000));
     b.resume = Some(state);
     let (b_out, b_vals) = transfer(b).await;
-    assert!(stalled_at.elapsed() >= LIFETIME * 2);
+    assert!(clock::now().saturating_duration_since(stalled_at) >= LIFETIME * 2);
     assert_eq!(b_out.result, Err(ClientError::SessionExpired));
     assert!(
         b_vals.is_empty(),
