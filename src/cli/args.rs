@@ -56,31 +56,31 @@ pub fn ms_to_duration(ms: f64) -> Duration {
 #[command(next_help_heading = "Impairment (simulated by the lossy-socket shim)")]
 pub struct NetemArgs {
     /// Drop this fraction of datagrams in both directions (0.1 = 10%).
-    #[arg(long, value_name = "P", value_parser = probability, env = "RISP_LOSS")]
+    #[arg(long, allow_negative_numbers = true, value_name = "P", value_parser = probability, env = "RISP_LOSS")]
     pub loss: Option<f64>,
     /// Loss for datagrams arriving at this end (overrides --loss).
-    #[arg(long, value_name = "P", value_parser = probability)]
+    #[arg(long, allow_negative_numbers = true, value_name = "P", value_parser = probability)]
     pub loss_in: Option<f64>,
     /// Loss for datagrams leaving this end (overrides --loss).
-    #[arg(long, value_name = "P", value_parser = probability)]
+    #[arg(long, allow_negative_numbers = true, value_name = "P", value_parser = probability)]
     pub loss_out: Option<f64>,
     /// Mean length of loss bursts in datagrams (Gilbert–Elliott); 0 = independent.
-    #[arg(long, value_name = "N", value_parser = burst)]
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = burst)]
     pub burst: Option<f64>,
     /// Hold back this fraction of datagrams so later ones overtake them.
-    #[arg(long, value_name = "P", value_parser = probability)]
+    #[arg(long, allow_negative_numbers = true, value_name = "P", value_parser = probability)]
     pub reorder: Option<f64>,
     /// Deliver this fraction of datagrams twice.
-    #[arg(long, value_name = "P", value_parser = probability)]
+    #[arg(long, allow_negative_numbers = true, value_name = "P", value_parser = probability)]
     pub duplicate: Option<f64>,
     /// Flip one bit in this fraction of datagrams.
-    #[arg(long, value_name = "P", value_parser = probability)]
+    #[arg(long, allow_negative_numbers = true, value_name = "P", value_parser = probability)]
     pub corrupt: Option<f64>,
     /// One-way delay added in each direction, in milliseconds.
-    #[arg(long, value_name = "MS", value_parser = millis)]
+    #[arg(long, allow_negative_numbers = true, value_name = "MS", value_parser = millis)]
     pub delay_ms: Option<f64>,
     /// Uniform random extra delay up to this many milliseconds (reorders).
-    #[arg(long, value_name = "MS", value_parser = millis)]
+    #[arg(long, allow_negative_numbers = true, value_name = "MS", value_parser = millis)]
     pub jitter_ms: Option<f64>,
     /// Seed for the impairment decisions: same seed, same drops.
     #[arg(long, value_name = "N", env = "RISP_NETEM_SEED")]

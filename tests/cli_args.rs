@@ -1,0 +1,192 @@
+//! The `risp-udp` binary without a server: argument errors, `sim`, `hist`,
+//! `completion`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_risp-udp");
+const PROCESS_DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `risp-udp ARGS` to its end (killed after [`PROCESS_DEADLINE`]).
+fn run(args: &[&str]) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn risp-udp");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PROCESS_DEADLINE) {
+        Ok(out) => {
+            let out = out.expect("wait for risp-udp");
+            Output {
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("risp-udp {args:?} did not finish within {PROCESS_DEADLINE:?}");
+        }
+    }
+}
+
+/// Each bad argument: exit 2, nothing on stdout, and the first line of
+/// stderr is an error that names the flag (or value) and says what is wrong.
+#[test]
+fn bad_arguments_exit_2_with_a_one_line_error_naming_the_flag() {
+    // (arguments, what the first stderr line must contain)
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["client", "10", "--loss", "1.5"],
+            &["--loss", "outside [0, 1]"],
+        ),
+        (
+            &["client", "10", "--loss=-0.1"],
+            &["--loss", "outside [0, 1]"],
+        ),
+        (
+            &["client", "10", "--loss", "-0.1"],
+            &["--loss", "outside [0, 1]"],
+        ),
+        (
+            &["client", "10", "--loss", "ten"],
+            &["--loss", "not a number"],
+        ),
+        (
+            &["server", "--loss-in", "2"],
+            &["--loss-in", "outside [0, 1]"],
+        ),
+        (
+            &["client", "10", "--delay-ms", "-5"],
+            &["--delay-ms", "negative"],
+        ),
+        (
+            &["client", "10", "--jitter-ms=-1"],
+            &["--jitter-ms", "negative"],
+        ),
+        (&["client", "10", "--window", "0"], &["--window", "0"]),
+        (&["client", "10", "--bogus-flag"], &["--bogus-flag"]),
+        (&["client", "abc"], &["abc", "LEN"]),
+        (&["client", "-5"], &["-5"]),
+        (
+            &["client", "10", "--max-sessions", "0"],
+            &["--max-sessions"],
+        ),
+        (
+            &["client", "10", "--server", "no-such-host.invalid:8081"],
+            &["no-such-host.invalid:8081", "resolve"],
+        ),
+        (
+            &["client", "10", "--server", "127.0.0.1"],
+            &["127.0.0.1", "HOST:PORT"],
+        ),
+        (&["nonsense-command"], &["nonsense-command"]),
+    ];
+    let mut failures = Vec::new();
+    for (args, needles) in cases {
+        let out = run(args);
+        let first = out.stderr.lines().next().unwrap_or_default();
+        let ok = out.code == Some(2)
+            && out.stdout.is_empty()
+            && first.starts_with("error: ")
+            && needles.iter().all(|n| first.contains(n));
+        if !ok {
+            failures.push(format!(
+                "{args:?}: exit {:?}, first stderr line {first:?} (wanted {needles:?}); stdout {:?}",
+                out.code, out.stdout
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// `risp-udp sim --real netem/suites/smoke.toml`: real sockets, every
+/// expectation met.
+#[test]
+fn sim_real_smoke_suite_exits_0() {
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("netem/suites/smoke.toml");
+    let out = run(&["sim", "--real", suite.to_str().unwrap(), "--json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("JSON report");
+    let text = j.to_string();
+    for profile in ["clean", "loss-10", "mixed"] {
+        assert!(text.contains(profile), "profile {profile} in {text}");
+    }
+}
+
+/// The built-in standard suite in virtual time passes, and its JSON report
+/// is byte-identical from one run to the next.
+#[test]
+fn sim_standard_suite_virtual_passes_and_is_reproducible() {
+    let a = run(&["sim", "--json"]);
+    assert_eq!(a.code, Some(0), "{a:?}");
+    let b = run(&["sim", "--json"]);
+    assert_eq!(b.code, Some(0), "{b:?}");
+    assert!(!a.stdout.trim().is_empty());
+    serde_json::from_str::<serde_json::Value>(a.stdout.trim()).expect("JSON report");
+    assert!(a.stdout == b.stdout, "two virtual runs differ");
+}
+
+/// An impossible expectation makes `sim` exit 8.
+#[test]
+fn sim_unmet_expectation_exits_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("impossible.toml");
+    std::fs::write(
+        &suite,
+        "name = \"impossible\"\nlen = 200\nclients = 1\nseeds = [1]\n\n\
+         [[profile]]\nname = \"lossy\"\nloss = 0.3\n\
+         [profile.expect]\nmax_datagrams_per_value = 1.0\n",
+    )
+    .unwrap();
+    let out = run(&["sim", suite.to_str().unwrap()]);
+    assert_eq!(out.code, Some(8), "{out:?}");
+}
+
+/// `risp-udp hist` on a missing file: non-zero, one clear line naming it.
+#[test]
+fn hist_on_a_missing_file_fails_naming_it() {
+    let out = run(&["hist", "no/such/file.hgrm"]);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.code.is_some(), "exited, not killed: {out:?}");
+    let first = out.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: ") && first.contains("no/such/file.hgrm"),
+        "{out:?}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+/// `risp-udp completion bash` prints a completion script for the binary.
+#[test]
+fn completion_bash_prints_a_script() {
+    let out = run(&["completion", "bash"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("risp-udp"), "{}", out.stdout);
+    assert!(out.stdout.contains("complete "), "a bash `complete` line");
+    for flag in ["--client-killswitch-ms", "--loss", "--health-port"] {
+        assert!(out.stdout.contains(flag), "{flag} is completed");
+    }
+    let bad = run(&["completion", "no-such-shell"]);
+    assert_eq!(bad.code, Some(2), "{bad:?}");
+}

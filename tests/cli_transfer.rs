@@ -1,0 +1,506 @@
+//! The `risp-udp` binary end to end over loopback: a real `risp-udp server`
+//! process, `risp-udp client` processes against it, and what they print and
+//! exit with.
+//!
+//! Servers listen on port 0 (`--port 0 --bind 127.0.0.1 --health-port 0`)
+//! and the test reads the real port from the "listening on udp" line on
+//! stderr; readiness is that line, never a sleep. Every spawned process is
+//! killed by a guard when the test ends, pass or fail.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
+
+use risp_udp::cli::exit::Exit;
+use risp_udp::clock;
+use risp_udp::net::client::{self as net_client, ClientOptions};
+use risp_udp::proto::client::{ClientConfig, ClientError};
+use serde_json::Value;
+use uuid::Uuid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_risp-udp");
+/// The longest any one process may take before the test gives up on it.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running `risp-udp server`, killed on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// Every stderr line after the "listening" line, as it is printed.
+    stderr: Receiver<String>,
+}
+
+impl Server {
+    /// Starts a server on an ephemeral loopback port with `args` added and
+    /// waits for its "listening" line.
+    fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("server")
+            .args(["--bind", "127.0.0.1"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // Unless the test sets them, port 0 and no health endpoint.
+        if !args.iter().any(|a| a.starts_with("--port"))
+            && !env.iter().any(|(k, _)| *k == "RISP_PORT")
+        {
+            cmd.args(["--port", "0"]);
+        }
+        if !args.iter().any(|a| a.starts_with("--health")) {
+            cmd.args(["--health-port", "0"]);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn risp-udp server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stderr: rx,
+        };
+        let line = server
+            .wait_for_line("risp-udp server listening on udp ", Duration::from_secs(10))
+            .unwrap_or_else(|seen| panic!("server never said it was listening; stderr: {seen:?}"));
+        let addr = line
+            .strip_prefix("risp-udp server listening on udp ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address after the prefix");
+        server.addr = addr.parse().expect("a socket address");
+        assert_ne!(server.addr.port(), 0, "{line}");
+        server
+    }
+
+    /// The first stderr line starting with `prefix` within `timeout`; on
+    /// failure, every line seen.
+    fn wait_for_line(&self, prefix: &str, timeout: Duration) -> Result<String, Vec<String>> {
+        let deadline = clock::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(clock::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return Ok(line),
+                Ok(line) => seen.push(line),
+                Err(_) => return Err(seen),
+            }
+        }
+    }
+
+    fn server_arg(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a finished process printed and exited with.
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// Runs `risp-udp ARGS` to its end (killed after [`PROCESS_DEADLINE`]).
+fn run(args: &[&str]) -> Output {
+    run_with_env(args, &[])
+}
+
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let started = clock::now();
+    let child = cmd.spawn().expect("spawn risp-udp");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PROCESS_DEADLINE) {
+        Ok(out) => {
+            let out = out.expect("wait for risp-udp");
+            Output {
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                elapsed: started.elapsed(),
+            }
+        }
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("risp-udp {args:?} did not finish within {PROCESS_DEADLINE:?}");
+        }
+    }
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {out:?}"))
+}
+
+fn u64_field(j: &Value, name: &str) -> u64 {
+    j[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{name}` is not an unsigned integer in {j}"))
+}
+
+/// Opens a session of `len` values on `server`, takes `take` values and
+/// walks away, leaving the session open on the server (until its lifetime
+/// ends).
+fn stall_a_session(server: SocketAddr, len: u32, take: u32) -> u32 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut opts = ClientOptions::new(server, ClientConfig::new(Uuid::new_v4(), len));
+    opts.stop_after = Some(take);
+    let outcome = rt
+        .block_on(net_client::run(opts, |_, _| {}))
+        .expect("client socket");
+    assert_eq!(
+        outcome.result,
+        Ok(()),
+        "a stopped client is not a failed one"
+    );
+    assert!(outcome.checksum.is_none(), "it stopped before the end");
+    assert!(outcome.delivered >= take && outcome.delivered < len);
+    outcome.delivered
+}
+
+/// `risp-udp client 50 --loss 0.1 --json --output FILE`: verified, and the
+/// JSON agrees with the values written.
+#[test]
+fn client_json_and_output_agree_with_what_was_transferred() {
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.txt");
+    let out = run(&[
+        "client",
+        "50",
+        "--loss",
+        "0.1",
+        "--netem-seed",
+        "7",
+        "--json",
+        "--server",
+        &server.server_arg(),
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.elapsed < Duration::from_secs(2),
+        "50 values took {:?}",
+        out.elapsed
+    );
+    let j = json(&out);
+    assert_eq!(u64_field(&j, "len"), 50);
+    assert_eq!(u64_field(&j, "delivered"), 50);
+    assert_eq!(j["verified"], Value::Bool(true));
+    assert_eq!(u64_field(&j, "exit_code"), 0);
+    assert!(j["error"].is_null(), "{j}");
+    assert!(u64_field(&j, "datagrams_received") >= 50, "{j}");
+    assert!(u64_field(&j, "datagrams_sent") >= 2, "{j}");
+    assert!(j["uuid"].as_str().unwrap().parse::<Uuid>().is_ok(), "{j}");
+    assert!(j["elapsed_ms"].as_f64().unwrap() > 0.0, "{j}");
+    for p in ["p50", "p90", "p99", "max"] {
+        assert!(j["rtt_us"][p].is_u64(), "rtt_us.{p} in {j}");
+    }
+    assert!(u64_field(&j["rtt_us"], "count") > 0, "{j}");
+    // 10% loss each way, seeded: the shim dropped something, and the
+    // client asked for it again.
+    assert!(u64_field(&j, "shim_dropped") > 0, "{j}");
+    assert!(u64_field(&j, "retransmit_requests") > 0, "{j}");
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    let values: Vec<u64> = text
+        .lines()
+        .map(|l| l.parse().unwrap_or_else(|_| panic!("not a value: {l:?}")))
+        .collect();
+    assert_eq!(values.len(), 50, "{text}");
+    assert_eq!(
+        values.iter().sum::<u64>(),
+        u64_field(&j, "checksum"),
+        "the checksum is the sum of the values"
+    );
+}
+
+/// `--print` writes exactly LEN values to stdout and the report to stderr.
+#[test]
+fn client_print_writes_the_values_to_stdout_and_the_report_to_stderr() {
+    let server = Server::start(&[]);
+    let out = run(&["client", "300", "--print", "--server", &server.server_arg()]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let values: Vec<u64> = out.stdout.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(values.len(), 300);
+    assert!(out.stderr.contains("risp-udp client: verified"), "{out:?}");
+    let sum = values.iter().sum::<u64>().to_string();
+    assert!(
+        out.stderr.contains(&format!("checksum {sum}")),
+        "report names the checksum {sum}: {}",
+        out.stderr
+    );
+}
+
+/// A server that never answers: exit 4 once the idle timeout passes, and
+/// not much later.
+#[test]
+fn no_answer_exits_4_within_the_idle_timeout() {
+    // Bound and silent: datagrams are queued and never answered.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    // Nothing bound at all (ICMP port unreachable on loopback).
+    let closed_addr = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().to_string()
+    };
+    for addr in [&silent_addr, &closed_addr] {
+        let out = run(&[
+            "client",
+            "100",
+            "--server",
+            addr,
+            "--idle-timeout-ms",
+            "500",
+        ]);
+        assert_eq!(out.code, Some(4), "{addr}: {out:?}");
+        assert!(
+            out.elapsed >= Duration::from_millis(500),
+            "gave up before the idle timeout: {:?}",
+            out.elapsed
+        );
+        assert!(
+            out.elapsed < Duration::from_millis(2500),
+            "took {:?} for a 500 ms idle timeout",
+            out.elapsed
+        );
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: no answer from the server"),
+            "{addr}: {out:?}"
+        );
+    }
+    drop(silent);
+}
+
+/// A length over the server's `--max-len`: exit 7 and the message names the
+/// limit.
+#[test]
+fn over_max_len_exits_7_naming_the_limit() {
+    let server = Server::start(&["--max-len", "100"]);
+    let out = run(&["client", "1000", "--json", "--server", &server.server_arg()]);
+    assert_eq!(out.code, Some(7), "{out:?}");
+    let j = json(&out);
+    assert_eq!(j["verified"], Value::Bool(false));
+    assert_eq!(u64_field(&j, "exit_code"), 7);
+    assert_eq!(u64_field(&j, "delivered"), 0);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: bad request"), "{out:?}");
+    assert!(last.contains("100"), "the message names the limit: {last}");
+    // At the limit is fine.
+    let ok = run(&["client", "100", "--server", &server.server_arg()]);
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+}
+
+/// `--max-sessions 1` with one session held open by a stalled client: the
+/// next client is told "busy" and exits 6.
+#[test]
+fn at_the_session_limit_a_client_exits_6() {
+    let server = Server::start(&["--max-sessions", "1"]);
+    stall_a_session(server.addr, 10_000, 5);
+    let out = run(&["client", "50", "--server", &server.server_arg()]);
+    assert_eq!(out.code, Some(6), "{out:?}");
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("busy"), "{out:?}");
+    assert_eq!(
+        Exit::for_error(&ClientError::ServerBusy) as u8,
+        6,
+        "the library's mapping agrees"
+    );
+}
+
+/// A 20,000-value transfer whose socket is dropped every 20 ms completes,
+/// verified, after reconnecting.
+#[test]
+fn killswitch_every_20ms_still_verifies() {
+    let server = Server::start(&[]);
+    let out = run(&[
+        "client",
+        "20000",
+        "--client-killswitch-ms",
+        "20",
+        "--json",
+        "--server",
+        &server.server_arg(),
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let j = json(&out);
+    assert_eq!(j["verified"], Value::Bool(true), "{j}");
+    assert_eq!(u64_field(&j, "delivered"), 20_000);
+    assert!(u64_field(&j, "reconnects") > 0, "{j}");
+}
+
+/// One HTTP GET against the health port: (status code, JSON body).
+fn health_get(port: u16) -> (u16, Value) {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to health port");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    let status: u16 = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {resp:?}"));
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let j = serde_json::from_str(body).unwrap_or_else(|e| panic!("body not JSON ({e}): {resp:?}"));
+    (status, j)
+}
+
+/// The health endpoint: 200 with the session count below the limit, 503 at
+/// it.
+#[test]
+fn health_endpoint_answers_200_then_503_at_the_session_limit() {
+    let health_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let hp = health_port.to_string();
+    let server = Server::start(&["--health-port", &hp, "--max-sessions", "1"]);
+    let (status, j) = health_get(health_port);
+    assert_eq!(status, 200, "{j}");
+    assert_eq!(u64_field(&j, "sessions"), 0, "{j}");
+    assert_eq!(u64_field(&j, "max_sessions"), 1, "{j}");
+
+    stall_a_session(server.addr, 10_000, 5);
+    // The server publishes its counters periodically (every 200 ms): poll
+    // until the held session shows, with a deadline.
+    let deadline = clock::now() + Duration::from_secs(5);
+    let (status, j) = loop {
+        let (status, j) = health_get(health_port);
+        if status != 200 || clock::now() > deadline {
+            break (status, j);
+        }
+        thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!(status, 503, "{j}");
+    assert_eq!(u64_field(&j, "sessions"), 1, "{j}");
+    assert_eq!(j["status"], "busy", "{j}");
+}
+
+/// SIGTERM: the server stops, prints its summary line and exits 0.
+#[test]
+fn sigterm_stops_the_server_with_its_summary_and_exit_0() {
+    let mut server = Server::start(&[]);
+    let ok = run(&["client", "500", "--server", &server.server_arg()]);
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let line = server
+        .wait_for_line("risp-udp server stopped", Duration::from_secs(10))
+        .unwrap_or_else(|seen| panic!("no summary after SIGTERM; stderr: {seen:?}"));
+    assert!(line.contains("sessions opened 1, closed 1"), "{line}");
+    // The process closes stderr when it exits: wait for that, then reap it.
+    let deadline = clock::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(clock::now());
+        match server.stderr.recv_timeout(left) {
+            Ok(_) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!("server still running 10 s after SIGTERM"),
+        }
+    }
+    let exit = server.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+}
+
+/// The original's snake_case spellings and the RISP_* environment variables
+/// are accepted.
+#[test]
+fn snake_case_aliases_and_env_vars_are_accepted() {
+    let port = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let port_s = port.to_string();
+    // Server: port from RISP_PORT, health port and limits by the old names.
+    let server = Server::start_with_env(
+        &[
+            "--health_port",
+            "0",
+            "--max_goroutines",
+            "4",
+            "--server_ticker_ms",
+            "0",
+            "--log_level",
+            "warn",
+        ],
+        &[("RISP_PORT", &port_s)],
+    );
+    assert_eq!(server.addr.port(), port, "RISP_PORT was used");
+    // Client: the server's port from RISP_PORT (default host 127.0.0.1),
+    // the old ticker and killswitch names.
+    let out = run_with_env(
+        &[
+            "client",
+            "2000",
+            "--client_ticker_ms",
+            "500",
+            "--client_killswitch_ms",
+            "1000",
+            "--json",
+        ],
+        &[("RISP_PORT", &port_s)],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(json(&out)["verified"], Value::Bool(true));
+    // Env vars for client flags too.
+    let srv = server.server_arg();
+    let env = [
+        ("RISP_SERVER", srv.as_str()),
+        ("RISP_CLIENT_TICKER_MS", "500"),
+        ("RISP_LOSS", "0.05"),
+        ("RISP_NETEM_SEED", "3"),
+    ];
+    let out = run_with_env(&["client", "1000", "--json"], &env);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let j = json(&out);
+    assert_eq!(u64_field(&j, "delivered"), 1000);
+    assert!(
+        u64_field(&j, "shim_dropped") > 0,
+        "RISP_LOSS took effect: {j}"
+    );
+}

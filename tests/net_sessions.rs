@@ -1,0 +1,333 @@
+//! The tokio drivers over real loopback sockets: a session handed from one
+//! client to another, a session that expires while its client is stalled,
+//! and garbage sprayed at the server during a transfer.
+
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use risp_netem::LossySocket;
+use risp_udp::cli::exit::Exit;
+use risp_udp::clock;
+use risp_udp::net::client::{self, ClientOptions, ClientOutcome};
+use risp_udp::net::server::{self, ServerSummary, SharedSummary};
+use risp_udp::proto::client::{ClientConfig, ClientError};
+use risp_udp::proto::server::{Reject, ServerConfig};
+use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, CRC_LEN, MAX_DATAGRAM_LEN};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// An in-process server on 127.0.0.1; stopped (and its summary returned)
+/// by [`TestServer::stop`], aborted on drop.
+struct TestServer {
+    addr: SocketAddr,
+    shared: SharedSummary,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<ServerSummary>>>,
+}
+
+impl TestServer {
+    async fn start(config: ServerConfig) -> Self {
+        let socket = UdpSocket::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let shared: SharedSummary = Arc::new(Mutex::new(ServerSummary::default()));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(
+            LossySocket::passthrough(socket),
+            ServerConfig { seed: 99, ..config },
+            shared.clone(),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            addr,
+            shared,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    fn summary(&self) -> ServerSummary {
+        self.shared.lock().unwrap().clone()
+    }
+
+    async fn stop(mut self) -> ServerSummary {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+/// Runs one client, collecting `(index, value)` of everything delivered.
+async fn transfer(opts: ClientOptions) -> (ClientOutcome, Vec<(u32, u32)>) {
+    let mut got = Vec::new();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        client::run(opts, |i, v| got.push((i, v))),
+    )
+    .await
+    .expect("transfer finished within 30 s")
+    .expect("client socket");
+    (outcome, got)
+}
+
+/// Client A takes the first 5,000 of 20,000 values and stops; client B,
+/// a fresh socket with A's resume state under the same UUID, takes the rest.
+/// Together they deliver every index once, and B verifies the checksum of
+/// the whole sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_client_resumes_the_session_by_uuid_and_verifies() {
+    const LEN: u32 = 20_000;
+    const STOP: u32 = 5_000;
+    let server = TestServer::start(ServerConfig::default()).await;
+    let uuid = Uuid::new_v4();
+
+    let mut a = ClientOptions::new(server.addr, ClientConfig::new(uuid, LEN));
+    a.stop_after = Some(STOP);
+    let (a_out, a_vals) = transfer(a).await;
+    assert_eq!(a_out.result, Ok(()));
+    assert_eq!(a_out.checksum, None, "A stopped before the end");
+    assert!(
+        a_out.delivered >= STOP && a_out.delivered < LEN,
+        "{}",
+        a_out.delivered
+    );
+    let state = a_out.resume.clone().expect("A hands over a resume state");
+    assert_eq!(state.next, a_out.delivered);
+    assert!(!state.token.is_empty());
+    assert_eq!(
+        state.sum,
+        a_vals.iter().map(|(_, v)| u64::from(*v)).sum::<u64>()
+    );
+
+    let mut b = ClientOptions::new(server.addr, ClientConfig::new(uuid, LEN));
+    b.resume = Some(state.clone());
+    let (b_out, b_vals) = transfer(b).await;
+    assert_eq!(b_out.result, Ok(()), "B: {:?}", b_out.result);
+    let checksum = b_out.checksum.expect("B verified the whole sequence");
+    assert_eq!(b_out.delivered + a_out.delivered, LEN);
+    assert!(b_out.delivered <= LEN - STOP);
+
+    // Every index exactly once, in order, across the two clients; the
+    // values add up to the server's checksum.
+    let all: Vec<(u32, u32)> = a_vals.into_iter().chain(b_vals).collect();
+    assert_eq!(all.len(), LEN as usize);
+    for (k, (i, _)) in all.iter().enumerate() {
+        assert_eq!(*i as usize, k, "index order across the hand-over");
+    }
+    assert_eq!(
+        all.iter().map(|(_, v)| u64::from(*v)).sum::<u64>(),
+        checksum
+    );
+
+    let s = server.stop().await.stats;
+    assert_eq!(s.sessions_opened, 1, "B resumed A's session, not a new one");
+    assert_eq!(s.sessions_resumed, 1, "{s:?}");
+    assert_eq!(s.sessions_closed, 1, "{s:?}");
+    assert_eq!(s.sessions_expired, 0, "{s:?}");
+}
+
+/// A session lifetime of 300 ms: client A stalls (stops after 1,000 of
+/// 10,000 values and goes quiet) past the lifetime; the server expires the
+/// session, and a client resuming it fails with `SessionExpired`, which the
+/// CLI reports as exit code 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_session_past_its_lifetime_fails_expired_with_exit_5() {
+    const LIFETIME: Duration = Duration::from_millis(300);
+    let server = TestServer::start(ServerConfig {
+        session_lifetime: LIFETIME,
+        ..ServerConfig::default()
+    })
+    .await;
+    let uuid = Uuid::new_v4();
+    let mut a = ClientOptions::new(server.addr, ClientConfig::new(uuid, 10_000));
+    a.stop_after = Some(1_000);
+    let (a_out, _) = transfer(a).await;
+    assert_eq!(a_out.result, Ok(()));
+    let state = a_out.resume.expect("resume state");
+    let stalled_at = clock::now();
+    assert_eq!(server.summary().stats.sessions_expired, 0);
+
+    // The stall is the behaviour under test: go quiet for twice the
+    // lifetime.
+    tokio::time::sleep(LIFETIME * 2).await;
+
+    let mut b = ClientOptions::new(server.addr, ClientConfig::new(uuid, 10_000));
+    b.resume = Some(state);
+    let (b_out, b_vals) = transfer(b).await;
+    assert!(clock::now().saturating_duration_since(stalled_at) >= LIFETIME * 2);
+    assert_eq!(b_out.result, Err(ClientError::SessionExpired));
+    assert!(
+        b_vals.is_empty(),
+        "nothing delivered from an expired session"
+    );
+    assert_eq!(b_out.checksum, None);
+    let err = b_out.result.unwrap_err();
+    assert_eq!(Exit::for_error(&err), Exit::SessionExpired);
+    assert_eq!(Exit::for_error(&err) as u8, 5);
+
+    let s = server.stop().await.stats;
+    assert_eq!(s.sessions_opened, 1, "{s:?}");
+    assert_eq!(s.sessions_expired, 1, "{s:?}");
+    assert_eq!(s.sessions_resumed, 0, "{s:?}");
+    assert!(s.rejected(Reject::UnknownSession) >= 1, "{s:?}");
+}
+
+/// Flips 1 to 3 bits (CRC32C catches every such error in a datagram this
+/// short) without fixing the CRC.
+fn flip_bits(rng: &mut StdRng, d: &mut [u8]) {
+    let flips = rng.gen_range(1..=3);
+    let mut done = Vec::new();
+    while done.len() < flips {
+        let bit = rng.gen_range(0..d.len() * 8);
+        if !done.contains(&bit) {
+            done.push(bit);
+            d[bit / 8] ^= 1 << (bit % 8);
+        }
+    }
+}
+
+fn reseal(d: &mut [u8]) {
+    let n = d.len() - CRC_LEN;
+    let crc = crc32c::crc32c(&d[..n]);
+    d[n..].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// `n` datagrams that the server must reject, each one of four kinds in
+/// turn: random bytes; a CONNECTED for the live session with bits flipped
+/// (CRC fails); a well-formed CONNECTED for the live session with a wrong
+/// token; a well-formed server-to-client datagram (as if reflected).
+fn spray_datagrams(seed: u64, n: usize, uuid: Uuid, len: u32) -> Vec<Vec<u8>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+    (0..n)
+        .map(|k| match k % 4 {
+            0 => {
+                let l = rng.gen_range(1..=MAX_DATAGRAM_LEN);
+                (0..l).map(|_| rng.gen()).collect()
+            }
+            1 | 2 => {
+                let token: [u8; 8] = rng.gen();
+                let msg = ClientMessage {
+                    state: State::Connected,
+                    uuid,
+                    len,
+                    window: rng.gen_range(1..=1024),
+                    ack: rng.gen_range(0..len),
+                    timestamp: rng.gen(),
+                    flags: 0,
+                    token: &token,
+                    sack: &[],
+                };
+                let l = msg.encode(&mut buf).unwrap();
+                let mut d = buf[..l].to_vec();
+                if k % 4 == 1 {
+                    flip_bits(&mut rng, &mut d);
+                } else {
+                    reseal(&mut d);
+                }
+                d
+            }
+            _ => {
+                let msg = ServerMessage::Data {
+                    index: rng.gen_range(0..len),
+                    payload: rng.gen(),
+                    echo: rng.gen(),
+                };
+                let l = msg.encode(&mut buf).unwrap();
+                buf[..l].to_vec()
+            }
+        })
+        .collect()
+}
+
+/// During a 200,000-value transfer, another socket sends the server 20,000
+/// random and mutated datagrams (one for every ten values delivered, so
+/// the spray runs the whole length of the transfer). The transfer verifies
+/// untouched, no session is opened for the spray, and the server's reject
+/// counters account for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datagrams_sprayed_at_the_server_during_a_transfer_do_not_disturb_it() {
+    const LEN: u32 = 200_000;
+    const SPRAY: usize = 20_000;
+    let server = TestServer::start(ServerConfig::default()).await;
+    let uuid = Uuid::new_v4();
+    let spray = spray_datagrams(7, SPRAY, uuid, LEN);
+    let sprayer = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut sent = 0usize;
+    let mut opts = ClientOptions::new(server.addr, ClientConfig::new(uuid, LEN));
+    opts.config.idle_timeout = Duration::from_secs(10);
+    let mut values = 0u64;
+    let mut sum = 0u64;
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(40),
+        client::run(opts, |_, v| {
+            values += 1;
+            sum += u64::from(v);
+            if values % 10 == 0 && sent < SPRAY {
+                // Loopback UDP: a send completes at once.
+                if sprayer.send_to(&spray[sent], server.addr).is_ok() {
+                    sent += 1;
+                }
+            }
+        }),
+    )
+    .await
+    .expect("transfer finished within 40 s")
+    .expect("client socket");
+    assert_eq!(outcome.result, Ok(()), "{:?}", outcome.result);
+    assert_eq!(outcome.delivered, LEN);
+    assert_eq!(values, u64::from(LEN));
+    assert_eq!(outcome.checksum, Some(sum));
+    assert_eq!(
+        outcome.stats.corrupt, 0,
+        "the spray never reached the client"
+    );
+    assert_eq!(outcome.stats.invalid, 0);
+    assert_eq!(sent, SPRAY, "every spray datagram was sent");
+
+    let s = server.stop().await.stats;
+    assert_eq!(s.datagrams_received, s.accepted + s.rejected_total());
+    assert_eq!(s.sessions_opened, 1, "the spray opened no session: {s:?}");
+    assert_eq!(s.sessions_closed, 1, "{s:?}");
+    // The kinds only the spray produces (the real client is on a clean
+    // socket with the right token).
+    let spray_rejects: u64 = [
+        Reject::Malformed,
+        Reject::Corrupt,
+        Reject::WrongDirection,
+        Reject::Unauthorized,
+    ]
+    .iter()
+    .map(|r| s.rejected(*r))
+    .sum();
+    let floor = SPRAY as u64 * 9 / 10;
+    assert!(
+        spray_rejects >= floor && spray_rejects <= SPRAY as u64,
+        "spray rejects {spray_rejects} of {SPRAY} sent: {s:?}"
+    );
+    assert!(s.rejected_total() >= floor, "{s:?}");
+    // The kinds were told apart: random bytes and server datagrams (shorter
+    // than any client datagram) are malformed, flipped bits fail the CRC,
+    // a wrong token is unauthorised. A quarter of the spray each, at most.
+    let quarter = SPRAY as u64 / 4;
+    assert!(s.rejected(Reject::Malformed) >= quarter, "{s:?}");
+    assert!(s.rejected(Reject::Corrupt) > 0, "{s:?}");
+    assert!(
+        s.rejected(Reject::Unauthorized) >= quarter * 9 / 10
+            && s.rejected(Reject::Unauthorized) <= quarter,
+        "{s:?}"
+    );
+}
