@@ -2,7 +2,8 @@
 # One transfer through the namespaces: sets them up, applies the profile,
 # starts the server in "$RISP_NS_PREFIX-a" and the client in
 # "$RISP_NS_PREFIX-b", prints the client's report (JSON) on stdout and exits
-# with the client's status. Everything is torn down on exit, error or ^C.
+# with the client's status. The client starts once the server has printed
+# its "listening" line. Everything is torn down on exit, error or ^C.
 #
 # Usage: netns-run.sh [--tcp] [--len N] [--port P] [IMPAIRMENT FLAGS...]
 #   --tcp        run risp-udp tcp-server / tcp-client instead of server / client
