@@ -17,6 +17,12 @@
 #      RISP_COMPARE_TIMEOUT (seconds per row in step 2, default 60)
 set -euo pipefail
 
+case "${1:-}" in
+    "") ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) printf 'netns.sh: unexpected argument %s (try --help)\n' "$1" >&2; exit 2 ;;
+esac
+
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 scripts="$repo_root/netem/scripts"
 started=$SECONDS
