@@ -138,6 +138,10 @@ if [[ $use_netem -eq 0 ]]; then
     if positive "$loss"; then
         if command -v nft >/dev/null 2>&1; then
             n="$(per_mille "$loss")"
+            # numgen's "mod 1000" yields 0..999, so "< 1000" is out of its
+            # range: total loss is a plain drop.
+            match="numgen random mod 1000 < $n"
+            [[ $n -ge 1000 ]] && match=""
             for ns in "$NS_A" "$NS_B"; do
                 # Dropped on the receiving side (prerouting, before conntrack):
                 # a drop in the sender's output hook would fail its sendmsg
@@ -147,7 +151,7 @@ if [[ $use_netem -eq 0 ]]; then
 table inet $NFT_TABLE {
     chain ingress {
         type filter hook prerouting priority -300; policy accept;
-        iifname "$VETH" meta l4proto { tcp, udp } numgen random mod 1000 < $n counter drop
+        iifname "$VETH" meta l4proto { tcp, udp } $match counter drop
     }
 }
 NFT

@@ -2,7 +2,8 @@
 # One transfer through the namespaces: sets them up, applies the profile,
 # starts the server in "$RISP_NS_PREFIX-a" and the client in
 # "$RISP_NS_PREFIX-b", prints the client's report (JSON) on stdout and exits
-# with the client's status. Everything is torn down on exit, error or ^C.
+# with the client's status. The client starts once the server has printed
+# its "listening" line. Everything is torn down on exit, error or ^C.
 #
 # Usage: netns-run.sh [--tcp] [--len N] [--port P] [IMPAIRMENT FLAGS...]
 #   --tcp        run risp-udp tcp-server / tcp-client instead of server / client
@@ -48,7 +49,7 @@ bin="${RISP_UDP_BIN:-$repo_root/target/release/risp-udp}"
 run_timeout="${RISP_RUN_TIMEOUT:-120}"
 require_root
 need_cmd ip iproute2
-need_cmd ss iproute2
+need_cmd mkfifo coreutils
 need_cmd timeout coreutils
 
 for ns in "$NS_A" "$NS_B"; do
@@ -60,7 +61,7 @@ for ns in "$NS_A" "$NS_B"; do
 done
 
 workdir="$(mktemp -d)"
-server_pid=""
+server_pid="" drain_pid=""
 
 # shellcheck disable=SC2317 # invoked through the EXIT trap
 cleanup() {
@@ -70,6 +71,8 @@ cleanup() {
         kill -TERM "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
+    # The drain ends by itself once the server's output closes.
+    [[ -n "$drain_pid" ]] && { wait "$drain_pid" 2>/dev/null || true; }
     "$here/netns-teardown.sh" || true
     rm -rf "$workdir"
     exit "$status"
@@ -99,42 +102,62 @@ report_drops() {
 
 if [[ $tcp -eq 1 ]]; then
     server_cmd=("$bin" tcp-server --bind "$ADDR_A:$port")
+    ready_line="tcp-server listening on "
+    # The client's own limit first, so it can say how far it got.
     client_cmd=("$bin" tcp-client "$len" --server "$ADDR_A:$port" --json
         --timeout-ms "$((run_timeout * 1000))")
-    ss_proto=-t
 else
-    server_cmd=("$bin" server --port "$port")
-    client_cmd=("$bin" client "$len" --server "$ADDR_A:$port" --json)
-    ss_proto=-u
+    # --health-port 0: no health endpoint (nothing else to bind or clash).
+    server_cmd=("$bin" server --bind "$ADDR_A" --port "$port" --health-port 0)
+    ready_line="risp-udp server listening on udp "
+    client_cmd=("$bin" client "$len" --server "$ADDR_A:$port" --json --no-progress)
 fi
 
-in_ns "$NS_A" "${server_cmd[@]}" >"$workdir/server.log" 2>&1 &
+# The server's stdout and stderr go through a FIFO: the script reads it until
+# the server says it is listening (it prints that line once its socket is
+# bound), then a background cat keeps draining it into server.log.
+mkfifo "$workdir/server.fifo"
+ip netns exec "$NS_A" "${server_cmd[@]}" >"$workdir/server.fifo" 2>&1 &
 server_pid=$!
-
-# Wait until the server's socket exists (polling the kernel's socket table,
-# which works for any server that prints nothing).
+exec 3<"$workdir/server.fifo"
 ready=0
-for _ in $(seq 1 200); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        log "server exited before listening:"
-        sed 's/^/  server: /' "$workdir/server.log" >&2
-        exit 1
-    fi
-    if [[ -n "$(in_ns "$NS_A" ss -Hln "$ss_proto" "sport = :$port")" ]]; then
+deadline=$((SECONDS + 10))
+while [[ $SECONDS -lt $deadline ]] \
+    && IFS= read -r -t "$((deadline - SECONDS))" line <&3; do
+    printf '%s\n' "$line" >>"$workdir/server.log"
+    if [[ "$line" == "$ready_line"* ]]; then
         ready=1
         break
     fi
-    sleep 0.05
 done
-[[ $ready -eq 1 ]] || die "server did not open port $port within 10 s"
+cat <&3 >>"$workdir/server.log" &
+drain_pid=$!
+exec 3<&-
+if [[ $ready -ne 1 ]]; then
+    if kill -0 "$server_pid" 2>/dev/null; then
+        log "server did not say it was listening within 10 s:"
+    else
+        log "server exited before listening:"
+    fi
+    sed 's/^/  server: /' "$workdir/server.log" >&2
+    exit 1
+fi
 
 client_status=0
-timeout --kill-after=5 "$((run_timeout + 5))" \
+# The tcp-client stops itself at RISP_RUN_TIMEOUT; this bound is the backstop
+# for it and the only limit on the risp-udp client.
+outer_limit="$run_timeout"
+[[ $tcp -eq 1 ]] && outer_limit=$((run_timeout + 5))
+timeout --kill-after=5 "$outer_limit" \
     ip netns exec "$NS_B" "${client_cmd[@]}" >"$workdir/client.out" 2>"$workdir/client.err" \
     || client_status=$?
 
 cat "$workdir/client.out"
 if [[ $client_status -ne 0 ]]; then
+    if [[ $client_status -eq 124 || $client_status -eq 137 ]] \
+        || grep -q 'no complete transfer within' "$workdir/client.err"; then
+        log "client timed out: no complete transfer within ${run_timeout} s (RISP_RUN_TIMEOUT)"
+    fi
     log "client exited with status $client_status"
     sed 's/^/  client: /' "$workdir/client.err" >&2
     sed 's/^/  server: /' "$workdir/server.log" >&2
