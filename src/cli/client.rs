@@ -31,8 +31,9 @@ pub struct ClientArgs {
     /// Initial window (values in flight).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
     pub window: u32,
-    /// Largest window the client will advertise.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
+    /// Largest window the client will advertise (raise it for long, fast
+    /// paths: throughput is at most window / RTT).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
     pub max_window: u32,
     /// Cumulative acks only (no selective-ack bitmap), for comparison.
     #[arg(long)]

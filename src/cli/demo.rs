@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::Args;
 use risp_netem::{DirectionConfig, ImpairmentConfig, LossySocket};
-use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
 use super::args::probability;

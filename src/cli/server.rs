@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use risp_netem::{LossySocket, Side};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 use super::args::NetemArgs;
 use super::exit::Exit;

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use risp_netem::{ImpairmentConfig, ImpairmentStats, LossySocket, Side};
-use tokio::net::UdpSocket;
 
 use super::server::{is_transient, sleep_until_opt};
 use crate::clock;

@@ -8,7 +8,6 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use risp_netem::LossySocket;
-use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 

@@ -10,7 +10,7 @@
 //!
 //! Acks carry the next needed index, the advertised window and (unless
 //! disabled) a selective-ack bitmap. One goes out after every
-//! `ack_frequency` new datagrams, at once when a gap appears or closes, when
+//! `ack_frequency` new datagrams (or an eighth of the window, if more), at once when a gap appears or closes, when
 //! the delayed-ack timer fires, and as a probe when nothing has been heard
 //! for an RTO. At the end the running sum of the delivered values is
 //! compared with the server's checksum; a mismatch is a hard error.
@@ -76,7 +76,7 @@ impl ClientConfig {
             uuid,
             len,
             initial_window: 4,
-            max_window: 1024,
+            max_window: 256,
             sack: true,
             ack_frequency: 2,
             max_ack_delay: Duration::from_millis(5),
@@ -408,6 +408,14 @@ impl Client {
         }
     }
 
+    /// Ack after this many new in-order datagrams: `ack_frequency`, or an
+    /// eighth of the window when that is more. Large windows then cost a
+    /// few acks per round trip rather than one per two datagrams; gaps are
+    /// still acked at once.
+    pub fn ack_every(&self) -> u32 {
+        self.config.ack_frequency.max(self.window.get() / 8)
+    }
+
     /// The earliest time [`Client::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.finished {
@@ -599,7 +607,7 @@ impl Client {
             let window_used = self
                 .highest
                 .is_some_and(|h| h.saturating_add(1) >= self.eligible_end);
-            if self.unacked >= self.config.ack_frequency || window_used {
+            if self.unacked >= self.ack_every() || window_used {
                 self.ack_now = true;
             } else if !self.timers.is_set(Timer::Ack) {
                 let delay = self.config.max_ack_delay.min(self.rtt.rto() / 4);

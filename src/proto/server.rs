@@ -29,7 +29,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use super::client::loss_threshold;
+use super::client::{loss_threshold, REORDER_THRESHOLD};
 use super::rtt::{RttConfig, RttEstimator};
 use super::sack;
 use super::sequence::{RunningChecksum, Sequence};
@@ -827,14 +827,27 @@ impl Server {
         // The client sends probes only after its RTO, so this cannot repeat
         // faster than about once per round trip.
         let probe = msg.is_probe() || resend_all;
-        let outstanding = s.slots.iter().filter(|x| !x.sacked && x.sends > 0).count();
-        let outstanding = u32::try_from(outstanding).unwrap_or(u32::MAX);
+        // Only the count up to the reorder threshold matters.
+        let outstanding = s
+            .slots
+            .iter()
+            .filter(|x| !x.sacked && x.sends > 0)
+            .take(REORDER_THRESHOLD as usize + 1)
+            .count() as u32;
         let threshold = s
             .largest_acked_seq
             .saturating_sub(u64::from(loss_threshold(outstanding)));
         let mut to_queue = Vec::new();
         let in_window = s.ack.saturating_add(s.window);
-        for (off, slot) in s.slots.iter_mut().enumerate() {
+        // Holes exist only below the highest index the client holds; with
+        // no bitmap and no probe there is nothing to look for, which keeps
+        // the common ack O(1) instead of O(window).
+        let scan = if probe {
+            s.slots.len()
+        } else {
+            msg.sack.len() * 8 + 1
+        };
+        for (off, slot) in s.slots.iter_mut().enumerate().take(scan) {
             let index = s.ack + off as u32;
             if index >= in_window {
                 break;
