@@ -1,0 +1,63 @@
+//! Latency histograms from the simulator: loss shows up in the tail.
+
+use std::time::Duration;
+
+use risp_netem::{DirectionConfig, ImpairmentConfig};
+use risp_udp::sim::{run, SimConfig, SimReport};
+use risp_udp::stats::LatencyHistogram;
+
+fn run_at(loss: f64) -> SimReport {
+    let dir = DirectionConfig {
+        loss,
+        delay: Duration::from_millis(5),
+        ..DirectionConfig::default()
+    };
+    let mut cfg = SimConfig::new(2024, 4, 5_000, ImpairmentConfig::symmetric(dir));
+    cfg.record_latencies = true;
+    run(&cfg)
+}
+
+fn delivery(r: &SimReport) -> LatencyHistogram {
+    let mut h = LatencyHistogram::new();
+    for t in &r.transfers {
+        assert!(t.verified(), "{:?}", t.error);
+        assert_eq!(t.delivery_latencies.len(), t.len as usize);
+        for d in &t.delivery_latencies {
+            h.record(*d);
+        }
+    }
+    h
+}
+
+/// 10% loss gives a visibly heavier delivery tail than a clean link, in the
+/// same deterministic setting.
+#[test]
+fn loss_makes_the_delivery_tail_heavier() {
+    let clean = delivery(&run_at(0.0)).summary();
+    let lossy = delivery(&run_at(0.1)).summary();
+    println!("delivery p99: clean {} us, 10% loss {} us", clean.p99_us, lossy.p99_us);
+    assert_eq!(clean.count, 20_000);
+    assert_eq!(lossy.count, 20_000);
+    // On a clean 10 ms-RTT link every value arrives one round trip after it
+    // became eligible.
+    assert!(clean.p99_us >= 9_000 && clean.p99_us <= 12_000, "{clean:?}");
+    // Recovery costs at least one more round trip for the lost ones.
+    assert!(lossy.p99_us > clean.p99_us + 9_000, "{lossy:?} vs {clean:?}");
+    assert!(lossy.max_us > clean.max_us);
+}
+
+/// Every RTT sample on a fixed-delay link equals the round trip (the echoed
+/// timestamp makes samples exact even after retransmissions).
+#[test]
+fn rtt_samples_match_the_link() {
+    let r = run_at(0.1);
+    let mut n = 0;
+    for t in &r.transfers {
+        assert!(!t.rtt_samples.is_empty());
+        for s in &t.rtt_samples {
+            assert_eq!(*s, Duration::from_millis(10));
+            n += 1;
+        }
+    }
+    assert!(n > 100, "{n} samples");
+}
