@@ -68,6 +68,7 @@ pub struct ClientArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: NetemArgs,
 }

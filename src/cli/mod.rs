@@ -37,8 +37,10 @@ use exit::Exit;
     after_help = "Start with `risp-udp demo`, or run `risp-udp server` in one terminal and `risp-udp client 50 --loss 0.1` in another."
 )]
 pub struct Cli {
+    /// Flags every command takes.
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// What to run.
     #[command(subcommand)]
     pub command: Command,
 }

@@ -45,6 +45,7 @@ pub struct ServerArgs {
     /// DIR on shutdown and on SIGUSR1.
     #[arg(long, value_name = "DIR")]
     pub hist_out: Option<PathBuf>,
+    /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: NetemArgs,
 }

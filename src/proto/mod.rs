@@ -1,3 +1,9 @@
+//! The protocol core, sans-IO: it never reads a clock or touches a socket.
+//!
+//! Drivers feed it datagrams and the time, send what it hands out, and wake
+//! it when it asks (`poll_timeout`/`handle_timeout`). The same code runs
+//! under tokio ([`crate::net`]) and in the simulator ([`crate::sim`]).
+
 pub mod client;
 pub mod rtt;
 pub mod sack;

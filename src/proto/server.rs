@@ -7,7 +7,7 @@
 //! [`Server::poll_event`] for session life-cycle and acknowledgement
 //! latencies.
 //!
-//! Per session the server holds O(window) state: one [`Slot`] per index in
+//! Per session the server holds O(window) state: one `Slot` per index in
 //! `[ack, high_water)` (sent but not cumulatively acknowledged) and a queue
 //! of indices to send. Values come from the session seed
 //! ([`Sequence`]), and the checksum is summed as each index is first sent.
@@ -263,7 +263,7 @@ const UNVALIDATED_WINDOW: u32 =
 /// Most events waiting to be polled.
 const MAX_PENDING_EVENTS: usize = 1 << 16;
 
-/// Most copies of one index queued at once (see [`Slot::queued`]).
+/// Most copies of one index queued at once (see `Slot::queued`).
 const MAX_QUEUED_COPIES: u8 = 2;
 
 /// Per-index sending state, for `[ack, high_water)`.
