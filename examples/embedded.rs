@@ -33,7 +33,10 @@ async fn main() -> std::io::Result<()> {
 
     // The client, with loss applied to its own socket.
     let mut opts = ClientOptions::new(addr, ClientConfig::new(uuid::Uuid::new_v4(), len));
-    opts.impairment = Some((ImpairmentConfig::symmetric(DirectionConfig::with_loss(loss)), 1));
+    opts.impairment = Some((
+        ImpairmentConfig::symmetric(DirectionConfig::with_loss(loss)),
+        1,
+    ));
     let mut sum = 0u64;
     let outcome = client::run(opts, |_, value| sum += u64::from(value)).await?;
 

@@ -14,7 +14,10 @@ fn main() {
         .unwrap_or(1);
     let len = 5_000u32;
     println!("seed {seed}, {len} values, 1 ms one-way delay, virtual time");
-    println!("{:>6} {:>5} {:>10} {:>12} {:>14} {:>9}", "loss", "sack", "verified", "values/s", "dgrams/value", "minimum");
+    println!(
+        "{:>6} {:>5} {:>10} {:>12} {:>14} {:>9}",
+        "loss", "sack", "verified", "values/s", "dgrams/value", "minimum"
+    );
     for loss in [0.0, 0.01, 0.05, 0.1, 0.2, 0.3] {
         for sack in [true, false] {
             let dir = DirectionConfig {

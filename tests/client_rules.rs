@@ -332,8 +332,24 @@ fn every_server_error_code_becomes_a_typed_error() {
                 h.sent();
             }
             let echo = h.echo;
+            let old = h.client.uuid();
             h.feed(ServerMessage::Error { code, detail, echo });
             let ev = h.app_events();
+            let restarts =
+                !connected && matches!(code, ErrorCode::Unauthorized | ErrorCode::UnknownSession);
+            if restarts {
+                // A handshake the server will not continue starts over under
+                // a new UUID; nothing was delivered, so nothing is lost.
+                let new = h.client.uuid();
+                assert_ne!(new, old);
+                assert_eq!(new.get_version_num(), 4);
+                assert_eq!(ev, vec![ClientEvent::Restarted { uuid: new }], "{code:?}");
+                assert!(!h.client.is_finished());
+                let sent = h.sent();
+                assert_eq!(sent.len(), 1);
+                assert_eq!((sent[0].state, sent[0].ack), (State::Connecting, 0));
+                continue;
+            }
             assert_eq!(ev, vec![ClientEvent::Failed(want.clone())], "{code:?}");
             assert!(h.client.is_finished());
             assert!(h.sent().is_empty());

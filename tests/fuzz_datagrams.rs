@@ -230,6 +230,9 @@ impl World {
                         ClientEvent::Verified { checksum } => r.verified = Some(checksum),
                         ClientEvent::Completed => r.completed = true,
                         ClientEvent::Failed(e) => panic!("real transfer failed: {e}"),
+                        ClientEvent::Restarted { uuid } => {
+                            panic!("real transfer restarted as {uuid}")
+                        }
                         ClientEvent::Connected | ClientEvent::RttSample(_) => {}
                     }
                 }

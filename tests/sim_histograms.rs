@@ -35,14 +35,20 @@ fn delivery(r: &SimReport) -> LatencyHistogram {
 fn loss_makes_the_delivery_tail_heavier() {
     let clean = delivery(&run_at(0.0)).summary();
     let lossy = delivery(&run_at(0.1)).summary();
-    println!("delivery p99: clean {} us, 10% loss {} us", clean.p99_us, lossy.p99_us);
+    println!(
+        "delivery p99: clean {} us, 10% loss {} us",
+        clean.p99_us, lossy.p99_us
+    );
     assert_eq!(clean.count, 20_000);
     assert_eq!(lossy.count, 20_000);
     // On a clean 10 ms-RTT link every value arrives one round trip after it
     // became eligible.
     assert!(clean.p99_us >= 9_000 && clean.p99_us <= 12_000, "{clean:?}");
     // Recovery costs at least one more round trip for the lost ones.
-    assert!(lossy.p99_us > clean.p99_us + 9_000, "{lossy:?} vs {clean:?}");
+    assert!(
+        lossy.p99_us > clean.p99_us + 9_000,
+        "{lossy:?} vs {clean:?}"
+    );
     assert!(lossy.max_us > clean.max_us);
 }
 

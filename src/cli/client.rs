@@ -177,7 +177,7 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
         Ok(()) => Exit::Ok,
         Err(e) => Exit::for_error(e),
     };
-    let report = ClientReport::new(uuid, len, &outcome, exit as u8);
+    let report = ClientReport::new(outcome.uuid, len, &outcome, exit as u8);
     if args.json {
         match serde_json::to_string(&report) {
             Ok(j) => println!("{j}"),

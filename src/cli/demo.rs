@@ -94,7 +94,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<bool> {
     for t in tasks {
         let (uuid, o) = t.await.map_err(std::io::Error::other)?;
         let o = o?;
-        let report = ClientReport::new(uuid, args.len, &o, 0);
+        let report = ClientReport::new(o.uuid, args.len, &o, 0);
         all_ok &= report.verified;
         total_values += u64::from(o.delivered);
         longest = longest.max(o.elapsed);

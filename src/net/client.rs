@@ -57,6 +57,9 @@ impl ClientOptions {
 /// What a finished transfer reports.
 #[derive(Debug, Clone)]
 pub struct ClientOutcome {
+    /// The session's UUID at the end (a refused handshake starts over under
+    /// a new one).
+    pub uuid: uuid::Uuid,
     /// Verified, or why not.
     pub result: Result<(), ClientError>,
     /// The server's checksum, when verified.
@@ -125,6 +128,9 @@ pub async fn run(
             let at = now.saturating_duration_since(started);
             match ev {
                 ClientEvent::Connected => {}
+                ClientEvent::Restarted { uuid } => {
+                    tracing::info!(%uuid, "handshake refused; starting over under a new UUID");
+                }
                 ClientEvent::Value {
                     index,
                     value,
@@ -195,6 +201,7 @@ pub async fn run(
     add_stats(&mut shim_total, socket.stats());
     let w = client.window();
     Ok(ClientOutcome {
+        uuid: client.uuid(),
         result: result.unwrap_or(Ok(())),
         checksum,
         delivered,

@@ -174,6 +174,13 @@ pub enum ClientEvent {
         /// The checksum.
         checksum: u64,
     },
+    /// The server refused to continue an unconfirmed handshake (our address
+    /// changed, or the UUID is in use): the transfer starts over under this
+    /// new UUID. Nothing had been delivered.
+    Restarted {
+        /// The new session key.
+        uuid: Uuid,
+    },
     /// The session is closed; nothing more will happen.
     Completed,
     /// The transfer failed; nothing more will happen.
@@ -203,6 +210,8 @@ pub struct ClientStats {
     pub timeouts: u64,
     /// CONNECTING datagrams sent.
     pub handshakes: u64,
+    /// Handshakes started over under a new UUID.
+    pub restarts: u64,
 }
 
 /// A client connection. See the module docs.
@@ -226,6 +235,10 @@ pub struct Client {
     eligible_end: u32,
     held: u32,
     highest: Option<u32>,
+    /// Since when the first hole (at `next`) has been seen missing.
+    gap_since: Option<Instant>,
+    /// Enough later indices arrived to call the first hole lost.
+    gap_reported: bool,
     sum: RunningChecksum,
     window: Window,
     rtt: RttEstimator,
@@ -284,6 +297,8 @@ impl Client {
             eligible_end: next,
             held: 0,
             highest: None,
+            gap_since: None,
+            gap_reported: false,
             sum,
             timers: TimerTable::default(),
             last_heard: None,
@@ -414,6 +429,12 @@ impl Client {
     /// still acked at once.
     pub fn ack_every(&self) -> u32 {
         self.config.ack_frequency.max(self.window.get() / 8)
+    }
+
+    /// How long a hole may stay missing before it counts as lost rather
+    /// than overtaken: a quarter of the smoothed RTT.
+    fn reordering_window(&self) -> Duration {
+        self.rtt.srtt().map_or(Duration::ZERO, |s| s / 4)
     }
 
     /// The earliest time [`Client::handle_timeout`] must be called.
@@ -555,6 +576,7 @@ impl Client {
         }
         self.set_state(State::Connected);
         self.events.push_back(ClientEvent::Connected);
+        self.deliver(now);
         self.arm_retransmit(now);
         // Acknowledge at once: confirms the session and carries our holes.
         self.ack_now = true;
@@ -582,20 +604,44 @@ impl Client {
         }
         let in_order = index == self.next;
         let had_holes = self.held > 0;
+        if in_order && self.gap_reported {
+            // A hole reported lost is filled. If that took longer than the
+            // reordering window it was lost and resent: shrink now (once per
+            // episode), since it was too young to judge when detected.
+            let age = self
+                .gap_since
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            if age >= self.reordering_window() {
+                let highest = self.highest.unwrap_or(index);
+                self.window.on_loss(highest);
+            }
+        }
         self.ring[slot] = Some(value);
         self.held += 1;
         self.highest = Some(self.highest.map_or(index, |h| h.max(index)));
         self.unacked += 1;
         // Something arrived: restart the RTO from now.
         self.arm_retransmit(now);
-        let delivered = self.deliver(now);
+        // Until the server's Accept confirms the session, hold values back:
+        // if the handshake has to start over, nothing was delivered yet.
+        let delivered = if self.token.is_some() {
+            self.deliver(now)
+        } else {
+            0
+        };
         if !in_order {
             // A gap appeared or grew: report it at once, and count it as a
             // loss once enough later indices arrived (reorder tolerance).
             self.ack_now = true;
             let highest = self.highest.unwrap_or(index);
+            let since = *self.gap_since.get_or_insert(now);
             if highest >= self.next.saturating_add(loss_threshold(self.window.get())) {
-                self.window.on_loss(highest);
+                self.gap_reported = true;
+                // Reordering tolerance in time (as RACK): a hole younger
+                // than a quarter RTT may only have been overtaken.
+                if now.saturating_duration_since(since) >= self.reordering_window() {
+                    self.window.on_loss(highest);
+                }
             }
         } else if had_holes && delivered > 1 {
             // A hole was filled: let the server move on at once.
@@ -642,6 +688,11 @@ impl Client {
         }
         if self.eligible_end < self.next {
             self.eligible_end = self.next;
+        }
+        if n > 0 {
+            self.gap_reported = false;
+            // A new first hole, if any: its age starts now.
+            self.gap_since = (self.held > 0).then_some(now);
         }
         n
     }
@@ -703,6 +754,17 @@ impl Client {
     }
 
     fn on_error(&mut self, code: ErrorCode, detail: u32, echo: u64) {
+        if self.token.is_none()
+            && self.state == State::Connecting
+            && matches!(code, ErrorCode::Unauthorized | ErrorCode::UnknownSession)
+        {
+            // The handshake never completed and the server will not let us
+            // continue it (our address changed under us, or the UUID is in
+            // use elsewhere): start over under a new UUID. Nothing has been
+            // delivered yet, so nothing is lost.
+            self.restart();
+            return;
+        }
         if code == ErrorCode::Unauthorized && echo < self.token_since {
             // The answer to a message we sent before we held the token
             // (a duplicate CONNECTING the network delayed): not about us now.
@@ -729,6 +791,34 @@ impl Client {
             }
         };
         self.fail(err);
+    }
+
+    /// Starts the handshake again under a UUID derived from the old one
+    /// (deterministic, so simulations stay reproducible).
+    fn restart(&mut self) {
+        let old = self.config.uuid;
+        let bits = old
+            .as_u128()
+            .wrapping_mul(0x2545_f491_4f6c_dd1d)
+            .rotate_left(17)
+            ^ 0x5eed;
+        let mut bytes = bits.to_be_bytes();
+        bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+        bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+        self.config.uuid = Uuid::from_bytes(bytes);
+        tracing::debug!(%old, new = %self.config.uuid, "handshake refused: starting over");
+        self.ring.iter_mut().for_each(|v| *v = None);
+        self.eligible_at.iter_mut().for_each(|v| *v = None);
+        self.next = 0;
+        self.eligible_end = 0;
+        self.held = 0;
+        self.highest = None;
+        self.sum = RunningChecksum::default();
+        self.send_pending = true;
+        self.stats.restarts += 1;
+        self.events.push_back(ClientEvent::Restarted {
+            uuid: self.config.uuid,
+        });
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {

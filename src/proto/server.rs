@@ -309,6 +309,10 @@ struct Session {
     expiry_key: Instant,
     next_send_at: Instant,
     rtt: RttEstimator,
+    /// When to look again for holes inside the reordering window.
+    loss_check: Option<Instant>,
+    /// The loss timer queued datagrams since the client's latest message.
+    echo_held: bool,
 }
 
 impl Session {
@@ -336,6 +340,8 @@ pub struct Server {
     replies: VecDeque<(SocketAddr, ServerMessage)>,
     /// (deadline, uuid) for every live session.
     expiry: BTreeSet<(Instant, Uuid)>,
+    /// (when, uuid) for sessions with holes inside the reordering window.
+    loss_checks: BTreeSet<(Instant, Uuid)>,
     events: VecDeque<ServerEvent>,
     rng: StdRng,
     stats: ServerStats,
@@ -353,6 +359,7 @@ impl Server {
             ready: VecDeque::new(),
             replies: VecDeque::new(),
             expiry: BTreeSet::new(),
+            loss_checks: BTreeSet::new(),
             events: VecDeque::new(),
             stats: ServerStats::default(),
         }
@@ -459,7 +466,10 @@ impl Server {
                 let msg = ServerMessage::Data {
                     index,
                     payload: value,
-                    echo: s.last_ts,
+                    // Datagrams queued by the loss timer were not sent in
+                    // answer to the client's latest message: echo nothing,
+                    // so that no RTT sample includes the time we held them.
+                    echo: if s.echo_held { 0 } else { s.last_ts },
                 };
                 let off = count * DATA_LEN;
                 msg.encode(&mut buf[off..off + DATA_LEN]).ok()?;
@@ -486,9 +496,14 @@ impl Server {
     }
 
     /// The earliest time [`Server::handle_timeout`] must be called: the next
-    /// expiry check, or the next paced send.
+    /// expiry check, loss check, or paced send.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.expiry.first().map(|(at, _)| *at);
+        let loss = self.loss_checks.first().map(|(at, _)| *at);
+        let expiry = match (expiry, loss) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let pacing = if self.config.pacing.is_zero() {
             None
         } else {
@@ -504,8 +519,29 @@ impl Server {
         }
     }
 
-    /// Frees sessions idle past their lifetime.
+    /// Frees sessions idle past their lifetime, and resends holes whose
+    /// reordering window has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, uuid)) = self.loss_checks.first() {
+            if at > now {
+                break;
+            }
+            self.loss_checks.pop_first();
+            let Some(s) = self.sessions.get_mut(&uuid) else {
+                continue;
+            };
+            let scan = s.slots.len();
+            let queued = s.send_queue.len();
+            s.loss_check = detect_losses(s, now, false, scan);
+            s.echo_held |= s.send_queue.len() > queued;
+            if let Some(at) = s.loss_check {
+                self.loss_checks.insert((at, uuid));
+            }
+            if !s.send_queue.is_empty() && !s.in_ready {
+                s.in_ready = true;
+                self.ready.push_back(uuid);
+            }
+        }
         while let Some(&(at, uuid)) = self.expiry.first() {
             if at > now {
                 break;
@@ -519,7 +555,7 @@ impl Server {
                 s.expiry_key = deadline;
                 self.expiry.insert((deadline, uuid));
             } else {
-                self.sessions.remove(&uuid);
+                self.remove_session(&uuid);
                 self.stats.sessions_expired += 1;
                 tracing::debug!(%uuid, "session expired");
                 self.push_event(ServerEvent::Expired { uuid });
@@ -572,8 +608,9 @@ impl Server {
                 // Without a token, only the address that opened the session
                 // may repeat it: anyone else who knows the UUID would get the
                 // token in our Accept and take the session over (defect 15).
-                // Say nothing; a client that really moved mid-handshake gets
-                // a fresh session once this one expires (handshake_lifetime).
+                // Refuse without the token; a client that really moved
+                // mid-handshake starts over under a new UUID.
+                self.refuse(from, ErrorCode::Unauthorized, 0, echo);
                 return Err(Reject::Unauthorized);
             }
             if msg.token.is_empty() && s.confirmed && from == s.addr {
@@ -668,6 +705,8 @@ impl Server {
             expiry_key: now,
             next_send_at: now,
             rtt: RttEstimator::new(RttConfig::default()),
+            loss_check: None,
+            echo_held: false,
         };
         let deadline = now + s.lifetime(&self.config);
         let accept = ServerMessage::Accept {
@@ -757,10 +796,7 @@ impl Server {
                 if msg.ack < s.seq.len() || s.high_water < s.seq.len() {
                     return Err(Reject::ClosingEarly);
                 }
-                let key = (s.expiry_key, msg.uuid);
-                self.expiry.remove(&key);
-                self.sessions.remove(&msg.uuid);
-                self.ready.retain(|u| *u != msg.uuid);
+                self.remove_session(&msg.uuid);
                 self.stats.sessions_closed += 1;
                 tracing::debug!(uuid = %msg.uuid, "session closed");
                 self.push_event(ServerEvent::Closed { uuid: msg.uuid });
@@ -822,23 +858,10 @@ impl Server {
             // times the 1200-byte CONNECTING that paid for the reply.
             s.window = s.window.min(UNVALIDATED_WINDOW);
         }
-        // Holes reported lost.
         // A probe (or a CONNECTING) says: everything unacknowledged is lost.
         // The client sends probes only after its RTO, so this cannot repeat
         // faster than about once per round trip.
         let probe = msg.is_probe() || resend_all;
-        // Only the count up to the reorder threshold matters.
-        let outstanding = s
-            .slots
-            .iter()
-            .filter(|x| !x.sacked && x.sends > 0)
-            .take(REORDER_THRESHOLD as usize + 1)
-            .count() as u32;
-        let threshold = s
-            .largest_acked_seq
-            .saturating_sub(u64::from(loss_threshold(outstanding)));
-        let mut to_queue = Vec::new();
-        let in_window = s.ack.saturating_add(s.window);
         // Holes exist only below the highest index the client holds; with
         // no bitmap and no probe there is nothing to look for, which keeps
         // the common ack O(1) instead of O(window).
@@ -847,22 +870,10 @@ impl Server {
         } else {
             msg.sack.len() * 8 + 1
         };
-        for (off, slot) in s.slots.iter_mut().enumerate().take(scan) {
-            let index = s.ack + off as u32;
-            if index >= in_window {
-                break;
-            }
-            if slot.sacked || slot.sends == 0 {
-                continue;
-            }
-            let lost = (slot.queued == 0 && slot.send_seq <= threshold)
-                || (probe && slot.queued < MAX_QUEUED_COPIES);
-            if lost {
-                slot.queued += 1;
-                to_queue.push(index);
-            }
-        }
-        s.send_queue.extend(to_queue);
+        s.echo_held = false;
+        let recheck = detect_losses(s, now, probe, scan);
+        let old = std::mem::replace(&mut s.loss_check, recheck);
+        let in_window = s.ack.saturating_add(s.window);
         // New data within the window.
         let end = in_window.min(s.seq.len());
         while s.high_water < end {
@@ -881,9 +892,33 @@ impl Server {
             s.in_ready = true;
             self.ready.push_back(uuid);
         }
+        self.move_loss_check(uuid, old, recheck);
         for latency in latencies {
             self.push_event(ServerEvent::AckLatency { uuid, latency });
         }
+    }
+
+    fn move_loss_check(&mut self, uuid: Uuid, old: Option<Instant>, new: Option<Instant>) {
+        if old == new {
+            return;
+        }
+        if let Some(at) = old {
+            self.loss_checks.remove(&(at, uuid));
+        }
+        if let Some(at) = new {
+            self.loss_checks.insert((at, uuid));
+        }
+    }
+
+    /// Forgets a session and everything that points at it.
+    fn remove_session(&mut self, uuid: &Uuid) {
+        if let Some(s) = self.sessions.remove(uuid) {
+            self.expiry.remove(&(s.expiry_key, *uuid));
+            if let Some(at) = s.loss_check {
+                self.loss_checks.remove(&(at, *uuid));
+            }
+        }
+        self.ready.retain(|u| u != uuid);
     }
 
     fn set_expiry(&mut self, uuid: Uuid, deadline: Instant) {
@@ -893,6 +928,63 @@ impl Server {
             self.expiry.insert((deadline, uuid));
         }
     }
+}
+
+/// Queues the holes that count as lost; returns when to look again at holes
+/// that passed the packet threshold but are still inside the reordering
+/// window.
+///
+/// A hole is lost when a datagram sent at least `loss_threshold` sends after
+/// its last transmission has been acknowledged (packet threshold), and one
+/// smallest RTT plus a quarter (the reordering window, as RACK) has passed
+/// since that transmission: a datagram merely overtaken by later ones
+/// arrives within that time. A probe makes every hole lost at once.
+fn detect_losses(s: &mut Session, now: Instant, probe: bool, scan: usize) -> Option<Instant> {
+    // Only the count up to the reorder threshold matters.
+    let outstanding = s
+        .slots
+        .iter()
+        .filter(|x| !x.sacked && x.sends > 0)
+        .take(REORDER_THRESHOLD as usize + 1)
+        .count() as u32;
+    let threshold = s
+        .largest_acked_seq
+        .saturating_sub(u64::from(loss_threshold(outstanding)));
+    let grace = s.rtt.min().map(|m| m + m / 4);
+    let in_window = s.ack.saturating_add(s.window);
+    let mut recheck: Option<Instant> = None;
+    let mut to_queue = Vec::new();
+    for (off, slot) in s.slots.iter_mut().enumerate().take(scan) {
+        let index = s.ack + off as u32;
+        if index >= in_window {
+            break;
+        }
+        if slot.sacked || slot.sends == 0 {
+            continue;
+        }
+        if probe {
+            if slot.queued < MAX_QUEUED_COPIES {
+                slot.queued += 1;
+                to_queue.push(index);
+            }
+            continue;
+        }
+        if slot.queued > 0 || slot.send_seq > threshold {
+            continue;
+        }
+        let due = match (grace, slot.last_sent) {
+            (Some(g), Some(t)) => t + g,
+            _ => now,
+        };
+        if due <= now {
+            slot.queued += 1;
+            to_queue.push(index);
+        } else {
+            recheck = Some(recheck.map_or(due, |r| r.min(due)));
+        }
+    }
+    s.send_queue.extend(to_queue);
+    recheck
 }
 
 /// Bookkeeping when a sent index is first acknowledged.

@@ -373,6 +373,11 @@ impl<'a> Simulation<'a> {
             let r = &mut c.report;
             match ev {
                 ClientEvent::Connected => {}
+                ClientEvent::Restarted { uuid } => {
+                    r.uuid = uuid;
+                    r.restarts += 1;
+                    self.uuids.insert(uuid, i);
+                }
                 ClientEvent::Value {
                     index,
                     value,

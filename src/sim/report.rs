@@ -37,6 +37,8 @@ pub struct TransferReport {
     pub reconnects: u64,
     /// Address rebinds.
     pub rebinds: u64,
+    /// Handshakes started over under a new UUID.
+    pub restarts: u64,
     /// The server expired this session.
     pub server_expired: bool,
     /// RTT samples taken.
@@ -71,6 +73,7 @@ impl TransferReport {
             lost_to_old_address: 0,
             reconnects: 0,
             rebinds: 0,
+            restarts: 0,
             server_expired: false,
             rtt_count: 0,
             rtt_samples: Vec::new(),
