@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::args::NetemArgs;
 use super::exit::Exit;
-use super::report::ClientReport;
+use super::report::{peak_rss_kb, ClientReport};
 use crate::net::client::{self, ClientOptions};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
 
@@ -177,7 +177,9 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
         Ok(()) => Exit::Ok,
         Err(e) => Exit::for_error(e),
     };
-    let report = ClientReport::new(outcome.uuid, len, &outcome, exit as u8);
+    let mut report = ClientReport::new(outcome.uuid, len, &outcome, exit as u8);
+    // Last, after the transfer: the high-water mark only grows.
+    report.peak_rss_kb = peak_rss_kb();
     if args.json {
         match serde_json::to_string(&report) {
             Ok(j) => println!("{j}"),

@@ -99,6 +99,10 @@ pub struct ClientReport {
     pub stall_us: Percentiles,
     /// The longest gap between deliveries, ms.
     pub longest_stall_ms: f64,
+    /// Peak resident set size of the client process, KiB (see
+    /// [`peak_rss_kb`]); `None` where the platform does not say, or where
+    /// the report is not the only thing in the process (the demo).
+    pub peak_rss_kb: Option<u64>,
 }
 
 impl ClientReport {
@@ -138,6 +142,7 @@ impl ClientReport {
             delivery_us: o.hist.delivery.summary().into(),
             stall_us: stall.into(),
             longest_stall_ms: stall.max_us as f64 / 1000.0,
+            peak_rss_kb: None,
         }
     }
 
@@ -211,7 +216,53 @@ pub fn percentiles_row(p: &Percentiles) -> String {
     )
 }
 
+/// Peak resident set size of this process so far, in KiB.
+///
+/// On Linux this is the `VmHWM` ("high water mark") line of
+/// `/proc/self/status`, which the kernel keeps for the whole life of the
+/// process; elsewhere, or if the file cannot be read or parsed, `None`.
+/// Call it last: the figure only grows.
+pub fn peak_rss_kb() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        parse_vm_hwm(&status)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// The KiB figure of the `VmHWM:` line of a `/proc/PID/status` text.
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let mut fields = line.split_whitespace();
+    let kb = fields.next()?.parse().ok()?;
+    matches!(fields.next(), Some("kB") | None).then_some(kb)
+}
+
 /// Milliseconds as a duration.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_hwm_is_parsed() {
+        let status =
+            "Name:\trisp-udp\nVmPeak:\t  20000 kB\nVmHWM:\t    5432 kB\nVmRSS:\t 5000 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(5432));
+        assert_eq!(parse_vm_hwm("VmRSS:\t 5000 kB\n"), None);
+        assert_eq!(parse_vm_hwm("VmHWM:\t lots kB\n"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn peak_rss_of_this_process_is_known() {
+        assert!(peak_rss_kb().is_some_and(|kb| kb > 0));
+    }
 }

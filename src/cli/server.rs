@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use super::args::NetemArgs;
 use super::exit::Exit;
+use super::report::peak_rss_kb;
 use crate::net::server::{self, ServerSummary, SharedSummary};
 use crate::proto::client::MAX_WINDOW;
 use crate::proto::server::{Reject, ServerConfig};
@@ -112,14 +113,15 @@ pub async fn run(args: ServerArgs, port: u16, health_port: u16, max_sessions: us
                 .map(|r| format!("{} {}", r.name(), s.rejected(*r)))
                 .collect();
             eprintln!(
-                "risp-udp server stopped: sessions opened {}, closed {}, expired {}; datagrams received {}, sent {} ({} retransmitted); rejected: {}",
+                "risp-udp server stopped: sessions opened {}, closed {}, expired {}; datagrams received {}, sent {} ({} retransmitted); rejected: {}; peak RSS {}",
                 s.sessions_opened,
                 s.sessions_closed,
                 s.sessions_expired,
                 s.datagrams_received,
                 s.datagrams_sent,
                 s.retransmits,
-                if rejected.is_empty() { "none".to_string() } else { rejected.join(", ") }
+                if rejected.is_empty() { "none".to_string() } else { rejected.join(", ") },
+                peak_rss_kb().map_or_else(|| "unknown".to_string(), |kb| format!("{kb} KiB"))
             );
             if let Some(dir) = &args.hist_out {
                 if let Err(e) = dump(&summary, dir) {

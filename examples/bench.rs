@@ -1,0 +1,443 @@
+//! Loopback benchmark of the release `risp-udp` binary.
+//!
+//! ```text
+//! cargo build --release --bins --examples
+//! cargo run --release --example bench -- [--len 1000000] [--runs 3] [--loss 0,0.1] [--bin PATH]
+//! ```
+//!
+//! For every loss rate and every run it starts a fresh `risp-udp server` on
+//! a free loopback port, waits for its "listening" line, runs one
+//! `risp-udp client LEN --json` against it (the lossy-socket shim on the
+//! client's socket drops `--loss` of the datagrams in both directions, with
+//! a fixed `--netem-seed` per run), stops the server with SIGTERM and reads
+//! its "stopped" line. It prints one row per run and the medians per loss
+//! rate, and exits non-zero if any transfer was not verified.
+//!
+//! Each side is its own process, so each peak RSS (the kernel's VmHWM) is
+//! that side's alone.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
+
+use clap::Parser;
+use risp_udp::clock;
+use serde_json::Value;
+
+/// Streams LEN values over loopback through the release binary and reports
+/// values/s, datagrams per value and peak RSS of both sides.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// Values per transfer.
+    #[arg(long, default_value_t = 1_000_000)]
+    len: u32,
+    /// Transfers per loss rate.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Loss rates (fractions, comma-separated), applied by the client's shim
+    /// in both directions.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.1")]
+    loss: Vec<f64>,
+    /// The `risp-udp` binary (default: `risp-udp` next to this example's
+    /// directory, i.e. target/release/risp-udp).
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
+    /// Longest a single transfer may take, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_s: u64,
+}
+
+/// One transfer's figures.
+#[derive(Debug, Clone)]
+struct Run {
+    loss: f64,
+    run: u32,
+    verified: bool,
+    values_per_sec: f64,
+    elapsed_ms: f64,
+    server_sent: u64,
+    server_retransmitted: u64,
+    client_sent: u64,
+    timeouts: u64,
+    rtt_p50_us: u64,
+    rtt_p99_us: u64,
+    client_rss_kb: Option<u64>,
+    server_rss_kb: Option<u64>,
+}
+
+/// A running server: the child and its stderr, line by line.
+struct Server {
+    child: Child,
+    lines: Receiver<String>,
+    port: u16,
+}
+
+impl Server {
+    /// Starts a server on a free loopback port and waits for its listening
+    /// line. The port is found by binding 127.0.0.1:0 and letting it go; if
+    /// something else takes it in between the server fails to bind, and we
+    /// try another.
+    fn start(bin: &Path) -> Result<Self, String> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut child = Command::new(bin)
+                .args(["server", "--bind", "127.0.0.1", "--health-port", "0"])
+                .args(["--port", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+            let lines = spawn_line_reader(child.stderr.take().ok_or("no server stderr")?);
+            let mut server = Self { child, lines, port };
+            match server.wait_for("risp-udp server listening on udp", Duration::from_secs(10)) {
+                Ok(_) => return Ok(server),
+                Err(seen) => {
+                    last = seen;
+                    let _ = server.child.kill();
+                    let _ = server.child.wait();
+                }
+            }
+        }
+        Err(format!("the server did not start; its stderr: {last}"))
+    }
+
+    /// The first stderr line containing `needle`, or everything seen if the
+    /// stream ends or `timeout` passes first.
+    fn wait_for(&self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = clock::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(clock::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(line) => seen.push(line),
+                Err(RecvTimeoutError::Timeout) => {
+                    seen.push(format!("(no `{needle}` within {timeout:?})"));
+                    return Err(seen.join(" | "));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    seen.push("(stderr closed)".to_string());
+                    return Err(seen.join(" | "));
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, then the "stopped" line, then the exit status.
+    fn stop(mut self) -> Result<String, String> {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if !killed.success() {
+            return Err(format!("kill -TERM {pid} failed"));
+        }
+        let line = self.wait_for("risp-udp server stopped", Duration::from_secs(30));
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        let line = line.map_err(|seen| format!("no stopped line after SIGTERM: {seen}"))?;
+        if !status.success() {
+            return Err(format!("server exited with {status}: {line}"));
+        }
+        Ok(line)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Only if `stop` did not run to the end (an error path).
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("cannot bind: {e}"))?;
+    let port = s.local_addr().map_err(|e| e.to_string())?.port();
+    Ok(port)
+}
+
+fn spawn_line_reader(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The number after `key` in the server's stopped line, e.g. `sent 123`.
+fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Datagrams sent, retransmitted, and peak RSS (KiB) from the server's
+/// stopped line.
+fn parse_stopped(line: &str) -> Result<(u64, u64, Option<u64>), String> {
+    let sent = number_after(line, ", sent ").ok_or_else(|| format!("no `sent` in: {line}"))?;
+    let retx = number_after(line, &format!(", sent {sent} (")).unwrap_or(0);
+    Ok((sent, retx, number_after(line, "peak RSS ")))
+}
+
+/// Runs one client; its JSON report.
+fn run_client(
+    bin: &Path,
+    port: u16,
+    len: u32,
+    loss: f64,
+    seed: u64,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let mut child = Command::new(bin)
+        .arg("client")
+        .arg(len.to_string())
+        .args(["--server", &format!("127.0.0.1:{port}"), "--json"])
+        .args(["--loss", &loss.to_string()])
+        .args([
+            "--netem-seed",
+            &seed.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the client: {e}"))?;
+    let stdout = spawn_line_reader(child.stdout.take().ok_or("no client stdout")?);
+    let stderr = spawn_line_reader(child.stderr.take().ok_or("no client stderr")?);
+    // The client prints one JSON line and exits; the line arriving (or the
+    // pipe closing) is the synchronisation.
+    let line = match stdout.recv_timeout(timeout) {
+        Ok(l) => Ok(l),
+        Err(e) => {
+            let _ = child.kill();
+            Err(format!("no report from the client ({e:?})"))
+        }
+    };
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let errors: Vec<String> = stderr.iter().collect();
+    let line = line.map_err(|e| format!("{e}; stderr: {}", errors.join(" | ")))?;
+    let report: Value = serde_json::from_str(&line)
+        .map_err(|e| format!("client report is not JSON ({e}): {line}"))?;
+    if !status.success() {
+        eprintln!(
+            "client exited with {status}: {}",
+            report["error"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(report)
+}
+
+fn one(bin: &Path, args: &Args, loss: f64, run: u32) -> Result<Run, String> {
+    let server = Server::start(bin)?;
+    // A fixed seed per (loss, run): the same drop decisions every time.
+    let seed = 1000 * u64::from(run) + (loss * 1000.0).round() as u64 + 1;
+    let timeout = Duration::from_secs(args.timeout_s);
+    let report = run_client(bin, server.port, args.len, loss, seed, timeout);
+    let stopped = server.stop()?;
+    let report = report?;
+    let (server_sent, server_retransmitted, server_rss_kb) = parse_stopped(&stopped)?;
+    let u = |k: &str| report[k].as_u64().unwrap_or(0);
+    let verified = report["verified"].as_bool() == Some(true)
+        && report["delivered"].as_u64() == Some(u64::from(args.len));
+    Ok(Run {
+        loss,
+        run,
+        verified,
+        values_per_sec: report["values_per_sec"].as_f64().unwrap_or(0.0),
+        elapsed_ms: report["elapsed_ms"].as_f64().unwrap_or(0.0),
+        server_sent,
+        server_retransmitted,
+        client_sent: u("datagrams_sent"),
+        timeouts: u("timeouts"),
+        rtt_p50_us: report["rtt_us"]["p50"].as_u64().unwrap_or(0),
+        rtt_p99_us: report["rtt_us"]["p99"].as_u64().unwrap_or(0),
+        client_rss_kb: report["peak_rss_kb"].as_u64(),
+        server_rss_kb,
+    })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => xs[n / 2],
+        _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+fn rss(kb: Option<u64>) -> String {
+    kb.map_or_else(|| "-".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
+}
+
+fn header() {
+    println!(
+        "| loss | run | values/s | elapsed ms | srv dgrams/value (min) | srv retx | cli dgrams/value | timeouts | RTT p50 µs | RTT p99 µs | cli RSS MiB | srv RSS MiB | verified |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
+}
+
+fn row(r: &Run, len: u32) {
+    let n = f64::from(len);
+    println!(
+        "| {:.0}% | {} | {:.0} | {:.0} | {:.3} ({:.3}) | {} | {:.3} | {} | {} | {} | {} | {} | {} |",
+        r.loss * 100.0,
+        r.run,
+        r.values_per_sec,
+        r.elapsed_ms,
+        r.server_sent as f64 / n,
+        1.0 / (1.0 - r.loss),
+        r.server_retransmitted,
+        r.client_sent as f64 / n,
+        r.timeouts,
+        r.rtt_p50_us,
+        r.rtt_p99_us,
+        rss(r.client_rss_kb),
+        rss(r.server_rss_kb),
+        if r.verified { "yes" } else { "NO" }
+    );
+}
+
+fn default_bin() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // target/release/examples/bench -> target/release/risp-udp
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot locate the target directory")?;
+    Ok(dir.join(format!("risp-udp{}", std::env::consts::EXE_SUFFIX)))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(bad) = args.loss.iter().find(|p| !(0.0..1.0).contains(*p)) {
+        eprintln!("error: --loss {bad}: each rate must be in [0, 1)");
+        return ExitCode::from(2);
+    }
+    let bin = match args.bin.clone().map_or_else(default_bin, Ok) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !bin.is_file() {
+        eprintln!(
+            "error: {} not found. Build the release binary first:\n    cargo build --release --bins --examples\nor pass --bin PATH.",
+            bin.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("note: this is a debug build of the bench driver; the timed binary is {} (it should be a release build)", bin.display());
+    }
+    println!(
+        "risp-udp loopback bench: {} values per transfer, {} run(s) per loss rate, binary {}",
+        args.len,
+        args.runs,
+        bin.display()
+    );
+    println!();
+    header();
+    let mut runs = Vec::new();
+    let mut failed = false;
+    for &loss in &args.loss {
+        for run in 1..=args.runs {
+            match one(&bin, &args, loss, run) {
+                Ok(r) => {
+                    row(&r, args.len);
+                    failed |= !r.verified;
+                    runs.push(r);
+                }
+                Err(e) => {
+                    eprintln!("error: loss {loss}, run {run}: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    let n = f64::from(args.len);
+    println!();
+    println!("Medians per loss rate:");
+    println!();
+    println!(
+        "| loss | runs | values/s | elapsed ms | srv dgrams/value (min) | cli dgrams/value | timeouts | RTT p50 µs | RTT p99 µs | cli RSS MiB | srv RSS MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &loss in &args.loss {
+        let rs: Vec<&Run> = runs.iter().filter(|r| r.loss == loss).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let m = |f: &dyn Fn(&Run) -> f64| median(rs.iter().map(|r| f(r)).collect());
+        let m_rss = |f: &dyn Fn(&Run) -> Option<u64>| {
+            let v: Vec<f64> = rs.iter().filter_map(|r| f(r)).map(|k| k as f64).collect();
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.1}", median(v) / 1024.0)
+            }
+        };
+        println!(
+            "| {:.0}% | {} | {:.0} | {:.0} | {:.3} ({:.3}) | {:.3} | {:.0} | {:.0} | {:.0} | {} | {} |",
+            loss * 100.0,
+            rs.len(),
+            m(&|r| r.values_per_sec),
+            m(&|r| r.elapsed_ms),
+            m(&|r| r.server_sent as f64 / n),
+            1.0 / (1.0 - loss),
+            m(&|r| r.client_sent as f64 / n),
+            m(&|r| r.timeouts as f64),
+            m(&|r| r.rtt_p50_us as f64),
+            m(&|r| r.rtt_p99_us as f64),
+            m_rss(&|r| r.client_rss_kb),
+            m_rss(&|r| r.server_rss_kb),
+        );
+    }
+    if failed {
+        eprintln!("error: at least one transfer was not verified");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopped_line_is_parsed() {
+        let line = "risp-udp server stopped: sessions opened 1, closed 1, expired 0; datagrams received 4000, sent 1111200 (11200 retransmitted); rejected: none; peak RSS 7340 KiB";
+        assert_eq!(parse_stopped(line), Ok((1_111_200, 11_200, Some(7340))));
+        let old = "risp-udp server stopped: sessions opened 1, closed 1, expired 0; datagrams received 4, sent 9 (0 retransmitted); rejected: none";
+        assert_eq!(parse_stopped(old), Ok((9, 0, None)));
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
