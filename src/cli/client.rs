@@ -65,7 +65,8 @@ pub struct ClientArgs {
     /// Write the rtt, delivery and stall histograms (.hgrm and .hlog) to DIR.
     #[arg(long, value_name = "DIR")]
     pub hist_out: Option<PathBuf>,
-    /// No progress bar.
+    /// No progress bar (there is none anyway unless stdout and stderr are
+    /// terminals, and never with --json or --print).
     #[arg(long)]
     pub no_progress: bool,
     /// Impairments on this end's socket.
@@ -126,7 +127,12 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
         },
         None => None,
     };
-    let show_bar = !args.json && !args.no_progress && io::stderr().is_terminal() && len >= 10_000;
+    let show_bar = !args.json
+        && !args.print
+        && !args.no_progress
+        && io::stdout().is_terminal()
+        && io::stderr().is_terminal()
+        && len >= 10_000;
     let bar = show_bar.then(|| {
         let b = ProgressBar::new(u64::from(len));
         b.set_style(
