@@ -121,7 +121,7 @@ async fn outbound_loss_delivers_exactly_what_the_model_says() {
                 .decide(Direction::ToServer, Duration::ZERO, d.len())
                 .deliveries()
                 .len();
-            expected.extend(std::iter::repeat(i).take(copies));
+            expected.extend(std::iter::repeat_n(i, copies));
             in_batch += copies;
         }
         // Receive per batch so the kernel buffer never overflows.
@@ -162,7 +162,7 @@ async fn inbound_loss_skips_dropped_datagrams() {
                 .decide(Direction::ToServer, Duration::ZERO, 16)
                 .deliveries()
                 .len();
-            expected.extend(std::iter::repeat(i).take(copies));
+            expected.extend(std::iter::repeat_n(i, copies));
             in_batch += copies;
         }
         receive_n(&server, from, in_batch, &mut received).await;
@@ -175,7 +175,7 @@ async fn inbound_loss_skips_dropped_datagrams() {
         sent += 1;
         let v = twin.decide(Direction::ToServer, Duration::ZERO, 16);
         if !v.is_dropped() {
-            expected.extend(std::iter::repeat(marker).take(v.deliveries().len()));
+            expected.extend(std::iter::repeat_n(marker, v.deliveries().len()));
             receive_n(&server, from, v.deliveries().len(), &mut received).await;
             break;
         }
