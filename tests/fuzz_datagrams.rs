@@ -478,20 +478,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
     assert_eq!(s.datagrams_received, s.accepted + s.rejected_total());
     // The fuzz got past the CRC into the semantic rules: every reason a
     // mutation can trigger was seen.
-    for reason in [
-        Reject::Malformed,
-        Reject::Corrupt,
-        Reject::WrongDirection,
-        Reject::UnknownSession,
-        Reject::Unauthorized,
-        Reject::LenTooLarge,
-        Reject::LenMismatch,
-        Reject::AckOutOfRange,
-        Reject::AckBeyondSent,
-        Reject::Stale,
-        Reject::ClosingEarly,
-        Reject::Busy,
-    ] {
+    for reason in Reject::ALL {
         assert!(s.rejected(reason) > 0, "{reason:?} never reached: {s:?}");
     }
     assert!(

@@ -537,10 +537,7 @@ impl Server {
             if let Some(at) = s.loss_check {
                 self.loss_checks.insert((at, uuid));
             }
-            if !s.send_queue.is_empty() && !s.in_ready {
-                s.in_ready = true;
-                self.ready.push_back(uuid);
-            }
+            mark_ready(&mut self.ready, s);
         }
         while let Some(&(at, uuid)) = self.expiry.first() {
             if at > now {
@@ -888,10 +885,7 @@ impl Server {
             s.send_queue.push_back(s.high_water);
             s.high_water += 1;
         }
-        if !s.send_queue.is_empty() && !s.in_ready {
-            s.in_ready = true;
-            self.ready.push_back(uuid);
-        }
+        mark_ready(&mut self.ready, s);
         self.move_loss_check(uuid, old, recheck);
         for latency in latencies {
             self.push_event(ServerEvent::AckLatency { uuid, latency });
@@ -927,6 +921,14 @@ impl Server {
             s.expiry_key = deadline;
             self.expiry.insert((deadline, uuid));
         }
+    }
+}
+
+/// Puts a session with queued datagrams in the round-robin, once.
+fn mark_ready(ready: &mut VecDeque<Uuid>, s: &mut Session) {
+    if !s.send_queue.is_empty() && !s.in_ready {
+        s.in_ready = true;
+        ready.push_back(s.uuid);
     }
 }
 
