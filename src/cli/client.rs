@@ -43,6 +43,11 @@ pub struct ClientArgs {
     #[arg(long, alias = "client_ticker_ms", default_value_t = 2000, env = "RISP_CLIENT_TICKER_MS",
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub client_ticker_ms: u64,
+    /// Smallest retransmission timeout, in ms (fractions allowed). Lower it
+    /// on links with sub-millisecond RTTs and a quiet host; raise it where
+    /// scheduling delays are long.
+    #[arg(long, value_name = "MS", default_value_t = 2.0, value_parser = super::args::millis)]
+    pub min_rto_ms: f64,
     /// Drop the socket every N ms and resume from a fresh port by UUID.
     #[arg(long, alias = "client_killswitch_ms", value_name = "MS", env = "RISP_CLIENT_KILLSWITCH_MS",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -109,6 +114,7 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
     config.max_window = args.max_window;
     config.sack = !args.no_sack;
     config.rtt.max_rto = Duration::from_millis(args.client_ticker_ms);
+    config.rtt.min_rto = super::args::ms_to_duration(args.min_rto_ms).min(config.rtt.max_rto);
     config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
     let mut opts = ClientOptions::new(server, config);
     opts.impairment = args
