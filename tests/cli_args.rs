@@ -84,6 +84,10 @@ fn bad_arguments_exit_2_with_a_one_line_error_naming_the_flag() {
             &["client", "10", "--jitter-ms=-1"],
             &["--jitter-ms", "negative"],
         ),
+        (
+            &["client", "10", "--min-rto-ms", "-1"],
+            &["--min-rto-ms", "negative"],
+        ),
         (&["client", "10", "--window", "0"], &["--window", "0"]),
         (&["client", "10", "--bogus-flag"], &["--bogus-flag"]),
         (&["client", "abc"], &["abc", "LEN"]),

@@ -46,7 +46,7 @@ pub struct ClientArgs {
     /// Smallest retransmission timeout, in ms (fractions allowed). Lower it
     /// on links with sub-millisecond RTTs and a quiet host; raise it where
     /// scheduling delays are long.
-    #[arg(long, value_name = "MS", default_value_t = 2.0, value_parser = super::args::millis)]
+    #[arg(long, value_name = "MS", default_value_t = 2.0, allow_negative_numbers = true, value_parser = super::args::millis)]
     pub min_rto_ms: f64,
     /// Drop the socket every N ms and resume from a fresh port by UUID.
     #[arg(long, alias = "client_killswitch_ms", value_name = "MS", env = "RISP_CLIENT_KILLSWITCH_MS",
