@@ -21,6 +21,16 @@ SCRIPT_NAME="$(basename "$0")"
 log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# For scripts that take no arguments: --help prints the script's header
+# comment (lines 2-7), anything else is an error.
+no_args() {
+    [[ $# -eq 0 ]] && return 0
+    case "$1" in
+        -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unexpected argument '$1' (try --help)" ;;
+    esac
+}
+
 require_root() {
     [[ "$(id -u)" -eq 0 ]] || die "must run as root (network namespaces need CAP_SYS_ADMIN)"
 }

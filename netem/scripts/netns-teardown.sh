@@ -9,12 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 
-if [[ $# -gt 0 ]]; then
-    case "$1" in
-        -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) die "unexpected argument '$1' (try --help)" ;;
-    esac
-fi
+no_args "$@"
 
 require_root
 need_cmd ip iproute2

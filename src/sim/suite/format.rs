@@ -328,19 +328,12 @@ impl DirectionDef {
                 ),
             }
         };
-        let burst = match &self.burst {
-            None => 0.0,
-            Some(s) if s.get_ref().is_finite() && *s.get_ref() >= 0.0 => *s.get_ref(),
-            Some(s) => {
-                return problem(
-                    Some(s.span()),
-                    format!(
-                        "{dir}.burst must be a mean burst length >= 0 (datagrams), got {}",
-                        s.get_ref()
-                    ),
-                )
-            }
-        };
+        let burst = finite(
+            &self.burst,
+            Zero::Allowed,
+            &format!("{dir}.burst must be a mean burst length >= 0 (datagrams)"),
+        )?
+        .unwrap_or(0.0);
         Ok(DirectionConfig {
             loss: prob(&self.loss, "loss")?,
             burst,
@@ -374,19 +367,11 @@ struct ExpectDef {
 
 impl ExpectDef {
     fn check(&self) -> Result<Expectations, Problem> {
-        let max_datagrams_per_value = match &self.max_datagrams_per_value {
-            None => None,
-            Some(s) if s.get_ref().is_finite() && *s.get_ref() > 0.0 => Some(*s.get_ref()),
-            Some(s) => {
-                return problem(
-                    Some(s.span()),
-                    format!(
-                        "max_datagrams_per_value must be a number > 0, got {}",
-                        s.get_ref()
-                    ),
-                )
-            }
-        };
+        let max_datagrams_per_value = finite(
+            &self.max_datagrams_per_value,
+            Zero::Refused,
+            "max_datagrams_per_value must be a number > 0",
+        )?;
         Ok(Expectations {
             all_verified: self.all_verified,
             max_datagrams_per_value,
@@ -489,6 +474,24 @@ const MAX_MS: f64 = 365.0 * 24.0 * 3600.0 * 1000.0;
 fn millis(v: &Sp<f64>, key: &str, zero: Zero) -> Result<Option<Duration>, Problem> {
     let Some(s) = v else { return Ok(None) };
     one_millis(s, key, zero).map(Some)
+}
+
+/// A finite number, >= 0 or > 0 as `zero` says; otherwise `rule`, with the
+/// value, at the key's position.
+fn finite(v: &Sp<f64>, zero: Zero, rule: &str) -> Result<Option<f64>, Problem> {
+    let Some(s) = v else { return Ok(None) };
+    let x = *s.get_ref();
+    let ok = x.is_finite()
+        && if zero == Zero::Allowed {
+            x >= 0.0
+        } else {
+            x > 0.0
+        };
+    if ok {
+        Ok(Some(x))
+    } else {
+        problem(Some(s.span()), format!("{rule}, got {x}"))
+    }
 }
 
 fn one_millis(s: &Spanned<f64>, key: &str, zero: Zero) -> Result<Duration, Problem> {
