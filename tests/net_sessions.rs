@@ -331,3 +331,70 @@ async fn datagrams_sprayed_at_the_server_during_a_transfer_do_not_disturb_it() {
         "{s:?}"
     );
 }
+
+/// Sends `payload` to `to` over a raw IPv4 socket, as UDP from source port
+/// 0 (UDP checksum 0: none, allowed over IPv4). `Ok(false)` when the process
+/// may not open raw sockets.
+fn send_from_port_zero(to: SocketAddr, payload: &[u8]) -> std::io::Result<bool> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let raw = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut packet = Vec::with_capacity(8 + payload.len());
+    packet.extend_from_slice(&0u16.to_be_bytes()); // source port 0
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    packet.extend_from_slice(&0u16.to_be_bytes());
+    packet.extend_from_slice(payload);
+    raw.send_to(&packet, &to.into())?;
+    Ok(true)
+}
+
+/// A well-formed CONNECTED for an unknown session from source port 0 would
+/// earn an UnknownSession reply, and a send to port 0 fails (EINVAL). The
+/// server drops it, counted as `UnusableSource`, and goes on serving: a
+/// transfer after it verifies. Needs raw sockets (root); skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datagram_from_source_port_zero_does_not_stop_the_server() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+    let msg = ClientMessage {
+        state: State::Connected,
+        uuid: Uuid::new_v4(),
+        len: 10,
+        window: 8,
+        ack: 0,
+        timestamp: 1,
+        flags: 0,
+        token: &[7u8; 8],
+        sack: &[],
+    };
+    let n = msg.encode(&mut buf).unwrap();
+    if !send_from_port_zero(server.addr, &buf[..n]).unwrap() {
+        eprintln!("skipped: raw sockets need root (CAP_NET_RAW)");
+        return;
+    }
+    // Wait (bounded) until the server has counted it.
+    let mut counted = false;
+    for _ in 0..500 {
+        if server.summary().stats.rejected(Reject::UnusableSource) == 1 {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(counted, "{:?}", server.summary().stats);
+    let (out, got) = transfer(ClientOptions::new(
+        server.addr,
+        ClientConfig::new(Uuid::new_v4(), 1000),
+    ))
+    .await;
+    assert_eq!(out.result, Ok(()), "{:?}", out.result);
+    assert_eq!(got.len(), 1000);
+    let summary = server.stop().await;
+    assert_eq!(summary.stats.rejected(Reject::UnusableSource), 1);
+    assert_eq!(summary.stats.rejected(Reject::UnknownSession), 0);
+    assert_eq!(summary.send_errors, 0, "no reply was attempted");
+}

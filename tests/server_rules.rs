@@ -1129,3 +1129,31 @@ fn malformed_corrupt_and_wrong_direction_datagrams_are_counted_silently() {
     assert_eq!(h.rejected(Reject::WrongDirection), 1);
     by.still_served(&mut h);
 }
+
+/// Datagrams from sources no reply can reach (port 0, the unspecified
+/// address, multicast, broadcast) are dropped without a reply and counted
+/// `UnusableSource`, whatever they hold: a CONNECTING opens nothing and a
+/// CONNECTED for an unknown session earns no UnknownSession error.
+#[test]
+fn unusable_sources_are_dropped_without_a_reply() {
+    let mut h = Harness::new(ServerConfig::default());
+    let sources: [SocketAddr; 5] = [
+        "10.0.0.1:0".parse().unwrap(),
+        "0.0.0.0:4000".parse().unwrap(),
+        "224.0.0.1:4000".parse().unwrap(),
+        "255.255.255.255:4000".parse().unwrap(),
+        "[ff02::1]:4000".parse().unwrap(),
+    ];
+    for (k, from) in sources.iter().enumerate() {
+        h.send(*from, &Msg::new(State::Connecting, uuid(k as u8 + 1), 10));
+        h.send(*from, &Msg::new(State::Connected, uuid(99), 10));
+        assert!(h.drain().is_empty(), "a reply went to {from}");
+    }
+    assert_eq!(h.rejected(Reject::UnusableSource), 10);
+    assert_eq!(h.rejected(Reject::UnknownSession), 0);
+    assert_eq!(h.server.session_count(), 0);
+    // An ordinary source still gets its session.
+    let p = Peer::open(&mut h, 1, 10, 4);
+    assert_eq!(h.server.session_count(), 1);
+    assert_eq!(p.ack, 4);
+}

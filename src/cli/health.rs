@@ -39,6 +39,7 @@ pub async fn serve(
                         "sessions_closed": s.stats.sessions_closed,
                         "sessions_expired": s.stats.sessions_expired,
                         "rejected": s.stats.rejected_total(),
+                        "send_errors": s.send_errors,
                     })
                     .to_string(),
                 ),

@@ -27,6 +27,9 @@ pub struct ServerSummary {
     pub ack_latency: LatencyHistogram,
     /// Live sessions at the last update.
     pub sessions: usize,
+    /// Sends the operating system refused (one destination's problem, never
+    /// the server's: counted and logged, rate-limited).
+    pub send_errors: u64,
 }
 
 /// A snapshot the driver keeps current for health checks and reports.
@@ -48,6 +51,7 @@ pub async fn serve(
     let started = clock::now();
     let mut hist = LatencyHistogram::new();
     let mut next_publish = started;
+    let mut send_errors = SendErrors::default();
     tokio::pin!(shutdown);
     loop {
         let wake = server
@@ -71,10 +75,10 @@ pub async fn serve(
         while let Some(t) = server.poll_transmit(now, &mut out) {
             for chunk in out[..t.size].chunks(t.segment_size) {
                 if let Err(e) = socket.send_to(chunk, t.destination).await {
-                    if !is_transient(&e) {
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %e, to = %t.destination, "send failed");
+                    // A send error concerns one destination (EINVAL for port
+                    // 0, EACCES for broadcast, ICMP-reported unreachables):
+                    // the server carries on for everyone else.
+                    send_errors.record(now, &e, t.destination);
                 }
             }
         }
@@ -98,19 +102,45 @@ pub async fn serve(
         }
         if now >= next_publish {
             next_publish = now + PUBLISH_EVERY;
-            publish(&shared, &server, &hist);
+            publish(&shared, &server, &hist, send_errors.count);
         }
     }
-    publish(&shared, &server, &hist);
+    publish(&shared, &server, &hist, send_errors.count);
     let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(summary)
 }
 
-fn publish(shared: &SharedSummary, server: &Server, hist: &LatencyHistogram) {
+fn publish(shared: &SharedSummary, server: &Server, hist: &LatencyHistogram, send_errors: u64) {
     if let Ok(mut s) = shared.lock() {
+        s.send_errors = send_errors;
         s.stats = server.stats().clone();
         s.ack_latency = hist.clone();
         s.sessions = server.session_count();
+    }
+}
+
+/// Send failures: counted, and logged at most once per [`LOG_EVERY`] with
+/// the number suppressed since.
+#[derive(Debug, Default)]
+struct SendErrors {
+    count: u64,
+    suppressed: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+/// Shortest gap between two log lines about send failures.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl SendErrors {
+    fn record(&mut self, now: std::time::Instant, e: &io::Error, to: std::net::SocketAddr) {
+        self.count += 1;
+        if self.last_log.is_some_and(|t| now < t + LOG_EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %e, %to, suppressed = self.suppressed, "send failed");
+        self.last_log = Some(now);
+        self.suppressed = 0;
     }
 }
 

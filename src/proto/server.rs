@@ -104,11 +104,14 @@ pub enum Reject {
     ClosingEarly,
     /// Session limit reached.
     Busy,
+    /// The source address cannot be answered (port 0, unspecified,
+    /// multicast or broadcast): dropped without a reply.
+    UnusableSource,
 }
 
 impl Reject {
     /// Every reason, for reports.
-    pub const ALL: [Reject; 12] = [
+    pub const ALL: [Reject; 13] = [
         Reject::Malformed,
         Reject::Corrupt,
         Reject::WrongDirection,
@@ -121,6 +124,7 @@ impl Reject {
         Reject::Stale,
         Reject::ClosingEarly,
         Reject::Busy,
+        Reject::UnusableSource,
     ];
 
     /// A short snake_case name.
@@ -138,6 +142,7 @@ impl Reject {
             Reject::Stale => "stale",
             Reject::ClosingEarly => "closing_early",
             Reject::Busy => "busy",
+            Reject::UnusableSource => "unusable_source",
         }
     }
 }
@@ -150,7 +155,7 @@ pub struct ServerStats {
     /// Datagrams processed.
     pub accepted: u64,
     /// Datagrams not processed, by reason (indexed like [`Reject::ALL`]).
-    pub rejected: [u64; 12],
+    pub rejected: [u64; Reject::ALL.len()],
     /// Datagrams handed out by `poll_transmit`.
     pub datagrams_sent: u64,
     /// Data datagrams that were retransmissions.
@@ -250,6 +255,19 @@ impl Transmit {
     pub fn count(&self) -> usize {
         self.size / self.segment_size
     }
+}
+
+/// Whether a reply to `addr` could be delivered: port 0, the unspecified
+/// address, multicast and broadcast sources are spoofed or broken, and a
+/// send to them fails (or reaches many hosts).
+pub fn is_usable_source(addr: SocketAddr) -> bool {
+    let ip_ok = match addr.ip() {
+        std::net::IpAddr::V4(ip) => {
+            !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast())
+        }
+        std::net::IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
+    };
+    addr.port() != 0 && ip_ok
 }
 
 /// Most control replies waiting to be sent; past it, replies are dropped
@@ -394,6 +412,9 @@ impl Server {
     /// Feeds one datagram that arrived from `from`.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.stats.datagrams_received += 1;
+        if !is_usable_source(from) {
+            return self.reject(Reject::UnusableSource);
+        }
         let msg = match ClientMessage::decode(datagram) {
             Ok(m) => m,
             Err(WireError::BadCrc) => return self.reject(Reject::Corrupt),
