@@ -128,8 +128,8 @@ impl Harness {
     /// Everything the server wants to send now, decoded, in order.
     fn drain(&mut self) -> Vec<(SocketAddr, ServerMessage)> {
         let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * DATA_LEN];
-        while let Some(t) = self.server.poll_transmit(self.now, &mut buf) {
+        let mut buf = Vec::new();
+        while let Some(t) = self.server.poll_transmit(self.now, 64, &mut buf) {
             assert!(t.size > 0 && t.size % t.segment_size == 0);
             for seg in buf[..t.size].chunks(t.segment_size) {
                 let msg = ServerMessage::decode(seg).expect("server sends valid datagrams");

@@ -47,7 +47,7 @@ pub async fn serve(
 ) -> io::Result<ServerSummary> {
     let mut server = Server::new(config);
     let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-    let mut out = vec![0u8; 64 * crate::proto::wire::DATA_LEN];
+    let mut out = Vec::with_capacity(BATCH * crate::proto::wire::DATA_LEN);
     let started = clock::now();
     let mut hist = LatencyHistogram::new();
     let mut next_publish = started;
@@ -72,7 +72,7 @@ pub async fn serve(
             () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
         }
         let now = clock::now();
-        while let Some(t) = server.poll_transmit(now, &mut out) {
+        while let Some(t) = server.poll_transmit(now, BATCH, &mut out) {
             for chunk in out[..t.size].chunks(t.segment_size) {
                 if let Err(e) = socket.send_to(chunk, t.destination).await {
                     // A send error concerns one destination (EINVAL for port
@@ -165,6 +165,9 @@ pub(crate) async fn sleep_until_opt(at: Option<std::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Most datagrams taken from the core per `poll_transmit`.
+const BATCH: usize = 64;
 
 /// How often the shared summary (health checks, histogram dumps) is updated.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::reassembly::{Insert, ReorderBuffer};
+use super::recovery::{client_reorder_window, loss_threshold, probe_deadline};
 use super::rtt::{RttConfig, RttEstimator};
-use super::sack;
 use super::sequence::RunningChecksum;
 use super::timer::{Timer, TimerTable};
 use super::window::Window;
@@ -29,19 +30,7 @@ use super::wire::{
     ClientMessage, ErrorCode, ServerMessage, State, WireError, FLAG_PROBE, MAX_DATAGRAM_LEN,
 };
 
-/// Largest window a client may advertise: what one bitmap can describe.
-pub const MAX_WINDOW: u32 = sack::MAX_SACK_SPAN;
-
-/// How many later indices must arrive before a missing one counts as lost
-/// (reordering tolerance, as QUIC's packet threshold).
-pub const REORDER_THRESHOLD: u32 = 3;
-
-/// How many later indices mark a hole as lost when `outstanding` indices
-/// can be in flight: [`REORDER_THRESHOLD`], lowered for small windows so that
-/// fast retransmission still works there (early retransmit, RFC 5827).
-pub fn loss_threshold(outstanding: u32) -> u32 {
-    REORDER_THRESHOLD.min(outstanding.saturating_sub(1)).max(1)
-}
+pub use super::recovery::MAX_WINDOW;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -225,20 +214,8 @@ pub struct Client {
     /// Our timestamp when the token arrived: errors echoing older
     /// timestamps answer messages sent without it.
     token_since: u64,
-    /// Next index needed (the cumulative ack).
-    next: u32,
-    /// Received values for `[next, next + cap)` at `index % cap`.
-    ring: Vec<Option<u32>>,
-    /// When each index in `[next, eligible_end)` became eligible, at
-    /// `index % cap`.
-    eligible_at: Vec<Option<Instant>>,
-    eligible_end: u32,
-    held: u32,
-    highest: Option<u32>,
-    /// Since when the first hole (at `next`) has been seen missing.
-    gap_since: Option<Instant>,
-    /// Enough later indices arrived to call the first hole lost.
-    gap_reported: bool,
+    /// Values past the next needed index (which is the cumulative ack).
+    reorder: ReorderBuffer,
     sum: RunningChecksum,
     window: Window,
     rtt: RttEstimator,
@@ -275,7 +252,6 @@ impl Client {
     fn build(mut config: ClientConfig, now: Instant, resume: Option<ResumeState>) -> Self {
         config.max_window = config.max_window.clamp(1, MAX_WINDOW);
         config.ack_frequency = config.ack_frequency.max(1);
-        let cap = config.max_window as usize;
         let mut sum = RunningChecksum::default();
         let (token, next) = match resume {
             Some(r) => {
@@ -291,14 +267,7 @@ impl Client {
             epoch: now,
             token_since: if token.is_some() { 1 } else { 0 },
             token,
-            next,
-            ring: vec![None; cap],
-            eligible_at: vec![None; cap],
-            eligible_end: next,
-            held: 0,
-            highest: None,
-            gap_since: None,
-            gap_reported: false,
+            reorder: ReorderBuffer::new(config.max_window, next),
             sum,
             timers: TimerTable::default(),
             last_heard: None,
@@ -347,7 +316,7 @@ impl Client {
 
     /// Next index needed; all below were delivered.
     pub fn next_index(&self) -> u32 {
-        self.next
+        self.reorder.next()
     }
 
     /// The window being advertised.
@@ -370,7 +339,7 @@ impl Client {
     pub fn resume_state(&self) -> Option<ResumeState> {
         Some(ResumeState {
             token: self.token.clone()?,
-            next: self.next,
+            next: self.reorder.next(),
             sum: self.sum.sum(),
         })
     }
@@ -431,12 +400,6 @@ impl Client {
         self.config.ack_frequency.max(self.window.get() / 8)
     }
 
-    /// How long a hole may stay missing before it counts as lost rather
-    /// than overtaken: a quarter of the smoothed RTT.
-    fn reordering_window(&self) -> Duration {
-        self.rtt.srtt().map_or(Duration::ZERO, |s| s / 4)
-    }
-
     /// The earliest time [`Client::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.finished {
@@ -479,9 +442,9 @@ impl Client {
         let (state, ack) = match self.state {
             State::Connecting if self.send_pending => {
                 self.stats.handshakes += 1;
-                (State::Connecting, self.next)
+                (State::Connecting, self.reorder.next())
             }
-            State::Connected if self.ack_now || probe => (State::Connected, self.next),
+            State::Connected if self.ack_now || probe => (State::Connected, self.reorder.next()),
             State::Closing if self.send_pending => (State::Closing, self.config.len),
             State::Closed if self.send_pending => (State::Closed, self.config.len),
             _ => return None,
@@ -498,7 +461,8 @@ impl Client {
         if state == State::Connected {
             self.stats.acks_sent += 1;
             self.fill_sack();
-            if probe || !self.sack_buf.is_empty() || (self.held > 0 && !self.config.sack) {
+            if probe || !self.sack_buf.is_empty() || (self.reorder.held() > 0 && !self.config.sack)
+            {
                 self.stats.retransmit_requests += 1;
             }
             self.mark_eligible(now);
@@ -588,37 +552,31 @@ impl Client {
             self.stats.invalid += 1;
             return;
         }
-        if !matches!(self.state, State::Connecting | State::Connected) || index < self.next {
+        if !matches!(self.state, State::Connecting | State::Connected) {
             self.stats.duplicates += 1;
             return;
         }
-        let cap = self.ring.len() as u32;
-        if index - self.next >= cap {
-            self.stats.out_of_window += 1;
-            return;
-        }
-        let slot = (index % cap) as usize;
-        if self.ring[slot].is_some() {
-            self.stats.duplicates += 1;
-            return;
-        }
-        let in_order = index == self.next;
-        let had_holes = self.held > 0;
-        if in_order && self.gap_reported {
+        let had_holes = self.reorder.held() > 0;
+        let in_order = match self.reorder.insert(index, value) {
+            Insert::Stored { in_order } => in_order,
+            Insert::Duplicate => {
+                self.stats.duplicates += 1;
+                return;
+            }
+            Insert::OutOfWindow => {
+                self.stats.out_of_window += 1;
+                return;
+            }
+        };
+        let highest = self.reorder.highest().unwrap_or(index);
+        if in_order && self.reorder.gap_reported() {
             // A hole reported lost is filled. If that took longer than the
             // reordering window it was lost and resent: shrink now (once per
             // episode), since it was too young to judge when detected.
-            let age = self
-                .gap_since
-                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-            if age >= self.reordering_window() {
-                let highest = self.highest.unwrap_or(index);
+            if self.reorder.gap_age(now) >= client_reorder_window(&self.rtt) {
                 self.window.on_loss(highest);
             }
         }
-        self.ring[slot] = Some(value);
-        self.held += 1;
-        self.highest = Some(self.highest.map_or(index, |h| h.max(index)));
         self.unacked += 1;
         // Something arrived: restart the RTO from now.
         self.arm_retransmit(now);
@@ -633,13 +591,13 @@ impl Client {
             // A gap appeared or grew: report it at once, and count it as a
             // loss once enough later indices arrived (reorder tolerance).
             self.ack_now = true;
-            let highest = self.highest.unwrap_or(index);
-            let since = *self.gap_since.get_or_insert(now);
-            if highest >= self.next.saturating_add(loss_threshold(self.window.get())) {
-                self.gap_reported = true;
+            let since = self.reorder.note_gap(now);
+            let next = self.reorder.next();
+            if highest >= next.saturating_add(loss_threshold(self.window.get())) {
+                self.reorder.report_gap();
                 // Reordering tolerance in time (as RACK): a hole younger
                 // than a quarter RTT may only have been overtaken.
-                if now.saturating_duration_since(since) >= self.reordering_window() {
+                if now.saturating_duration_since(since) >= client_reorder_window(&self.rtt) {
                     self.window.on_loss(highest);
                 }
             }
@@ -650,9 +608,7 @@ impl Client {
         if self.state == State::Connected {
             // Everything our last ack made eligible has arrived: the server
             // cannot send more until it hears from us.
-            let window_used = self
-                .highest
-                .is_some_and(|h| h.saturating_add(1) >= self.eligible_end);
+            let window_used = highest.saturating_add(1) >= self.reorder.eligible_end();
             if self.unacked >= self.ack_every() || window_used {
                 self.ack_now = true;
             } else if !self.timers.is_set(Timer::Ack) {
@@ -663,68 +619,46 @@ impl Client {
         self.maybe_closing(now);
     }
 
-    /// Delivers held values from `next` on; returns how many.
+    /// Delivers held values from the next needed index on; returns how many.
     fn deliver(&mut self, now: Instant) -> u32 {
-        let cap = self.ring.len() as u32;
         let mut n = 0;
-        while let Some(value) = self.ring[(self.next % cap) as usize].take() {
-            let slot = (self.next % cap) as usize;
-            let latency = self.eligible_at[slot]
-                .take()
-                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        while self.reorder.next() < self.config.len {
+            let Some((index, value, latency)) = self.reorder.pop(now) else {
+                break;
+            };
             self.events.push_back(ClientEvent::Value {
-                index: self.next,
+                index,
                 value,
                 latency,
             });
             self.sum.add(value);
-            self.held -= 1;
-            self.next += 1;
             n += 1;
-            self.window.on_delivered(self.next);
-            if self.next >= self.config.len {
-                break;
-            }
+            self.window.on_delivered(self.reorder.next());
         }
-        if self.eligible_end < self.next {
-            self.eligible_end = self.next;
-        }
-        if n > 0 {
-            self.gap_reported = false;
-            // A new first hole, if any: its age starts now.
-            self.gap_since = (self.held > 0).then_some(now);
-        }
+        self.reorder.after_delivery(now, n);
         n
     }
 
     /// Records when the indices the next ack makes eligible became so.
     fn mark_eligible(&mut self, now: Instant) {
-        let cap = self.ring.len() as u32;
         let end = self
-            .next
+            .reorder
+            .next()
             .saturating_add(self.window.get())
-            .min(self.config.len)
-            .min(self.next.saturating_add(cap));
-        while self.eligible_end < end {
-            self.eligible_at[(self.eligible_end % cap) as usize] = Some(now);
-            self.eligible_end += 1;
-        }
+            .min(self.config.len);
+        self.reorder.mark_eligible(now, end);
     }
 
     fn fill_sack(&mut self) {
-        let Some(highest) = self.highest.filter(|_| self.config.sack && self.held > 0) else {
+        if self.config.sack {
+            self.reorder.encode_sack(&mut self.sack_buf);
+        } else {
             self.sack_buf.clear();
-            return;
-        };
-        let cap = self.ring.len() as u32;
-        let ring = &self.ring;
-        sack::encode(&mut self.sack_buf, self.next, highest, |i| {
-            ring[(i % cap) as usize].is_some()
-        });
+        }
     }
 
     fn maybe_closing(&mut self, now: Instant) {
-        if self.state == State::Connected && self.next >= self.config.len {
+        if self.state == State::Connected && self.reorder.next() >= self.config.len {
             self.set_state(State::Closing);
             self.send_pending = true;
             self.timers.stop(Timer::Ack);
@@ -807,12 +741,7 @@ impl Client {
         bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
         self.config.uuid = Uuid::from_bytes(bytes);
         tracing::debug!(%old, new = %self.config.uuid, "handshake refused: starting over");
-        self.ring.iter_mut().for_each(|v| *v = None);
-        self.eligible_at.iter_mut().for_each(|v| *v = None);
-        self.next = 0;
-        self.eligible_end = 0;
-        self.held = 0;
-        self.highest = None;
+        self.reorder.reset();
         self.sum = RunningChecksum::default();
         self.send_pending = true;
         self.stats.restarts += 1;
@@ -832,8 +761,9 @@ impl Client {
                 // One timeout may be a lost ack or a late reply; shrink the
                 // window only when timeouts persist (as QUIC's PTO does).
                 if self.rtt.backoff() >= 2 {
-                    let highest = self.highest.unwrap_or(self.next);
-                    self.window.on_loss(highest.max(self.next));
+                    let next = self.reorder.next();
+                    let highest = self.reorder.highest().unwrap_or(next);
+                    self.window.on_loss(highest.max(next));
                 }
             }
             State::Closed => {
@@ -850,7 +780,8 @@ impl Client {
     }
 
     fn arm_retransmit(&mut self, now: Instant) {
-        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        self.timers
+            .set(Timer::Retransmit, probe_deadline(&self.rtt, now));
     }
 
     fn set_state(&mut self, state: State) {

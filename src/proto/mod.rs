@@ -5,6 +5,8 @@
 //! under tokio ([`crate::net`]) and in the simulator ([`crate::sim`]).
 
 pub mod client;
+pub(crate) mod reassembly;
+pub mod recovery;
 pub mod rtt;
 pub mod sack;
 pub mod sequence;

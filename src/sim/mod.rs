@@ -126,6 +126,8 @@ struct Simulation<'a> {
     next_port: u16,
     trace: u64,
     buf: Vec<u8>,
+    /// The server's batch buffer.
+    server_buf: Vec<u8>,
 }
 
 impl<'a> Simulation<'a> {
@@ -146,7 +148,8 @@ impl<'a> Simulation<'a> {
             order: 0,
             next_port: 1024,
             trace: 0xcbf2_9ce4_8422_2325,
-            buf: vec![0; MAX_DATAGRAM_LEN.max(64 * 32)],
+            buf: vec![0; MAX_DATAGRAM_LEN],
+            server_buf: Vec::new(),
         };
         for i in 0..config.clients {
             let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
@@ -292,11 +295,14 @@ impl<'a> Simulation<'a> {
                 self.send(i, Direction::ToServer, elapsed, from, SERVER_ADDR, bytes);
             }
         }
-        while let Some(t) = self.server.poll_transmit(now, &mut self.buf) {
+        while let Some(t) = self
+            .server
+            .poll_transmit(now, usize::MAX, &mut self.server_buf)
+        {
             let Some(&i) = self.routes.get(&t.destination) else {
                 continue;
             };
-            let batch = self.buf[..t.size].to_vec();
+            let batch = self.server_buf[..t.size].to_vec();
             for chunk in batch.chunks(t.segment_size) {
                 let bytes = chunk.to_vec();
                 let r = &mut self.clients[i].report;

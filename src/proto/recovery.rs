@@ -1,0 +1,147 @@
+//! Loss recovery policy that both ends share: when a missing index counts
+//! as lost rather than overtaken, and how long the client waits before it
+//! probes.
+//!
+//! The server decides what to resend (it holds the send order); the client
+//! decides how much may be in flight (it advertises the window). Both use
+//! the same two tests, as RACK (RFC 8985) and QUIC (RFC 9002 §6.1) do:
+//! - a packet threshold: enough later datagrams arrived
+//!   ([`REORDER_THRESHOLD`], lowered for small windows by
+//!   [`loss_threshold`]);
+//! - a time threshold: the hole is older than a reordering window
+//!   ([`server_reorder_window`], [`client_reorder_window`]), since a
+//!   datagram that was merely overtaken arrives within that time.
+
+use std::time::{Duration, Instant};
+
+use super::rtt::RttEstimator;
+use super::sack;
+
+/// Largest window a client may advertise: what one bitmap can describe.
+pub const MAX_WINDOW: u32 = sack::MAX_SACK_SPAN;
+
+/// How many later indices must arrive before a missing one counts as lost
+/// (reordering tolerance, as QUIC's packet threshold).
+pub const REORDER_THRESHOLD: u32 = 3;
+
+/// How many later indices mark a hole as lost when `outstanding` indices
+/// can be in flight: [`REORDER_THRESHOLD`], lowered for small windows so that
+/// fast retransmission still works there (early retransmit, RFC 5827).
+pub fn loss_threshold(outstanding: u32) -> u32 {
+    REORDER_THRESHOLD.min(outstanding.saturating_sub(1)).max(1)
+}
+
+/// The server's reordering window: one smallest RTT plus a quarter. A
+/// transmission younger than that may still arrive; `None` before the first
+/// RTT sample (then the packet threshold alone decides).
+pub fn server_reorder_window(rtt: &RttEstimator) -> Option<Duration> {
+    rtt.min().map(|m| m + m / 4)
+}
+
+/// The client's reordering window: a hole younger than a quarter of the
+/// smoothed RTT may only have been overtaken, so it does not yet count as
+/// a loss for the window.
+pub fn client_reorder_window(rtt: &RttEstimator) -> Duration {
+    rtt.srtt().map_or(Duration::ZERO, |s| s / 4)
+}
+
+/// When the client's retransmission (probe) timer fires, armed at `now`.
+pub fn probe_deadline(rtt: &RttEstimator, now: Instant) -> Instant {
+    now + rtt.rto()
+}
+
+/// What the server's loss detection makes of one sent, unacknowledged
+/// index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Lost: resend it.
+    Lost,
+    /// Past the packet threshold but inside the reordering window: look
+    /// again at this time.
+    RecheckAt(Instant),
+    /// Not enough later datagrams were acknowledged yet.
+    InFlight,
+}
+
+/// The server's loss test for one round of acknowledgements.
+#[derive(Debug, Clone, Copy)]
+pub struct LossTest {
+    /// Transmissions numbered at or below this count as overtaken by enough
+    /// acknowledged later ones.
+    pub threshold_seq: u64,
+    /// The reordering window ([`server_reorder_window`]).
+    pub grace: Option<Duration>,
+}
+
+impl LossTest {
+    /// The test after the transmission numbered `largest_acked_seq` was
+    /// acknowledged, with `outstanding` indices in flight.
+    pub fn new(largest_acked_seq: u64, outstanding: u32, rtt: &RttEstimator) -> Self {
+        Self {
+            threshold_seq: largest_acked_seq.saturating_sub(u64::from(loss_threshold(outstanding))),
+            grace: server_reorder_window(rtt),
+        }
+    }
+
+    /// The verdict for a transmission numbered `send_seq`, last sent at
+    /// `last_sent`.
+    pub fn verdict(&self, send_seq: u64, last_sent: Option<Instant>, now: Instant) -> Verdict {
+        if send_seq > self.threshold_seq {
+            return Verdict::InFlight;
+        }
+        let due = match (self.grace, last_sent) {
+            (Some(g), Some(t)) => t + g,
+            _ => now,
+        };
+        if due <= now {
+            Verdict::Lost
+        } else {
+            Verdict::RecheckAt(due)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::rtt::RttConfig;
+
+    #[test]
+    fn loss_threshold_is_lowered_for_small_windows_never_below_one() {
+        assert_eq!(loss_threshold(0), 1);
+        assert_eq!(loss_threshold(1), 1);
+        assert_eq!(loss_threshold(2), 1);
+        assert_eq!(loss_threshold(3), 2);
+        assert_eq!(loss_threshold(4), REORDER_THRESHOLD);
+        assert_eq!(loss_threshold(1000), REORDER_THRESHOLD);
+    }
+
+    #[test]
+    fn verdict_needs_both_the_packet_and_the_time_threshold() {
+        let t0 = crate::clock::now();
+        let mut rtt = RttEstimator::new(RttConfig::default());
+        rtt.on_sample(Duration::from_millis(4));
+        let test = LossTest::new(10, 100, &rtt);
+        assert_eq!(test.threshold_seq, 10 - u64::from(REORDER_THRESHOLD));
+        // Too few later datagrams acknowledged.
+        assert_eq!(test.verdict(8, Some(t0), t0), Verdict::InFlight);
+        // Enough, but younger than min RTT × 1.25 = 5 ms.
+        let at = t0 + Duration::from_millis(5);
+        assert_eq!(
+            test.verdict(7, Some(t0), t0 + Duration::from_millis(1)),
+            Verdict::RecheckAt(at)
+        );
+        assert_eq!(test.verdict(7, Some(t0), at), Verdict::Lost);
+        // Without an RTT sample, the packet threshold alone decides.
+        let bare = LossTest::new(10, 100, &RttEstimator::new(RttConfig::default()));
+        assert_eq!(bare.verdict(7, Some(t0), t0), Verdict::Lost);
+    }
+
+    #[test]
+    fn client_reorder_window_is_a_quarter_srtt() {
+        let mut rtt = RttEstimator::new(RttConfig::default());
+        assert_eq!(client_reorder_window(&rtt), Duration::ZERO);
+        rtt.on_sample(Duration::from_millis(8));
+        assert_eq!(client_reorder_window(&rtt), Duration::from_millis(2));
+    }
+}

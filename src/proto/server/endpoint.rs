@@ -1,0 +1,493 @@
+//! The endpoint: routes datagrams to sessions by UUID, admits and refuses
+//! clients, enforces the limits, expires idle sessions, validates
+//! addresses, and hands out sends round-robin across sessions.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+use super::outbox::{Outbox, Reject, ServerEvent, ServerStats};
+use super::session::{AckKind, Session};
+use super::{is_usable_source, ServerConfig, Transmit};
+use crate::proto::recovery::MAX_WINDOW;
+use crate::proto::sequence::Sequence;
+use crate::proto::wire::{
+    ClientMessage, ErrorCode, ServerMessage, State, WireError, DATA_LEN, SERVER_TOKEN_LEN,
+};
+
+/// The server endpoint. See the [module docs](super).
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    sessions: HashMap<Uuid, Session>,
+    /// Sessions with data queued, served round-robin.
+    ready: VecDeque<Uuid>,
+    /// (deadline, uuid) for every live session.
+    expiry: BTreeSet<(Instant, Uuid)>,
+    /// (when, uuid) for sessions with holes inside the reordering window.
+    loss_checks: BTreeSet<(Instant, Uuid)>,
+    /// Replies, events and counters.
+    out: Outbox,
+    rng: StdRng,
+}
+
+impl Server {
+    /// A server with no sessions.
+    pub fn new(mut config: ServerConfig) -> Self {
+        config.max_window = config.max_window.clamp(1, MAX_WINDOW);
+        config.max_batch = config.max_batch.max(1);
+        Self {
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            sessions: HashMap::new(),
+            ready: VecDeque::new(),
+            expiry: BTreeSet::new(),
+            loss_checks: BTreeSet::new(),
+            out: Outbox::default(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ServerStats {
+        &self.out.stats
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True if a session with this UUID is live.
+    pub fn has_session(&self, uuid: &Uuid) -> bool {
+        self.sessions.contains_key(uuid)
+    }
+
+    /// The sequence a live session streams (for simulators and tests that
+    /// check every value).
+    pub fn sequence(&self, uuid: &Uuid) -> Option<Sequence> {
+        self.sessions.get(uuid).map(Session::sequence)
+    }
+
+    /// Feeds one datagram that arrived from `from`.
+    pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.out.stats.datagrams_received += 1;
+        let outcome = self.dispatch(now, from, datagram);
+        match outcome {
+            Ok(()) => self.out.stats.accepted += 1,
+            Err(reason) => self.out.reject(reason),
+        }
+    }
+
+    /// Writes the next batch into `buf` (cleared first): one control reply,
+    /// or up to `max_datagrams` (and `max_batch`) data datagrams of one
+    /// session, all for one destination.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Transmit> {
+        if max_datagrams == 0 {
+            return None;
+        }
+        if let Some((destination, msg)) = self.out.replies.pop_front() {
+            buf.clear();
+            buf.resize(msg.encoded_len(), 0);
+            let size = msg.encode(buf).ok()?;
+            buf.truncate(size);
+            self.out.stats.datagrams_sent += 1;
+            return Some(Transmit {
+                destination,
+                size,
+                segment_size: size,
+            });
+        }
+        let max = max_datagrams.min(self.config.max_batch);
+        for _ in 0..self.ready.len() {
+            let uuid = self.ready.pop_front()?;
+            let Some(s) = self.sessions.get_mut(&uuid) else {
+                continue;
+            };
+            if s.next_send_at() > now {
+                self.ready.push_back(uuid);
+                continue;
+            }
+            let count = s.poll_data(now, max, &self.config, buf, &mut self.out);
+            if s.enter_ready() {
+                self.ready.push_back(uuid);
+            }
+            if count > 0 {
+                self.out.stats.datagrams_sent += count as u64;
+                return Some(Transmit {
+                    destination: s.addr(),
+                    size: count * DATA_LEN,
+                    segment_size: DATA_LEN,
+                });
+            }
+        }
+        None
+    }
+
+    /// The earliest time [`Server::handle_timeout`] must be called: the next
+    /// expiry check, loss check, or paced send.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self.expiry.first().map(|(at, _)| *at);
+        let loss = self.loss_checks.first().map(|(at, _)| *at);
+        let pacing = if self.config.pacing.is_zero() {
+            None
+        } else {
+            self.ready
+                .iter()
+                .filter_map(|u| self.sessions.get(u))
+                .map(Session::next_send_at)
+                .min()
+        };
+        [expiry, loss, pacing].into_iter().flatten().min()
+    }
+
+    /// Frees sessions idle past their lifetime, and resends holes whose
+    /// reordering window has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, uuid)) = self.loss_checks.first() {
+            if at > now {
+                break;
+            }
+            self.loss_checks.pop_first();
+            let Some(s) = self.sessions.get_mut(&uuid) else {
+                continue;
+            };
+            if let Some(at) = s.on_loss_timer(now) {
+                self.loss_checks.insert((at, uuid));
+            }
+            if s.enter_ready() {
+                self.ready.push_back(uuid);
+            }
+        }
+        while let Some(&(at, uuid)) = self.expiry.first() {
+            if at > now {
+                break;
+            }
+            self.expiry.pop_first();
+            let Some(s) = self.sessions.get_mut(&uuid) else {
+                continue;
+            };
+            let deadline = s.last_activity() + s.lifetime(&self.config);
+            if deadline > now {
+                s.expiry_key = deadline;
+                self.expiry.insert((deadline, uuid));
+            } else {
+                self.remove_session(&uuid);
+                self.out.stats.sessions_expired += 1;
+                tracing::debug!(%uuid, "session expired");
+                self.out.event(ServerEvent::Expired { uuid });
+            }
+        }
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.out.events.pop_front()
+    }
+
+    /// Decodes a datagram and hands it to the handler for its state.
+    fn dispatch(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> Result<(), Reject> {
+        if !is_usable_source(from) {
+            return Err(Reject::UnusableSource);
+        }
+        let msg = match ClientMessage::decode(datagram) {
+            Ok(m) => m,
+            Err(WireError::BadCrc) => return Err(Reject::Corrupt),
+            Err(WireError::UnknownKind(k)) if k & 0x80 != 0 => return Err(Reject::WrongDirection),
+            Err(_) => return Err(Reject::Malformed),
+        };
+        match msg.state {
+            State::Connecting if self.sessions.contains_key(&msg.uuid) => {
+                self.on_connecting_again(now, from, &msg)
+            }
+            State::Connecting => self.on_connecting_new(now, from, &msg),
+            State::Connected => {
+                self.authenticate(now, from, &msg)?;
+                self.apply_ack(now, msg.uuid, &msg, AckKind::Normal);
+                Ok(())
+            }
+            State::Closing => self.on_closing(now, from, &msg),
+            State::Closed => self.on_closed(now, from, &msg),
+        }
+    }
+
+    /// A CONNECTING for a session we hold: the Accept was lost, or the
+    /// client resumes with its token (perhaps from a new address).
+    fn on_connecting_again(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+    ) -> Result<(), Reject> {
+        let echo = msg.timestamp;
+        let Some(s) = self.sessions.get_mut(&msg.uuid) else {
+            return Err(Reject::UnknownSession);
+        };
+        let token_ok = msg.token == s.token();
+        // A repeated first CONNECTING (its Accept was lost) may come without
+        // a token until the client has confirmed one.
+        let unconfirmed_repeat = msg.token.is_empty() && !s.is_confirmed();
+        if unconfirmed_repeat && from != s.addr() {
+            // Without a token, only the address that opened the session may
+            // repeat it: anyone else who knows the UUID would get the token
+            // in our Accept and take the session over (defect 15). Refuse
+            // without the token; a client that really moved mid-handshake
+            // starts over under a new UUID.
+            let code = ErrorCode::Unauthorized;
+            return Err(self.out.refuse(from, code, 0, echo, Reject::Unauthorized));
+        }
+        if msg.token.is_empty() && s.is_confirmed() && from == s.addr() {
+            // A late duplicate of the client's own first CONNECTING (the
+            // network held it back): the session is already confirmed.
+            return Err(Reject::Stale);
+        }
+        if !token_ok && !unconfirmed_repeat {
+            let code = ErrorCode::Unauthorized;
+            return Err(self.out.refuse(from, code, 0, echo, Reject::Unauthorized));
+        }
+        if msg.len != s.len() {
+            let code = ErrorCode::LenMismatch;
+            return Err(self
+                .out
+                .refuse(from, code, s.len(), echo, Reject::LenMismatch));
+        }
+        if msg.ack > s.high_water() {
+            let code = ErrorCode::AckOutOfRange;
+            return Err(self
+                .out
+                .refuse(from, code, s.len(), echo, Reject::AckBeyondSent));
+        }
+        s.rewind(msg.ack);
+        // A new process may start its clock anew: accept any timestamp.
+        let moved = s.accept_message(now, from, msg.timestamp, token_ok);
+        let accept = ServerMessage::Accept {
+            token: *s.token(),
+            lifetime_ms: duration_ms(s.lifetime(&self.config)),
+            max_window: self.config.max_window,
+            echo,
+        };
+        let uuid = s.uuid();
+        self.out.reply(from, accept);
+        if token_ok {
+            self.out.stats.sessions_resumed += 1;
+            self.out.event(ServerEvent::Resumed { uuid, addr: from });
+        } else if moved {
+            self.out.stats.migrations += 1;
+        }
+        self.apply_ack(now, uuid, msg, AckKind::ResendAll);
+        Ok(())
+    }
+
+    /// A CONNECTING for a new session: admission and limits.
+    fn on_connecting_new(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+    ) -> Result<(), Reject> {
+        let echo = msg.timestamp;
+        let refuse = |out: &mut Outbox, code, detail, reason| {
+            Err(out.refuse(from, code, detail, echo, reason))
+        };
+        if !msg.token.is_empty() {
+            // Resuming a session we no longer have.
+            return refuse(
+                &mut self.out,
+                ErrorCode::UnknownSession,
+                0,
+                Reject::UnknownSession,
+            );
+        }
+        if msg.len > self.config.max_len {
+            let max = self.config.max_len;
+            return refuse(
+                &mut self.out,
+                ErrorCode::LenTooLarge,
+                max,
+                Reject::LenTooLarge,
+            );
+        }
+        if msg.ack != 0 {
+            return refuse(
+                &mut self.out,
+                ErrorCode::UnknownSession,
+                0,
+                Reject::UnknownSession,
+            );
+        }
+        if self.sessions.len() >= self.config.max_sessions {
+            let max = self.config.max_sessions as u32;
+            return refuse(&mut self.out, ErrorCode::Busy, max, Reject::Busy);
+        }
+        let token: [u8; SERVER_TOKEN_LEN] = self.rng.gen();
+        let seed: u64 = self.rng.gen();
+        let seq = Sequence::new(seed, msg.len);
+        let s = Session::new(msg.uuid, token, from, seq, msg.timestamp, now);
+        let lifetime = s.lifetime(&self.config);
+        let accept = ServerMessage::Accept {
+            token,
+            lifetime_ms: duration_ms(lifetime),
+            max_window: self.config.max_window,
+            echo,
+        };
+        self.sessions.insert(msg.uuid, s);
+        self.set_expiry(msg.uuid, now + lifetime);
+        self.out.stats.sessions_opened += 1;
+        tracing::debug!(uuid = %msg.uuid, %from, len = msg.len, "session opened");
+        self.out.event(ServerEvent::Opened {
+            uuid: msg.uuid,
+            addr: from,
+            len: msg.len,
+        });
+        self.out.reply(from, accept);
+        self.apply_ack(now, msg.uuid, msg, AckKind::Normal);
+        Ok(())
+    }
+
+    /// Checks a CONNECTED/CLOSING/CLOSED message against its session (token,
+    /// length, ack range, order) and records it; follows the client to a new
+    /// address.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+    ) -> Result<(), Reject> {
+        let echo = msg.timestamp;
+        let Some(s) = self.sessions.get_mut(&msg.uuid) else {
+            let code = ErrorCode::UnknownSession;
+            return Err(self.out.refuse(from, code, 0, echo, Reject::UnknownSession));
+        };
+        if msg.token != s.token() {
+            let code = ErrorCode::Unauthorized;
+            return Err(self.out.refuse(from, code, 0, echo, Reject::Unauthorized));
+        }
+        if msg.len != s.len() {
+            let code = ErrorCode::LenMismatch;
+            return Err(self
+                .out
+                .refuse(from, code, s.len(), echo, Reject::LenMismatch));
+        }
+        if msg.ack > s.len() {
+            let code = ErrorCode::AckOutOfRange;
+            return Err(self
+                .out
+                .refuse(from, code, s.len(), echo, Reject::AckOutOfRange));
+        }
+        if msg.ack > s.high_water() {
+            return Err(Reject::AckBeyondSent);
+        }
+        if msg.timestamp < s.last_ts() || msg.ack < s.ack() {
+            return Err(Reject::Stale);
+        }
+        if s.accept_message(now, from, msg.timestamp, true) {
+            self.out.stats.migrations += 1;
+            let uuid = msg.uuid;
+            tracing::debug!(%uuid, %from, "session migrated");
+            self.out.event(ServerEvent::Migrated { uuid, addr: from });
+        }
+        Ok(())
+    }
+
+    /// CLOSING: the client holds every value and asks for the checksum.
+    fn on_closing(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+    ) -> Result<(), Reject> {
+        self.authenticate(now, from, msg)?;
+        self.apply_ack(now, msg.uuid, msg, AckKind::Normal);
+        let s = self.sessions.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
+        if s.ack() < s.len() {
+            return Err(Reject::ClosingEarly);
+        }
+        let checksum = s.checksum();
+        let echo = msg.timestamp;
+        self.out
+            .reply(from, ServerMessage::Checksum { checksum, echo });
+        Ok(())
+    }
+
+    /// CLOSED: the client verified the checksum; free the session. A CLOSED
+    /// for a session already freed (our reply was lost) is answered again.
+    fn on_closed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+    ) -> Result<(), Reject> {
+        let echo = msg.timestamp;
+        if !self.sessions.contains_key(&msg.uuid) {
+            // No larger than the request.
+            self.out.reply(from, ServerMessage::Closed { echo });
+            return Ok(());
+        }
+        self.authenticate(now, from, msg)?;
+        let s = self.sessions.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
+        if msg.ack < s.len() || s.high_water() < s.len() {
+            return Err(Reject::ClosingEarly);
+        }
+        self.remove_session(&msg.uuid);
+        self.out.stats.sessions_closed += 1;
+        tracing::debug!(uuid = %msg.uuid, "session closed");
+        self.out.event(ServerEvent::Closed { uuid: msg.uuid });
+        self.out.reply(from, ServerMessage::Closed { echo });
+        Ok(())
+    }
+
+    /// Hands an ack to its session and re-indexes what it changed.
+    fn apply_ack(&mut self, now: Instant, uuid: Uuid, msg: &ClientMessage<'_>, kind: AckKind) {
+        let Some(s) = self.sessions.get_mut(&uuid) else {
+            return;
+        };
+        let outcome = s.on_ack(now, msg, kind, &self.config, &mut self.out);
+        if s.enter_ready() {
+            self.ready.push_back(uuid);
+        }
+        if outcome.old_loss_check != outcome.new_loss_check {
+            if let Some(at) = outcome.old_loss_check {
+                self.loss_checks.remove(&(at, uuid));
+            }
+            if let Some(at) = outcome.new_loss_check {
+                self.loss_checks.insert((at, uuid));
+            }
+        }
+    }
+
+    /// Forgets a session and everything that points at it.
+    fn remove_session(&mut self, uuid: &Uuid) {
+        if let Some(s) = self.sessions.remove(uuid) {
+            self.expiry.remove(&(s.expiry_key, *uuid));
+            if let Some(at) = s.loss_check() {
+                self.loss_checks.remove(&(at, *uuid));
+            }
+        }
+        self.ready.retain(|u| u != uuid);
+    }
+
+    fn set_expiry(&mut self, uuid: Uuid, deadline: Instant) {
+        if let Some(s) = self.sessions.get_mut(&uuid) {
+            self.expiry.remove(&(s.expiry_key, uuid));
+            s.expiry_key = deadline;
+            self.expiry.insert((deadline, uuid));
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}

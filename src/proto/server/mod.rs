@@ -1,0 +1,99 @@
+//! The server side of the protocol: one endpoint, many sessions keyed by
+//! UUID, one socket's worth of datagrams in and out.
+//!
+//! Feed datagrams with [`Server::handle`]; send what
+//! [`Server::poll_transmit`] writes (a batch of equal-size datagrams for one
+//! destination at a time, at most the number the caller allows); wake it at
+//! [`Server::poll_timeout`]; read [`Server::poll_event`] for session
+//! life-cycle and acknowledgement latencies.
+//!
+//! The pieces, as quinn-proto splits `Endpoint` from `Connection`:
+//! - `endpoint`: the [`Server`] itself: routing by UUID, admission, limits,
+//!   expiry, address validation, and the fair round-robin of sends;
+//! - `session`: one client's send state, acknowledgements, loss detection
+//!   and resends;
+//! - `outbox`: the replies, events and counters both write to.
+//!
+//! Every datagram that is not processed is counted under a [`Reject`]
+//! reason; `received == accepted + rejected` always holds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+mod endpoint;
+mod outbox;
+mod session;
+
+pub use endpoint::Server;
+pub use outbox::{Reject, ServerEvent, ServerStats};
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Most sessions held at once; past it new sessions are refused "busy".
+    pub max_sessions: usize,
+    /// Longest sequence a client may request.
+    pub max_len: u32,
+    /// Largest window honoured; larger requests are capped.
+    pub max_window: u32,
+    /// Idle sessions are freed after this long.
+    pub session_lifetime: Duration,
+    /// Sessions that never confirmed their token are freed after this long.
+    pub handshake_lifetime: Duration,
+    /// Minimum gap between two data datagrams of one session (0: none).
+    pub pacing: Duration,
+    /// Most datagrams in one `poll_transmit` batch.
+    pub max_batch: usize,
+    /// Seed for session seeds and tokens; drivers pass a random one.
+    pub seed: u64,
+    /// Emit [`ServerEvent::AckLatency`] for every acknowledged value.
+    pub ack_latency_events: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 1024,
+            max_len: 100_000_000,
+            max_window: 1024,
+            session_lifetime: Duration::from_secs(30),
+            handshake_lifetime: Duration::from_secs(10),
+            pacing: Duration::ZERO,
+            max_batch: 64,
+            seed: 0,
+            ack_latency_events: false,
+        }
+    }
+}
+
+/// What `poll_transmit` wrote: `size` bytes in `buf`, made of
+/// `size / segment_size` datagrams of `segment_size` bytes for `destination`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send.
+    pub destination: SocketAddr,
+    /// Bytes written.
+    pub size: usize,
+    /// Size of each datagram.
+    pub segment_size: usize,
+}
+
+impl Transmit {
+    /// Number of datagrams.
+    pub fn count(&self) -> usize {
+        self.size / self.segment_size
+    }
+}
+
+/// Whether a reply to `addr` could be delivered: port 0, the unspecified
+/// address, multicast and broadcast sources are spoofed or broken, and a
+/// send to them fails (or reaches many hosts).
+pub fn is_usable_source(addr: SocketAddr) -> bool {
+    let ip_ok = match addr.ip() {
+        std::net::IpAddr::V4(ip) => {
+            !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast())
+        }
+        std::net::IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
+    };
+    addr.port() != 0 && ip_ok
+}

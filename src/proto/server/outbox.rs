@@ -1,0 +1,235 @@
+//! What the server hands back to its driver: replies, events and counters.
+//!
+//! The endpoint and its sessions write into one [`Outbox`] that lives beside
+//! the session table, so a session can queue a reply or count a resend while
+//! the endpoint holds it mutably: no re-lookups, no overlapping borrows.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::proto::wire::{ErrorCode, ServerMessage};
+
+/// Why a datagram was not processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// Failed to decode (see [`WireError`](crate::proto::wire::WireError)); CRC failures are counted apart.
+    Malformed,
+    /// Failed the CRC32C check.
+    Corrupt,
+    /// A server-to-client kind arrived at the server.
+    WrongDirection,
+    /// No session with that UUID (or it expired).
+    UnknownSession,
+    /// Token does not match the session's.
+    Unauthorized,
+    /// Length over `max_len`.
+    LenTooLarge,
+    /// Length differs from the session's.
+    LenMismatch,
+    /// `ack > len`.
+    AckOutOfRange,
+    /// `ack` past what the server ever sent.
+    AckBeyondSent,
+    /// Older than a message already processed (reordered or duplicated).
+    Stale,
+    /// CLOSING or CLOSED before every value was acknowledged.
+    ClosingEarly,
+    /// Session limit reached.
+    Busy,
+    /// The source address cannot be answered (port 0, unspecified,
+    /// multicast or broadcast): dropped without a reply.
+    UnusableSource,
+}
+
+impl Reject {
+    /// Every reason, for reports.
+    pub const ALL: [Reject; 13] = [
+        Reject::Malformed,
+        Reject::Corrupt,
+        Reject::WrongDirection,
+        Reject::UnknownSession,
+        Reject::Unauthorized,
+        Reject::LenTooLarge,
+        Reject::LenMismatch,
+        Reject::AckOutOfRange,
+        Reject::AckBeyondSent,
+        Reject::Stale,
+        Reject::ClosingEarly,
+        Reject::Busy,
+        Reject::UnusableSource,
+    ];
+
+    /// A short snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reject::Malformed => "malformed",
+            Reject::Corrupt => "corrupt",
+            Reject::WrongDirection => "wrong_direction",
+            Reject::UnknownSession => "unknown_session",
+            Reject::Unauthorized => "unauthorized",
+            Reject::LenTooLarge => "len_too_large",
+            Reject::LenMismatch => "len_mismatch",
+            Reject::AckOutOfRange => "ack_out_of_range",
+            Reject::AckBeyondSent => "ack_beyond_sent",
+            Reject::Stale => "stale",
+            Reject::ClosingEarly => "closing_early",
+            Reject::Busy => "busy",
+            Reject::UnusableSource => "unusable_source",
+        }
+    }
+}
+
+/// Server counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Datagrams passed to `handle`.
+    pub datagrams_received: u64,
+    /// Datagrams processed.
+    pub accepted: u64,
+    /// Datagrams not processed, by reason (indexed like [`Reject::ALL`]).
+    pub rejected: [u64; Reject::ALL.len()],
+    /// Datagrams handed out by `poll_transmit`.
+    pub datagrams_sent: u64,
+    /// Data datagrams that were retransmissions.
+    pub retransmits: u64,
+    /// Sessions created.
+    pub sessions_opened: u64,
+    /// CONNECTING with a valid token for a live session.
+    pub sessions_resumed: u64,
+    /// Sessions closed by the CLOSED handshake.
+    pub sessions_closed: u64,
+    /// Sessions freed for idleness.
+    pub sessions_expired: u64,
+    /// Times a session moved to a new client address.
+    pub migrations: u64,
+    /// Windows of 0 raised to 1.
+    pub window_zero: u64,
+    /// Windows capped at `max_window`.
+    pub window_capped: u64,
+    /// Control replies dropped because the reply queue was full.
+    pub replies_dropped: u64,
+    /// Events dropped because nobody polled them.
+    pub events_dropped: u64,
+}
+
+impl ServerStats {
+    /// Count for one reason.
+    pub fn rejected(&self, reason: Reject) -> u64 {
+        self.rejected[reason as usize]
+    }
+
+    /// All rejections.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+}
+
+/// What the application sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A new session.
+    Opened {
+        /// Its key.
+        uuid: Uuid,
+        /// The client's address.
+        addr: SocketAddr,
+        /// Requested length.
+        len: u32,
+    },
+    /// A session resumed (CONNECTING with its token).
+    Resumed {
+        /// Its key.
+        uuid: Uuid,
+        /// The address it now comes from.
+        addr: SocketAddr,
+    },
+    /// A session moved to a new address.
+    Migrated {
+        /// Its key.
+        uuid: Uuid,
+        /// The new address.
+        addr: SocketAddr,
+    },
+    /// A session finished its CLOSED handshake.
+    Closed {
+        /// Its key.
+        uuid: Uuid,
+    },
+    /// A session was freed for idleness.
+    Expired {
+        /// Its key.
+        uuid: Uuid,
+    },
+    /// A value was acknowledged this long after its first send (only with
+    /// `ack_latency_events`).
+    AckLatency {
+        /// The session.
+        uuid: Uuid,
+        /// First send to acknowledgement.
+        latency: Duration,
+    },
+}
+
+/// Most control replies waiting to be sent; past it, replies are dropped
+/// (the client retries on its timer).
+const MAX_PENDING_REPLIES: usize = 4096;
+/// Most events waiting to be polled.
+const MAX_PENDING_EVENTS: usize = 1 << 16;
+
+/// Replies, events and counters waiting for the driver.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    /// Control replies, sent before any data.
+    pub(crate) replies: VecDeque<(SocketAddr, ServerMessage)>,
+    /// Events for [`super::Server::poll_event`].
+    pub(crate) events: VecDeque<ServerEvent>,
+    /// Counters.
+    pub(crate) stats: ServerStats,
+}
+
+impl Outbox {
+    /// Counts a datagram that was not processed.
+    pub(crate) fn reject(&mut self, reason: Reject) {
+        self.stats.rejected[reason as usize] += 1;
+    }
+
+    /// Queues an event, dropping the oldest when nobody polls.
+    pub(crate) fn event(&mut self, ev: ServerEvent) {
+        if self.events.len() >= MAX_PENDING_EVENTS {
+            self.stats.events_dropped += 1;
+            self.events.pop_front();
+        }
+        self.events.push_back(ev);
+    }
+
+    /// Queues a control reply (dropped, and counted, when the queue is full).
+    pub(crate) fn reply(&mut self, to: SocketAddr, msg: ServerMessage) {
+        if self.replies.len() >= MAX_PENDING_REPLIES {
+            self.stats.replies_dropped += 1;
+            return;
+        }
+        self.replies.push_back((to, msg));
+    }
+
+    /// Refuses a request with an error reply; returns `reason`, for the
+    /// caller to hand back (the endpoint counts it).
+    pub(crate) fn refuse(
+        &mut self,
+        to: SocketAddr,
+        code: ErrorCode,
+        detail: u32,
+        echo: u64,
+        reason: Reject,
+    ) -> Reject {
+        self.reply(to, ServerMessage::Error { code, detail, echo });
+        reason
+    }
+
+    /// Queues an [`ServerEvent::AckLatency`].
+    pub(crate) fn ack_latency(&mut self, uuid: Uuid, latency: Duration) {
+        self.event(ServerEvent::AckLatency { uuid, latency });
+    }
+}

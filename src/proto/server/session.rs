@@ -1,0 +1,489 @@
+//! One server session: what was sent, what the client acknowledged, and
+//! what to send next.
+//!
+//! A session holds O(window) state: one [`Slot`] per index in
+//! `[ack, high_water)` (sent but not cumulatively acknowledged) and a queue
+//! of indices to send. Values come from the session seed ([`Sequence`]),
+//! and the checksum is summed as each index is first sent. Loss recovery
+//! resends only holes (see [`crate::proto::recovery`]); a probe resends
+//! every hole in the window.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::outbox::Outbox;
+use super::ServerConfig;
+use crate::proto::recovery::{LossTest, Verdict, REORDER_THRESHOLD};
+use crate::proto::rtt::{RttConfig, RttEstimator};
+use crate::proto::sack;
+use crate::proto::sequence::{RunningChecksum, Sequence};
+use crate::proto::wire::{
+    ClientMessage, ServerMessage, DATA_LEN, MAX_SERVER_DATAGRAM_LEN, MIN_CONNECTING_LEN,
+    SERVER_TOKEN_LEN,
+};
+
+/// Most data datagrams in flight to an address that has not yet echoed its
+/// token: with the Accept, at most three times a minimal CONNECTING
+/// (anti-amplification, as RFC 9000 §8).
+const UNVALIDATED_WINDOW: u32 =
+    ((3 * MIN_CONNECTING_LEN - MAX_SERVER_DATAGRAM_LEN) / DATA_LEN) as u32;
+
+/// Most copies of one index queued at once (see `Slot::queued`).
+const MAX_QUEUED_COPIES: u8 = 2;
+
+/// Per-index sending state, for `[ack, high_water)`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Send order of the latest transmission (0: never sent).
+    send_seq: u64,
+    /// First transmission, for acknowledgement latency and RTT samples.
+    first_sent: Option<Instant>,
+    /// Latest transmission, for the reordering window.
+    last_sent: Option<Instant>,
+    /// Transmissions so far (Karn: only single sends give RTT samples).
+    sends: u32,
+    /// Selectively acknowledged: never resend.
+    sacked: bool,
+    /// Copies of this index waiting in the send queue: at most one, or two
+    /// after a probe (a client probing has had timeouts: send twice).
+    queued: u8,
+}
+
+/// How an acknowledgement is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckKind {
+    /// An ordinary ack: holes are judged by the loss test.
+    Normal,
+    /// A probe or a resuming CONNECTING: everything unacknowledged in the
+    /// window counts as lost.
+    ResendAll,
+}
+
+/// What an acknowledgement changed that the endpoint indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AckOutcome {
+    /// The session's loss-check deadline before the ack.
+    pub(crate) old_loss_check: Option<Instant>,
+    /// And after it.
+    pub(crate) new_loss_check: Option<Instant>,
+}
+
+/// One client's session. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Session {
+    uuid: Uuid,
+    token: [u8; SERVER_TOKEN_LEN],
+    /// The client presented the token at least once (its address is
+    /// validated).
+    confirmed: bool,
+    /// Where data goes: the address of the latest accepted message.
+    addr: SocketAddr,
+    seq: Sequence,
+    /// Next index the client needs.
+    ack: u32,
+    /// First index never sent.
+    high_water: u32,
+    /// The client's advertised window, after the server's caps.
+    window: u32,
+    slots: VecDeque<Slot>,
+    send_queue: VecDeque<u32>,
+    /// In the endpoint's round-robin of sessions with data queued.
+    in_ready: bool,
+    next_send_seq: u64,
+    largest_acked_seq: u64,
+    /// Sum of the values of `[0, summed)`: every index is added once, the
+    /// first time `high_water` passes it.
+    checksum: RunningChecksum,
+    summed: u32,
+    /// Newest client timestamp; echoed on everything we send.
+    last_ts: u64,
+    /// Latest accepted message, for expiry.
+    last_activity: Instant,
+    /// The deadline under which this session sits in the expiry index.
+    pub(crate) expiry_key: Instant,
+    /// Earliest next data send when pacing.
+    next_send_at: Instant,
+    /// Server-side RTT, from first sends to their acknowledgement.
+    rtt: RttEstimator,
+    /// When to look again for holes inside the reordering window.
+    loss_check: Option<Instant>,
+    /// The loss timer queued datagrams since the client's latest message.
+    echo_held: bool,
+}
+
+impl Session {
+    /// A new, unconfirmed session for a CONNECTING from `addr`.
+    pub(crate) fn new(
+        uuid: Uuid,
+        token: [u8; SERVER_TOKEN_LEN],
+        addr: SocketAddr,
+        seq: Sequence,
+        ts: u64,
+        now: Instant,
+    ) -> Self {
+        Self {
+            uuid,
+            token,
+            confirmed: false,
+            addr,
+            seq,
+            ack: 0,
+            high_water: 0,
+            window: 1,
+            slots: VecDeque::new(),
+            send_queue: VecDeque::new(),
+            in_ready: false,
+            next_send_seq: 0,
+            largest_acked_seq: 0,
+            checksum: RunningChecksum::default(),
+            summed: 0,
+            last_ts: ts,
+            last_activity: now,
+            expiry_key: now,
+            next_send_at: now,
+            rtt: RttEstimator::new(RttConfig::default()),
+            loss_check: None,
+            echo_held: false,
+        }
+    }
+
+    pub(crate) fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    pub(crate) fn token(&self) -> &[u8; SERVER_TOKEN_LEN] {
+        &self.token
+    }
+
+    pub(crate) fn is_confirmed(&self) -> bool {
+        self.confirmed
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn sequence(&self) -> Sequence {
+        self.seq
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.seq.len()
+    }
+
+    /// Next index the client needs.
+    pub(crate) fn ack(&self) -> u32 {
+        self.ack
+    }
+
+    /// First index never sent.
+    pub(crate) fn high_water(&self) -> u32 {
+        self.high_water
+    }
+
+    /// Newest client timestamp accepted.
+    pub(crate) fn last_ts(&self) -> u64 {
+        self.last_ts
+    }
+
+    pub(crate) fn last_activity(&self) -> Instant {
+        self.last_activity
+    }
+
+    pub(crate) fn loss_check(&self) -> Option<Instant> {
+        self.loss_check
+    }
+
+    pub(crate) fn next_send_at(&self) -> Instant {
+        self.next_send_at
+    }
+
+    /// The checksum of the whole sequence, once every index was sent.
+    pub(crate) fn checksum(&self) -> u64 {
+        self.checksum.sum()
+    }
+
+    /// How long the session may stay idle.
+    pub(crate) fn lifetime(&self, config: &ServerConfig) -> Duration {
+        if self.confirmed {
+            config.session_lifetime
+        } else {
+            config.handshake_lifetime.min(config.session_lifetime)
+        }
+    }
+
+    /// Records an accepted message: its timestamp, the time, and (with the
+    /// right token) that the client holds the token. Returns whether the
+    /// session moved to a new address.
+    pub(crate) fn accept_message(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        ts: u64,
+        token_ok: bool,
+    ) -> bool {
+        self.confirmed |= token_ok;
+        self.last_ts = ts;
+        self.last_activity = now;
+        let moved = self.addr != from;
+        self.addr = from;
+        moved
+    }
+
+    /// The client resumes from further back than we know (another process
+    /// with an older resume point): forget what was sent from `ack` on.
+    /// Values are derived, so any index can be sent again.
+    pub(crate) fn rewind(&mut self, ack: u32) {
+        if ack < self.ack {
+            self.ack = ack;
+            self.high_water = ack;
+            self.slots.clear();
+            self.send_queue.clear();
+        }
+    }
+
+    /// Enters the endpoint's round-robin if it has data queued and is not
+    /// in it yet; true when the endpoint must add it.
+    pub(crate) fn enter_ready(&mut self) -> bool {
+        if !self.send_queue.is_empty() && !self.in_ready {
+            self.in_ready = true;
+            return true;
+        }
+        false
+    }
+
+    /// Applies a client's ack, bitmap and window; queues holes to resend
+    /// and new indices to send.
+    pub(crate) fn on_ack(
+        &mut self,
+        now: Instant,
+        msg: &ClientMessage<'_>,
+        kind: AckKind,
+        config: &ServerConfig,
+        out: &mut Outbox,
+    ) -> AckOutcome {
+        let latency = config.ack_latency_events;
+        // Cumulative part.
+        while self.ack < msg.ack {
+            let Some(slot) = self.slots.pop_front() else {
+                break;
+            };
+            self.ack += 1;
+            if !slot.sacked {
+                self.on_acked(&slot, now, latency, out);
+            }
+        }
+        // Selective part: only indices we have sent.
+        let limit = self.high_water;
+        for index in sack::held(msg.ack, msg.sack) {
+            if index >= limit {
+                break;
+            }
+            let Some(slot) = self.slot_mut(index) else {
+                break;
+            };
+            if !slot.sacked {
+                slot.sacked = true;
+                let copy = *slot;
+                self.on_acked(&copy, now, latency, out);
+            }
+        }
+        self.window = match msg.window {
+            0 => {
+                out.stats.window_zero += 1;
+                1
+            }
+            w if w > config.max_window => {
+                out.stats.window_capped += 1;
+                config.max_window
+            }
+            w => w,
+        };
+        if !self.confirmed {
+            // The address is not validated yet: send it no more than three
+            // times the 1200-byte CONNECTING that paid for the reply.
+            self.window = self.window.min(UNVALIDATED_WINDOW);
+        }
+        // A probe (or a CONNECTING) says: everything unacknowledged is lost.
+        // The client sends probes only after its RTO, so this cannot repeat
+        // faster than about once per round trip.
+        let probe = msg.is_probe() || kind == AckKind::ResendAll;
+        // Holes exist only below the highest index the client holds; with
+        // no bitmap and no probe there is nothing to look for, which keeps
+        // the common ack O(1) instead of O(window).
+        let scan = if probe {
+            self.slots.len()
+        } else {
+            msg.sack.len() * 8 + 1
+        };
+        self.echo_held = false;
+        let old_loss_check = self.loss_check;
+        self.loss_check = self.detect_losses(now, probe, scan);
+        self.queue_new_data();
+        AckOutcome {
+            old_loss_check,
+            new_loss_check: self.loss_check,
+        }
+    }
+
+    /// The loss timer fired: queue the holes whose reordering window has
+    /// passed; returns when to look again.
+    pub(crate) fn on_loss_timer(&mut self, now: Instant) -> Option<Instant> {
+        let scan = self.slots.len();
+        let queued = self.send_queue.len();
+        self.loss_check = self.detect_losses(now, false, scan);
+        self.echo_held |= self.send_queue.len() > queued;
+        self.loss_check
+    }
+
+    /// Writes up to `max` queued data datagrams into `buf` (cleared first);
+    /// returns how many. The endpoint has taken the session off its
+    /// round-robin to call this.
+    pub(crate) fn poll_data(
+        &mut self,
+        now: Instant,
+        max: usize,
+        config: &ServerConfig,
+        buf: &mut Vec<u8>,
+        out: &mut Outbox,
+    ) -> usize {
+        buf.clear();
+        let limit = if config.pacing.is_zero() { max } else { 1 };
+        let mut count = 0;
+        while count < limit {
+            let Some(index) = self.send_queue.pop_front() else {
+                break;
+            };
+            let Some(slot) = self.slot_mut(index) else {
+                continue; // acknowledged meanwhile
+            };
+            slot.queued = slot.queued.saturating_sub(1);
+            if slot.sacked {
+                continue;
+            }
+            self.next_send_seq += 1;
+            let send_seq = self.next_send_seq;
+            let Some(slot) = self.slot_mut(index) else {
+                continue;
+            };
+            if slot.sends == 0 {
+                slot.first_sent = Some(now);
+            } else {
+                out.stats.retransmits += 1;
+            }
+            slot.sends += 1;
+            slot.last_sent = Some(now);
+            slot.send_seq = send_seq;
+            let msg = ServerMessage::Data {
+                index,
+                payload: self.seq.get(index).unwrap_or(0),
+                // Datagrams queued by the loss timer were not sent in answer
+                // to the client's latest message: echo nothing, so that no
+                // RTT sample includes the time we held them.
+                echo: if self.echo_held { 0 } else { self.last_ts },
+            };
+            let off = buf.len();
+            buf.resize(off + DATA_LEN, 0);
+            if msg.encode(&mut buf[off..]).is_err() {
+                buf.truncate(off);
+                break;
+            }
+            count += 1;
+        }
+        if !config.pacing.is_zero() {
+            self.next_send_at = now + config.pacing;
+        }
+        // Off the round-robin now; `enter_ready` puts it back if more is
+        // queued.
+        self.in_ready = false;
+        count
+    }
+
+    fn slot_mut(&mut self, index: u32) -> Option<&mut Slot> {
+        let off = index.checked_sub(self.ack)? as usize;
+        self.slots.get_mut(off)
+    }
+
+    /// Queues every index that the window now allows and was never sent.
+    fn queue_new_data(&mut self) {
+        let end = self.ack.saturating_add(self.window).min(self.seq.len());
+        while self.high_water < end {
+            if self.high_water == self.summed {
+                self.checksum
+                    .add(self.seq.get(self.high_water).unwrap_or(0));
+                self.summed += 1;
+            }
+            self.slots.push_back(Slot {
+                queued: 1,
+                ..Slot::default()
+            });
+            self.send_queue.push_back(self.high_water);
+            self.high_water += 1;
+        }
+    }
+
+    /// Queues the holes that count as lost (see [`LossTest`]); returns when
+    /// to look again at holes that passed the packet threshold but are
+    /// still inside the reordering window. A probe makes every hole lost.
+    fn detect_losses(&mut self, now: Instant, probe: bool, scan: usize) -> Option<Instant> {
+        // Only the count up to the reorder threshold matters.
+        let outstanding = self
+            .slots
+            .iter()
+            .filter(|x| !x.sacked && x.sends > 0)
+            .take(REORDER_THRESHOLD as usize + 1)
+            .count() as u32;
+        let test = LossTest::new(self.largest_acked_seq, outstanding, &self.rtt);
+        let in_window = self.ack.saturating_add(self.window);
+        let mut recheck: Option<Instant> = None;
+        // Slots first: the index range is then never stepped past the last
+        // slot (no overflow at lengths near `u32::MAX`).
+        for (slot, this) in self.slots.iter_mut().take(scan).zip(self.ack..) {
+            if this >= in_window {
+                break;
+            }
+            if slot.sacked || slot.sends == 0 {
+                continue;
+            }
+            if probe {
+                if slot.queued < MAX_QUEUED_COPIES {
+                    slot.queued += 1;
+                    self.send_queue.push_back(this);
+                }
+                continue;
+            }
+            if slot.queued > 0 {
+                continue;
+            }
+            match test.verdict(slot.send_seq, slot.last_sent, now) {
+                Verdict::Lost => {
+                    slot.queued += 1;
+                    self.send_queue.push_back(this);
+                }
+                Verdict::RecheckAt(due) => {
+                    recheck = Some(recheck.map_or(due, |r| r.min(due)));
+                }
+                Verdict::InFlight => {}
+            }
+        }
+        recheck
+    }
+
+    /// Bookkeeping when a sent index is first acknowledged.
+    fn on_acked(&mut self, slot: &Slot, now: Instant, latency: bool, out: &mut Outbox) {
+        self.largest_acked_seq = self.largest_acked_seq.max(slot.send_seq);
+        if let Some(first) = slot.first_sent {
+            let lat = now.saturating_duration_since(first);
+            if slot.sends == 1 {
+                // Karn: only unambiguous samples feed the server's RTT.
+                self.rtt.on_sample(lat);
+            }
+            if latency {
+                out.ack_latency(self.uuid, lat);
+            }
+        }
+    }
+}
