@@ -11,6 +11,7 @@
 //! against the server's sequence as it is delivered: in order, exactly once,
 //! the right value.
 
+pub mod bottleneck;
 mod report;
 pub mod suite;
 

@@ -20,188 +20,22 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::reassembly::{Insert, ReorderBuffer};
-use super::recovery::{client_reorder_window, loss_threshold, probe_deadline};
-use super::rtt::{RttConfig, RttEstimator};
-use super::sequence::RunningChecksum;
-use super::timer::{Timer, TimerTable};
-use super::window::Window;
-use super::wire::{
+use crate::proto::reassembly::{Insert, ReorderBuffer};
+use crate::proto::recovery::{client_reorder_window, loss_threshold, probe_deadline};
+use crate::proto::rtt::RttEstimator;
+use crate::proto::sequence::RunningChecksum;
+use crate::proto::timer::{Timer, TimerTable};
+use crate::proto::window::Window;
+use crate::proto::wire::{
     ClientMessage, ErrorCode, ServerMessage, State, WireError, FLAG_PROBE, MAX_DATAGRAM_LEN,
 };
 
-pub use super::recovery::MAX_WINDOW;
+mod config;
+mod event;
 
-/// Client settings.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// Session key; resume by reusing it.
-    pub uuid: Uuid,
-    /// Length of the sequence to request.
-    pub len: u32,
-    /// Window to start with.
-    pub initial_window: u32,
-    /// Cap on the window (at most [`MAX_WINDOW`]).
-    pub max_window: u32,
-    /// Send selective-ack bitmaps (off: cumulative acks only).
-    pub sack: bool,
-    /// Ack after this many new datagrams.
-    pub ack_frequency: u32,
-    /// Ack no later than this after unacked data arrived.
-    pub max_ack_delay: Duration,
-    /// Retransmission timer settings; `max_rto` bounds the silence between
-    /// client messages (the original's client ticker).
-    pub rtt: RttConfig,
-    /// Give up after hearing nothing for this long.
-    pub idle_timeout: Duration,
-    /// CLOSED retries before finishing without the server's reply.
-    pub close_retries: u32,
-}
-
-impl ClientConfig {
-    /// Defaults for a transfer of `len` values under session `uuid`.
-    pub fn new(uuid: Uuid, len: u32) -> Self {
-        Self {
-            uuid,
-            len,
-            initial_window: 4,
-            max_window: 256,
-            sack: true,
-            ack_frequency: 2,
-            max_ack_delay: Duration::from_millis(5),
-            rtt: RttConfig::default(),
-            idle_timeout: Duration::from_secs(30),
-            close_retries: 3,
-        }
-    }
-}
-
-/// Where a transfer stands, so another client (another process) can resume
-/// it under the same UUID.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumeState {
-    /// The session token the server issued.
-    pub token: Vec<u8>,
-    /// Next index needed; everything below was delivered.
-    pub next: u32,
-    /// Sum of the values below `next`.
-    pub sum: u64,
-}
-
-/// Why a transfer failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientError {
-    /// The values received do not add up to the server's checksum.
-    #[error("checksum mismatch: server says {expected}, values received sum to {actual}")]
-    ChecksumMismatch {
-        /// The server's checksum.
-        expected: u64,
-        /// The sum of what was received.
-        actual: u64,
-    },
-    /// Nothing was ever heard from the server.
-    #[error("no answer from the server after {0:?}")]
-    NoAnswer(Duration),
-    /// The server went silent mid-transfer.
-    #[error("the server went silent for {0:?}")]
-    Timeout(Duration),
-    /// The server no longer knows the session (expired or never existed).
-    #[error("session expired or unknown to the server")]
-    SessionExpired,
-    /// The server is at its session limit.
-    #[error("server busy: at its session limit")]
-    ServerBusy,
-    /// The server refused the request.
-    #[error("bad request: {0}")]
-    BadRequest(BadRequest),
-}
-
-/// The kinds of request a server refuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BadRequest {
-    /// The length is over the server's limit.
-    #[error("length over the server's limit of {max}")]
-    LenTooLarge {
-        /// The server's limit.
-        max: u32,
-    },
-    /// A resume asked for another length than the session has.
-    #[error("length differs from the session's ({session})")]
-    LenMismatch {
-        /// The session's length.
-        session: u32,
-    },
-    /// Wrong token, or the UUID belongs to another client.
-    #[error("not authorised for this session (wrong token, or UUID in use)")]
-    Unauthorized,
-    /// The server saw an ack past the end.
-    #[error("ack out of range (length {len})")]
-    AckOutOfRange {
-        /// The session's length.
-        len: u32,
-    },
-}
-
-/// What the application sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
-    /// The server accepted the session.
-    Connected,
-    /// The next value in order.
-    Value {
-        /// Its index.
-        index: u32,
-        /// The value.
-        value: u32,
-        /// Time from the index becoming eligible to this delivery.
-        latency: Duration,
-    },
-    /// One unambiguous RTT sample.
-    RttSample(Duration),
-    /// The checksum matched.
-    Verified {
-        /// The checksum.
-        checksum: u64,
-    },
-    /// The server refused to continue an unconfirmed handshake (our address
-    /// changed, or the UUID is in use): the transfer starts over under this
-    /// new UUID. Nothing had been delivered.
-    Restarted {
-        /// The new session key.
-        uuid: Uuid,
-    },
-    /// The session is closed; nothing more will happen.
-    Completed,
-    /// The transfer failed; nothing more will happen.
-    Failed(ClientError),
-}
-
-/// Counters for reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClientStats {
-    /// Datagrams handed out by `poll_transmit`.
-    pub datagrams_sent: u64,
-    /// Datagrams passed to `handle`.
-    pub datagrams_received: u64,
-    /// Data datagrams for indices already held or delivered.
-    pub duplicates: u64,
-    /// Datagrams that failed the integrity check.
-    pub corrupt: u64,
-    /// Datagrams that decoded but made no sense (bad kind, past the end).
-    pub invalid: u64,
-    /// Data outside the reorder buffer.
-    pub out_of_window: u64,
-    /// Acks that reported a hole or were probes: requests for retransmission.
-    pub retransmit_requests: u64,
-    /// Acks sent in CONNECTED.
-    pub acks_sent: u64,
-    /// Retransmission-timer expiries.
-    pub timeouts: u64,
-    /// CONNECTING datagrams sent.
-    pub handshakes: u64,
-    /// Handshakes started over under a new UUID.
-    pub restarts: u64,
-}
+pub use crate::proto::recovery::MAX_WINDOW;
+pub use config::{ClientConfig, ResumeState};
+pub use event::{BadRequest, ClientError, ClientEvent, ClientStats};
 
 /// A client connection. See the module docs.
 #[derive(Debug)]

@@ -1,0 +1,64 @@
+//! What a client is asked to do: its settings, and the state another
+//! client needs to resume its session.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::proto::rtt::RttConfig;
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Session key; resume by reusing it.
+    pub uuid: Uuid,
+    /// Length of the sequence to request.
+    pub len: u32,
+    /// Window to start with.
+    pub initial_window: u32,
+    /// Cap on the window (at most [`MAX_WINDOW`](crate::proto::recovery::MAX_WINDOW)).
+    pub max_window: u32,
+    /// Send selective-ack bitmaps (off: cumulative acks only).
+    pub sack: bool,
+    /// Ack after this many new datagrams.
+    pub ack_frequency: u32,
+    /// Ack no later than this after unacked data arrived.
+    pub max_ack_delay: Duration,
+    /// Retransmission timer settings; `max_rto` bounds the silence between
+    /// client messages (the original's client ticker).
+    pub rtt: RttConfig,
+    /// Give up after hearing nothing for this long.
+    pub idle_timeout: Duration,
+    /// CLOSED retries before finishing without the server's reply.
+    pub close_retries: u32,
+}
+
+impl ClientConfig {
+    /// Defaults for a transfer of `len` values under session `uuid`.
+    pub fn new(uuid: Uuid, len: u32) -> Self {
+        Self {
+            uuid,
+            len,
+            initial_window: 4,
+            max_window: 256,
+            sack: true,
+            ack_frequency: 2,
+            max_ack_delay: Duration::from_millis(5),
+            rtt: RttConfig::default(),
+            idle_timeout: Duration::from_secs(30),
+            close_retries: 3,
+        }
+    }
+}
+
+/// Where a transfer stands, so another client (another process) can resume
+/// it under the same UUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeState {
+    /// The session token the server issued.
+    pub token: Vec<u8>,
+    /// Next index needed; everything below was delivered.
+    pub next: u32,
+    /// Sum of the values below `next`.
+    pub sum: u64,
+}

@@ -1,0 +1,187 @@
+//! A shared bottleneck link: a drop-tail FIFO served at a fixed rate, that
+//! every server-to-client datagram crosses before its own client's link.
+//!
+//! It models the one thing random loss does not: loss caused by the
+//! senders themselves. When the flows together offer more than `rate`
+//! datagrams a second the queue grows, delay rises, and past `limit`
+//! datagrams the tail is dropped. The statistics tell how well a rate
+//! controller shares it: utilisation, drops, mean queue, and what each flow
+//! got through.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// The bottleneck's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BottleneckConfig {
+    /// Service rate, in datagrams per second.
+    pub rate: f64,
+    /// Most datagrams queued (including the one in service); past it,
+    /// arrivals are dropped.
+    pub limit: usize,
+}
+
+impl BottleneckConfig {
+    /// Time to serve one datagram.
+    fn service_time(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rate.max(1.0))
+    }
+}
+
+/// What the bottleneck saw.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BottleneckStats {
+    /// Datagrams that arrived.
+    pub arrived: u64,
+    /// Datagrams dropped at the tail.
+    pub dropped: u64,
+    /// Datagrams served (forwarded), per flow.
+    pub forwarded: Vec<u64>,
+    /// Sum of the queue lengths seen by arrivals (for the mean).
+    pub queue_sum: u64,
+    /// Longest queue seen by an arrival.
+    pub queue_max: usize,
+    /// First arrival and last departure, since the simulation's start.
+    pub busy_from: Option<Duration>,
+    /// Last departure, since the simulation's start.
+    pub busy_until: Option<Duration>,
+}
+
+impl BottleneckStats {
+    /// Datagrams forwarded, all flows.
+    pub fn forwarded_total(&self) -> u64 {
+        self.forwarded.iter().sum()
+    }
+
+    /// Fraction of arrivals dropped.
+    pub fn drop_fraction(&self) -> f64 {
+        ratio(self.dropped, self.arrived)
+    }
+
+    /// Mean queue length seen by arrivals.
+    pub fn mean_queue(&self) -> f64 {
+        ratio(self.queue_sum, self.arrived)
+    }
+
+    /// Forwarded datagrams over what the link could have served between
+    /// `from` and `until` (both since the simulation's start).
+    pub fn utilisation(&self, rate: f64, from: Duration, until: Duration) -> f64 {
+        let span = until.saturating_sub(from).as_secs_f64();
+        if span <= 0.0 {
+            return 0.0;
+        }
+        self.forwarded_total() as f64 / (rate * span)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// The bottleneck queue. See the module docs.
+#[derive(Debug)]
+pub struct Bottleneck {
+    config: BottleneckConfig,
+    epoch: Instant,
+    /// Departure time of every datagram queued or in service, in order.
+    departures: VecDeque<Instant>,
+    stats: BottleneckStats,
+}
+
+impl Bottleneck {
+    /// An empty bottleneck shared by `flows` flows; `epoch` is the
+    /// simulation's start.
+    pub fn new(config: BottleneckConfig, flows: usize, epoch: Instant) -> Self {
+        Self {
+            config,
+            epoch,
+            departures: VecDeque::new(),
+            stats: BottleneckStats {
+                forwarded: vec![0; flows],
+                ..BottleneckStats::default()
+            },
+        }
+    }
+
+    /// A datagram of `flow` arrives at `now`: `Some(delay)` until it leaves
+    /// the bottleneck (queueing plus service), or `None` when the queue is
+    /// full and it is dropped.
+    pub fn admit(&mut self, now: Instant, flow: usize) -> Option<Duration> {
+        while self.departures.front().is_some_and(|&t| t <= now) {
+            self.departures.pop_front();
+        }
+        let queued = self.departures.len();
+        let s = &mut self.stats;
+        s.arrived += 1;
+        s.queue_sum += queued as u64;
+        s.queue_max = s.queue_max.max(queued);
+        s.busy_from
+            .get_or_insert(now.saturating_duration_since(self.epoch));
+        if queued >= self.config.limit {
+            s.dropped += 1;
+            return None;
+        }
+        let start = self.departures.back().map_or(now, |&t| t.max(now));
+        let leave = start + self.config.service_time();
+        self.departures.push_back(leave);
+        if let Some(n) = s.forwarded.get_mut(flow) {
+            *n += 1;
+        }
+        s.busy_until = Some(leave.saturating_duration_since(self.epoch));
+        Some(leave - now)
+    }
+
+    /// What it saw so far.
+    pub fn stats(&self) -> &BottleneckStats {
+        &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rate: f64, limit: usize) -> BottleneckConfig {
+        BottleneckConfig { rate, limit }
+    }
+
+    #[test]
+    fn serves_at_its_rate_and_drops_past_its_limit() {
+        let t0 = crate::clock::now();
+        let mut b = Bottleneck::new(config(1000.0, 3), 2, t0);
+        // Four at once: three fit (1, 2 and 3 ms to leave), the fourth drops.
+        let got: Vec<_> = (0..4).map(|k| b.admit(t0, k % 2)).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(got, vec![Some(ms(1)), Some(ms(2)), Some(ms(3)), None]);
+        // After the first left, there is room again, behind the other two.
+        assert_eq!(b.admit(t0 + ms(1), 0), Some(ms(3)));
+        let s = b.stats();
+        assert_eq!((s.arrived, s.dropped), (5, 1));
+        assert_eq!(s.forwarded, vec![3, 1]);
+        assert_eq!(s.queue_max, 3);
+        assert_eq!(s.queue_sum, 1 + 2 + 3 + 2);
+        assert_eq!(s.busy_until, Some(ms(4)));
+    }
+
+    #[test]
+    fn an_idle_link_adds_only_the_service_time() {
+        let t0 = crate::clock::now();
+        let mut b = Bottleneck::new(config(100.0, 10), 1, t0);
+        for k in 0..5u32 {
+            let now = t0 + Duration::from_millis(20) * k;
+            assert_eq!(b.admit(now, 0), Some(Duration::from_millis(10)));
+        }
+        let s = b.stats();
+        assert_eq!(s.dropped, 0);
+        assert_eq!(s.mean_queue(), 0.0);
+        // 5 datagrams over 90 ms of a 100/s link: 5 / 9.
+        let u = s.utilisation(100.0, s.busy_from.unwrap(), s.busy_until.unwrap());
+        assert!((u - 5.0 / 9.0).abs() < 1e-9, "{u}");
+    }
+}
