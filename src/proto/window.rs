@@ -23,7 +23,6 @@ pub struct Window {
     recovery_until: Option<u32>,
     min_seen: u32,
     max_seen: u32,
-    reductions: u64,
 }
 
 impl Window {
@@ -39,7 +38,6 @@ impl Window {
             recovery_until: None,
             min_seen: current,
             max_seen: current,
-            reductions: 0,
         }
     }
 
@@ -61,16 +59,6 @@ impl Window {
     /// Largest window so far.
     pub fn max_seen(&self) -> u32 {
         self.max_seen
-    }
-
-    /// How many times the window was reduced.
-    pub fn reductions(&self) -> u64 {
-        self.reductions
-    }
-
-    /// True while reacting to a loss episode.
-    pub fn in_recovery(&self) -> bool {
-        self.recovery_until.is_some()
     }
 
     /// One value was delivered in order; `next` is the next needed index.
@@ -102,7 +90,6 @@ impl Window {
         self.slow_start = false;
         self.credit = 0;
         self.recovery_until = Some(highest_seen);
-        self.reductions += 1;
         self.set(self.current / 2);
         true
     }

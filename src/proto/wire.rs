@@ -381,16 +381,6 @@ struct ErrorFixed {
 pub const DATA_LEN: usize = PREFIX_LEN + 16 + CRC_LEN;
 
 impl ServerMessage {
-    /// The state this message belongs to (errors count as CLOSED).
-    pub fn state(&self) -> State {
-        match self {
-            Self::Accept { .. } => State::Connecting,
-            Self::Data { .. } => State::Connected,
-            Self::Checksum { .. } => State::Closing,
-            Self::Closed { .. } | Self::Error { .. } => State::Closed,
-        }
-    }
-
     /// The echoed client timestamp.
     pub fn echo(&self) -> u64 {
         match *self {

@@ -138,11 +138,6 @@ impl Client {
         self.config.len == 0
     }
 
-    /// The current state.
-    pub fn state(&self) -> State {
-        self.state
-    }
-
     /// True once `Completed` or `Failed` was emitted.
     pub fn is_finished(&self) -> bool {
         self.finished
