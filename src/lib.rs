@@ -19,14 +19,18 @@
 //!   [`proto::timer`], one concern each.
 //! - [`net`] drives the core with tokio: [`net::server::serve`] runs every
 //!   session on one UDP socket, [`net::client::run`] runs one transfer,
-//!   [`net::loopback::run`] runs a simulation profile over real sockets.
+//!   [`net::socket`] holds the socket helpers both share.
 //! - [`sim`] drives the same core in virtual time over links impaired by
 //!   the `risp-netem` crate: one thread, many endpoints, same seed, same
-//!   trace. [`sim::suite`] runs TOML suites of impairment profiles.
+//!   trace.
+//! - [`suite`] runs TOML suites of impairment profiles over either back-end:
+//!   the simulator, or real loopback sockets ([`suite::real`]). It is the
+//!   one module above both `sim` and `net`, which never import each other.
 //! - [`stats`] records latency histograms (HdrHistogram), saves them as
 //!   `.hgrm`/`.hlog`, reads them back, merges and plots them.
 //! - [`tcp`] is a plain-TCP transfer of the same sequence, for comparison.
-//! - [`cli`] is the `risp-udp` command line; `main.rs` only calls it.
+//! - [`cli`] is the `risp-udp` command line, every subcommand (including
+//!   `hist` and `tcp-*`); `main.rs` only calls it.
 //! - [`clock`] is the one place that reads the clock.
 //!
 //! # Embedding
@@ -49,4 +53,5 @@ pub mod net;
 pub mod proto;
 pub mod sim;
 pub mod stats;
+pub mod suite;
 pub mod tcp;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use risp_netem::{DirectionConfig, ImpairmentConfig};
-use risp_udp::net::loopback;
 use risp_udp::sim::SimConfig;
+use risp_udp::suite::real;
 
 fn lossy(p: f64) -> ImpairmentConfig {
     ImpairmentConfig::symmetric(DirectionConfig {
@@ -18,7 +18,7 @@ fn lossy(p: f64) -> ImpairmentConfig {
 async fn fifty_concurrent_clients_at_ten_percent_loss_all_verify() {
     let mut cfg = SimConfig::new(42, 50, 2_000, lossy(0.1));
     cfg.time_limit = Duration::from_secs(120);
-    let r = loopback::run(&cfg).await.unwrap();
+    let r = real::run(&cfg).await.unwrap();
     for t in &r.transfers {
         assert!(t.verified(), "{:?} delivered {}", t.error, t.delivered);
         assert!(
@@ -45,7 +45,7 @@ async fn rebinding_mid_transfer_over_real_sockets() {
     imp.rebind_at = vec![Duration::from_millis(20), Duration::from_millis(60)];
     let mut cfg = SimConfig::new(3, 1, 20_000, imp);
     cfg.client.max_window = 64;
-    let r = loopback::run(&cfg).await.unwrap();
+    let r = real::run(&cfg).await.unwrap();
     let t = &r.transfers[0];
     assert!(t.verified(), "{:?}", t.error);
     assert!(r.server.migrations >= 1, "{:?}", r.server);

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use risp_udp::cli::sim::{run_sim, SimArgs};
-use risp_udp::sim::suite::{run_suite, Mode, Suite, SuiteError, CSV_HEADERS, STANDARD_SUITE};
+use risp_udp::suite::{run_suite, Mode, Suite, SuiteError, CSV_HEADERS, STANDARD_SUITE};
 
 fn args(suite: Option<&Path>) -> SimArgs {
     SimArgs {
@@ -41,7 +41,7 @@ fn standard_suite_passes_in_virtual_mode() {
     })
     .expect("virtual runs cannot fail");
     let mut table = Vec::new();
-    risp_udp::sim::suite::write_table(&report, &mut table).unwrap();
+    risp_udp::suite::write_table(&report, &mut table).unwrap();
     println!("{}", String::from_utf8_lossy(&table));
     println!("standard suite: {:.2}s", started.elapsed().as_secs_f64());
     assert!(report.all_met, "failed: {:#?}", report.failures());

@@ -9,9 +9,11 @@ pub mod client;
 pub mod demo;
 pub mod exit;
 pub mod health;
+pub mod hist;
 pub mod report;
 pub mod server;
 pub mod sim;
+pub mod tcp;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -111,11 +113,11 @@ pub enum Command {
     /// Run a loss-simulation suite (virtual time by default) and report.
     Sim(sim::SimArgs),
     /// Read, compare, merge and plot saved latency histograms.
-    Hist(crate::stats::HistArgs),
+    Hist(hist::HistArgs),
     /// Plain-TCP comparison server (same sequence, same checksum).
-    TcpServer(crate::tcp::TcpServerArgs),
+    TcpServer(tcp::TcpServerArgs),
     /// Plain-TCP comparison client.
-    TcpClient(crate::tcp::TcpClientArgs),
+    TcpClient(tcp::TcpClientArgs),
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -189,14 +191,14 @@ pub fn main() -> ExitCode {
             }
             Command::Client(a) => client::run(a, g.port).await,
             Command::Demo(a) => demo::run(a).await,
-            Command::TcpServer(a) => match crate::tcp::run_tcp_server(a).await {
+            Command::TcpServer(a) => match tcp::run_tcp_server(a).await {
                 Ok(()) => Exit::Ok,
                 Err(e) => {
                     eprintln!("error: {e}");
                     Exit::Failure
                 }
             },
-            Command::TcpClient(a) => match crate::tcp::run_tcp_client(a).await {
+            Command::TcpClient(a) => match tcp::run_tcp_client(a).await {
                 Ok(_) => Exit::Ok,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -226,10 +228,10 @@ fn run_sim(a: &sim::SimArgs) -> Exit {
     }
 }
 
-fn run_hist(a: &crate::stats::HistArgs) -> Exit {
+fn run_hist(a: &hist::HistArgs) -> Exit {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match crate::stats::run_hist(a, &mut out) {
+    match hist::run_hist(a, &mut out) {
         Ok(()) => {
             let _ = out.flush();
             Exit::Ok

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use risp_netem::{ImpairmentConfig, ImpairmentStats, LossySocket, Side};
 
-use super::server::{is_transient, sleep_until_opt};
+use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::client::{
     Client, ClientConfig, ClientError, ClientEvent, ClientStats, ResumeState,

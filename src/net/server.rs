@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use risp_netem::LossySocket;
-use tokio::time::{sleep_until, Instant as TokioInstant};
 
+use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::server::{Server, ServerConfig, ServerEvent, ServerStats};
 use crate::proto::wire::MAX_DATAGRAM_LEN;
@@ -141,28 +141,6 @@ impl SendErrors {
         tracing::warn!(error = %e, %to, suppressed = self.suppressed, "send failed");
         self.last_log = Some(now);
         self.suppressed = 0;
-    }
-}
-
-/// Errors that concern one datagram or one peer, not the socket.
-pub(crate) fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::PermissionDenied
-    )
-}
-
-/// Sleeps until `at`, or for ever when there is no deadline.
-pub(crate) async fn sleep_until_opt(at: Option<std::time::Instant>) {
-    match at {
-        Some(t) => sleep_until(TokioInstant::from_std(t)).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -12,7 +12,6 @@
 //! the right value.
 
 mod report;
-pub mod suite;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

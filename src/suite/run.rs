@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::error::SuiteError;
-use super::format::{Profile, Suite};
+use super::profile::{Profile, Suite};
 use crate::sim::{SimConfig, SimReport};
 use crate::stats::{duration_to_us, LatencyHistogram, Summary};
 
@@ -17,7 +17,7 @@ pub enum Mode {
     /// byte-identical report.
     Virtual,
     /// Real UDP sockets on loopback through the lossy-socket shim, in wall
-    /// time (see [`crate::net::loopback::run`]).
+    /// time (see [`super::real::run`]).
     Real,
 }
 
@@ -193,7 +193,7 @@ pub fn run_suite(
     for p in &suite.profiles {
         let report = run_profile(p, |cfg: &SimConfig| match &runtime {
             None => Ok(crate::sim::run(cfg)),
-            Some(rt) => rt.block_on(crate::net::loopback::run(cfg)),
+            Some(rt) => rt.block_on(super::real::run(cfg)),
         })?;
         progress(&report);
         profiles.push(report);

@@ -1,4 +1,5 @@
-//! Runs a simulation's transfers over real loopback sockets instead of the
+//! The real-socket back-end of the suites: runs a simulation's transfers
+//! over real loopback sockets instead of the
 //! virtual network: one in-process server on 127.0.0.1, N clients, each
 //! client socket wrapped in the lossy-socket shim with the profile's
 //! impairments (both directions are applied at the client's socket, so each
@@ -11,8 +12,8 @@ use risp_netem::LossySocket;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::client::{self, ClientOptions};
-use super::server::{self, ServerSummary};
+use crate::net::client::{self, ClientOptions};
+use crate::net::server::{self, ServerSummary};
 use crate::sim::{SimConfig, SimReport, TransferReport};
 
 /// Runs `config` over real UDP sockets on 127.0.0.1 and reports in the same
@@ -20,7 +21,7 @@ use crate::sim::{SimConfig, SimReport, TransferReport};
 /// (real runs are not reproducible to the datagram).
 pub async fn run(config: &SimConfig) -> io::Result<SimReport> {
     let started = crate::clock::now();
-    let socket = super::socket::bind(([127, 0, 0, 1], 0).into()).await?;
+    let socket = crate::net::socket::bind(([127, 0, 0, 1], 0).into()).await?;
     let server_addr = socket.local_addr()?;
     let mut server_config = config.server.clone();
     server_config.seed = config.seed ^ 0x5eed;
