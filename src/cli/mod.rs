@@ -10,6 +10,7 @@ pub mod demo;
 pub mod exit;
 pub mod health;
 pub mod hist;
+pub mod netem_args;
 pub mod report;
 pub mod server;
 pub mod sim;
@@ -112,6 +113,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run a loss-simulation suite (virtual time by default) and report.
     Sim(sim::SimArgs),
+    /// Print the netns-impair.sh flags that apply a suite profile's link.
+    NetemArgs(netem_args::NetemArgsArgs),
     /// Read, compare, merge and plot saved latency histograms.
     Hist(hist::HistArgs),
     /// Plain-TCP comparison server (same sequence, same checksum).
@@ -166,6 +169,7 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Command::Sim(a) => return run_sim(a).code(),
         Command::Hist(a) => return run_hist(a).code(),
+        Command::NetemArgs(a) => return run_netem_args(a).code(),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "risp-udp", &mut std::io::stdout());
@@ -205,7 +209,10 @@ pub fn main() -> ExitCode {
                     Exit::Failure
                 }
             },
-            Command::Sim(_) | Command::Hist(_) | Command::Completion { .. } => {
+            Command::Sim(_)
+            | Command::Hist(_)
+            | Command::NetemArgs(_)
+            | Command::Completion { .. } => {
                 unreachable!("run without a runtime above")
             }
         }
@@ -221,6 +228,21 @@ fn run_sim(a: &sim::SimArgs) -> Exit {
     match r {
         Ok(true) => Exit::Ok,
         Ok(false) => Exit::ExpectationFailed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+fn run_netem_args(a: &netem_args::NetemArgsArgs) -> Exit {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match netem_args::run_netem_args(a, &mut out) {
+        Ok(()) => {
+            let _ = out.flush();
+            Exit::Ok
+        }
         Err(e) => {
             eprintln!("error: {e}");
             Exit::Failure

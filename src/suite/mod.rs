@@ -82,6 +82,7 @@ mod plot;
 mod profile;
 pub mod real;
 mod run;
+mod script;
 
 pub use error::{line_column, SuiteError};
 pub use output::{table_row, write_csv, write_markdown, write_table, CSV_HEADERS, TABLE_HEADERS};

@@ -10,7 +10,7 @@ use risp_netem::ImpairmentConfig;
 
 use super::error::{line_column, SuiteError};
 use super::parse::{Problem, SuiteDef};
-use crate::sim::SimConfig;
+use crate::transfer::RunConfig;
 /// Most concurrent clients a profile may ask for.
 pub const MAX_CLIENTS: usize = 10_000;
 /// Most seeds a profile may ask for.
@@ -83,9 +83,10 @@ impl Expectations {
 }
 
 impl Profile {
-    /// The simulation of one seed of this profile (latencies recorded).
-    pub fn sim_config(&self, seed: u64) -> SimConfig {
-        let mut c = SimConfig::new(seed, self.clients, self.len, self.impairment.clone());
+    /// The run of one seed of this profile (latencies recorded), for either
+    /// back-end.
+    pub fn run_config(&self, seed: u64) -> RunConfig {
+        let mut c = RunConfig::new(seed, self.clients, self.len, self.impairment.clone());
         c.client.sack = self.sack;
         if let Some(w) = self.max_window {
             c.client.max_window = w;
