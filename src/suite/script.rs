@@ -97,3 +97,46 @@ fn whole_ms(d: Duration) -> Option<u128> {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Suite, STANDARD_SUITE};
+
+    fn flags(name: &str) -> Result<Vec<String>, Vec<String>> {
+        let suite = Suite::parse(STANDARD_SUITE, Path::new("builtin")).unwrap();
+        let p = suite.profiles.iter().find(|p| p.name == name).unwrap();
+        p.script_flags()
+    }
+
+    #[test]
+    fn standard_profiles_translate_or_say_why_not() {
+        assert_eq!(flags("clean"), Ok(vec!["--delay-ms".into(), "1".into()]));
+        assert_eq!(
+            flags("loss-10"),
+            Ok(["--loss", "0.1", "--delay-ms", "1"]
+                .map(String::from)
+                .to_vec())
+        );
+        // Model: 50 ms + uniform [0, 10] ms; netem: 55 ms ± 5 ms.
+        assert_eq!(
+            flags("delay-50-jitter"),
+            Ok(["--delay-ms", "55", "--jitter-ms", "5"]
+                .map(String::from)
+                .to_vec())
+        );
+        for (name, why) in [
+            ("burst-5x4", "burst"),
+            ("reorder", "reorder"),
+            ("blackhole-5s", "blackhole"),
+            ("rebind", "rebind_at_ms"),
+        ] {
+            let reasons = flags(name).expect_err(name);
+            assert!(
+                reasons.iter().any(|r| r.starts_with(why)),
+                "{name}: {reasons:?}"
+            );
+        }
+    }
+}
