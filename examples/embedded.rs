@@ -45,7 +45,7 @@ async fn main() -> std::io::Result<()> {
     println!(
         "{len} values at {:.0}% loss: {:?} in {:?}; sum {sum}, server checksum {:?}",
         loss * 100.0,
-        outcome.result,
+        outcome.result(),
         outcome.elapsed,
         outcome.checksum
     );

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use risp_netem::{DirectionConfig, ImpairmentConfig};
-use risp_udp::sim::{run, SimConfig};
+use risp_udp::sim::run;
+use risp_udp::transfer::RunConfig;
 
 fn main() {
     let seed: u64 = std::env::args()
@@ -25,7 +26,7 @@ fn main() {
                 delay: Duration::from_millis(1),
                 ..DirectionConfig::default()
             };
-            let mut cfg = SimConfig::new(seed, 1, len, ImpairmentConfig::symmetric(dir));
+            let mut cfg = RunConfig::new(seed, 1, len, ImpairmentConfig::symmetric(dir));
             cfg.client.sack = sack;
             let r = run(&cfg);
             let t = &r.transfers[0];

@@ -19,25 +19,34 @@
 //!   [`proto::timer`], one concern each.
 //! - [`net`] drives the core with tokio: [`net::server::serve`] runs every
 //!   session on one UDP socket, [`net::client::run`] runs one transfer,
-//!   [`net::loopback::run`] runs a simulation profile over real sockets.
+//!   [`net::socket`] holds the socket helpers both share.
 //! - [`sim`] drives the same core in virtual time over links impaired by
 //!   the `risp-netem` crate: one thread, many endpoints, same seed, same
-//!   trace. [`sim::suite`] runs TOML suites of impairment profiles.
+//!   trace.
+//! - [`suite`] runs TOML suites of impairment profiles over either back-end:
+//!   the simulator, or real loopback sockets ([`suite::real`]). It is the
+//!   one module above both `sim` and `net`, which never import each other.
+//! - [`transfer`] is one transfer, whoever drives it: [`transfer::RunConfig`]
+//!   (what to run), [`transfer::TransferRecorder`] (client events in) and
+//!   [`transfer::TransferReport`] / [`transfer::RunReport`] (figures out),
+//!   shared by the simulator, the tokio client and the suites.
 //! - [`stats`] records latency histograms (HdrHistogram), saves them as
 //!   `.hgrm`/`.hlog`, reads them back, merges and plots them.
 //! - [`tcp`] is a plain-TCP transfer of the same sequence, for comparison.
-//! - [`cli`] is the `risp-udp` command line; `main.rs` only calls it.
+//! - [`cli`] is the `risp-udp` command line, every subcommand (including
+//!   `hist` and `tcp-*`); `main.rs` only calls it.
 //! - [`clock`] is the one place that reads the clock.
 //!
 //! # Embedding
 //!
 //! ```
 //! use risp_netem::{DirectionConfig, ImpairmentConfig};
-//! use risp_udp::sim::{run, SimConfig};
+//! use risp_udp::sim::run;
+//! use risp_udp::transfer::RunConfig;
 //!
 //! // Ten clients, 1,000 values each, 10% loss both ways, in virtual time.
 //! let lossy = ImpairmentConfig::symmetric(DirectionConfig::with_loss(0.1));
-//! let report = run(&SimConfig::new(7, 10, 1_000, lossy));
+//! let report = run(&RunConfig::new(7, 10, 1_000, lossy));
 //! assert!(report.all_verified());
 //! ```
 
@@ -49,4 +58,6 @@ pub mod net;
 pub mod proto;
 pub mod sim;
 pub mod stats;
+pub mod suite;
 pub mod tcp;
+pub mod transfer;

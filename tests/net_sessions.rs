@@ -11,11 +11,12 @@ use rand::{Rng, SeedableRng};
 use risp_netem::LossySocket;
 use risp_udp::cli::exit::Exit;
 use risp_udp::clock;
-use risp_udp::net::client::{self, ClientOptions, ClientOutcome};
+use risp_udp::net::client::{self, ClientOptions};
 use risp_udp::net::server::{self, ServerSummary, SharedSummary};
 use risp_udp::proto::client::{ClientConfig, ClientError};
 use risp_udp::proto::server::{Reject, ServerConfig};
 use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, CRC_LEN, MAX_DATAGRAM_LEN};
+use risp_udp::transfer::TransferReport;
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -71,7 +72,7 @@ impl Drop for TestServer {
 }
 
 /// Runs one client, collecting `(index, value)` of everything delivered.
-async fn transfer(opts: ClientOptions) -> (ClientOutcome, Vec<(u32, u32)>) {
+async fn transfer(opts: ClientOptions) -> (TransferReport, Vec<(u32, u32)>) {
     let mut got = Vec::new();
     let outcome = tokio::time::timeout(
         Duration::from_secs(30),
@@ -97,7 +98,7 @@ async fn a_second_client_resumes_the_session_by_uuid_and_verifies() {
     let mut a = ClientOptions::new(server.addr, ClientConfig::new(uuid, LEN));
     a.stop_after = Some(STOP);
     let (a_out, a_vals) = transfer(a).await;
-    assert_eq!(a_out.result, Ok(()));
+    assert_eq!(a_out.result(), Ok(()));
     assert_eq!(a_out.checksum, None, "A stopped before the end");
     assert!(
         a_out.delivered >= STOP && a_out.delivered < LEN,
@@ -115,7 +116,7 @@ async fn a_second_client_resumes_the_session_by_uuid_and_verifies() {
     let mut b = ClientOptions::new(server.addr, ClientConfig::new(uuid, LEN));
     b.resume = Some(state.clone());
     let (b_out, b_vals) = transfer(b).await;
-    assert_eq!(b_out.result, Ok(()), "B: {:?}", b_out.result);
+    assert_eq!(b_out.result(), Ok(()), "B: {:?}", b_out.result());
     let checksum = b_out.checksum.expect("B verified the whole sequence");
     assert_eq!(b_out.delivered + a_out.delivered, LEN);
     assert!(b_out.delivered <= LEN - STOP);
@@ -155,7 +156,7 @@ async fn a_stalled_session_past_its_lifetime_fails_expired_with_exit_5() {
     let mut a = ClientOptions::new(server.addr, ClientConfig::new(uuid, 10_000));
     a.stop_after = Some(1_000);
     let (a_out, _) = transfer(a).await;
-    assert_eq!(a_out.result, Ok(()));
+    assert_eq!(a_out.result(), Ok(()));
     let state = a_out.resume.expect("resume state");
     let stalled_at = clock::now();
     assert_eq!(server.summary().stats.sessions_expired, 0);
@@ -168,13 +169,13 @@ async fn a_stalled_session_past_its_lifetime_fails_expired_with_exit_5() {
     b.resume = Some(state);
     let (b_out, b_vals) = transfer(b).await;
     assert!(clock::now().saturating_duration_since(stalled_at) >= LIFETIME * 2);
-    assert_eq!(b_out.result, Err(ClientError::SessionExpired));
+    assert_eq!(b_out.result(), Err(ClientError::SessionExpired));
     assert!(
         b_vals.is_empty(),
         "nothing delivered from an expired session"
     );
     assert_eq!(b_out.checksum, None);
-    let err = b_out.result.unwrap_err();
+    let err = b_out.result().unwrap_err();
     assert_eq!(Exit::for_error(&err), Exit::SessionExpired);
     assert_eq!(Exit::for_error(&err) as u8, 5);
 
@@ -287,15 +288,15 @@ async fn datagrams_sprayed_at_the_server_during_a_transfer_do_not_disturb_it() {
     .await
     .expect("transfer finished within 40 s")
     .expect("client socket");
-    assert_eq!(outcome.result, Ok(()), "{:?}", outcome.result);
+    assert_eq!(outcome.result(), Ok(()), "{:?}", outcome.result());
     assert_eq!(outcome.delivered, LEN);
     assert_eq!(values, u64::from(LEN));
     assert_eq!(outcome.checksum, Some(sum));
     assert_eq!(
-        outcome.stats.corrupt, 0,
+        outcome.client.corrupt, 0,
         "the spray never reached the client"
     );
-    assert_eq!(outcome.stats.invalid, 0);
+    assert_eq!(outcome.client.invalid, 0);
     assert_eq!(sent, SPRAY, "every spray datagram was sent");
 
     let s = server.stop().await.stats;
@@ -391,7 +392,7 @@ async fn a_datagram_from_source_port_zero_does_not_stop_the_server() {
         ClientConfig::new(Uuid::new_v4(), 1000),
     ))
     .await;
-    assert_eq!(out.result, Ok(()), "{:?}", out.result);
+    assert_eq!(out.result(), Ok(()), "{:?}", out.result());
     assert_eq!(got.len(), 1000);
     let summary = server.stop().await;
     assert_eq!(summary.stats.rejected(Reject::UnusableSource), 1);

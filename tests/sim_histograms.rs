@@ -3,21 +3,22 @@
 use std::time::Duration;
 
 use risp_netem::{DirectionConfig, ImpairmentConfig};
-use risp_udp::sim::{run, SimConfig, SimReport};
+use risp_udp::sim::run;
 use risp_udp::stats::LatencyHistogram;
+use risp_udp::transfer::{RunConfig, RunReport};
 
-fn run_at(loss: f64) -> SimReport {
+fn run_at(loss: f64) -> RunReport {
     let dir = DirectionConfig {
         loss,
         delay: Duration::from_millis(5),
         ..DirectionConfig::default()
     };
-    let mut cfg = SimConfig::new(2024, 4, 5_000, ImpairmentConfig::symmetric(dir));
+    let mut cfg = RunConfig::new(2024, 4, 5_000, ImpairmentConfig::symmetric(dir));
     cfg.record_latencies = true;
     run(&cfg)
 }
 
-fn delivery(r: &SimReport) -> LatencyHistogram {
+fn delivery(r: &RunReport) -> LatencyHistogram {
     let mut h = LatencyHistogram::new();
     for t in &r.transfers {
         assert!(t.verified(), "{:?}", t.error);

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use risp_netem::{Blackhole, DirectionConfig, ImpairmentConfig};
 use risp_udp::proto::client::ClientError;
-use risp_udp::sim::{run, SimConfig, SimReport};
+use risp_udp::sim::run;
+use risp_udp::transfer::{RunConfig, RunReport};
 
 fn link(loss: f64) -> DirectionConfig {
     DirectionConfig {
@@ -17,7 +18,7 @@ fn link(loss: f64) -> DirectionConfig {
     }
 }
 
-fn assert_all_verified(r: &SimReport, what: &str) {
+fn assert_all_verified(r: &RunReport, what: &str) {
     for t in &r.transfers {
         assert!(
             t.verified(),
@@ -52,7 +53,7 @@ fn loss_matrix_with_reorder_duplicate_and_corruption_always_verifies() {
         let mut corrupt_seen = 0;
         let mut dup_seen = 0;
         for seed in 0..200 {
-            let cfg = SimConfig::new(seed, 1, len, ImpairmentConfig::symmetric(dir.clone()));
+            let cfg = RunConfig::new(seed, 1, len, ImpairmentConfig::symmetric(dir.clone()));
             let r = run(&cfg);
             assert_all_verified(&r, &format!("loss {loss}"));
             let t = &r.transfers[0];
@@ -75,7 +76,7 @@ fn selective_acks_resend_only_what_was_lost() {
     let len = 10_000u32;
     let p = 0.1;
     let bound = 1.2 * f64::from(len) / (1.0 - p);
-    let mut cfg = SimConfig::new(7, 1, len, ImpairmentConfig::symmetric(link(p)));
+    let mut cfg = RunConfig::new(7, 1, len, ImpairmentConfig::symmetric(link(p)));
     let sack = run(&cfg);
     assert_all_verified(&sack, "sack");
     let sent_sack = sack.transfers[0].datagrams_to_client as f64;
@@ -105,13 +106,14 @@ fn five_second_blackhole_is_survived() {
         start: Duration::from_millis(200),
         duration: Duration::from_secs(5),
     });
-    let mut cfg = SimConfig::new(3, 4, 20_000, imp);
+    let mut cfg = RunConfig::new(3, 4, 20_000, imp);
     cfg.client.max_window = 64;
     let r = run(&cfg);
     assert_all_verified(&r, "blackhole 5s");
     let total: u64 = r
-        .links
+        .transfers
         .iter()
+        .map(|t| &t.link)
         .map(|l| l.to_client.blackholed + l.to_server.blackholed)
         .sum();
     assert!(total > 0, "the blackhole must have swallowed something");
@@ -130,7 +132,7 @@ fn blackhole_longer_than_lifetime_expires_the_session() {
         start: Duration::from_millis(50),
         duration: Duration::from_secs(12),
     });
-    let mut cfg = SimConfig::new(5, 1, 50_000, imp);
+    let mut cfg = RunConfig::new(5, 1, 50_000, imp);
     cfg.client.max_window = 32;
     cfg.server.session_lifetime = Duration::from_secs(5);
     let r = run(&cfg);
@@ -149,7 +151,7 @@ fn address_rebinding_is_followed() {
     for seed in 0..20 {
         let mut imp = ImpairmentConfig::symmetric(link(0.05));
         imp.rebind_at = vec![Duration::from_millis(30), Duration::from_millis(90)];
-        let cfg = SimConfig::new(seed, 1, 5_000, imp);
+        let cfg = RunConfig::new(seed, 1, 5_000, imp);
         let r = run(&cfg);
         assert_all_verified(&r, "rebinding");
         assert_eq!(r.transfers[0].rebinds, 2);
@@ -160,7 +162,7 @@ fn address_rebinding_is_followed() {
 /// The client drops its socket every 50 ms and resumes from a new port.
 #[test]
 fn killswitch_reconnects_resume_by_uuid() {
-    let mut cfg = SimConfig::new(11, 3, 20_000, ImpairmentConfig::symmetric(link(0.05)));
+    let mut cfg = RunConfig::new(11, 3, 20_000, ImpairmentConfig::symmetric(link(0.05)));
     cfg.killswitch = Some(Duration::from_millis(50));
     let r = run(&cfg);
     assert_all_verified(&r, "killswitch");
@@ -173,7 +175,7 @@ fn killswitch_reconnects_resume_by_uuid() {
 /// 100 concurrent clients at 10% loss through one server.
 #[test]
 fn hundred_concurrent_clients_at_ten_percent_loss() {
-    let mut cfg = SimConfig::new(99, 100, 2_000, ImpairmentConfig::symmetric(link(0.1)));
+    let mut cfg = RunConfig::new(99, 100, 2_000, ImpairmentConfig::symmetric(link(0.1)));
     cfg.stagger = Duration::from_micros(200);
     let r = run(&cfg);
     assert_all_verified(&r, "100 clients");
@@ -194,7 +196,7 @@ fn same_seed_gives_identical_trace() {
         jitter: Duration::from_millis(1),
         ..DirectionConfig::default()
     };
-    let cfg = SimConfig::new(1234, 5, 3_000, ImpairmentConfig::symmetric(dir));
+    let cfg = RunConfig::new(1234, 5, 3_000, ImpairmentConfig::symmetric(dir));
     let a = run(&cfg);
     let b = run(&cfg);
     assert_eq!(a.trace_hash, b.trace_hash);
@@ -215,14 +217,14 @@ fn same_seed_gives_identical_trace() {
 /// limit is refused with a typed error.
 #[test]
 fn zero_length_and_over_limit() {
-    let r = run(&SimConfig::new(
+    let r = run(&RunConfig::new(
         1,
         3,
         0,
         ImpairmentConfig::symmetric(link(0.1)),
     ));
     assert_all_verified(&r, "len 0");
-    let mut cfg = SimConfig::new(1, 1, 1_000, ImpairmentConfig::default());
+    let mut cfg = RunConfig::new(1, 1, 1_000, ImpairmentConfig::default());
     cfg.server.max_len = 999;
     let r = run(&cfg);
     assert_eq!(
@@ -237,7 +239,7 @@ fn zero_length_and_over_limit() {
 /// existing ones carry on.
 #[test]
 fn session_limit_refuses_new_sessions_only() {
-    let mut cfg = SimConfig::new(8, 5, 3_000, ImpairmentConfig::symmetric(link(0.0)));
+    let mut cfg = RunConfig::new(8, 5, 3_000, ImpairmentConfig::symmetric(link(0.0)));
     cfg.server.max_sessions = 3;
     let r = run(&cfg);
     let busy = r

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use risp_udp::cli::sim::{run_sim, SimArgs};
-use risp_udp::sim::suite::{run_suite, Mode, Suite, SuiteError, CSV_HEADERS, STANDARD_SUITE};
+use risp_udp::suite::{run_suite, Mode, Suite, SuiteError, CSV_HEADERS, STANDARD_SUITE};
 
 fn args(suite: Option<&Path>) -> SimArgs {
     SimArgs {
@@ -41,7 +41,7 @@ fn standard_suite_passes_in_virtual_mode() {
     })
     .expect("virtual runs cannot fail");
     let mut table = Vec::new();
-    risp_udp::sim::suite::write_table(&report, &mut table).unwrap();
+    risp_udp::suite::write_table(&report, &mut table).unwrap();
     println!("{}", String::from_utf8_lossy(&table));
     println!("standard suite: {:.2}s", started.elapsed().as_secs_f64());
     assert!(report.all_met, "failed: {:#?}", report.failures());
@@ -290,4 +290,48 @@ fn smoke_suite_parses_and_passes_virtually() {
     assert_eq!(suite.profiles.len(), 3);
     let (met, table) = output(&args(Some(&path)));
     assert!(met, "{table}");
+}
+
+/// Pinned figures of the standard suite in virtual mode: trace hashes and
+/// datagram counts of three profiles (loss, NAT rebinding, killswitch) as
+/// they were before the suites moved above the simulator and the drivers.
+/// A change here means the simulator no longer runs the same transfers; if
+/// that is intended, say so in the CHANGELOG and update the numbers.
+#[test]
+fn standard_suite_figures_are_pinned() {
+    let mut suite = Suite::parse(STANDARD_SUITE, Path::new("builtin")).expect("parses");
+    let names = ["loss-10", "rebind", "killswitch-50"].map(String::from);
+    suite.select(&names).expect("the profiles exist");
+    let report = run_suite(&suite, Mode::Virtual, |_| {}).expect("virtual runs cannot fail");
+    let pinned = [
+        (
+            "loss-10",
+            16692,
+            1680,
+            ["5382914d0cbe2d03", "9d8bd3ae4fd7b3d2"],
+        ),
+        (
+            "rebind",
+            15788,
+            776,
+            ["64a9cf07feb88e01", "78ab7ef8e6c0d730"],
+        ),
+        (
+            "killswitch-50",
+            16074,
+            916,
+            ["c2a6c054b9e0b892", "e661f49fa86504ce"],
+        ),
+    ];
+    assert_eq!(report.profiles.len(), pinned.len());
+    for (p, (name, to_client, retransmits, hashes)) in report.profiles.iter().zip(pinned) {
+        assert_eq!(p.name, name);
+        assert_eq!(p.datagrams_to_client, to_client, "{name}");
+        assert_eq!(p.retransmits, retransmits, "{name}");
+        let got: Vec<&str> = p.runs_detail[..2]
+            .iter()
+            .map(|r| r.trace_hash.as_str())
+            .collect();
+        assert_eq!(got, hashes, "{name}");
+    }
 }

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use plotters::style::{Color, Palette, Palette99};
+use risp_udp::cli::hist::{run_hist, HistArgs, ROW_LABELS};
 use risp_udp::stats::{
-    format_duration_us, load, parse_duration_us, plot_percentiles, run_hist, write_hgrm,
-    write_hlog, HistArgs, LatencyHistogram, StatsError, Summary, ROW_LABELS,
+    format_duration_us, load, parse_duration_us, plot_percentiles, write_hgrm, write_hlog,
+    LatencyHistogram, StatsError, Summary,
 };
 
 fn samples_hist(scale: u64, n: u64) -> LatencyHistogram {

@@ -31,6 +31,16 @@ no_args() {
     esac
 }
 
+# risp_udp_bin: the risp-udp binary ($RISP_UDP_BIN, default the release
+# build in this repository), or die.
+risp_udp_bin() {
+    local repo_root bin
+    repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+    bin="${RISP_UDP_BIN:-$repo_root/target/release/risp-udp}"
+    [[ -x "$bin" ]] || die "no executable at $bin (build with 'cargo build --release' or set RISP_UDP_BIN)"
+    echo "$bin"
+}
+
 require_root() {
     [[ "$(id -u)" -eq 0 ]] || die "must run as root (network namespaces need CAP_SYS_ADMIN)"
 }

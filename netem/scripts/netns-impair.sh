@@ -3,13 +3,15 @@
 # netns-setup.sh, in both directions (each namespace's end gets the same
 # settings). Re-running replaces the previous profile; no flags clears it.
 #
-# Usage: netns-impair.sh [--loss P] [--delay-ms N] [--jitter-ms N]
+# Usage: netns-impair.sh [--suite FILE --profile NAME]
+#                        [--loss P] [--delay-ms N] [--jitter-ms N]
 #                        [--reorder P] [--duplicate P] [--corrupt P]
-#                        [--rate RATE] [--burst SIZE] [--strict]
+#                        [--rate RATE] [--rate-burst SIZE] [--strict]
 #   P is a fraction between 0 and 1 (0.1 = 10 %); RATE and SIZE use tc's
-#   units (10mbit, 32kb). --strict exits with status 2 when any requested
-#   impairment could not be applied.
-#   env: RISP_NS_PREFIX (default "risp")
+#   units (10mbit, 32kb; SIZE is tbf's bucket). --suite/--profile applies a
+#   suite profile, translated by `risp-udp netem-args`. --strict exits with
+#   status 2 when any requested impairment could not be applied.
+#   env: RISP_NS_PREFIX (default "risp"), RISP_UDP_BIN (for --suite)
 #
 # With sch_netem: a root netem qdisc on each end (tbf beneath it for --rate).
 # Without it: loss through nftables "numgen random" drop rules for udp and
@@ -19,10 +21,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 loss=0 delay_ms=0 jitter_ms=0 reorder=0 duplicate=0 corrupt=0
-rate="" burst="32kb" strict=0
+rate="" rate_burst="32kb" strict=0 suite="" profile=""
 
 # is_fraction VALUE: a decimal between 0 and 1.
 is_fraction() {
@@ -35,12 +37,32 @@ percent() { awk -v v="$1" 'BEGIN { printf "%g", v * 100 }'; }
 # per_mille FRACTION: rounded, for nftables "numgen random mod 1000".
 per_mille() { awk -v v="$1" 'BEGIN { printf "%d", v * 1000 + 0.5 }'; }
 
+# A suite profile first: its flags go in front of the command line's, so
+# flags given by hand still override it.
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[i]}" in
+        --suite) suite="${args[i + 1]:-}" ;;
+        --profile) profile="${args[i + 1]:-}" ;;
+    esac
+done
+if [[ -n "$suite" || -n "$profile" ]]; then
+    [[ -n "$suite" && -n "$profile" ]] || die "--suite and --profile go together"
+    bin="$(risp_udp_bin)"
+    profile_flags="$("$bin" netem-args --suite "$suite" --profile "$profile")" ||
+        die "profile '$profile' of $suite cannot be applied (see above)"
+    # shellcheck disable=SC2206 # the flags are words without spaces
+    set -- $profile_flags "$@"
+fi
+
 while [[ $# -gt 0 ]]; do
     flag="$1"
     case "$flag" in
         -h|--help) usage; exit 0 ;;
         --strict) strict=1; shift; continue ;;
-        --loss|--reorder|--duplicate|--corrupt|--delay-ms|--jitter-ms|--rate|--burst) ;;
+        --suite|--profile) shift 2; continue ;;
+        --burst) die "--burst is now --rate-burst (tbf's bucket); --burst means the mean loss-burst length elsewhere" ;;
+        --loss|--reorder|--duplicate|--corrupt|--delay-ms|--jitter-ms|--rate|--rate-burst) ;;
         *) die "unknown flag '$flag' (try --help)" ;;
     esac
     [[ $# -ge 2 ]] || die "$flag needs a value"
@@ -53,7 +75,7 @@ while [[ $# -gt 0 ]]; do
         --delay-ms|--jitter-ms)
             is_uint "$value" || die "$flag wants whole milliseconds, got '$value'"
             ;;
-        --rate|--burst)
+        --rate|--rate-burst)
             [[ "$value" =~ ^[0-9]+(\.[0-9]+)?[A-Za-z]*$ ]] || die "$flag wants a tc size or rate such as 10mbit, got '$value'"
             ;;
     esac
@@ -65,7 +87,7 @@ while [[ $# -gt 0 ]]; do
         --delay-ms) delay_ms="$value" ;;
         --jitter-ms) jitter_ms="$value" ;;
         --rate) rate="$value" ;;
-        --burst) burst="$value" ;;
+        --rate-burst) rate_burst="$value" ;;
     esac
 done
 
@@ -104,7 +126,7 @@ clear_profile() {
     done
 }
 
-tbf_args() { echo tbf rate "$rate" burst "$burst" latency 200ms; }
+tbf_args() { echo tbf rate "$rate" burst "$rate_burst" latency 200ms; }
 
 applied=()
 not_applied=()
@@ -131,7 +153,7 @@ if [[ -n "$rate" ]]; then
             tc -n "$ns" qdisc add dev "$VETH" root handle 10: $(tbf_args)
         fi
     done
-    applied+=("rate $rate (tbf, burst $burst, both directions)")
+    applied+=("rate $rate (tbf, bucket $rate_burst, both directions)")
 fi
 
 if [[ $use_netem -eq 0 ]]; then

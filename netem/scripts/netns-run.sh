@@ -17,7 +17,6 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=SCRIPTDIR/common.sh
 source "$here/common.sh"
-repo_root="$(cd "$here/../.." && pwd)"
 
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -44,8 +43,7 @@ if [[ -z "$port" ]]; then
     if [[ $tcp -eq 1 ]]; then port=9081; else port=8081; fi
 fi
 
-bin="${RISP_UDP_BIN:-$repo_root/target/release/risp-udp}"
-[[ -x "$bin" ]] || die "no executable at $bin (build with 'cargo build --release' or set RISP_UDP_BIN)"
+bin="$(risp_udp_bin)"
 run_timeout="${RISP_RUN_TIMEOUT:-120}"
 require_root
 need_cmd ip iproute2

@@ -16,10 +16,17 @@
 //!
 //! Copies with zero delay take the direct path, and
 //! [`LossySocket::passthrough`] skips the model entirely. Model time is the
-//! tokio clock since the socket was created, so `tokio::time::pause()` makes
+//! tokio clock since the link was created, so `tokio::time::pause()` makes
 //! delays virtual. Blackholes apply here too; scheduled rebinds
 //! ([`Impairment::take_rebinds`]) do not, because changing the client's
 //! address means re-binding the socket, which is the driver's job.
+//!
+//! One link may outlive its sockets: a driver that opens a new socket (a
+//! killswitch, a rebind) puts it on the same [`ImpairedLink`] with
+//! [`LossySocket::on_link`], so the model's random stream, burst state and
+//! blackhole schedule carry on as they do in the simulator, which keeps one
+//! model per client link. Delayed copies still queued in the old socket go
+//! with it, as datagrams sent to an address nobody holds any more.
 //!
 //! Locks are held only for short, synchronous sections, never across an
 //! `.await`.
@@ -91,15 +98,43 @@ struct Outbound {
     wake: Notify,
 }
 
+/// One link's impairment model and its time origin, shared by every
+/// [`LossySocket`] put on it (clones share the same model).
+#[derive(Debug, Clone)]
+pub struct ImpairedLink {
+    /// Time zero of the model (blackhole offsets are measured from it).
+    start: Instant,
+    /// The model; locked briefly for each decision.
+    model: Arc<Mutex<Impairment>>,
+}
+
+impl ImpairedLink {
+    /// A link impaired according to `config` and `seed`, starting now (on
+    /// the tokio clock). Fails with `InvalidInput` for a config that fails
+    /// [`ImpairmentConfig::validate`].
+    pub fn new(config: ImpairmentConfig, seed: u64) -> io::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Self {
+            start: Instant::now(),
+            model: Arc::new(Mutex::new(Impairment::new(config, seed))),
+        })
+    }
+
+    /// The model's counters, over every socket the link has had.
+    pub fn stats(&self) -> ImpairmentStats {
+        lock(&self.model).stats()
+    }
+}
+
 /// Everything the impaired path needs beyond the socket.
 #[derive(Debug)]
 struct Impaired {
     /// Which directions apply to sending and receiving.
     side: Side,
-    /// Time zero of the model (blackhole offsets are measured from it).
-    start: Instant,
-    /// The model; locked briefly for each decision.
-    model: Mutex<Impairment>,
+    /// The model and its time origin, possibly shared with earlier sockets.
+    link: ImpairedLink,
     /// Delayed outbound copies, drained by `sender`.
     outbound: Arc<Outbound>,
     /// Delayed inbound copies, drained by `recv_from`.
@@ -121,13 +156,13 @@ impl Drop for Impaired {
 impl Impaired {
     /// Asks the model about one datagram.
     fn decide(&self, dir: Direction, now: Instant, len: usize) -> Verdict {
-        let elapsed = now.saturating_duration_since(self.start);
-        lock(&self.model).decide(dir, elapsed, len)
+        let elapsed = now.saturating_duration_since(self.link.start);
+        lock(&self.link.model).decide(dir, elapsed, len)
     }
 
     /// Tells the model a verdict was abandoned because a queue was full.
     fn record_overflow(&self, dir: Direction, verdict: &Verdict) {
-        lock(&self.model).record_overflow(dir, verdict);
+        lock(&self.link.model).record_overflow(dir, verdict);
     }
 }
 
@@ -158,9 +193,26 @@ impl LossySocket {
         seed: u64,
         capacity: usize,
     ) -> io::Result<Self> {
-        config
-            .validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let link = ImpairedLink::new(config, seed)?;
+        Self::on_link_with_queue_capacity(socket, side, &link, capacity)
+    }
+
+    /// Wraps `socket` on an existing `link`: the model, its random stream
+    /// and its clock carry on from the link's earlier sockets. Each delay
+    /// queue holds at most [`DEFAULT_QUEUE_CAPACITY`] datagrams. Must be
+    /// called inside a tokio runtime.
+    pub fn on_link(socket: UdpSocket, side: Side, link: &ImpairedLink) -> io::Result<Self> {
+        Self::on_link_with_queue_capacity(socket, side, link, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// Like [`on_link`](Self::on_link), with each delay queue bounded to
+    /// `capacity` datagrams.
+    pub fn on_link_with_queue_capacity(
+        socket: UdpSocket,
+        side: Side,
+        link: &ImpairedLink,
+        capacity: usize,
+    ) -> io::Result<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let socket = Arc::new(socket);
         let outbound = Arc::new(Outbound {
@@ -172,8 +224,7 @@ impl LossySocket {
             socket,
             impaired: Some(Impaired {
                 side,
-                start: Instant::now(),
-                model: Mutex::new(Impairment::new(config, seed)),
+                link: link.clone(),
                 outbound,
                 inbound: Mutex::new(DueQueue::new(capacity)),
                 inbound_changed: Notify::new(),
@@ -320,10 +371,11 @@ impl LossySocket {
         self.socket.local_addr()
     }
 
-    /// The model's counters; all zero for a passthrough socket.
+    /// The model's counters (over every socket on its [`ImpairedLink`]);
+    /// all zero for a passthrough socket.
     pub fn stats(&self) -> ImpairmentStats {
         match &self.impaired {
-            Some(imp) => lock(&imp.model).stats(),
+            Some(imp) => imp.link.stats(),
             None => ImpairmentStats::default(),
         }
     }

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use risp_netem::{
-    flip_bit, Blackhole, Direction, DirectionConfig, Impairment, ImpairmentConfig, LossySocket,
-    Side,
+    flip_bit, Blackhole, Direction, DirectionConfig, ImpairedLink, Impairment, ImpairmentConfig,
+    LossySocket, Side,
 };
 use tokio::net::UdpSocket;
 use tokio::time::{timeout, Instant};
@@ -446,4 +446,42 @@ fn new_outside_a_runtime_is_an_error_not_a_panic() {
     let socket = rt.block_on(bind());
     let err = LossySocket::new(socket, Side::Server, ImpairmentConfig::default(), 0).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::Other);
+}
+
+/// Sockets opened one after another on one [`ImpairedLink`] (a killswitch,
+/// a rebind) continue one model: together they drop exactly what a single
+/// twin model deciding every datagram in order drops, and the link's
+/// counters cover all of them. A model reseeded per socket would differ.
+#[tokio::test]
+async fn sockets_on_one_link_continue_one_model() {
+    let seed = 11;
+    let link = ImpairedLink::new(lossy_config(), seed).unwrap();
+    let server = bind().await;
+    let mut twin = Impairment::new(lossy_config(), seed);
+    let mut buf = [0; 64];
+    let mut expected = Vec::new();
+    let mut received = Vec::new();
+    for generation in 0..3 {
+        let client = LossySocket::on_link(bind().await, Side::Client, &link).unwrap();
+        let mut copies = 0;
+        for i in generation * BATCH..(generation + 1) * BATCH {
+            let d = datagram(i);
+            client.send_to(&d, addr(&server)).await.unwrap();
+            let n = twin
+                .decide(Direction::ToServer, Duration::ZERO, d.len())
+                .deliveries()
+                .len();
+            expected.extend(std::iter::repeat_n(i, n));
+            copies += n;
+        }
+        for _ in 0..copies {
+            let (n, _) = recv(&server, &mut buf).await;
+            received.push(index(&buf[..n]));
+        }
+        assert_eq!(client.stats(), link.stats(), "a socket reports its link");
+    }
+    assert_nothing_waiting(&server);
+    assert_eq!(received, expected);
+    assert_eq!(link.stats(), twin.stats());
+    assert_eq!(link.stats().to_server.seen, 3 * BATCH as u64);
 }

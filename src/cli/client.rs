@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::args::NetemArgs;
 use super::exit::Exit;
-use super::report::{peak_rss_kb, ClientReport};
+use super::report::{human, peak_rss_kb, ClientJson};
 use crate::net::client::{self, ClientOptions};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
 
@@ -185,22 +185,22 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
             write_err.get_or_insert(e);
         }
     }
-    let exit = match &outcome.result {
-        Ok(()) => Exit::Ok,
-        Err(e) => Exit::for_error(e),
+    let exit = match &outcome.error {
+        None => Exit::Ok,
+        Some(e) => Exit::for_error(e),
     };
-    let mut report = ClientReport::new(outcome.uuid, len, &outcome, exit as u8);
-    // Last, after the transfer: the high-water mark only grows.
-    report.peak_rss_kb = peak_rss_kb();
     if args.json {
-        match serde_json::to_string(&report) {
+        let mut json = ClientJson::new(&outcome, exit as u8);
+        // Last, after the transfer: the high-water mark only grows.
+        json.peak_rss_kb = peak_rss_kb();
+        match serde_json::to_string(&json) {
             Ok(j) => println!("{j}"),
             Err(e) => eprintln!("error: {e}"),
         }
     } else if args.print {
-        eprint!("{}", report.human());
+        eprint!("{}", human(&outcome));
     } else {
-        print!("{}", report.human());
+        print!("{}", human(&outcome));
     }
     if let Some(dir) = &args.hist_out {
         match outcome.hist.write_dir(dir, &format!("client-{uuid}-")) {
@@ -217,7 +217,7 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
         eprintln!("error: writing values: {e}");
         return Exit::Failure;
     }
-    if let Err(e) = &outcome.result {
+    if let Some(e) = &outcome.error {
         eprintln!("error: {e}");
     }
     exit

@@ -1,23 +1,20 @@
 //! `risp-udp demo`: an in-process server and several concurrent clients
-//! over loopback with some loss, each result, a combined summary, and the
+//! over loopback with some loss (the suites' real-socket runner,
+//! [`crate::suite::real`]), each result, a combined summary, and the
 //! histograms and a plot saved to a folder.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
-use risp_netem::{DirectionConfig, ImpairmentConfig, LossySocket};
-use tokio::sync::oneshot;
+use risp_netem::{DirectionConfig, ImpairmentConfig};
 
 use super::args::probability;
 use super::exit::Exit;
-use super::report::{percentiles_row, ClientReport};
-use crate::net::client::{self, ClientOptions};
-use crate::net::server::{self, ServerSummary};
-use crate::proto::client::ClientConfig;
-use crate::proto::server::ServerConfig;
+use super::report::{ms, percentiles_row};
 use crate::stats::{plot_percentiles, HistogramSet};
+use crate::suite::real;
+use crate::transfer::RunConfig;
 
 /// Flags of `risp-udp demo`.
 #[derive(Debug, Clone, Args)]
@@ -50,73 +47,43 @@ pub async fn run(args: DemoArgs) -> Exit {
 }
 
 async fn demo(args: DemoArgs) -> std::io::Result<bool> {
-    let socket = crate::net::socket::bind(([127, 0, 0, 1], 0).into()).await?;
-    let addr = socket.local_addr()?;
     println!(
-        "risp-udp demo: server on udp {addr}, {} clients x {} values, {:.0}% loss each way (in-process shim)",
+        "risp-udp demo: in-process server on udp 127.0.0.1, {} clients x {} values, {:.0}% loss each way (in-process shim)",
         args.clients,
         args.len,
         args.loss * 100.0
     );
-    let shared = Arc::new(Mutex::new(ServerSummary::default()));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let config = ServerConfig {
-        seed: rand::random(),
-        ack_latency_events: true,
-        ..ServerConfig::default()
-    };
-    let server_task = tokio::spawn(server::serve(
-        LossySocket::passthrough(socket),
-        config,
-        shared,
-        async {
-            let _ = stopped.await;
-        },
-    ));
     let impairment = ImpairmentConfig::symmetric(DirectionConfig {
         loss: args.loss,
         ..DirectionConfig::default()
     });
-    let mut tasks = Vec::new();
-    for i in 0..args.clients {
-        let uuid = uuid::Uuid::new_v4();
-        let mut opts = ClientOptions::new(addr, ClientConfig::new(uuid, args.len));
-        opts.impairment = Some((impairment.clone(), rand::random::<u64>() ^ u64::from(i)));
-        tasks.push(tokio::spawn(async move {
-            let o = client::run(opts, |_, _| {}).await;
-            (uuid, o)
-        }));
-    }
-    let mut all_ok = true;
+    let mut config = RunConfig::new(rand::random(), args.clients as usize, args.len, impairment);
+    config.server.ack_latency_events = true;
+    let (run, summary) = real::run_with_server(&config).await?;
     let mut merged = HistogramSet::default();
     let mut total_values = 0u64;
     let mut longest = Duration::ZERO;
-    for t in tasks {
-        let (uuid, o) = t.await.map_err(std::io::Error::other)?;
-        let o = o?;
-        let report = ClientReport::new(o.uuid, args.len, &o, 0);
-        all_ok &= report.verified;
-        total_values += u64::from(o.delivered);
-        longest = longest.max(o.elapsed);
+    for t in &run.transfers {
+        total_values += u64::from(t.delivered);
+        longest = longest.max(t.elapsed);
         println!(
             "  {}  {}  {:>8.1} ms  {:>9.0} values/s  sent {:>6}  recv {:>6}  retx req {:>5}  window {}..{}",
-            uuid,
-            if report.verified { "verified" } else { "FAILED  " },
-            report.elapsed_ms,
-            report.values_per_sec,
-            report.datagrams_sent,
-            report.datagrams_received,
-            report.retransmit_requests,
-            report.window.min,
-            report.window.max,
+            t.uuid,
+            if t.verified() { "verified" } else { "FAILED  " },
+            ms(t.elapsed),
+            t.values_per_sec(),
+            t.client.datagrams_sent,
+            t.client.datagrams_received,
+            t.client.retransmit_requests,
+            t.window.min,
+            t.window.max,
         );
-        if let Some(e) = &report.error {
+        if let Some(e) = &t.error {
             println!("      error: {e}");
         }
-        merged.merge(&o.hist);
+        merged.merge(&t.hist);
     }
-    let _ = stop.send(());
-    let summary = server_task.await.map_err(std::io::Error::other)??;
+    let all_ok = run.all_verified();
     merged.server_ack = summary.ack_latency.clone();
     let s = &summary.stats;
     println!(
@@ -140,7 +107,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<bool> {
         ("stall", &merged.stall),
         ("server ack", &merged.server_ack),
     ] {
-        println!("  {name:<11} {}", percentiles_row(&h.summary().into()));
+        println!("  {name:<11} {}", percentiles_row(&h.summary()));
     }
     let dir = args.hist_out.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("risp-udp-demo-{}", std::process::id()))

@@ -9,9 +9,12 @@ pub mod client;
 pub mod demo;
 pub mod exit;
 pub mod health;
+pub mod hist;
+pub mod netem_args;
 pub mod report;
 pub mod server;
 pub mod sim;
+pub mod tcp;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -110,12 +113,14 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run a loss-simulation suite (virtual time by default) and report.
     Sim(sim::SimArgs),
+    /// Print the netns-impair.sh flags that apply a suite profile's link.
+    NetemArgs(netem_args::NetemArgsArgs),
     /// Read, compare, merge and plot saved latency histograms.
-    Hist(crate::stats::HistArgs),
+    Hist(hist::HistArgs),
     /// Plain-TCP comparison server (same sequence, same checksum).
-    TcpServer(crate::tcp::TcpServerArgs),
+    TcpServer(tcp::TcpServerArgs),
     /// Plain-TCP comparison client.
-    TcpClient(crate::tcp::TcpClientArgs),
+    TcpClient(tcp::TcpClientArgs),
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -164,6 +169,7 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Command::Sim(a) => return run_sim(a).code(),
         Command::Hist(a) => return run_hist(a).code(),
+        Command::NetemArgs(a) => return run_netem_args(a).code(),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "risp-udp", &mut std::io::stdout());
@@ -189,21 +195,24 @@ pub fn main() -> ExitCode {
             }
             Command::Client(a) => client::run(a, g.port).await,
             Command::Demo(a) => demo::run(a).await,
-            Command::TcpServer(a) => match crate::tcp::run_tcp_server(a).await {
+            Command::TcpServer(a) => match tcp::run_tcp_server(a).await {
                 Ok(()) => Exit::Ok,
                 Err(e) => {
                     eprintln!("error: {e}");
                     Exit::Failure
                 }
             },
-            Command::TcpClient(a) => match crate::tcp::run_tcp_client(a).await {
+            Command::TcpClient(a) => match tcp::run_tcp_client(a).await {
                 Ok(_) => Exit::Ok,
                 Err(e) => {
                     eprintln!("error: {e}");
                     Exit::Failure
                 }
             },
-            Command::Sim(_) | Command::Hist(_) | Command::Completion { .. } => {
+            Command::Sim(_)
+            | Command::Hist(_)
+            | Command::NetemArgs(_)
+            | Command::Completion { .. } => {
                 unreachable!("run without a runtime above")
             }
         }
@@ -226,10 +235,25 @@ fn run_sim(a: &sim::SimArgs) -> Exit {
     }
 }
 
-fn run_hist(a: &crate::stats::HistArgs) -> Exit {
+fn run_netem_args(a: &netem_args::NetemArgsArgs) -> Exit {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match crate::stats::run_hist(a, &mut out) {
+    match netem_args::run_netem_args(a, &mut out) {
+        Ok(()) => {
+            let _ = out.flush();
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+fn run_hist(a: &hist::HistArgs) -> Exit {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match hist::run_hist(a, &mut out) {
         Ok(()) => {
             let _ = out.flush();
             Exit::Ok

@@ -1,4 +1,5 @@
-//! The client's end-of-transfer report: a human summary or one JSON object.
+//! The client's end-of-transfer report, as a human summary or one JSON
+//! object: two renderings of one [`TransferReport`].
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -6,53 +7,15 @@ use std::time::Duration;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::net::client::ClientOutcome;
-use crate::stats::{format_duration_us, Summary};
+use crate::stats::{duration_to_us, format_duration_us, Summary};
+use crate::transfer::{TransferReport, WindowStats};
 
-/// Percentiles of one histogram, in microseconds.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct Percentiles {
-    /// Samples.
-    pub count: u64,
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest sample.
-    pub max: u64,
-}
-
-impl From<Summary> for Percentiles {
-    fn from(s: Summary) -> Self {
-        Self {
-            count: s.count,
-            p50: s.p50_us,
-            p90: s.p90_us,
-            p99: s.p99_us,
-            p999: s.p999_us,
-            max: s.max_us,
-        }
-    }
-}
-
-/// Window extremes.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct WindowReport {
-    /// Smallest.
-    pub min: u32,
-    /// Largest.
-    pub max: u32,
-    /// At the end.
-    pub r#final: u32,
-}
-
-/// Everything the client reports (the `--json` object).
+/// The `--json` object of `risp-udp client`: one [`TransferReport`] with
+/// the figures derived from it. Keys shared with the suite report mean the
+/// same there (`rtt` and `delivery` are [`Summary`] objects, `p50_us` to
+/// `p999_us`).
 #[derive(Debug, Clone, Serialize)]
-pub struct ClientReport {
+pub struct ClientJson {
     /// Session key.
     pub uuid: Uuid,
     /// Values requested.
@@ -88,15 +51,15 @@ pub struct ClientReport {
     /// Retransmission-timer expiries.
     pub timeouts: u64,
     /// Killswitch reconnections.
-    pub reconnects: u32,
-    /// Window extremes.
-    pub window: WindowReport,
-    /// RTT samples, µs.
-    pub rtt_us: Percentiles,
-    /// Eligible-to-delivered time per value, µs.
-    pub delivery_us: Percentiles,
-    /// Gaps between in-order deliveries, µs.
-    pub stall_us: Percentiles,
+    pub reconnects: u64,
+    /// The client's window.
+    pub window: WindowStats,
+    /// RTT samples.
+    pub rtt: Summary,
+    /// Eligible-to-delivered time per value.
+    pub delivery: Summary,
+    /// Gaps between in-order deliveries.
+    pub stall: Summary,
     /// The longest gap between deliveries, ms.
     pub longest_stall_ms: f64,
     /// Peak resident set size of the client process, KiB (see
@@ -105,115 +68,101 @@ pub struct ClientReport {
     pub peak_rss_kb: Option<u64>,
 }
 
-impl ClientReport {
-    /// Builds the report of one transfer.
-    pub fn new(uuid: Uuid, len: u32, o: &ClientOutcome, exit_code: u8) -> Self {
-        let secs = o.elapsed.as_secs_f64();
-        let stall = o.hist.stall.summary();
+impl ClientJson {
+    /// The JSON form of `r`, a run ending with `exit_code`.
+    pub fn new(r: &TransferReport, exit_code: u8) -> Self {
+        let stall = r.hist.stall.summary();
         Self {
-            uuid,
-            len,
-            delivered: o.delivered,
-            verified: o.result.is_ok() && o.checksum.is_some(),
-            checksum: o.checksum,
-            error: o.result.as_ref().err().map(|e| e.to_string()),
+            uuid: r.uuid,
+            len: r.len,
+            delivered: r.delivered,
+            verified: r.verified(),
+            checksum: r.checksum,
+            error: r.error.as_ref().map(|e| e.to_string()),
             exit_code,
-            elapsed_ms: secs * 1000.0,
-            values_per_sec: if secs > 0.0 {
-                f64::from(o.delivered) / secs
-            } else {
-                0.0
-            },
-            datagrams_sent: o.stats.datagrams_sent,
-            datagrams_received: o.stats.datagrams_received,
-            duplicates: o.stats.duplicates,
-            corrupt: o.stats.corrupt,
-            invalid: o.stats.invalid,
-            shim_dropped: o.shim.to_server.dropped + o.shim.to_client.dropped,
-            retransmit_requests: o.stats.retransmit_requests,
-            timeouts: o.stats.timeouts,
-            reconnects: o.reconnects,
-            window: WindowReport {
-                min: o.window.0,
-                max: o.window.1,
-                r#final: o.window.2,
-            },
-            rtt_us: o.hist.rtt.summary().into(),
-            delivery_us: o.hist.delivery.summary().into(),
-            stall_us: stall.into(),
+            elapsed_ms: ms(r.elapsed),
+            values_per_sec: r.values_per_sec(),
+            datagrams_sent: r.client.datagrams_sent,
+            datagrams_received: r.client.datagrams_received,
+            duplicates: r.client.duplicates,
+            corrupt: r.client.corrupt,
+            invalid: r.client.invalid,
+            shim_dropped: r.link.to_server.dropped + r.link.to_client.dropped,
+            retransmit_requests: r.client.retransmit_requests,
+            timeouts: r.client.timeouts,
+            reconnects: r.reconnects,
+            window: r.window,
+            rtt: r.hist.rtt.summary(),
+            delivery: r.hist.delivery.summary(),
+            stall,
             longest_stall_ms: stall.max_us as f64 / 1000.0,
             peak_rss_kb: None,
         }
     }
+}
 
-    /// The human summary, several lines.
-    pub fn human(&self) -> String {
-        let mut s = String::new();
-        let status = if self.verified {
-            "verified".to_string()
-        } else {
-            format!("FAILED: {}", self.error.as_deref().unwrap_or("incomplete"))
-        };
-        let _ = writeln!(s, "risp-udp client: {status}");
-        let _ = writeln!(s, "  uuid        {}", self.uuid);
-        let checksum = self
-            .checksum
-            .map_or_else(|| "-".to_string(), |c| c.to_string());
-        let _ = writeln!(
-            s,
-            "  values      {} of {} delivered, checksum {}",
-            self.delivered, self.len, checksum
-        );
-        let _ = writeln!(
-            s,
-            "  elapsed     {} ({:.0} values/s)",
-            format_duration_us((self.elapsed_ms * 1000.0) as u64),
-            self.values_per_sec
-        );
-        let _ = writeln!(
-            s,
-            "  datagrams   sent {}, received {} (duplicates {}, corrupt dropped {}, invalid {})",
-            self.datagrams_sent,
-            self.datagrams_received,
-            self.duplicates,
-            self.corrupt,
-            self.invalid
-        );
-        let _ = writeln!(
-            s,
-            "  recovery    retransmit requests {}, timeouts {}, shim dropped {}, reconnects {}",
-            self.retransmit_requests, self.timeouts, self.shim_dropped, self.reconnects
-        );
-        let _ = writeln!(
-            s,
-            "  window      min {}, max {}, final {}",
-            self.window.min, self.window.max, self.window.r#final
-        );
-        for (name, p) in [
-            ("rtt", &self.rtt_us),
-            ("delivery", &self.delivery_us),
-            ("stall", &self.stall_us),
-        ] {
-            let _ = writeln!(s, "  {name:<11} {}", percentiles_row(p));
+/// The human summary of one transfer, several lines.
+pub fn human(r: &TransferReport) -> String {
+    let mut s = String::new();
+    let status = if r.verified() {
+        "verified".to_string()
+    } else {
+        match &r.error {
+            Some(e) => format!("FAILED: {e}"),
+            None => "FAILED: incomplete".to_string(),
         }
-        s
+    };
+    let _ = writeln!(s, "risp-udp client: {status}");
+    let _ = writeln!(s, "  uuid        {}", r.uuid);
+    let checksum = r
+        .checksum
+        .map_or_else(|| "-".to_string(), |c| c.to_string());
+    let _ = writeln!(
+        s,
+        "  values      {} of {} delivered, checksum {}",
+        r.delivered, r.len, checksum
+    );
+    let _ = writeln!(
+        s,
+        "  elapsed     {} ({:.0} values/s)",
+        format_duration_us(duration_to_us(r.elapsed)),
+        r.values_per_sec()
+    );
+    let c = &r.client;
+    let _ = writeln!(
+        s,
+        "  datagrams   sent {}, received {} (duplicates {}, corrupt dropped {}, invalid {})",
+        c.datagrams_sent, c.datagrams_received, c.duplicates, c.corrupt, c.invalid
+    );
+    let _ = writeln!(
+        s,
+        "  recovery    retransmit requests {}, timeouts {}, shim dropped {}, reconnects {}",
+        c.retransmit_requests,
+        c.timeouts,
+        r.link.to_server.dropped + r.link.to_client.dropped,
+        r.reconnects
+    );
+    let _ = writeln!(
+        s,
+        "  window      min {}, max {}, final {}",
+        r.window.min, r.window.max, r.window.last
+    );
+    for (name, h) in [
+        ("rtt", &r.hist.rtt),
+        ("delivery", &r.hist.delivery),
+        ("stall", &r.hist.stall),
+    ] {
+        let _ = writeln!(s, "  {name:<11} {}", percentiles_row(&h.summary()));
     }
+    s
 }
 
 /// "p50 … p90 … p99 … p99.9 … max …" with units, or "no samples".
-pub fn percentiles_row(p: &Percentiles) -> String {
+pub fn percentiles_row(p: &Summary) -> String {
     if p.count == 0 {
         return "no samples".to_string();
     }
-    format!(
-        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples)",
-        format_duration_us(p.p50),
-        format_duration_us(p.p90),
-        format_duration_us(p.p99),
-        format_duration_us(p.p999),
-        format_duration_us(p.max),
-        p.count
-    )
+    format!("{}  ({} samples)", p.format_row(), p.count)
 }
 
 /// Peak resident set size of this process so far, in KiB.

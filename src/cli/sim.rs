@@ -1,11 +1,11 @@
 //! `risp-udp sim [SUITE]`: run a loss-simulation suite and print one row per
-//! profile. The suite format is described in [`crate::sim::suite`]; without
+//! profile. The suite format is described in [`crate::suite`]; without
 //! a file the built-in standard suite (`netem/suites/standard.toml`) runs.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::sim::suite::{
+use crate::suite::{
     builtin_path, run_suite, write_csv, write_markdown, write_plots, write_table, Mode, Suite,
     SuiteError, STANDARD_SUITE,
 };

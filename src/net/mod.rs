@@ -2,6 +2,5 @@
 //! per client.
 
 pub mod client;
-pub mod loopback;
 pub mod server;
 pub mod socket;

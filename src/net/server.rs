@@ -5,17 +5,20 @@
 //! core, and sends what the core hands out. Nothing is queued outside the
 //! core, whose queues are bounded.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use risp_netem::LossySocket;
-use tokio::time::{sleep_until, Instant as TokioInstant};
+use uuid::Uuid;
 
+use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::server::{Server, ServerConfig, ServerEvent, ServerStats};
-use crate::proto::wire::MAX_DATAGRAM_LEN;
+use crate::proto::wire::{DATA_LEN, MAX_DATAGRAM_LEN};
 use crate::stats::LatencyHistogram;
 
 /// What the server saw over its lifetime.
@@ -30,6 +33,23 @@ pub struct ServerSummary {
     /// Sends the operating system refused (one destination's problem, never
     /// the server's: counted and logged, rate-limited).
     pub send_errors: u64,
+    /// Data datagrams sent to each session, when the summary handed to
+    /// [`serve`] asks for them (see [`ServerSummary::counting_data`]). Off
+    /// by default: the map grows with every session a long-lived server
+    /// ever sees.
+    pub data_sent: Option<HashMap<Uuid, u64>>,
+}
+
+impl ServerSummary {
+    /// An empty summary that asks [`serve`] to count data datagrams per
+    /// session into [`data_sent`](Self::data_sent) (for in-process runs,
+    /// which report exact per-transfer counts).
+    pub fn counting_data() -> Self {
+        Self {
+            data_sent: Some(HashMap::new()),
+            ..Self::default()
+        }
+    }
 }
 
 /// A snapshot the driver keeps current for health checks and reports.
@@ -52,6 +72,10 @@ pub async fn serve(
     let mut hist = LatencyHistogram::new();
     let mut next_publish = started;
     let mut send_errors = SendErrors::default();
+    let mut data = shared
+        .lock()
+        .is_ok_and(|s| s.data_sent.is_some())
+        .then(DataCounts::default);
     tokio::pin!(shutdown);
     loop {
         let wake = server
@@ -72,17 +96,13 @@ pub async fn serve(
             () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
         }
         let now = clock::now();
-        while let Some(t) = server.poll_transmit(now, BATCH, &mut out) {
-            for chunk in out[..t.size].chunks(t.segment_size) {
-                if let Err(e) = socket.send_to(chunk, t.destination).await {
-                    // A send error concerns one destination (EINVAL for port
-                    // 0, EACCES for broadcast, ICMP-reported unreachables):
-                    // the server carries on for everyone else.
-                    send_errors.record(now, &e, t.destination);
-                }
-            }
-        }
+        // Events first: a session's address must be known before the data
+        // to it is counted. The core raises events only in `handle` and
+        // `handle_timeout`, so none is missed by sending afterwards.
         while let Some(ev) = server.poll_event() {
+            if let Some(d) = data.as_mut() {
+                d.on_event(&ev);
+            }
             match ev {
                 ServerEvent::AckLatency { latency, .. } => {
                     hist.record_at(now.saturating_duration_since(started), latency)
@@ -100,22 +120,80 @@ pub async fn serve(
                 ServerEvent::Expired { uuid } => tracing::info!(%uuid, "session expired"),
             }
         }
+        while let Some(t) = server.poll_transmit(now, BATCH, &mut out) {
+            for chunk in out[..t.size].chunks(t.segment_size) {
+                if let Some(d) = data.as_mut() {
+                    d.on_send(t.destination, chunk.len());
+                }
+                if let Err(e) = socket.send_to(chunk, t.destination).await {
+                    // A send error concerns one destination (EINVAL for port
+                    // 0, EACCES for broadcast, ICMP-reported unreachables):
+                    // the server carries on for everyone else.
+                    send_errors.record(now, &e, t.destination);
+                }
+            }
+        }
         if now >= next_publish {
             next_publish = now + PUBLISH_EVERY;
-            publish(&shared, &server, &hist, send_errors.count);
+            publish(&shared, &server, &hist, send_errors.count, data.as_ref());
         }
     }
-    publish(&shared, &server, &hist, send_errors.count);
+    publish(&shared, &server, &hist, send_errors.count, data.as_ref());
     let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(summary)
 }
 
-fn publish(shared: &SharedSummary, server: &Server, hist: &LatencyHistogram, send_errors: u64) {
+fn publish(
+    shared: &SharedSummary,
+    server: &Server,
+    hist: &LatencyHistogram,
+    send_errors: u64,
+    data: Option<&DataCounts>,
+) {
     if let Ok(mut s) = shared.lock() {
+        if let Some(d) = data {
+            s.data_sent = Some(d.sent.clone());
+        }
         s.send_errors = send_errors;
         s.stats = server.stats().clone();
         s.ack_latency = hist.clone();
         s.sessions = server.session_count();
+    }
+}
+
+/// Data datagrams per session, counted by the driver: the core counts only
+/// totals, so the driver follows each session's address through its events.
+///
+/// TODO(proto): a session should count the data datagrams sent to it (and
+/// expose the count with its events or a per-session stats call); this map
+/// would then go, and standalone servers could report it too.
+#[derive(Debug, Default)]
+struct DataCounts {
+    /// The session last seen at each address.
+    session_at: HashMap<SocketAddr, Uuid>,
+    /// Data datagrams sent, per session.
+    sent: HashMap<Uuid, u64>,
+}
+
+impl DataCounts {
+    fn on_event(&mut self, ev: &ServerEvent) {
+        match *ev {
+            ServerEvent::Opened { uuid, addr, .. }
+            | ServerEvent::Resumed { uuid, addr }
+            | ServerEvent::Migrated { uuid, addr } => {
+                self.session_at.insert(addr, uuid);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_send(&mut self, to: SocketAddr, len: usize) {
+        if len != DATA_LEN {
+            return;
+        }
+        if let Some(uuid) = self.session_at.get(&to) {
+            *self.sent.entry(*uuid).or_default() += 1;
+        }
     }
 }
 
@@ -141,28 +219,6 @@ impl SendErrors {
         tracing::warn!(error = %e, %to, suppressed = self.suppressed, "send failed");
         self.last_log = Some(now);
         self.suppressed = 0;
-    }
-}
-
-/// Errors that concern one datagram or one peer, not the socket.
-pub(crate) fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::PermissionDenied
-    )
-}
-
-/// Sleeps until `at`, or for ever when there is no deadline.
-pub(crate) async fn sleep_until_opt(at: Option<std::time::Instant>) {
-    match at {
-        Some(t) => sleep_until(TokioInstant::from_std(t)).await,
-        None => std::future::pending().await,
     }
 }
 

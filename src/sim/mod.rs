@@ -12,8 +12,6 @@
 //! the right value.
 
 pub mod bottleneck;
-mod report;
-pub mod suite;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -22,59 +20,13 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use risp_netem::{Direction, Impairment, ImpairmentConfig};
+use risp_netem::{Direction, Impairment};
 use uuid::Uuid;
 
-use crate::proto::client::{Client, ClientConfig, ClientError, ClientEvent};
-use crate::proto::sequence::Sequence;
-use crate::proto::server::{Server, ServerConfig, ServerEvent};
+use crate::proto::client::{Client, ClientError, ClientEvent};
+use crate::proto::server::{Server, ServerEvent};
 use crate::proto::wire::MAX_DATAGRAM_LEN;
-
-pub use report::{SimReport, TransferReport};
-
-/// What to simulate.
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    /// Seed for everything random: UUIDs, server seeds, impairments.
-    pub seed: u64,
-    /// Number of concurrent clients.
-    pub clients: usize,
-    /// Values each client requests.
-    pub len: u32,
-    /// Client settings (UUID and length are filled in per client).
-    pub client: ClientConfig,
-    /// Server settings (its seed is derived from `seed`).
-    pub server: ServerConfig,
-    /// Impairments on every client's link.
-    pub impairment: ImpairmentConfig,
-    /// Every this often, each client drops its "socket": it moves to a new
-    /// port and resumes by UUID.
-    pub killswitch: Option<Duration>,
-    /// Clients start this far apart.
-    pub stagger: Duration,
-    /// Stop after this much virtual time.
-    pub time_limit: Duration,
-    /// Keep every RTT sample and delivery latency in the report.
-    pub record_latencies: bool,
-}
-
-impl SimConfig {
-    /// `clients` clients of `len` values each over `impairment`.
-    pub fn new(seed: u64, clients: usize, len: u32, impairment: ImpairmentConfig) -> Self {
-        Self {
-            seed,
-            clients,
-            len,
-            client: ClientConfig::new(Uuid::nil(), len),
-            server: ServerConfig::default(),
-            impairment,
-            killswitch: None,
-            stagger: Duration::ZERO,
-            time_limit: Duration::from_secs(600),
-            record_latencies: false,
-        }
-    }
-}
+use crate::transfer::{RunConfig, RunReport, TransferRecorder};
 
 const SERVER_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 8081));
 
@@ -103,18 +55,17 @@ struct SimClient {
     link: Impairment,
     started: Instant,
     next_kill: Option<Instant>,
-    seq: Option<Sequence>,
-    report: TransferReport,
+    recorder: TransferRecorder,
 }
 
 /// Runs one simulation to completion (every client finished) or to the time
 /// limit, and reports.
-pub fn run(config: &SimConfig) -> SimReport {
+pub fn run(config: &RunConfig) -> RunReport {
     Simulation::new(config).run()
 }
 
 struct Simulation<'a> {
-    config: &'a SimConfig,
+    config: &'a RunConfig,
     epoch: Instant,
     now: Instant,
     server: Server,
@@ -132,7 +83,7 @@ struct Simulation<'a> {
 }
 
 impl<'a> Simulation<'a> {
-    fn new(config: &'a SimConfig) -> Self {
+    fn new(config: &'a RunConfig) -> Self {
         let epoch = crate::clock::now();
         let mut rng = StdRng::seed_from_u64(config.seed);
         let mut server_config = config.server.clone();
@@ -159,16 +110,16 @@ impl<'a> Simulation<'a> {
             cc.len = config.len;
             let started = epoch + config.stagger * i as u32;
             let addr = sim.fresh_addr(i);
-            let link_seed = config.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             sim.uuids.insert(uuid, i);
             sim.clients.push(SimClient {
                 client: Client::new(cc, started),
                 addr,
-                link: Impairment::new(config.impairment.clone(), link_seed),
+                link: Impairment::new(config.impairment.clone(), config.link_seed(i)),
                 started,
                 next_kill: config.killswitch.map(|k| started + k),
-                seq: None,
-                report: TransferReport::new(uuid, config.len),
+                recorder: TransferRecorder::new(uuid, config.len, started)
+                    .keep_samples(config.record_latencies)
+                    .check_values(),
             });
         }
         sim
@@ -182,7 +133,7 @@ impl<'a> Simulation<'a> {
         addr
     }
 
-    fn run(mut self) -> SimReport {
+    fn run(mut self) -> RunReport {
         let deadline = self.epoch + self.config.time_limit;
         loop {
             self.flush();
@@ -203,7 +154,7 @@ impl<'a> Simulation<'a> {
         let active = self
             .clients
             .iter()
-            .filter(|c| !c.client.is_finished() || c.report.finished_at.is_none());
+            .filter(|c| !c.client.is_finished() || !c.recorder.is_finished());
         let mut next: Option<Instant> = None;
         let mut any_active = false;
         for c in active {
@@ -243,7 +194,7 @@ impl<'a> Simulation<'a> {
                 let addr = self.fresh_addr(i);
                 let c = &mut self.clients[i];
                 c.addr = addr;
-                c.report.reconnects += 1;
+                c.recorder.report_mut().reconnects += 1;
                 c.client.reconnect(now);
             }
             let c = &mut self.clients[i];
@@ -252,7 +203,7 @@ impl<'a> Simulation<'a> {
                 self.routes.remove(&self.clients[i].addr);
                 let addr = self.fresh_addr(i);
                 self.clients[i].addr = addr;
-                self.clients[i].report.rebinds += 1;
+                self.clients[i].recorder.report_mut().rebinds += 1;
             }
             let c = &mut self.clients[i];
             if c.client.poll_timeout().is_some_and(|t| t <= now) {
@@ -272,7 +223,7 @@ impl<'a> Simulation<'a> {
             Node::Client(i) => {
                 // Only if the client still lives at that address.
                 if self.routes.get(&f.dest) != Some(&i) {
-                    self.clients[i].report.lost_to_old_address += 1;
+                    self.clients[i].recorder.report_mut().lost_to_old_address += 1;
                     return;
                 }
                 let now = self.now;
@@ -292,7 +243,7 @@ impl<'a> Simulation<'a> {
             while let Some(n) = self.clients[i].client.poll_transmit(now, &mut self.buf) {
                 let bytes = self.buf[..n].to_vec();
                 let from = self.clients[i].addr;
-                self.clients[i].report.datagrams_to_server += 1;
+                self.clients[i].recorder.report_mut().datagrams_to_server += 1;
                 self.send(i, Direction::ToServer, elapsed, from, SERVER_ADDR, bytes);
             }
         }
@@ -306,7 +257,7 @@ impl<'a> Simulation<'a> {
             let batch = self.server_buf[..t.size].to_vec();
             for chunk in batch.chunks(t.segment_size) {
                 let bytes = chunk.to_vec();
-                let r = &mut self.clients[i].report;
+                let r = self.clients[i].recorder.report_mut();
                 r.datagrams_to_client += 1;
                 if bytes.len() == crate::proto::wire::DATA_LEN {
                     r.data_sent += 1;
@@ -359,12 +310,13 @@ impl<'a> Simulation<'a> {
             match ev {
                 ServerEvent::Opened { uuid, .. } => {
                     if let Some(&i) = self.uuids.get(&uuid) {
-                        self.clients[i].seq = self.server.sequence(&uuid);
+                        let seq = self.server.sequence(&uuid);
+                        self.clients[i].recorder.set_sequence(seq);
                     }
                 }
                 ServerEvent::Expired { uuid } => {
                     if let Some(&i) = self.uuids.get(&uuid) {
-                        self.clients[i].report.server_expired = true;
+                        self.clients[i].recorder.report_mut().server_expired = true;
                     }
                 }
                 _ => {}
@@ -374,45 +326,11 @@ impl<'a> Simulation<'a> {
 
     fn drain_client_events(&mut self, i: usize) {
         let now = self.now;
-        let record = self.config.record_latencies;
         let c = &mut self.clients[i];
         while let Some(ev) = c.client.poll_event() {
-            let r = &mut c.report;
-            match ev {
-                ClientEvent::Connected => {}
-                ClientEvent::Restarted { uuid } => {
-                    r.uuid = uuid;
-                    r.restarts += 1;
-                    self.uuids.insert(uuid, i);
-                }
-                ClientEvent::Value {
-                    index,
-                    value,
-                    latency,
-                } => {
-                    let expected = c.seq.and_then(|s| s.get(index));
-                    if index != r.delivered || expected != Some(value) {
-                        r.wrong_values += 1;
-                    }
-                    r.delivered += 1;
-                    if record {
-                        r.delivery_latencies.push(latency);
-                    }
-                }
-                ClientEvent::RttSample(rtt) => {
-                    r.rtt_count += 1;
-                    if record {
-                        r.rtt_samples.push(rtt);
-                    }
-                }
-                ClientEvent::Verified { .. } => r.checksum_ok = true,
-                ClientEvent::Completed => {
-                    r.finished_at = Some(now.saturating_duration_since(c.started));
-                }
-                ClientEvent::Failed(e) => {
-                    r.error = Some(e);
-                    r.finished_at = Some(now.saturating_duration_since(c.started));
-                }
+            c.recorder.record(now, &ev);
+            if let ClientEvent::Restarted { uuid } = ev {
+                self.uuids.insert(uuid, i);
             }
         }
     }
@@ -429,31 +347,23 @@ impl<'a> Simulation<'a> {
         self.trace = fnv(self.trace, &f.bytes);
     }
 
-    fn finish(mut self) -> SimReport {
+    fn finish(self) -> RunReport {
         let elapsed = self.now.saturating_duration_since(self.epoch);
         let mut transfers = Vec::with_capacity(self.clients.len());
-        for c in self.clients.iter_mut() {
-            let mut r = std::mem::replace(&mut c.report, TransferReport::new(Uuid::nil(), 0));
+        for c in self.clients {
+            let mut r = c.recorder.finish(self.now, &c.client);
             if r.finished_at.is_none() && r.error.is_none() {
                 r.error = Some(ClientError::Timeout(elapsed));
             }
-            r.client = c.client.stats();
-            r.window_min = c.client.window().min_seen();
-            r.window_max = c.client.window().max_seen();
-            r.window_final = c.client.window().get();
+            r.link = c.link.stats();
             transfers.push(r);
         }
-        let mut link_stats = Vec::with_capacity(self.clients.len());
-        for c in &self.clients {
-            link_stats.push(c.link.stats());
-        }
-        SimReport {
+        RunReport {
             seed: self.config.seed,
             elapsed,
             transfers,
             server: self.server.stats().clone(),
             sessions_left: self.server.session_count(),
-            links: link_stats,
             trace_hash: self.trace,
         }
     }

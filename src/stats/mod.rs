@@ -17,12 +17,12 @@
 //! - `hlog.rs`: interval logs (`.hlog`, V2 compressed), write and read;
 //! - `load.rs`: [`load`] any of them by content;
 //! - `plot.rs`: [`plot_percentiles`] to SVG or PNG;
-//! - `hist_cmd.rs`: the `hist` command ([`HistArgs`], [`run_hist`]);
 //! - `error.rs`: [`StatsError`].
+//!
+//! The `hist` command that reads them back is [`crate::cli::hist`].
 
 mod error;
 mod hgrm;
-mod hist_cmd;
 mod histogram;
 mod hlog;
 mod load;
@@ -32,7 +32,6 @@ mod summary;
 
 pub use error::{StatsError, NO_FILE};
 pub use hgrm::{read_hgrm, write_hgrm, HGRM_HEADER, TICKS_PER_HALF_DISTANCE};
-pub use hist_cmd::{run_hist, HistArgs, MERGED_LABEL, ROW_LABELS};
 pub use histogram::{duration_to_us, LatencyHistogram, MAX_RECORDABLE_US, SIGNIFICANT_DIGITS};
 pub use hlog::{read_hlog, write_hlog, write_hlog_with_start, HLOG_COMMENT};
 pub use load::{load, parse_bytes, sniff, FileFormat, MAX_FILE_BYTES};

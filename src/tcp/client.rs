@@ -43,7 +43,7 @@ pub struct TcpReport {
 }
 
 /// Why a TCP transfer did not produce a report (or, for
-/// [`run_tcp_client`](super::run_tcp_client), a verified one).
+/// [`run_tcp_client`](crate::cli::tcp::run_tcp_client), a verified one).
 #[derive(Debug, thiserror::Error)]
 pub enum TcpError {
     /// The server address could not be resolved.
@@ -93,7 +93,7 @@ pub enum TcpError {
     #[error(transparent)]
     TrailingBytes(#[from] TrailingBytes),
     /// Everything arrived but the sums differ (only returned by
-    /// [`run_tcp_client`](super::run_tcp_client), after printing the report;
+    /// [`run_tcp_client`](crate::cli::tcp::run_tcp_client), after printing the report;
     /// [`fetch`] reports it as `verified: false`).
     #[error("checksum mismatch: the server's trailer differs from the sum of the values received ({computed})")]
     Unverified {

@@ -18,14 +18,12 @@
 //! 3. the client sums what it receives and compares the sum with the trailer.
 //!
 //! Layout: [`wire`] holds the byte format and a sans-IO stream decoder,
-//! [`server`] the tokio accept loop, [`client`] the measuring fetch, and
-//! [`cli`] the clap arguments the `tcp-server` / `tcp-client` subcommands use.
+//! [`server`] the tokio accept loop, and [`client`] the measuring fetch.
+//! The `tcp-server` / `tcp-client` subcommands are in [`crate::cli::tcp`].
 
-pub mod cli;
 pub mod client;
 pub mod server;
 pub mod wire;
 
-pub use cli::{run_tcp_client, run_tcp_server, TcpClientArgs, TcpServerArgs};
 pub use client::{fetch, fetch_with, TcpError, TcpReport};
-pub use server::{serve, serve_with, SeedSource, TcpServerConfig};
+pub use server::{serve, serve_with, SeedSource, TcpServerConfig, DEFAULT_MAX_LEN};

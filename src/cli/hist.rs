@@ -8,11 +8,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::error::StatsError;
-use super::histogram::LatencyHistogram;
-use super::load::load;
-use super::plot::plot_percentiles;
-use super::summary::{format_duration_us, Summary};
+use crate::stats::{
+    format_duration_us, load, plot_percentiles, LatencyHistogram, StatsError, Summary,
+};
 
 /// Arguments of `risp-udp hist`.
 #[derive(Debug, Clone, clap::Args)]

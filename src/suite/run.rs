@@ -5,9 +5,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::error::SuiteError;
-use super::format::{Profile, Suite};
-use crate::sim::{SimConfig, SimReport};
+use super::profile::{Profile, Suite};
 use crate::stats::{duration_to_us, LatencyHistogram, Summary};
+use crate::transfer::{RunConfig, RunReport};
 
 /// Where the transfers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -17,7 +17,7 @@ pub enum Mode {
     /// byte-identical report.
     Virtual,
     /// Real UDP sockets on loopback through the lossy-socket shim, in wall
-    /// time (see [`crate::net::loopback::run`]).
+    /// time (see [`super::real::run`]).
     Real,
 }
 
@@ -191,9 +191,9 @@ pub fn run_suite(
     };
     let mut profiles = Vec::with_capacity(suite.profiles.len());
     for p in &suite.profiles {
-        let report = run_profile(p, |cfg: &SimConfig| match &runtime {
+        let report = run_profile(p, |cfg: &RunConfig| match &runtime {
             None => Ok(crate::sim::run(cfg)),
-            Some(rt) => rt.block_on(crate::net::loopback::run(cfg)),
+            Some(rt) => rt.block_on(super::real::run(cfg)),
         })?;
         progress(&report);
         profiles.push(report);
@@ -209,11 +209,11 @@ pub fn run_suite(
 /// Runs every seed of `profile` through `runner` and summarises.
 pub fn run_profile(
     profile: &Profile,
-    mut runner: impl FnMut(&SimConfig) -> std::io::Result<SimReport>,
+    mut runner: impl FnMut(&RunConfig) -> std::io::Result<RunReport>,
 ) -> Result<ProfileReport, SuiteError> {
     let mut reports = Vec::with_capacity(profile.seeds.len());
     for &seed in &profile.seeds {
-        let cfg = profile.sim_config(seed);
+        let cfg = profile.run_config(seed);
         let r = runner(&cfg).map_err(|source| SuiteError::Run {
             profile: profile.name.clone(),
             seed,
@@ -225,7 +225,7 @@ pub fn run_profile(
 }
 
 /// Boils the runs of `profile` down to one [`ProfileReport`].
-pub fn summarise(profile: &Profile, reports: &[SimReport]) -> ProfileReport {
+pub fn summarise(profile: &Profile, reports: &[RunReport]) -> ProfileReport {
     let mut completions: Vec<Duration> = Vec::new();
     let mut rtt = LatencyHistogram::new();
     let mut delivery = LatencyHistogram::new();
@@ -264,7 +264,10 @@ pub fn summarise(profile: &Profile, reports: &[SimReport]) -> ProfileReport {
                     Some(e) => format!("{e:?}"),
                     None => format!(
                         "delivered {}/{}, {} wrong, checksum ok: {}",
-                        t.delivered, t.len, t.wrong_values, t.checksum_ok
+                        t.delivered,
+                        t.len,
+                        t.wrong_values,
+                        t.checksum_ok()
                     ),
                 }),
         });
@@ -328,7 +331,7 @@ pub fn summarise(profile: &Profile, reports: &[SimReport]) -> ProfileReport {
         runs,
         runs_verified,
         transfers: completions.len(),
-        transfers_verified: reports.iter().map(SimReport::verified_count).sum(),
+        transfers_verified: reports.iter().map(RunReport::verified_count).sum(),
         completion_p50_us: duration_to_us(median),
         completion_max_us: duration_to_us(max),
         values_per_sec: if transfer_time > 0.0 {

@@ -1,12 +1,16 @@
 //! Loss-simulation suites: a TOML file of impairment profiles, run seed by
-//! seed in the simulator (or over real loopback sockets), summarised one row
+//! seed in the simulator or over real loopback sockets, summarised one row
 //! per profile and checked against each profile's expectations.
+//!
+//! This module sits above both back-ends: [`crate::sim`] (virtual time) and
+//! [`crate::net`] (tokio sockets, driven by [`real`]) never import each
+//! other, and only the suites choose between them.
 //!
 //! `risp-udp sim` ([`crate::cli::sim`]) is the command; this module is the
 //! machinery, usable from tests:
 //!
 //! ```no_run
-//! use risp_udp::sim::suite::{run_suite, Mode, Suite};
+//! use risp_udp::suite::{run_suite, Mode, Suite};
 //! let suite = Suite::load("netem/suites/standard.toml".as_ref()).unwrap();
 //! let report = run_suite(&suite, Mode::Virtual, |_| {}).unwrap();
 //! assert!(report.all_met, "{:?}", report.failures());
@@ -72,15 +76,20 @@
 //! clock, so the same suite and seeds give a byte-identical JSON report.
 
 mod error;
-mod format;
 mod output;
+mod parse;
 mod plot;
+mod profile;
+pub mod real;
 mod run;
+mod script;
 
 pub use error::{line_column, SuiteError};
-pub use format::{builtin_path, Expectations, Profile, Suite, DEFAULT_LEN, MAX_CLIENTS, MAX_SEEDS};
 pub use output::{table_row, write_csv, write_markdown, write_table, CSV_HEADERS, TABLE_HEADERS};
 pub use plot::{write_plots, COMPLETION_PLOT, DATAGRAMS_PLOT};
+pub use profile::{
+    builtin_path, Expectations, Profile, Suite, DEFAULT_LEN, MAX_CLIENTS, MAX_SEEDS,
+};
 pub use run::{
     run_profile, run_suite, summarise, ExpectationResult, Mode, ProfileReport, RunSummary,
     SuiteReport,

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::client::{fetch, TcpError, TcpReport};
-use super::server::{serve, DEFAULT_MAX_LEN};
+use crate::tcp::{fetch, serve, TcpError, TcpReport, DEFAULT_MAX_LEN};
 
 /// Arguments of `risp-udp tcp-server`.
 #[derive(Debug, Clone, clap::Args)]
