@@ -224,18 +224,18 @@ mod netns_support {
     use std::process::{Command, Output};
 
     /// The directory holding the netns scripts.
-    pub fn scripts() -> PathBuf {
+    pub(crate) fn scripts() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("netem/scripts")
     }
 
     /// Whether COMMAND is on the PATH.
-    pub fn have(command: &str) -> bool {
+    pub(crate) fn have(command: &str) -> bool {
         std::env::var_os("PATH")
             .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(command).is_file()))
     }
 
     /// Why namespace tests cannot run on this machine, if they cannot.
-    pub fn namespaces_unavailable(prefix: &str) -> Option<String> {
+    pub(crate) fn namespaces_unavailable(prefix: &str) -> Option<String> {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let uid = status
             .lines()
@@ -266,7 +266,7 @@ mod netns_support {
 
     /// Why a lossy transfer cannot run here, if it cannot: no namespaces, or
     /// no way to drop packets (neither sch_netem nor nftables).
-    pub fn lossy_unavailable(prefix: &str) -> Option<String> {
+    pub(crate) fn lossy_unavailable(prefix: &str) -> Option<String> {
         if let Some(reason) = namespaces_unavailable(prefix) {
             return Some(reason);
         }
@@ -295,13 +295,13 @@ mod netns_support {
 
     /// A namespace prefix no other test or run uses (namespace names stay
     /// short: the interface-name limit does not apply, but logs stay readable).
-    pub fn unique_prefix(tag: &str) -> String {
+    pub(crate) fn unique_prefix(tag: &str) -> String {
         format!("rt{}{tag}", std::process::id())
     }
 
     /// Packets the impairment dropped, from netns-run.sh's
     /// "... dropped N packets ..." lines.
-    pub fn dropped(stderr: &str) -> u64 {
+    pub(crate) fn dropped(stderr: &str) -> u64 {
         stderr
             .lines()
             .filter_map(|l| {
@@ -312,12 +312,12 @@ mod netns_support {
     }
 
     /// Runs a script from netem/scripts with `RISP_NS_PREFIX` set.
-    pub fn script(prefix: &str, name: &str, args: &[&str]) -> Output {
+    pub(crate) fn script(prefix: &str, name: &str, args: &[&str]) -> Output {
         script_with_env(prefix, name, args, &[])
     }
 
     /// Like [`script`] with extra environment variables.
-    pub fn script_with_env(
+    pub(crate) fn script_with_env(
         prefix: &str,
         name: &str,
         args: &[&str],
@@ -332,7 +332,7 @@ mod netns_support {
     }
 
     /// Whether a namespace exists now.
-    pub fn netns_exists(name: &str) -> bool {
+    pub(crate) fn netns_exists(name: &str) -> bool {
         Command::new("ip")
             .args(["netns", "list"])
             .output()
@@ -345,7 +345,7 @@ mod netns_support {
     }
 
     /// Tears the namespaces of `prefix` down when dropped, also on panic.
-    pub struct Teardown(pub String);
+    pub(crate) struct Teardown(pub(crate) String);
 
     impl Drop for Teardown {
         fn drop(&mut self) {

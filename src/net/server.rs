@@ -67,7 +67,7 @@ pub async fn serve(
 ) -> io::Result<ServerSummary> {
     let mut server = Server::new(config);
     let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-    let mut out = Vec::with_capacity(BATCH * crate::proto::wire::DATA_LEN);
+    let mut out = Vec::with_capacity(BATCH * DATA_LEN);
     let started = clock::now();
     let mut hist = LatencyHistogram::new();
     let mut next_publish = started;
@@ -210,7 +210,7 @@ struct SendErrors {
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
 impl SendErrors {
-    fn record(&mut self, now: std::time::Instant, e: &io::Error, to: std::net::SocketAddr) {
+    fn record(&mut self, now: std::time::Instant, e: &io::Error, to: SocketAddr) {
         self.count += 1;
         if self.last_log.is_some_and(|t| now < t + LOG_EVERY) {
             self.suppressed += 1;

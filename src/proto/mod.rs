@@ -4,6 +4,10 @@
 //! it when it asks (`poll_timeout`/`handle_timeout`). The same code runs
 //! under tokio ([`crate::net`]) and in the simulator ([`crate::sim`]).
 
+// Network input must never panic the protocol core: no `unwrap` outside tests (an
+// invariant that cannot fail says why, with `expect`).
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod client;
 pub(crate) mod reassembly;
 pub mod recovery;
@@ -11,6 +15,6 @@ pub mod rtt;
 pub mod sack;
 pub mod sequence;
 pub mod server;
-pub mod timer;
+pub(crate) mod timer;
 pub mod window;
 pub mod wire;

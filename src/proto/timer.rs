@@ -7,7 +7,7 @@ use std::time::Instant;
 
 /// The client's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Nothing heard for an RTO: retransmit the handshake or probe.
     Retransmit = 0,
     /// Data arrived and has not been acked yet: ack by this time.
@@ -18,48 +18,48 @@ pub enum Timer {
 
 impl Timer {
     /// Every timer, in handling order.
-    pub const ALL: [Timer; 3] = [Timer::Retransmit, Timer::Ack, Timer::Idle];
+    pub(crate) const ALL: [Timer; 3] = [Timer::Retransmit, Timer::Ack, Timer::Idle];
 }
 
 /// Deadlines for each [`Timer`].
 #[derive(Debug, Clone, Default)]
-pub struct TimerTable {
+pub(crate) struct TimerTable {
     slots: [Option<Instant>; 3],
 }
 
 impl TimerTable {
     /// Arms `timer` for `at`.
-    pub fn set(&mut self, timer: Timer, at: Instant) {
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
         self.slots[timer as usize] = Some(at);
     }
 
     /// Disarms `timer`.
-    pub fn stop(&mut self, timer: Timer) {
+    pub(crate) fn stop(&mut self, timer: Timer) {
         self.slots[timer as usize] = None;
     }
 
     /// The deadline of `timer`, if armed.
-    pub fn get(&self, timer: Timer) -> Option<Instant> {
+    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
         self.slots[timer as usize]
     }
 
     /// True if `timer` is armed.
-    pub fn is_set(&self, timer: Timer) -> bool {
+    pub(crate) fn is_set(&self, timer: Timer) -> bool {
         self.get(timer).is_some()
     }
 
     /// The earliest armed deadline.
-    pub fn next(&self) -> Option<Instant> {
+    pub(crate) fn next(&self) -> Option<Instant> {
         self.slots.iter().flatten().min().copied()
     }
 
     /// Disarms every timer.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.slots = Default::default();
     }
 
     /// Timers due at `now` (deadline <= now), which are disarmed.
-    pub fn take_expired(&mut self, now: Instant) -> impl Iterator<Item = Timer> {
+    pub(crate) fn take_expired(&mut self, now: Instant) -> impl Iterator<Item = Timer> {
         let mut due = [None; 3];
         for t in Timer::ALL {
             if self.get(t).is_some_and(|at| at <= now) {
