@@ -79,10 +79,7 @@ pub async fn run(
     let mut socket = open(opts.server, link.as_ref()).await?;
     let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
     let mut out = vec![0u8; MAX_DATAGRAM_LEN];
-    let mut next_kill = opts.killswitch.map(|k| started + k);
-    let mut rebinds: Vec<Instant> = opts.rebind_at.iter().map(|d| started + *d).collect();
-    rebinds.sort();
-    rebinds.reverse();
+    let mut moves = Moves::new(&opts, started);
     loop {
         let now = clock::now();
         while let Some(n) = client.poll_transmit(now, &mut out) {
@@ -92,23 +89,14 @@ pub async fn run(
                 }
             }
         }
-        while let Some(ev) = client.poll_event() {
-            recorder.record(now, &ev);
-            match ev {
-                ClientEvent::Restarted { uuid } => {
-                    tracing::info!(%uuid, "handshake refused; starting over under a new UUID");
-                }
-                ClientEvent::Value { index, value, .. } => on_value(index, value),
-                _ => {}
-            }
-        }
+        drain_events(&mut client, &mut recorder, now, &mut on_value);
         if recorder.is_finished() {
             break;
         }
         if opts.stop_after.is_some_and(|n| client.next_index() >= n) {
             break;
         }
-        let wake = [client.poll_timeout(), next_kill, rebinds.last().copied()]
+        let wake = [client.poll_timeout(), moves.next()]
             .into_iter()
             .flatten()
             .min();
@@ -123,15 +111,14 @@ pub async fn run(
             }
             () = sleep_until_opt(wake) => {
                 let now = clock::now();
-                if next_kill.is_some_and(|t| t <= now) {
+                let (kill, rebind) = moves.take_due(now);
+                if kill {
                     recorder.report_mut().reconnects += 1;
                     socket = open(opts.server, link.as_ref()).await?;
-                    next_kill = opts.killswitch.map(|k| now + k);
                     tracing::debug!(port = ?socket.local_addr().ok(), "killswitch: new socket");
                     client.reconnect(now);
                 }
-                if rebinds.last().is_some_and(|t| *t <= now) {
-                    rebinds.pop();
+                if rebind {
                     recorder.report_mut().rebinds += 1;
                     socket = open(opts.server, link.as_ref()).await?;
                     tracing::debug!(port = ?socket.local_addr().ok(), "rebind: new socket");
@@ -148,6 +135,69 @@ pub async fn run(
     report.datagrams_to_server = c.datagrams_sent;
     report.datagrams_to_client = c.datagrams_received.max(report.link.to_client.seen);
     Ok(report)
+}
+
+/// Hands the client's events to the recorder, and values to `on_value`.
+fn drain_events(
+    client: &mut Client,
+    recorder: &mut TransferRecorder,
+    now: Instant,
+    on_value: &mut impl FnMut(u32, u32),
+) {
+    while let Some(ev) = client.poll_event() {
+        recorder.record(now, &ev);
+        match ev {
+            ClientEvent::Restarted { uuid } => {
+                tracing::info!(%uuid, "handshake refused; starting over under a new UUID");
+            }
+            ClientEvent::Value { index, value, .. } => on_value(index, value),
+            _ => {}
+        }
+    }
+}
+
+/// When the driver moves to a new socket: every `killswitch` (a new
+/// socket and a reconnect), and at each `rebind_at` time (a new socket the
+/// client is not told about, as a NAT rebinding).
+struct Moves {
+    killswitch: Option<Duration>,
+    next_kill: Option<Instant>,
+    /// Latest first, so the next one is at the end.
+    rebinds: Vec<Instant>,
+}
+
+impl Moves {
+    fn new(opts: &ClientOptions, started: Instant) -> Self {
+        let mut rebinds: Vec<Instant> = opts.rebind_at.iter().map(|d| started + *d).collect();
+        rebinds.sort();
+        rebinds.reverse();
+        Self {
+            killswitch: opts.killswitch,
+            next_kill: opts.killswitch.map(|k| started + k),
+            rebinds,
+        }
+    }
+
+    /// The next move.
+    fn next(&self) -> Option<Instant> {
+        [self.next_kill, self.rebinds.last().copied()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Which moves are due at `now`: (killswitch, rebind).
+    fn take_due(&mut self, now: Instant) -> (bool, bool) {
+        let kill = self.next_kill.is_some_and(|t| t <= now);
+        if kill {
+            self.next_kill = self.killswitch.map(|k| now + k);
+        }
+        let rebind = self.rebinds.last().is_some_and(|t| *t <= now);
+        if rebind {
+            self.rebinds.pop();
+        }
+        (kill, rebind)
+    }
 }
 
 /// A fresh socket for talking to `server`, on `link` when impaired.

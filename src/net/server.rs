@@ -103,22 +103,7 @@ pub async fn serve(
             if let Some(d) = data.as_mut() {
                 d.on_event(&ev);
             }
-            match ev {
-                ServerEvent::AckLatency { latency, .. } => {
-                    hist.record_at(now.saturating_duration_since(started), latency)
-                }
-                ServerEvent::Opened { uuid, addr, len } => {
-                    tracing::info!(%uuid, %addr, len, "session opened")
-                }
-                ServerEvent::Resumed { uuid, addr } => {
-                    tracing::info!(%uuid, %addr, "session resumed")
-                }
-                ServerEvent::Migrated { uuid, addr } => {
-                    tracing::info!(%uuid, %addr, "session moved to a new address")
-                }
-                ServerEvent::Closed { uuid } => tracing::info!(%uuid, "session closed"),
-                ServerEvent::Expired { uuid } => tracing::info!(%uuid, "session expired"),
-            }
+            on_event(&ev, &mut hist, now.saturating_duration_since(started));
         }
         while let Some(t) = server.poll_transmit(now, BATCH, &mut out) {
             for chunk in out[..t.size].chunks(t.segment_size) {
@@ -141,6 +126,22 @@ pub async fn serve(
     publish(&shared, &server, &hist, send_errors.count, data.as_ref());
     let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(summary)
+}
+
+/// Logs a session event; records acknowledgement latencies at `elapsed`.
+fn on_event(ev: &ServerEvent, hist: &mut LatencyHistogram, elapsed: Duration) {
+    match *ev {
+        ServerEvent::AckLatency { latency, .. } => hist.record_at(elapsed, latency),
+        ServerEvent::Opened { uuid, addr, len } => {
+            tracing::info!(%uuid, %addr, len, "session opened")
+        }
+        ServerEvent::Resumed { uuid, addr } => tracing::info!(%uuid, %addr, "session resumed"),
+        ServerEvent::Migrated { uuid, addr } => {
+            tracing::info!(%uuid, %addr, "session moved to a new address")
+        }
+        ServerEvent::Closed { uuid } => tracing::info!(%uuid, "session closed"),
+        ServerEvent::Expired { uuid } => tracing::info!(%uuid, "session expired"),
+    }
 }
 
 fn publish(
