@@ -11,78 +11,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-/// The bottleneck's parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BottleneckConfig {
-    /// Service rate, in datagrams per second.
-    pub rate: f64,
-    /// Most datagrams queued (including the one in service); past it,
-    /// arrivals are dropped.
-    pub limit: usize,
-}
-
-impl BottleneckConfig {
-    /// Time to serve one datagram.
-    fn service_time(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.rate.max(1.0))
-    }
-}
-
-/// What the bottleneck saw.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BottleneckStats {
-    /// Datagrams that arrived.
-    pub arrived: u64,
-    /// Datagrams dropped at the tail.
-    pub dropped: u64,
-    /// Datagrams served (forwarded), per flow.
-    pub forwarded: Vec<u64>,
-    /// Sum of the queue lengths seen by arrivals (for the mean).
-    pub queue_sum: u64,
-    /// Longest queue seen by an arrival.
-    pub queue_max: usize,
-    /// First arrival and last departure, since the simulation's start.
-    pub busy_from: Option<Duration>,
-    /// Last departure, since the simulation's start.
-    pub busy_until: Option<Duration>,
-}
-
-impl BottleneckStats {
-    /// Datagrams forwarded, all flows.
-    pub fn forwarded_total(&self) -> u64 {
-        self.forwarded.iter().sum()
-    }
-
-    /// Fraction of arrivals dropped.
-    pub fn drop_fraction(&self) -> f64 {
-        ratio(self.dropped, self.arrived)
-    }
-
-    /// Mean queue length seen by arrivals.
-    pub fn mean_queue(&self) -> f64 {
-        ratio(self.queue_sum, self.arrived)
-    }
-
-    /// Forwarded datagrams over what the link could have served between
-    /// `from` and `until` (both since the simulation's start).
-    pub fn utilisation(&self, rate: f64, from: Duration, until: Duration) -> f64 {
-        let span = until.saturating_sub(from).as_secs_f64();
-        if span <= 0.0 {
-            return 0.0;
-        }
-        self.forwarded_total() as f64 / (rate * span)
-    }
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        a as f64 / b as f64
-    }
-}
+use crate::transfer::{BottleneckConfig, BottleneckStats, SHARE_BUCKET};
 
 /// The bottleneck queue. See the module docs.
 #[derive(Debug)]
@@ -104,6 +33,8 @@ impl Bottleneck {
             departures: VecDeque::new(),
             stats: BottleneckStats {
                 forwarded: vec![0; flows],
+                active: vec![None; flows],
+                forwarded_by_bucket: vec![Vec::new(); flows],
                 ..BottleneckStats::default()
             },
         }
@@ -117,7 +48,12 @@ impl Bottleneck {
             self.departures.pop_front();
         }
         let queued = self.departures.len();
+        let at = now.saturating_duration_since(self.epoch);
         let s = &mut self.stats;
+        if let Some(a) = s.active.get_mut(flow) {
+            let first = a.map_or(at, |(f, _)| f);
+            *a = Some((first, at));
+        }
         s.arrived += 1;
         s.queue_sum += queued as u64;
         s.queue_max = s.queue_max.max(queued);
@@ -132,6 +68,14 @@ impl Bottleneck {
         self.departures.push_back(leave);
         if let Some(n) = s.forwarded.get_mut(flow) {
             *n += 1;
+        }
+        if let Some(v) = s.forwarded_by_bucket.get_mut(flow) {
+            let bucket = (leave.saturating_duration_since(self.epoch).as_nanos()
+                / SHARE_BUCKET.as_nanos()) as usize;
+            if v.len() <= bucket {
+                v.resize(bucket + 1, 0);
+            }
+            v[bucket] += 1;
         }
         s.busy_until = Some(leave.saturating_duration_since(self.epoch));
         Some(leave - now)
@@ -183,5 +127,26 @@ mod tests {
         // 5 datagrams over 90 ms of a 100/s link: 5 / 9.
         let u = s.utilisation(100.0, s.busy_from.unwrap(), s.busy_until.unwrap());
         assert!((u - 5.0 / 9.0).abs() < 1e-9, "{u}");
+    }
+
+    #[test]
+    fn shares_count_only_while_every_flow_is_active() {
+        let t0 = crate::clock::now();
+        let ms = Duration::from_millis;
+        let mut b = Bottleneck::new(config(1000.0, 100), 2, t0);
+        // Flow 0 alone for 100 ms at the full rate, then both at half each
+        // for 100 ms (one datagram a millisecond, alternating).
+        for k in 0..200u64 {
+            let flow = if k < 100 { 0 } else { (k % 2) as usize };
+            b.admit(t0 + ms(k), flow);
+        }
+        let shares = b.stats().overlap_shares(1000.0).unwrap();
+        assert_eq!(shares.len(), 2);
+        for s in &shares {
+            assert!((s - 0.5).abs() < 0.06, "{shares:?}");
+        }
+        // A flow that never sent: no overlap at all.
+        let idle = Bottleneck::new(config(1000.0, 100), 3, t0);
+        assert_eq!(idle.stats().overlap_shares(1000.0), None);
     }
 }

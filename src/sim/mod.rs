@@ -27,6 +27,7 @@ use crate::proto::client::{Client, ClientError, ClientEvent};
 use crate::proto::server::{Server, ServerEvent};
 use crate::proto::wire::MAX_DATAGRAM_LEN;
 use crate::transfer::{RunConfig, RunReport, TransferRecorder};
+use bottleneck::Bottleneck;
 
 const SERVER_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 8081));
 
@@ -80,6 +81,8 @@ struct Simulation<'a> {
     buf: Vec<u8>,
     /// The server's batch buffer.
     server_buf: Vec<u8>,
+    /// The shared server-to-client bottleneck, if the run has one.
+    bottleneck: Option<Bottleneck>,
 }
 
 impl<'a> Simulation<'a> {
@@ -102,6 +105,9 @@ impl<'a> Simulation<'a> {
             trace: 0xcbf2_9ce4_8422_2325,
             buf: vec![0; MAX_DATAGRAM_LEN],
             server_buf: Vec::new(),
+            bottleneck: config
+                .bottleneck
+                .map(|b| Bottleneck::new(b, config.clients, epoch)),
         };
         for i in 0..config.clients {
             let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
@@ -283,6 +289,15 @@ impl<'a> Simulation<'a> {
         dest: SocketAddr,
         bytes: Vec<u8>,
     ) {
+        // The shared bottleneck comes first, on the server's side: a datagram
+        // it drops never reaches the client's own link.
+        let queued = match (&mut self.bottleneck, dir) {
+            (Some(b), Direction::ToClient) => match b.admit(self.now, client) {
+                Some(d) => d,
+                None => return,
+            },
+            _ => Duration::ZERO,
+        };
         let verdict = self.clients[client].link.decide(dir, elapsed, bytes.len());
         let to = match dir {
             Direction::ToServer => Node::Server,
@@ -295,7 +310,7 @@ impl<'a> Simulation<'a> {
             }
             self.order += 1;
             self.queue.push(Reverse(InFlight {
-                at: self.now + d.delay,
+                at: self.now + queued + d.delay,
                 order: self.order,
                 to,
                 from,
@@ -365,6 +380,7 @@ impl<'a> Simulation<'a> {
             server: self.server.stats().clone(),
             sessions_left: self.server.session_count(),
             trace_hash: self.trace,
+            bottleneck: self.bottleneck.map(|b| b.stats().clone()),
         }
     }
 }

@@ -20,6 +20,7 @@ use toml::Spanned;
 
 use super::profile::{Expectations, Profile, Suite, DEFAULT_LEN, MAX_CLIENTS, MAX_SEEDS};
 use crate::proto::client::MAX_WINDOW;
+use crate::transfer::BottleneckConfig;
 
 /// A check that failed, with the span it concerns.
 pub(super) struct Problem {
@@ -92,7 +93,17 @@ struct ProfileDef {
     blackhole: Vec<Spanned<BlackholeDef>>,
     #[serde(default)]
     rebind_at_ms: Vec<Spanned<f64>>,
+    bottleneck: Option<Spanned<BottleneckDef>>,
     expect: Option<ExpectDef>,
+}
+
+/// `bottleneck = { rate = 40000, queue = 100 }`: datagrams per second and
+/// queue limit of a link every server-to-client datagram crosses.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BottleneckDef {
+    rate: f64,
+    queue: usize,
 }
 
 /// `to_client = { ... }` / `to_server = { ... }`.
@@ -185,6 +196,9 @@ struct ExpectDef {
     all_verified: Option<bool>,
     max_datagrams_per_value: Sp<f64>,
     max_completion_ms: Sp<f64>,
+    max_stall_ms: Sp<f64>,
+    min_utilisation: Sp<f64>,
+    max_bottleneck_drops: Sp<f64>,
 }
 
 impl ExpectDef {
@@ -198,6 +212,9 @@ impl ExpectDef {
             all_verified: self.all_verified,
             max_datagrams_per_value,
             max_completion: millis(&self.max_completion_ms, "max_completion_ms", Zero::Refused)?,
+            max_stall: millis(&self.max_stall_ms, "max_stall_ms", Zero::Refused)?,
+            min_utilisation: fraction(&self.min_utilisation, "min_utilisation")?,
+            max_bottleneck_drops: fraction(&self.max_bottleneck_drops, "max_bottleneck_drops")?,
         })
     }
 }
@@ -296,6 +313,17 @@ const MAX_MS: f64 = 365.0 * 24.0 * 3600.0 * 1000.0;
 fn millis(v: &Sp<f64>, key: &str, zero: Zero) -> Result<Option<Duration>, Problem> {
     let Some(s) = v else { return Ok(None) };
     one_millis(s, key, zero).map(Some)
+}
+
+/// A fraction in [0, 1] at `key`.
+fn fraction(v: &Sp<f64>, key: &str) -> Result<Option<f64>, Problem> {
+    let Some(s) = v else { return Ok(None) };
+    let x = *s.get_ref();
+    if (0.0..=1.0).contains(&x) {
+        Ok(Some(x))
+    } else {
+        problem(Some(s.span()), format!("{key} must be in [0, 1], got {x}"))
+    }
 }
 
 /// A finite number, >= 0 or > 0 as `zero` says; otherwise `rule`, with the
@@ -503,6 +531,23 @@ impl ProfileDef {
                 .unwrap_or(span);
             return problem(Some(at), e.to_string());
         }
+        let bottleneck = match &self.bottleneck {
+            None => None,
+            Some(b) => {
+                let def = *b.get_ref();
+                if !(def.rate.is_finite() && def.rate >= 1.0) || def.queue == 0 {
+                    return problem(
+                        Some(b.span()),
+                        "bottleneck needs rate >= 1 (datagrams per second) and queue >= 1"
+                            .to_string(),
+                    );
+                }
+                Some(BottleneckConfig {
+                    rate: def.rate,
+                    limit: def.queue,
+                })
+            }
+        };
         let plot_default = {
             // Only independent loss (and a fixed delay, which moves the
             // completion time but not the datagram count).
@@ -518,6 +563,7 @@ impl ProfileDef {
                 && impairment.blackholes.is_empty()
                 && impairment.rebind_at.is_empty()
                 && killswitch.is_none()
+                && bottleneck.is_none()
         };
         let expect = self
             .expect
@@ -538,6 +584,7 @@ impl ProfileDef {
             time_limit,
             impairment,
             plot: self.plot.unwrap_or(plot_default),
+            bottleneck,
             expect,
         })
     }

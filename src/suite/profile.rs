@@ -10,6 +10,7 @@ use risp_netem::ImpairmentConfig;
 
 use super::error::{line_column, SuiteError};
 use super::parse::{Problem, SuiteDef};
+use crate::transfer::BottleneckConfig;
 use crate::transfer::RunConfig;
 /// Most concurrent clients a profile may ask for.
 pub const MAX_CLIENTS: usize = 10_000;
@@ -53,6 +54,8 @@ pub struct Profile {
     /// Whether the profile is a point of the loss plots (default: when its
     /// only impairments are independent loss and a fixed delay).
     pub plot: bool,
+    /// A bottleneck every server-to-client datagram crosses (virtual mode).
+    pub bottleneck: Option<BottleneckConfig>,
     /// What must hold for the profile to pass.
     pub expect: Expectations,
 }
@@ -67,6 +70,12 @@ pub struct Expectations {
     pub max_datagrams_per_value: Option<f64>,
     /// No transfer took longer than this.
     pub max_completion: Option<Duration>,
+    /// No transfer went longer than this without a new in-order value.
+    pub max_stall: Option<Duration>,
+    /// The bottleneck forwarded at least this fraction of its capacity.
+    pub min_utilisation: Option<f64>,
+    /// The bottleneck dropped at most this fraction of what arrived.
+    pub max_bottleneck_drops: Option<f64>,
 }
 
 impl Expectations {
@@ -78,6 +87,9 @@ impl Expectations {
                 .max_datagrams_per_value
                 .or(defaults.max_datagrams_per_value),
             max_completion: self.max_completion.or(defaults.max_completion),
+            max_stall: self.max_stall.or(defaults.max_stall),
+            min_utilisation: self.min_utilisation.or(defaults.min_utilisation),
+            max_bottleneck_drops: self.max_bottleneck_drops.or(defaults.max_bottleneck_drops),
         }
     }
 }
@@ -94,6 +106,7 @@ impl Profile {
         }
         c.killswitch = self.killswitch;
         c.stagger = self.stagger;
+        c.bottleneck = self.bottleneck;
         if let Some(t) = self.time_limit {
             c.time_limit = t;
         }

@@ -85,6 +85,7 @@ pub async fn run_with_server(config: &RunConfig) -> io::Result<(RunReport, Serve
         server: summary.stats.clone(),
         sessions_left: summary.sessions,
         trace_hash: 0,
+        bottleneck: None,
     };
     Ok((report, summary))
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::error::SuiteError;
 use super::profile::{Profile, Suite};
 use crate::stats::{duration_to_us, LatencyHistogram, Summary};
-use crate::transfer::{RunConfig, RunReport};
+use crate::transfer::{BottleneckStats, RunConfig, RunReport};
 
 /// Where the transfers run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,12 +85,34 @@ pub struct ProfileReport {
     pub rtt: Summary,
     /// Delivery latency of every value (first send to in-order delivery).
     pub delivery: Summary,
+    /// Longest time any transfer went without a new in-order value.
+    pub stall_max_us: u64,
+    /// The shared bottleneck over every run, when the profile has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bottleneck: Option<BottleneckSummary>,
     /// Every expectation the profile set, checked.
     pub expectations: Vec<ExpectationResult>,
     /// Whether all of them held.
     pub met: bool,
     /// One line per run.
     pub runs_detail: Vec<RunSummary>,
+}
+
+/// How the flows of a profile shared its bottleneck, over every run: the
+/// worst run for each figure (lowest utilisation and flow share, highest
+/// drops and mean queue).
+#[derive(Debug, Clone, Serialize)]
+pub struct BottleneckSummary {
+    /// Datagrams forwarded over capacity, from the first arrival to the
+    /// last departure.
+    pub utilisation: f64,
+    /// Fraction of arrivals dropped at the tail.
+    pub drop_fraction: f64,
+    /// Mean queue length seen by arrivals, in datagrams.
+    pub mean_queue: f64,
+    /// The smallest share of the capacity any one flow got while every
+    /// flow was active ([`BottleneckStats::overlap_shares`]).
+    pub min_flow_share: f64,
 }
 
 /// One run (one seed) of a profile.
@@ -233,11 +255,26 @@ pub fn summarise(profile: &Profile, reports: &[RunReport]) -> ProfileReport {
     let (mut delivered, mut values) = (0u64, 0u64);
     let mut transfer_time = 0f64;
     let mut runs_detail = Vec::with_capacity(reports.len());
+    let mut stall_max = Duration::ZERO;
+    let mut bottleneck: Option<BottleneckSummary> = None;
     for r in reports {
+        if let (Some(cfg), Some(b)) = (profile.bottleneck, &r.bottleneck) {
+            let one = bottleneck_summary(cfg.rate, b);
+            bottleneck = Some(match bottleneck {
+                None => one,
+                Some(w) => BottleneckSummary {
+                    utilisation: w.utilisation.min(one.utilisation),
+                    drop_fraction: w.drop_fraction.max(one.drop_fraction),
+                    mean_queue: w.mean_queue.max(one.mean_queue),
+                    min_flow_share: w.min_flow_share.min(one.min_flow_share),
+                },
+            });
+        }
         for t in &r.transfers {
             let done = t.finished_at.unwrap_or(r.elapsed);
             completions.push(done);
             transfer_time += done.as_secs_f64();
+            stall_max = stall_max.max(t.max_stall);
             to_client += t.datagrams_to_client;
             to_server += t.datagrams_to_server;
             retransmits += t.retransmits();
@@ -317,6 +354,33 @@ pub fn summarise(profile: &Profile, reports: &[RunReport]) -> ProfileReport {
             met: max <= limit,
         });
     }
+    if let Some(limit) = e.max_stall {
+        expectations.push(ExpectationResult {
+            name: "max_stall_ms",
+            limit: limit.as_secs_f64() * 1000.0,
+            actual: stall_max.as_secs_f64() * 1000.0,
+            met: stall_max <= limit,
+        });
+    }
+    let b = bottleneck.as_ref();
+    if let Some(limit) = e.min_utilisation {
+        let actual = b.map_or(0.0, |b| b.utilisation);
+        expectations.push(ExpectationResult {
+            name: "min_utilisation",
+            limit,
+            actual,
+            met: actual >= limit,
+        });
+    }
+    if let Some(limit) = e.max_bottleneck_drops {
+        let actual = b.map_or(0.0, |b| b.drop_fraction);
+        expectations.push(ExpectationResult {
+            name: "max_bottleneck_drops",
+            limit,
+            actual,
+            met: actual <= limit,
+        });
+    }
     ProfileReport {
         name: profile.name.clone(),
         sack: profile.sack,
@@ -346,8 +410,31 @@ pub fn summarise(profile: &Profile, reports: &[RunReport]) -> ProfileReport {
         retransmits,
         rtt: rtt.summary(),
         delivery: delivery.summary(),
+        stall_max_us: duration_to_us(stall_max),
+        bottleneck,
         met: expectations.iter().all(|e| e.met),
         expectations,
         runs_detail,
+    }
+}
+
+/// One run's bottleneck figures.
+fn bottleneck_summary(rate: f64, b: &BottleneckStats) -> BottleneckSummary {
+    let (from, until) = (
+        b.busy_from.unwrap_or_default(),
+        b.busy_until.unwrap_or_default(),
+    );
+    let min_flow_share = b
+        .overlap_shares(rate)
+        .map_or(0.0, |v| v.into_iter().fold(f64::INFINITY, f64::min));
+    BottleneckSummary {
+        utilisation: b.utilisation(rate, from, until),
+        drop_fraction: b.drop_fraction(),
+        mean_queue: b.mean_queue(),
+        min_flow_share: if min_flow_share.is_finite() {
+            min_flow_share
+        } else {
+            0.0
+        },
     }
 }

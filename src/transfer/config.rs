@@ -5,6 +5,7 @@ use std::time::Duration;
 use risp_netem::ImpairmentConfig;
 use uuid::Uuid;
 
+use super::BottleneckConfig;
 use crate::proto::client::ClientConfig;
 use crate::proto::server::ServerConfig;
 
@@ -35,6 +36,9 @@ pub struct RunConfig {
     pub time_limit: Duration,
     /// Keep every RTT sample and delivery latency in the report.
     pub record_latencies: bool,
+    /// A bottleneck every server-to-client datagram crosses before its
+    /// client's own link (simulator only).
+    pub bottleneck: Option<BottleneckConfig>,
 }
 
 impl RunConfig {
@@ -51,6 +55,7 @@ impl RunConfig {
             stagger: Duration::ZERO,
             time_limit: Duration::from_secs(600),
             record_latencies: false,
+            bottleneck: None,
         }
     }
 

@@ -8,10 +8,12 @@
 //! the same thing in a virtual run, a real run and a command-line client.
 //! This module sits below `sim` and `net` and imports neither.
 
+mod bottleneck;
 mod config;
 mod recorder;
 mod report;
 
+pub use bottleneck::{BottleneckConfig, BottleneckStats, SHARE_BUCKET};
 pub use config::{link_seed, RunConfig};
 pub use recorder::TransferRecorder;
 pub use report::{RunReport, TransferReport, WindowStats};

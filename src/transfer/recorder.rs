@@ -119,6 +119,8 @@ impl TransferRecorder {
                             .record_at(at, now.saturating_duration_since(prev));
                     }
                 }
+                let since = self.last_delivery.unwrap_or(self.started);
+                r.max_stall = r.max_stall.max(now.saturating_duration_since(since));
                 self.last_delivery = Some(now);
             }
             ClientEvent::RttSample(rtt) => {

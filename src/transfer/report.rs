@@ -6,6 +6,7 @@ use risp_netem::ImpairmentStats;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::BottleneckStats;
 use crate::proto::client::{ClientError, ClientStats, ResumeState};
 use crate::proto::server::ServerStats;
 use crate::stats::HistogramSet;
@@ -78,6 +79,9 @@ pub struct TransferReport {
     pub link: ImpairmentStats,
     /// Where the session stood at the end (to hand it to another client).
     pub resume: Option<ResumeState>,
+    /// Longest time without a new in-order value: from the start to the
+    /// first value, or between two consecutive values.
+    pub max_stall: Duration,
 }
 
 impl TransferReport {
@@ -108,6 +112,7 @@ impl TransferReport {
             window: WindowStats::default(),
             link: ImpairmentStats::default(),
             resume: None,
+            max_stall: Duration::ZERO,
         }
     }
 
@@ -164,6 +169,8 @@ pub struct RunReport {
     /// bytes): equal hashes mean identical traces. 0 for real runs, which
     /// are not reproducible to the datagram.
     pub trace_hash: u64,
+    /// What the shared bottleneck saw, when the run had one.
+    pub bottleneck: Option<BottleneckStats>,
 }
 
 impl RunReport {
