@@ -1,54 +1,11 @@
 //! The `risp-udp` binary without a server: argument errors, `sim`, `hist`,
 //! `completion`.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
-use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_risp-udp");
-const PROCESS_DEADLINE: Duration = Duration::from_secs(30);
-
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `risp-udp ARGS` to its end (killed after [`PROCESS_DEADLINE`]).
-fn run(args: &[&str]) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn risp-udp");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(PROCESS_DEADLINE) {
-        Ok(out) => {
-            let out = out.expect("wait for risp-udp");
-            Output {
-                code: out.status.code(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }
-        }
-        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("risp-udp {args:?} did not finish within {PROCESS_DEADLINE:?}");
-        }
-    }
-}
+use support::cli::run;
 
 /// Each bad argument: exit 2, nothing on stdout, and the first line of
 /// stderr is an error that names the flag (or value) and says what is wrong.

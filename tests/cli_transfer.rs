@@ -7,6 +7,8 @@
 //! stderr; readiness is that line, never a sleep. Every spawned process is
 //! killed by a guard when the test ends, pass or fail.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -16,14 +18,12 @@ use std::time::Duration;
 
 use risp_udp::cli::exit::Exit;
 use risp_udp::clock;
-use risp_udp::net::client::{self as net_client, ClientOptions};
+use risp_udp::net::client::ClientOptions;
 use risp_udp::proto::client::{ClientConfig, ClientError};
 use serde_json::Value;
+use support::cli::{run, run_with_env, Output, BIN};
+use support::loopback::transfer;
 use uuid::Uuid;
-
-const BIN: &str = env!("CARGO_BIN_EXE_risp-udp");
-/// The longest any one process may take before the test gives up on it.
-const PROCESS_DEADLINE: Duration = Duration::from_secs(20);
 
 /// A running `risp-udp server`, killed on drop.
 struct Server {
@@ -115,55 +115,6 @@ impl Drop for Server {
     }
 }
 
-/// What a finished process printed and exited with.
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-/// Runs `risp-udp ARGS` to its end (killed after [`PROCESS_DEADLINE`]).
-fn run(args: &[&str]) -> Output {
-    run_with_env(args, &[])
-}
-
-fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let started = clock::now();
-    let child = cmd.spawn().expect("spawn risp-udp");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(PROCESS_DEADLINE) {
-        Ok(out) => {
-            let out = out.expect("wait for risp-udp");
-            Output {
-                code: out.status.code(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                elapsed: started.elapsed(),
-            }
-        }
-        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("risp-udp {args:?} did not finish within {PROCESS_DEADLINE:?}");
-        }
-    }
-}
-
 fn json(out: &Output) -> Value {
     serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {out:?}"))
@@ -185,9 +136,7 @@ fn stall_a_session(server: SocketAddr, len: u32, take: u32) -> u32 {
         .unwrap();
     let mut opts = ClientOptions::new(server, ClientConfig::new(Uuid::new_v4(), len));
     opts.stop_after = Some(take);
-    let outcome = rt
-        .block_on(net_client::run(opts, |_, _| {}))
-        .expect("client socket");
+    let (outcome, _) = rt.block_on(transfer(opts));
     assert_eq!(
         outcome.result(),
         Ok(()),

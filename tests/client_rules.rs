@@ -4,151 +4,16 @@
 //! jumping to `poll_timeout`), feeds it hand-built server datagrams and
 //! decodes what it sends back.
 
-use std::time::{Duration, Instant};
+mod support;
 
-use risp_udp::proto::client::{BadRequest, Client, ClientConfig, ClientError, ClientEvent};
+use std::time::Duration;
+
+use risp_udp::proto::client::{BadRequest, ClientConfig, ClientError, ClientEvent};
 use risp_udp::proto::rtt::RttConfig;
-use risp_udp::proto::wire::{
-    ClientMessage, ErrorCode, ServerMessage, State, DATA_LEN, FLAG_PROBE, MAX_DATAGRAM_LEN,
-};
+use risp_udp::proto::wire::{ErrorCode, ServerMessage, State, DATA_LEN, FLAG_PROBE};
+use support::virtual_time::{ClientHarness, TOKEN};
+use support::wire::{encode_server, ClientDatagram};
 use uuid::Uuid;
-
-const TOKEN: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
-
-/// A client datagram, decoded and owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Sent {
-    at: Duration,
-    state: State,
-    len: u32,
-    window: u32,
-    ack: u32,
-    ts: u64,
-    flags: u8,
-    token: Vec<u8>,
-    sack: Vec<u8>,
-}
-
-struct Harness {
-    client: Client,
-    t0: Instant,
-    now: Instant,
-    /// Newest client timestamp seen, echoed on what we feed back.
-    echo: u64,
-}
-
-impl Harness {
-    fn new(config: ClientConfig) -> Self {
-        let t0 = risp_udp::clock::now();
-        Self {
-            client: Client::new(config, t0),
-            t0,
-            now: t0,
-            echo: 0,
-        }
-    }
-
-    fn len(len: u32) -> Self {
-        Self::new(ClientConfig::new(Uuid::from_bytes([7; 16]), len))
-    }
-
-    fn at(&mut self, since_start: Duration) {
-        self.now = self.t0 + since_start;
-    }
-
-    /// Everything the client sends now.
-    fn sent(&mut self) -> Vec<Sent> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-        while let Some(n) = self.client.poll_transmit(self.now, &mut buf) {
-            let m = ClientMessage::decode(&buf[..n]).expect("client sends valid datagrams");
-            if m.state == State::Connecting {
-                assert_eq!(n, 1200, "CONNECTING is padded");
-            }
-            self.echo = self.echo.max(m.timestamp);
-            out.push(Sent {
-                at: self.now - self.t0,
-                state: m.state,
-                len: m.len,
-                window: m.window,
-                ack: m.ack,
-                ts: m.timestamp,
-                flags: m.flags,
-                token: m.token.to_vec(),
-                sack: m.sack.to_vec(),
-            });
-            assert!(out.len() < 10_000, "runaway sender");
-        }
-        out
-    }
-
-    fn feed_bytes(&mut self, d: &[u8]) {
-        self.client.handle(self.now, d);
-    }
-
-    fn feed(&mut self, msg: ServerMessage) {
-        self.feed_bytes(&encode(msg));
-    }
-
-    fn data(&mut self, index: u32, payload: u32) {
-        let echo = self.echo;
-        self.feed(ServerMessage::Data {
-            index,
-            payload,
-            echo,
-        });
-    }
-
-    fn events(&mut self) -> Vec<ClientEvent> {
-        std::iter::from_fn(|| self.client.poll_event()).collect()
-    }
-
-    /// Non-RTT events only.
-    fn app_events(&mut self) -> Vec<ClientEvent> {
-        self.events()
-            .into_iter()
-            .filter(|e| !matches!(e, ClientEvent::RttSample(_)))
-            .collect()
-    }
-
-    /// CONNECTING out, Accept in, the confirming ack out.
-    fn connect(&mut self) {
-        let hello = self.sent();
-        assert_eq!(hello.len(), 1);
-        assert_eq!(hello[0].state, State::Connecting);
-        assert!(hello[0].token.is_empty());
-        let echo = self.echo;
-        self.feed(ServerMessage::Accept {
-            token: TOKEN,
-            lifetime_ms: 30_000,
-            max_window: 1024,
-            echo,
-        });
-        let ack = self.sent();
-        assert_eq!(ack.len(), 1, "{ack:?}");
-        assert_eq!(ack[0].state, State::Connected);
-        assert_eq!(ack[0].token, TOKEN);
-        assert_eq!(self.app_events(), vec![ClientEvent::Connected]);
-    }
-
-    /// Fires timers until the client finishes; returns everything it sent.
-    fn run_silent(&mut self) -> Vec<Sent> {
-        let mut all = Vec::new();
-        while let Some(t) = self.client.poll_timeout() {
-            assert!(t >= self.now, "timers never go back in time");
-            self.now = t;
-            self.client.handle_timeout(t);
-            all.extend(self.sent());
-        }
-        all
-    }
-}
-
-fn encode(msg: ServerMessage) -> Vec<u8> {
-    let mut buf = [0u8; 64];
-    let n = msg.encode(&mut buf).unwrap();
-    buf[..n].to_vec()
-}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -164,7 +29,7 @@ fn failed(events: &[ClientEvent]) -> Option<&ClientError> {
 /// Defect 2: an index past the end crashed the original client.
 #[test]
 fn data_past_the_end_is_counted_invalid_and_ignored() {
-    let mut h = Harness::len(5);
+    let mut h = ClientHarness::len(5);
     h.connect();
     for index in [5, 6, 1_000_000, u32::MAX] {
         h.data(index, 99);
@@ -190,7 +55,7 @@ fn data_past_the_end_is_counted_invalid_and_ignored() {
 fn data_beyond_the_reorder_buffer_is_counted_and_dropped() {
     let mut cfg = ClientConfig::new(Uuid::from_bytes([7; 16]), 5_000);
     cfg.max_window = 64;
-    let mut h = Harness::new(cfg);
+    let mut h = ClientHarness::new(cfg);
     h.connect();
     h.data(64, 1);
     h.data(4_000, 1);
@@ -202,7 +67,7 @@ fn data_beyond_the_reorder_buffer_is_counted_and_dropped() {
 
 #[test]
 fn duplicates_are_counted_and_delivered_once() {
-    let mut h = Harness::len(10);
+    let mut h = ClientHarness::len(10);
     h.connect();
     let window = h.client.window().get();
     h.data(0, 10);
@@ -227,7 +92,7 @@ fn duplicates_are_counted_and_delivered_once() {
 /// Defect 1: the original compared its own sum with itself.
 #[test]
 fn wrong_checksum_from_the_server_is_a_hard_failure() {
-    let mut h = Harness::len(3);
+    let mut h = ClientHarness::len(3);
     h.connect();
     for (i, v) in [u32::MAX, u32::MAX, 7].into_iter().enumerate() {
         h.data(i as u32, v);
@@ -257,7 +122,7 @@ fn wrong_checksum_from_the_server_is_a_hard_failure() {
 
 #[test]
 fn right_checksum_verifies_and_closes() {
-    let mut h = Harness::len(3);
+    let mut h = ClientHarness::len(3);
     h.connect();
     for (i, v) in [u32::MAX, u32::MAX, 7].into_iter().enumerate() {
         h.data(i as u32, v);
@@ -285,7 +150,7 @@ fn right_checksum_verifies_and_closes() {
 
 #[test]
 fn checksum_before_closing_is_not_believed() {
-    let mut h = Harness::len(3);
+    let mut h = ClientHarness::len(3);
     h.connect();
     h.data(0, 1);
     h.feed(ServerMessage::Checksum {
@@ -325,7 +190,7 @@ fn every_server_error_code_becomes_a_typed_error() {
     ];
     for connected in [false, true] {
         for (code, detail, want) in cases.clone() {
-            let mut h = Harness::len(100);
+            let mut h = ClientHarness::len(100);
             if connected {
                 h.connect();
             } else {
@@ -361,7 +226,7 @@ fn every_server_error_code_becomes_a_typed_error() {
 /// freed it: that is success, not an error.
 #[test]
 fn unknown_session_after_closed_completes() {
-    let mut h = Harness::len(1);
+    let mut h = ClientHarness::len(1);
     h.connect();
     h.data(0, 5);
     h.sent();
@@ -411,7 +276,7 @@ fn expected_retries(
 
 #[test]
 fn silence_before_any_answer_backs_off_then_fails_no_answer() {
-    let mut h = Harness::len(10);
+    let mut h = ClientHarness::len(10);
     let first = h.sent();
     assert_eq!(first.len(), 1);
     let sent = h.run_silent();
@@ -448,18 +313,12 @@ fn silence_before_any_answer_backs_off_then_fails_no_answer() {
 
 #[test]
 fn silence_mid_transfer_probes_with_backoff_then_fails_timeout() {
-    let mut h = Harness::len(100);
+    let mut h = ClientHarness::len(100);
     h.sent();
     // The Accept arrives 10 ms later: one RTT sample of 10 ms, so
     // SRTT = 10, RTTVAR = 5 and RTO = 10 + max(4*5, 10/4, 1) = 30 ms.
     h.at(ms(10));
-    let echo = h.echo;
-    h.feed(ServerMessage::Accept {
-        token: TOKEN,
-        lifetime_ms: 30_000,
-        max_window: 1024,
-        echo,
-    });
+    h.accept(TOKEN);
     assert_eq!(h.client.rtt().rto(), ms(30));
     assert_eq!(h.app_events(), vec![ClientEvent::Connected]);
     let confirm = h.sent();
@@ -495,7 +354,7 @@ fn silence_mid_transfer_probes_with_backoff_then_fails_timeout() {
 
 #[test]
 fn any_answer_resets_the_backoff() {
-    let mut h = Harness::len(100);
+    let mut h = ClientHarness::len(100);
     h.connect();
     // Two silent RTOs.
     for _ in 0..2 {
@@ -512,9 +371,9 @@ fn any_answer_resets_the_backoff() {
 
 #[test]
 fn corrupt_datagrams_are_counted_and_ignored() {
-    let mut h = Harness::len(10);
+    let mut h = ClientHarness::len(10);
     h.connect();
-    let mut d = encode(ServerMessage::Data {
+    let mut d = encode_server(ServerMessage::Data {
         index: 0,
         payload: 5,
         echo: 1,
@@ -526,21 +385,9 @@ fn corrupt_datagrams_are_counted_and_ignored() {
     // Garbage that is not even a frame, and a client datagram sent back.
     h.feed_bytes(&[]);
     h.feed_bytes(&[0x52, 0x55, 1]);
-    let mut buf = [0u8; MAX_DATAGRAM_LEN];
-    let n = ClientMessage {
-        state: State::Connected,
-        uuid: h.client.uuid(),
-        len: 10,
-        window: 4,
-        ack: 0,
-        timestamp: 1,
-        flags: 0,
-        token: &TOKEN,
-        sack: &[],
-    }
-    .encode(&mut buf)
-    .unwrap();
-    h.feed_bytes(&buf[..n]);
+    let mut back = ClientDatagram::new(State::Connected, h.client.uuid(), 10);
+    back.token = TOKEN.to_vec();
+    h.feed_bytes(&back.encode());
     let s = h.client.stats();
     assert_eq!((s.corrupt, s.invalid), (1, 3));
     assert!(h.app_events().is_empty());
@@ -552,7 +399,7 @@ fn corrupt_datagrams_are_counted_and_ignored() {
 
 #[test]
 fn a_gap_is_acked_at_once_with_a_bitmap_of_the_held_indices() {
-    let mut h = Harness::len(100);
+    let mut h = ClientHarness::len(100);
     h.connect();
     // In order, below ack_frequency (2): no ack yet.
     h.data(0, 1);
@@ -587,7 +434,7 @@ fn a_gap_is_acked_at_once_with_a_bitmap_of_the_held_indices() {
 fn without_selective_acks_the_gap_ack_is_cumulative_only() {
     let mut cfg = ClientConfig::new(Uuid::from_bytes([7; 16]), 100);
     cfg.sack = false;
-    let mut h = Harness::new(cfg);
+    let mut h = ClientHarness::new(cfg);
     h.connect();
     h.data(0, 1);
     h.data(2, 1);
@@ -598,15 +445,9 @@ fn without_selective_acks_the_gap_ack_is_cumulative_only() {
 
 #[test]
 fn a_second_token_for_the_same_session_means_it_was_lost() {
-    let mut h = Harness::len(10);
+    let mut h = ClientHarness::len(10);
     h.connect();
-    let echo = h.echo;
-    h.feed(ServerMessage::Accept {
-        token: [9; 8],
-        lifetime_ms: 30_000,
-        max_window: 1024,
-        echo,
-    });
+    h.accept([9; 8]);
     assert_eq!(
         failed(&h.events()),
         Some(&ClientError::SessionExpired),

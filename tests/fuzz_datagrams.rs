@@ -12,18 +12,20 @@
 //! `max_sessions` sessions; and the two real transfers still complete with
 //! the right values and checksum afterwards.
 
-use std::collections::HashMap;
+mod support;
+
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use risp_udp::proto::client::{Client, ClientConfig, ClientEvent};
-use risp_udp::proto::sequence::Sequence;
-use risp_udp::proto::server::{Reject, Server, ServerConfig};
+use risp_udp::proto::client::{Client, ClientConfig};
+use risp_udp::proto::server::{Reject, ServerConfig};
 use risp_udp::proto::wire::{
     ClientMessage, ErrorCode, ServerMessage, State, CRC_LEN, MAX_DATAGRAM_LEN,
 };
+use support::virtual_time::Pair;
+use support::wire::{encode_server, reseal, ClientDatagram};
 use uuid::Uuid;
 
 const FUZZ_DATAGRAMS: usize = 120_000;
@@ -31,49 +33,6 @@ const MAX_SESSIONS: usize = 24;
 
 fn addr(n: u32) -> SocketAddr {
     SocketAddr::from((n.to_be_bytes(), 5000 + (n % 1000) as u16))
-}
-
-fn reseal(d: &mut [u8]) {
-    if d.len() >= CRC_LEN {
-        let n = d.len() - CRC_LEN;
-        let crc = crc32c::crc32c(&d[..n]);
-        d[n..].copy_from_slice(&crc.to_be_bytes());
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn client_dg(
-    state: State,
-    uuid: Uuid,
-    len: u32,
-    window: u32,
-    ack: u32,
-    ts: u64,
-    token: &[u8],
-    sack: &[u8],
-) -> Vec<u8> {
-    let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-    let n = ClientMessage {
-        state,
-        uuid,
-        len,
-        window,
-        ack,
-        timestamp: ts,
-        flags: 0,
-        token,
-        sack,
-    }
-    .encode(&mut buf)
-    .unwrap();
-    buf.truncate(n);
-    buf
-}
-
-fn server_dg(msg: ServerMessage) -> Vec<u8> {
-    let mut buf = [0u8; 64];
-    let n = msg.encode(&mut buf).unwrap();
-    buf[..n].to_vec()
 }
 
 /// Interesting values for a u32 field.
@@ -150,137 +109,28 @@ const CLIENT_FIELDS: [(usize, usize); 8] = [
 /// Server datagrams: kind, then the first two 4-byte words of the body.
 const SERVER_FIELDS: [(usize, usize); 4] = [(3, 1), (4, 1), (4, 4), (8, 4)];
 
-/// A real transfer over a perfect link.
-struct Real {
-    client: Client,
-    addr: SocketAddr,
-    seq: Option<Sequence>,
-    values: Vec<u32>,
-    verified: Option<u64>,
-    completed: bool,
-}
-
-struct World {
-    server: Server,
-    now: Instant,
-    reals: Vec<Real>,
-    /// Where server output to non-real addresses goes.
-    stray: Vec<Vec<u8>>,
-    /// The newest datagram each real client sent (a template).
-    last_real: Vec<Vec<u8>>,
-}
-
-impl World {
-    fn check(&self) {
-        let s = self.server.stats();
-        assert_eq!(s.datagrams_received, s.accepted + s.rejected_total());
-        assert!(self.server.session_count() <= MAX_SESSIONS);
-    }
-
-    /// Moves datagrams between the server and the real clients until quiet,
-    /// and fires due timers.
-    fn pump(&mut self, rounds: usize) {
-        if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
-            self.server.handle_timeout(self.now);
-        }
-        let by_addr: HashMap<SocketAddr, usize> = self
-            .reals
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.addr, i))
-            .collect();
-        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-        let mut sbuf = Vec::new();
-        for _ in 0..rounds {
-            let mut moved = false;
-            for i in 0..self.reals.len() {
-                let r = &mut self.reals[i];
-                if r.client.poll_timeout().is_some_and(|t| t <= self.now) {
-                    r.client.handle_timeout(self.now);
-                }
-                while let Some(n) = r.client.poll_transmit(self.now, &mut buf) {
-                    self.last_real[i] = buf[..n].to_vec();
-                    self.server.handle(self.now, r.addr, &buf[..n]);
-                    moved = true;
-                }
-                if r.seq.is_none() {
-                    r.seq = self.server.sequence(&r.client.uuid());
-                }
-            }
-            while let Some(t) = self.server.poll_transmit(self.now, 64, &mut sbuf) {
-                for seg in sbuf[..t.size].chunks(t.segment_size) {
-                    match by_addr.get(&t.destination) {
-                        Some(&i) => self.reals[i].client.handle(self.now, seg),
-                        None => {
-                            if self.stray.len() < 256 {
-                                self.stray.push(seg.to_vec());
-                            }
-                        }
-                    }
-                }
-                moved = true;
-            }
-            for r in &mut self.reals {
-                while let Some(ev) = r.client.poll_event() {
-                    match ev {
-                        ClientEvent::Value { index, value, .. } => {
-                            assert_eq!(index as usize, r.values.len(), "in order, once");
-                            r.values.push(value);
-                        }
-                        ClientEvent::Verified { checksum } => r.verified = Some(checksum),
-                        ClientEvent::Completed => r.completed = true,
-                        ClientEvent::Failed(e) => panic!("real transfer failed: {e}"),
-                        ClientEvent::Restarted { uuid } => {
-                            panic!("real transfer restarted as {uuid}")
-                        }
-                        ClientEvent::Connected | ClientEvent::RttSample(_) => {}
-                    }
-                }
-            }
-            self.check();
-            if !moved {
-                return;
-            }
-        }
-    }
-}
-
 #[test]
 fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
     let mut rng = StdRng::seed_from_u64(0x5EED_F022);
-    let t0 = risp_udp::clock::now();
-    let mut w = World {
-        server: Server::new(ServerConfig {
-            max_sessions: MAX_SESSIONS,
-            max_len: 100_000,
-            max_window: 256,
-            handshake_lifetime: Duration::from_millis(200),
-            seed: 1,
-            ..ServerConfig::default()
-        }),
-        now: t0,
-        reals: Vec::new(),
-        stray: Vec::new(),
-        last_real: vec![Vec::new(); 2],
-    };
+    let mut w = Pair::new(ServerConfig {
+        max_sessions: MAX_SESSIONS,
+        max_len: 100_000,
+        max_window: 256,
+        handshake_lifetime: Duration::from_millis(200),
+        seed: 1,
+        ..ServerConfig::default()
+    });
     for (i, len) in [(0u8, 100_000u32), (1, 3_000)] {
         let mut cfg = ClientConfig::new(Uuid::from_bytes([0xA0 + i; 16]), len);
         cfg.max_window = 64;
-        w.reals.push(Real {
-            client: Client::new(cfg, t0),
-            addr: addr(1 + u32::from(i)),
-            seq: None,
-            values: Vec::new(),
-            verified: None,
-            completed: false,
-        });
+        w.add_client(cfg, addr(1 + u32::from(i)));
     }
     // Get both transfers going.
     for _ in 0..20 {
         w.now += Duration::from_micros(100);
         w.pump(1);
     }
-    for r in &w.reals {
+    for r in &w.clients {
         assert!(r.seq.is_some());
         assert!(!r.values.is_empty() && r.values.len() < r.client.len() as usize);
     }
@@ -291,7 +141,9 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
     for k in 0..6u32 {
         let uuid = Uuid::from_u128(0xF000 + u128::from(k));
         let len = [0, 1, 5, 50, 1_000, 100_000][k as usize];
-        let d = client_dg(State::Connecting, uuid, len, 8, 0, 1, &[], &[]);
+        let mut hello = ClientDatagram::new(State::Connecting, uuid, len);
+        hello.window = 8;
+        let d = hello.encode();
         w.server.handle(w.now, addr(100 + k), &d);
         let mut sbuf = Vec::new();
         let mut token = Vec::new();
@@ -307,23 +159,23 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
     }
 
     let server_templates: Vec<Vec<u8>> = vec![
-        server_dg(ServerMessage::Accept {
+        encode_server(ServerMessage::Accept {
             token: [3; 8],
             lifetime_ms: 30_000,
             max_window: 64,
             echo: 1,
         }),
-        server_dg(ServerMessage::Data {
+        encode_server(ServerMessage::Data {
             index: 5,
             payload: 77,
             echo: 1,
         }),
-        server_dg(ServerMessage::Checksum {
+        encode_server(ServerMessage::Checksum {
             checksum: 1234,
             echo: 1,
         }),
-        server_dg(ServerMessage::Closed { echo: 1 }),
-        server_dg(ServerMessage::Error {
+        encode_server(ServerMessage::Closed { echo: 1 }),
+        encode_server(ServerMessage::Error {
             code: ErrorCode::Busy,
             detail: 3,
             echo: 1,
@@ -358,7 +210,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         } else if kind < 35 {
             // A real session's datagram: with a corrupted token (the CRC
             // fixed) or with a bad CRC. Neither may disturb it.
-            let t = &w.last_real[rng.gen_range(0..2)];
+            let t = &w.clients[rng.gen_range(0..2)].last_sent;
             assert_eq!(t[41], 8, "real clients hold their token");
             let mut d = t.clone();
             if rng.gen_bool(0.5) {
@@ -404,16 +256,18 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
             } else {
                 token
             };
-            let t = client_dg(
+            let t = ClientDatagram {
                 state,
                 uuid,
                 len,
-                rng.gen_range(0..300),
+                window: rng.gen_range(0..300),
                 ack,
-                1 + i as u64,
-                &token,
-                &sack,
-            );
+                ts: 1 + i as u64,
+                flags: 0,
+                token,
+                sack,
+            }
+            .encode();
             if rng.gen_bool(0.15) {
                 t // unmutated: valid, so the rules themselves run
             } else {
@@ -506,7 +360,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
     );
     assert!(fuzz_clients > 1);
     // The big real transfer was still in progress when the fuzz stopped.
-    let big = &w.reals[0];
+    let big = &w.clients[0];
     assert!(
         big.values.len() < big.client.len() as usize / 2,
         "{} of {} delivered during the fuzz",
@@ -516,13 +370,13 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
 
     // The real transfers finish, untouched.
     for _ in 0..200_000 {
-        if w.reals.iter().all(|r| r.completed) {
+        if w.clients.iter().all(|r| r.completed) {
             break;
         }
         w.now += Duration::from_micros(200);
         w.pump(1_000);
     }
-    for r in &w.reals {
+    for r in &w.clients {
         assert!(
             r.completed,
             "real transfer {} did not finish",

@@ -2,87 +2,22 @@
 //! client to another, a session that expires while its client is stalled,
 //! and garbage sprayed at the server during a transfer.
 
+mod support;
+
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use risp_netem::LossySocket;
 use risp_udp::cli::exit::Exit;
 use risp_udp::clock;
 use risp_udp::net::client::{self, ClientOptions};
-use risp_udp::net::server::{self, ServerSummary, SharedSummary};
 use risp_udp::proto::client::{ClientConfig, ClientError};
 use risp_udp::proto::server::{Reject, ServerConfig};
-use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, CRC_LEN, MAX_DATAGRAM_LEN};
-use risp_udp::transfer::TransferReport;
-use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use risp_udp::proto::wire::{ServerMessage, State, MAX_DATAGRAM_LEN};
+use support::loopback::{transfer, TestServer};
+use support::wire::{encode_server, reseal, ClientDatagram};
 use uuid::Uuid;
-
-/// An in-process server on 127.0.0.1; stopped (and its summary returned)
-/// by [`TestServer::stop`], aborted on drop.
-struct TestServer {
-    addr: SocketAddr,
-    shared: SharedSummary,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<ServerSummary>>>,
-}
-
-impl TestServer {
-    async fn start(config: ServerConfig) -> Self {
-        let socket = UdpSocket::bind(("127.0.0.1", 0)).await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let shared: SharedSummary = Arc::new(Mutex::new(ServerSummary::default()));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(
-            LossySocket::passthrough(socket),
-            ServerConfig { seed: 99, ..config },
-            shared.clone(),
-            async {
-                let _ = rx.await;
-            },
-        ));
-        Self {
-            addr,
-            shared,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    fn summary(&self) -> ServerSummary {
-        self.shared.lock().unwrap().clone()
-    }
-
-    async fn stop(mut self) -> ServerSummary {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(t) = &self.task {
-            t.abort();
-        }
-    }
-}
-
-/// Runs one client, collecting `(index, value)` of everything delivered.
-async fn transfer(opts: ClientOptions) -> (TransferReport, Vec<(u32, u32)>) {
-    let mut got = Vec::new();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(30),
-        client::run(opts, |i, v| got.push((i, v))),
-    )
-    .await
-    .expect("transfer finished within 30 s")
-    .expect("client socket");
-    (outcome, got)
-}
 
 /// Client A takes the first 5,000 of 20,000 values and stops; client B,
 /// a fresh socket with A's resume state under the same UUID, takes the rest.
@@ -200,19 +135,12 @@ fn flip_bits(rng: &mut StdRng, d: &mut [u8]) {
     }
 }
 
-fn reseal(d: &mut [u8]) {
-    let n = d.len() - CRC_LEN;
-    let crc = crc32c::crc32c(&d[..n]);
-    d[n..].copy_from_slice(&crc.to_be_bytes());
-}
-
 /// `n` datagrams that the server must reject, each one of four kinds in
 /// turn: random bytes; a CONNECTED for the live session with bits flipped
 /// (CRC fails); a well-formed CONNECTED for the live session with a wrong
 /// token; a well-formed server-to-client datagram (as if reflected).
 fn spray_datagrams(seed: u64, n: usize, uuid: Uuid, len: u32) -> Vec<Vec<u8>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
     (0..n)
         .map(|k| match k % 4 {
             0 => {
@@ -221,19 +149,18 @@ fn spray_datagrams(seed: u64, n: usize, uuid: Uuid, len: u32) -> Vec<Vec<u8>> {
             }
             1 | 2 => {
                 let token: [u8; 8] = rng.gen();
-                let msg = ClientMessage {
+                let mut d = ClientDatagram {
                     state: State::Connected,
                     uuid,
                     len,
                     window: rng.gen_range(1..=1024),
                     ack: rng.gen_range(0..len),
-                    timestamp: rng.gen(),
+                    ts: rng.gen(),
                     flags: 0,
-                    token: &token,
-                    sack: &[],
-                };
-                let l = msg.encode(&mut buf).unwrap();
-                let mut d = buf[..l].to_vec();
+                    token: token.to_vec(),
+                    sack: Vec::new(),
+                }
+                .encode();
                 if k % 4 == 1 {
                     flip_bits(&mut rng, &mut d);
                 } else {
@@ -241,15 +168,11 @@ fn spray_datagrams(seed: u64, n: usize, uuid: Uuid, len: u32) -> Vec<Vec<u8>> {
                 }
                 d
             }
-            _ => {
-                let msg = ServerMessage::Data {
-                    index: rng.gen_range(0..len),
-                    payload: rng.gen(),
-                    echo: rng.gen(),
-                };
-                let l = msg.encode(&mut buf).unwrap();
-                buf[..l].to_vec()
-            }
+            _ => encode_server(ServerMessage::Data {
+                index: rng.gen_range(0..len),
+                payload: rng.gen(),
+                echo: rng.gen(),
+            }),
         })
         .collect()
 }
@@ -360,20 +283,10 @@ fn send_from_port_zero(to: SocketAddr, payload: &[u8]) -> std::io::Result<bool> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_datagram_from_source_port_zero_does_not_stop_the_server() {
     let server = TestServer::start(ServerConfig::default()).await;
-    let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-    let msg = ClientMessage {
-        state: State::Connected,
-        uuid: Uuid::new_v4(),
-        len: 10,
-        window: 8,
-        ack: 0,
-        timestamp: 1,
-        flags: 0,
-        token: &[7u8; 8],
-        sack: &[],
-    };
-    let n = msg.encode(&mut buf).unwrap();
-    if !send_from_port_zero(server.addr, &buf[..n]).unwrap() {
+    let mut msg = ClientDatagram::new(State::Connected, Uuid::new_v4(), 10);
+    msg.window = 8;
+    msg.token = vec![7u8; 8];
+    if !send_from_port_zero(server.addr, &msg.encode()).unwrap() {
         eprintln!("skipped: raw sockets need root (CAP_NET_RAW)");
         return;
     }

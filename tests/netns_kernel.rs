@@ -15,14 +15,15 @@
 //! process, and always torn down, also when a test fails. Each test is
 //! bounded well under a minute (RISP_RUN_TIMEOUT).
 
+mod support;
+
 use std::process::Output;
 
 use netns_support::{
     dropped, lossy_unavailable, namespaces_unavailable, netns_exists, script, script_with_env,
     unique_prefix, Teardown,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_risp-udp");
+use support::cli::BIN;
 
 /// Seconds one client run may take inside a test.
 const RUN_TIMEOUT: &str = "40";

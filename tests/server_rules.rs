@@ -6,14 +6,17 @@
 //! "bystander") was not disturbed: nothing was sent to it while the rule was
 //! exercised, and it still gets exactly its next values afterwards.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+mod support;
 
-use risp_udp::proto::server::{Reject, Server, ServerConfig, ServerEvent};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use risp_udp::proto::server::{Reject, ServerConfig, ServerEvent};
 use risp_udp::proto::wire::{
-    ClientMessage, ErrorCode, ServerMessage, State, DATA_LEN, FLAG_PROBE, MAX_DATAGRAM_LEN,
-    MIN_CONNECTING_LEN,
+    ErrorCode, ServerMessage, State, DATA_LEN, FLAG_PROBE, MIN_CONNECTING_LEN,
 };
+use support::virtual_time::ServerHarness;
+use support::wire::{bitmap, ClientDatagram};
 use uuid::Uuid;
 
 fn addr(n: u16) -> SocketAddr {
@@ -22,135 +25,6 @@ fn addr(n: u16) -> SocketAddr {
 
 fn uuid(n: u8) -> Uuid {
     Uuid::from_bytes([n; 16])
-}
-
-/// Fields of one client datagram; `encode` builds it.
-#[derive(Clone)]
-struct Msg {
-    state: State,
-    uuid: Uuid,
-    len: u32,
-    window: u32,
-    ack: u32,
-    ts: u64,
-    flags: u8,
-    token: Vec<u8>,
-    sack: Vec<u8>,
-}
-
-impl Msg {
-    fn new(state: State, uuid: Uuid, len: u32) -> Self {
-        Self {
-            state,
-            uuid,
-            len,
-            window: 4,
-            ack: 0,
-            ts: 1,
-            flags: 0,
-            token: Vec::new(),
-            sack: Vec::new(),
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-        let n = ClientMessage {
-            state: self.state,
-            uuid: self.uuid,
-            len: self.len,
-            window: self.window,
-            ack: self.ack,
-            timestamp: self.ts,
-            flags: self.flags,
-            token: &self.token,
-            sack: &self.sack,
-        }
-        .encode(&mut buf)
-        .expect("valid test message");
-        buf.truncate(n);
-        buf
-    }
-}
-
-/// Bitmap for `held` indices after `ack` (bit k, MSB first, is `ack + 1 + k`).
-fn bitmap(ack: u32, held: &[u32]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &i in held {
-        let k = (i - ack - 1) as usize;
-        if out.len() <= k / 8 {
-            out.resize(k / 8 + 1, 0);
-        }
-        out[k / 8] |= 0x80 >> (k % 8);
-    }
-    out
-}
-
-struct Harness {
-    server: Server,
-    t0: Instant,
-    now: Instant,
-    /// The bystander: nothing may be sent to it except when it asks.
-    guard: Option<SocketAddr>,
-}
-
-impl Harness {
-    fn new(config: ServerConfig) -> Self {
-        let t0 = risp_udp::clock::now();
-        Self {
-            server: Server::new(config),
-            t0,
-            now: t0,
-            guard: None,
-        }
-    }
-
-    fn at(&mut self, since_start: Duration) {
-        self.now = self.t0 + since_start;
-    }
-
-    fn send(&mut self, from: SocketAddr, m: &Msg) {
-        let d = m.encode();
-        self.server.handle(self.now, from, &d);
-        self.check_accounting();
-    }
-
-    fn check_accounting(&self) {
-        let s = self.server.stats();
-        assert_eq!(
-            s.datagrams_received,
-            s.accepted + s.rejected_total(),
-            "every datagram is accepted or rejected: {s:?}"
-        );
-        assert!(self.server.session_count() <= self.server.config().max_sessions);
-    }
-
-    /// Everything the server wants to send now, decoded, in order.
-    fn drain(&mut self) -> Vec<(SocketAddr, ServerMessage)> {
-        let mut out = Vec::new();
-        let mut buf = Vec::new();
-        while let Some(t) = self.server.poll_transmit(self.now, 64, &mut buf) {
-            assert!(t.size > 0 && t.size % t.segment_size == 0);
-            for seg in buf[..t.size].chunks(t.segment_size) {
-                let msg = ServerMessage::decode(seg).expect("server sends valid datagrams");
-                assert_ne!(
-                    Some(t.destination),
-                    self.guard,
-                    "{msg:?} was sent to the bystander"
-                );
-                out.push((t.destination, msg));
-            }
-        }
-        out
-    }
-
-    fn rejected(&self, r: Reject) -> u64 {
-        self.server.stats().rejected(r)
-    }
-
-    fn events(&mut self) -> Vec<ServerEvent> {
-        std::iter::from_fn(|| self.server.poll_event()).collect()
-    }
 }
 
 /// A client session set up by hand: it knows its token and the next index
@@ -170,7 +44,7 @@ struct Peer {
 
 impl Peer {
     /// Opens a session and confirms its token with a first ack.
-    fn open(h: &mut Harness, n: u8, len: u32, window: u32) -> Self {
+    fn open(h: &mut ServerHarness, n: u8, len: u32, window: u32) -> Self {
         let mut p = Self::connect(h, n, len, window);
         // Confirm the token: acknowledge what arrived.
         let out = p.ack_all(h);
@@ -179,10 +53,10 @@ impl Peer {
     }
 
     /// Sends the first CONNECTING and checks the Accept and initial data.
-    fn connect(h: &mut Harness, n: u8, len: u32, window: u32) -> Self {
+    fn connect(h: &mut ServerHarness, n: u8, len: u32, window: u32) -> Self {
         let uuid = uuid(n);
         let addr = addr(u16::from(n));
-        let mut m = Msg::new(State::Connecting, uuid, len);
+        let mut m = ClientDatagram::new(State::Connecting, uuid, len);
         m.window = window;
         m.ts = 1;
         h.send(addr, &m);
@@ -214,13 +88,13 @@ impl Peer {
         p
     }
 
-    fn seq_value(&self, h: &Harness, i: u32) -> u32 {
+    fn seq_value(&self, h: &ServerHarness, i: u32) -> u32 {
         h.server.sequence(&self.uuid).unwrap().get(i).unwrap()
     }
 
     /// Checks data for this peer: right address, right values, and the next
     /// indices in order; returns the indices.
-    fn absorb(&mut self, h: &Harness, out: &[(SocketAddr, ServerMessage)]) -> Vec<u32> {
+    fn absorb(&mut self, h: &ServerHarness, out: &[(SocketAddr, ServerMessage)]) -> Vec<u32> {
         let mut got = Vec::new();
         for &(to, msg) in out {
             assert_eq!(to, self.addr, "datagram for {} went to {to}", self.addr);
@@ -245,8 +119,8 @@ impl Peer {
         self.ts
     }
 
-    fn msg(&mut self, state: State) -> Msg {
-        let mut m = Msg::new(state, self.uuid, self.len);
+    fn msg(&mut self, state: State) -> ClientDatagram {
+        let mut m = ClientDatagram::new(state, self.uuid, self.len);
         m.window = self.window;
         m.token = self.token.clone();
         m.ack = self.ack;
@@ -255,7 +129,7 @@ impl Peer {
     }
 
     /// Acknowledges everything sent so far; returns what the server sent.
-    fn ack_all(&mut self, h: &mut Harness) -> Vec<(SocketAddr, ServerMessage)> {
+    fn ack_all(&mut self, h: &mut ServerHarness) -> Vec<(SocketAddr, ServerMessage)> {
         self.ack = self.sent_to;
         let m = self.msg(State::Connected);
         let from = self.addr;
@@ -265,7 +139,7 @@ impl Peer {
 
     /// The bystander check: acking everything yields exactly the next
     /// `window` indices (or up to the end), with the right values.
-    fn still_served(&mut self, h: &mut Harness) {
+    fn still_served(&mut self, h: &mut ServerHarness) {
         let accepted = h.server.stats().accepted;
         let from = self.sent_to;
         let guard = h.guard.take();
@@ -297,11 +171,11 @@ fn error(code: ErrorCode, detail: u32, echo: u64) -> ServerMessage {
 
 #[test]
 fn new_session_gets_accept_then_exactly_its_initial_window() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let m = {
-        let mut m = Msg::new(State::Connecting, uuid(2), 50);
+        let mut m = ClientDatagram::new(State::Connecting, uuid(2), 50);
         m.window = 5;
         m.ts = 77;
         m
@@ -350,13 +224,13 @@ fn new_session_gets_accept_then_exactly_its_initial_window() {
 
 #[test]
 fn duplicate_connecting_before_confirmation_reaccepts_with_the_same_token() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let p = Peer::connect(&mut h, 2, 50, 4);
     // The Accept was lost: the client repeats its CONNECTING, still without
     // a token, from the same address.
-    let mut m = Msg::new(State::Connecting, p.uuid, 50);
+    let mut m = ClientDatagram::new(State::Connecting, p.uuid, 50);
     m.ts = 5;
     h.send(p.addr, &m);
     let out = h.drain();
@@ -389,12 +263,12 @@ fn duplicate_connecting_before_confirmation_reaccepts_with_the_same_token() {
 /// another address. It must not learn the token nor pull the data.
 #[test]
 fn tokenless_connecting_from_another_address_cannot_steal_an_unconfirmed_session() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 50, 4);
     let thief = addr(666);
-    let mut m = Msg::new(State::Connecting, p.uuid, 50);
+    let mut m = ClientDatagram::new(State::Connecting, p.uuid, 50);
     m.ts = 1_000;
     h.send(thief, &m);
     let out = h.drain();
@@ -416,7 +290,7 @@ fn tokenless_connecting_from_another_address_cannot_steal_an_unconfirmed_session
 
 #[test]
 fn connecting_with_a_wrong_token_is_unauthorized_and_moves_nothing() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
@@ -425,7 +299,7 @@ fn connecting_with_a_wrong_token_is_unauthorized_and_moves_nothing() {
         .into_iter()
         .enumerate()
     {
-        let mut m = Msg::new(State::Connecting, p.uuid, 100);
+        let mut m = ClientDatagram::new(State::Connecting, p.uuid, 100);
         m.token = token;
         m.ts = 10_000 + i as u64;
         h.send(thief, &m);
@@ -456,7 +330,7 @@ fn connecting_with_a_wrong_token_is_unauthorized_and_moves_nothing() {
 /// address is refused, and the session's address does not move.
 #[test]
 fn connected_with_a_wrong_or_missing_token_is_unauthorized_and_no_takeover() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
@@ -485,7 +359,7 @@ fn connected_with_a_wrong_or_missing_token_is_unauthorized_and_no_takeover() {
 
 #[test]
 fn resume_with_the_token_from_a_new_address_moves_the_data_there() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 20, 4);
@@ -533,10 +407,10 @@ fn resume_with_the_token_from_a_new_address_moves_the_data_there() {
 
 #[test]
 fn length_over_max_len_is_refused_with_the_limit() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
-    let mut m = Msg::new(State::Connecting, uuid(2), 1_001);
+    let mut m = ClientDatagram::new(State::Connecting, uuid(2), 1_001);
     m.ts = 9;
     h.send(addr(2), &m);
     assert_eq!(
@@ -555,7 +429,7 @@ fn length_over_max_len_is_refused_with_the_limit() {
 
 #[test]
 fn length_mismatch_on_resume_is_refused_with_the_session_length() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 40, 4);
@@ -581,7 +455,7 @@ fn length_mismatch_on_resume_is_refused_with_the_session_length() {
 
 #[test]
 fn ack_past_the_length_is_out_of_range() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 10, 4);
@@ -611,7 +485,7 @@ fn ack_past_the_length_is_out_of_range() {
 
 #[test]
 fn ack_beyond_what_was_sent_is_counted_and_ignored() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
@@ -632,10 +506,10 @@ fn ack_beyond_what_was_sent_is_counted_and_ignored() {
 /// Defect 9: window 0 meant silence. Here it counts as 1.
 #[test]
 fn window_zero_is_treated_as_one() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
-    let mut m = Msg::new(State::Connecting, uuid(2), 10);
+    let mut m = ClientDatagram::new(State::Connecting, uuid(2), 10);
     m.window = 0;
     h.send(addr(2), &m);
     let out = h.drain();
@@ -657,7 +531,7 @@ fn window_zero_is_treated_as_one() {
 
 #[test]
 fn huge_window_is_capped_at_max_window() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 1_000, 4);
@@ -682,13 +556,13 @@ fn huge_window_is_capped_at_max_window() {
 /// proven itself yet: at most three times what was received (RFC 9000 §8).
 #[test]
 fn unvalidated_address_gets_at_most_three_times_what_it_sent() {
-    let mut h = Harness::new(ServerConfig {
+    let mut h = ServerHarness::new(ServerConfig {
         max_window: 1024,
         ..config()
     });
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
-    let mut m = Msg::new(State::Connecting, uuid(2), 1_000);
+    let mut m = ClientDatagram::new(State::Connecting, uuid(2), 1_000);
     m.window = 1024;
     let sent = m.encode().len();
     assert_eq!(sent, MIN_CONNECTING_LEN);
@@ -710,7 +584,7 @@ fn unvalidated_address_gets_at_most_three_times_what_it_sent() {
 
 #[test]
 fn stale_acks_are_ignored() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
@@ -735,7 +609,7 @@ fn stale_acks_are_ignored() {
 
 #[test]
 fn closing_before_everything_was_acked_gets_no_checksum() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 6, 8);
@@ -756,7 +630,7 @@ fn closing_before_everything_was_acked_gets_no_checksum() {
 
 #[test]
 fn closing_after_everything_was_acked_returns_the_sequence_checksum() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 10, 4);
@@ -788,7 +662,7 @@ fn closing_after_everything_was_acked_returns_the_sequence_checksum() {
 
 #[test]
 fn closed_frees_the_session_and_later_messages_are_unknown() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 3, 4);
@@ -822,10 +696,10 @@ fn closed_frees_the_session_and_later_messages_are_unknown() {
 /// answered again, never with more bytes than it carried.
 #[test]
 fn closed_for_an_unknown_session_is_answered_closed() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
-    let mut m = Msg::new(State::Closed, uuid(9), 5);
+    let mut m = ClientDatagram::new(State::Closed, uuid(9), 5);
     m.ack = 5;
     m.ts = 42;
     m.token = vec![7; 8];
@@ -843,14 +717,14 @@ fn closed_for_an_unknown_session_is_answered_closed() {
 
 #[test]
 fn session_limit_refuses_new_sessions_busy_and_keeps_the_others() {
-    let mut h = Harness::new(ServerConfig {
+    let mut h = ServerHarness::new(ServerConfig {
         max_sessions: 2,
         ..config()
     });
     let mut a = Peer::open(&mut h, 1, 100, 4);
     let mut b = Peer::open(&mut h, 2, 4, 4);
     for n in 3..6 {
-        let mut m = Msg::new(State::Connecting, uuid(n), 10);
+        let mut m = ClientDatagram::new(State::Connecting, uuid(n), 10);
         m.ts = u64::from(n);
         h.send(addr(u16::from(n)), &m);
         let out = h.drain();
@@ -887,7 +761,7 @@ fn session_limit_refuses_new_sessions_busy_and_keeps_the_others() {
 
 #[test]
 fn idle_sessions_expire_after_session_lifetime() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 100, 4);
@@ -932,7 +806,7 @@ fn idle_sessions_expire_after_session_lifetime() {
 
 #[test]
 fn unconfirmed_sessions_expire_after_handshake_lifetime() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let p = Peer::connect(&mut h, 2, 100, 4);
@@ -952,7 +826,7 @@ fn unconfirmed_sessions_expire_after_handshake_lifetime() {
 /// everything from the first gap.
 #[test]
 fn selective_ack_resends_only_the_holes() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 100, 16);
@@ -987,7 +861,7 @@ fn selective_ack_resends_only_the_holes() {
 /// Defect 8: duplicate acks neither consume window nor resend more.
 #[test]
 fn duplicate_acks_do_not_consume_window() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 100, 4);
@@ -1021,7 +895,7 @@ fn duplicate_acks_do_not_consume_window() {
 /// for up front: the session opens at once and sends only its window.
 #[test]
 fn lengths_near_u32_max_open_instantly_with_window_state() {
-    let mut h = Harness::new(ServerConfig {
+    let mut h = ServerHarness::new(ServerConfig {
         max_len: u32::MAX,
         ..config()
     });
@@ -1055,7 +929,7 @@ fn lengths_near_u32_max_open_instantly_with_window_state() {
 
 #[test]
 fn zero_length_goes_straight_to_closing() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::connect(&mut h, 2, 0, 4);
@@ -1085,7 +959,7 @@ fn zero_length_goes_straight_to_closing() {
 /// Undecodable input is counted by reason and answered with nothing.
 #[test]
 fn malformed_corrupt_and_wrong_direction_datagrams_are_counted_silently() {
-    let mut h = Harness::new(config());
+    let mut h = ServerHarness::new(config());
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let good = {
@@ -1136,7 +1010,7 @@ fn malformed_corrupt_and_wrong_direction_datagrams_are_counted_silently() {
 /// CONNECTED for an unknown session earns no UnknownSession error.
 #[test]
 fn unusable_sources_are_dropped_without_a_reply() {
-    let mut h = Harness::new(ServerConfig::default());
+    let mut h = ServerHarness::new(ServerConfig::default());
     let sources: [SocketAddr; 5] = [
         "10.0.0.1:0".parse().unwrap(),
         "0.0.0.0:4000".parse().unwrap(),
@@ -1145,8 +1019,11 @@ fn unusable_sources_are_dropped_without_a_reply() {
         "[ff02::1]:4000".parse().unwrap(),
     ];
     for (k, from) in sources.iter().enumerate() {
-        h.send(*from, &Msg::new(State::Connecting, uuid(k as u8 + 1), 10));
-        h.send(*from, &Msg::new(State::Connected, uuid(99), 10));
+        h.send(
+            *from,
+            &ClientDatagram::new(State::Connecting, uuid(k as u8 + 1), 10),
+        );
+        h.send(*from, &ClientDatagram::new(State::Connected, uuid(99), 10));
         assert!(h.drain().is_empty(), "a reply went to {from}");
     }
     assert_eq!(h.rejected(Reject::UnusableSource), 10);

@@ -1,4 +1,5 @@
-//! One error type for everything in `stats`.
+//! The error types of `stats`: [`StatsError`] for everything, and
+//! [`PlotError`] for drawing a plot file (shared with the suite plots).
 //!
 //! Histogram files come from users, other tools and older versions of this
 //! program, so reading them must never panic: every way a file can be wrong
@@ -76,19 +77,72 @@ pub enum StatsError {
         reason: String,
     },
     /// Drawing the plot failed.
-    #[error("{}: cannot draw plot: {reason}", path.display())]
-    Plot {
-        /// The plot file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Plot(#[from] PlotError),
     /// `hist` or `plot_percentiles` was called without any input.
     #[error("no histograms given: {what}")]
     NoInput {
         /// What was missing.
         what: String,
     },
+}
+
+/// What can go wrong while drawing a plot file. Every message names the
+/// file (or, for a set of plots, their directory).
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// There is nothing to draw.
+    #[error("{}: nothing to plot: {what}", path.display())]
+    NoData {
+        /// The plot file or directory.
+        path: PathBuf,
+        /// Why there is nothing.
+        what: String,
+    },
+    /// The file name asks for a format that is not drawn.
+    #[error("{}: unsupported plot format: the file name must end in {supported}", path.display())]
+    UnsupportedExtension {
+        /// The plot file.
+        path: PathBuf,
+        /// The endings that are drawn, for the message (`.svg or .png`).
+        supported: &'static str,
+    },
+    /// A directory or file could not be created.
+    #[error("{}: cannot create {what}: {source}", path.display())]
+    Create {
+        /// The directory or file.
+        path: PathBuf,
+        /// `directory` or `file`.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The PNG encoder could not write the image.
+    #[error("{}: cannot write PNG: {source}", path.display())]
+    Png {
+        /// The plot file.
+        path: PathBuf,
+        /// Why.
+        source: png::EncodingError,
+    },
+    /// The drawing backend (plotters) failed.
+    #[error("{}: cannot draw plot: {message}", path.display())]
+    Backend {
+        /// The plot file.
+        path: PathBuf,
+        /// The backend's message (its error types differ per backend).
+        message: String,
+    },
+}
+
+impl PlotError {
+    /// A drawing backend error while drawing `path`.
+    pub(crate) fn backend(path: &Path, err: impl std::fmt::Display) -> Self {
+        PlotError::Backend {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        }
+    }
 }
 
 impl StatsError {

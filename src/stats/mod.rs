@@ -17,7 +17,7 @@
 //! - `hlog.rs`: interval logs (`.hlog`, V2 compressed), write and read;
 //! - `load.rs`: [`load`] any of them by content;
 //! - `plot.rs`: [`plot_percentiles`] to SVG or PNG;
-//! - `error.rs`: [`StatsError`].
+//! - `error.rs`: [`StatsError`], and [`PlotError`] for drawing plots.
 //!
 //! The `hist` command that reads them back is [`crate::cli::hist`].
 
@@ -30,7 +30,7 @@ mod plot;
 mod set;
 mod summary;
 
-pub use error::{StatsError, NO_FILE};
+pub use error::{PlotError, StatsError, NO_FILE};
 pub use hgrm::{read_hgrm, write_hgrm, HGRM_HEADER, TICKS_PER_HALF_DISTANCE};
 pub use histogram::{duration_to_us, LatencyHistogram, MAX_RECORDABLE_US, SIGNIFICANT_DIGITS};
 pub use hlog::{read_hlog, write_hlog, write_hlog_with_start, HLOG_COMMENT};

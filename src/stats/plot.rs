@@ -24,7 +24,7 @@ use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind,
 };
 
-use super::error::StatsError;
+use super::error::{PlotError, StatsError};
 use super::hgrm::TICKS_PER_HALF_DISTANCE;
 use super::histogram::LatencyHistogram;
 
@@ -66,10 +66,6 @@ pub fn plot_percentiles(
     series: &[(String, &LatencyHistogram)],
     out: &Path,
 ) -> Result<(), StatsError> {
-    let plot_err = |reason: String| StatsError::Plot {
-        path: out.to_path_buf(),
-        reason,
-    };
     if series.is_empty() {
         return Err(StatsError::NoInput {
             what: "nothing to plot".into(),
@@ -80,7 +76,11 @@ pub fn plot_percentiles(
         .map(|(name, h)| (name.clone(), spectrum_points(h)))
         .collect();
     if lines.iter().all(|(_, pts)| pts.is_empty()) {
-        return Err(plot_err("every histogram is empty".into()));
+        return Err(PlotError::NoData {
+            path: out.to_path_buf(),
+            what: "every histogram is empty".into(),
+        }
+        .into());
     }
     let max_count = series.iter().map(|(_, h)| h.len()).max().unwrap_or(1);
     // Decades of percentile worth showing: about log10(count), at least to 99 %.
@@ -97,8 +97,8 @@ pub fn plot_percentiles(
     match ext.as_deref() {
         Some("svg") => {
             let root = SVGBackend::new(out, PLOT_SIZE).into_drawing_area();
-            draw_chart(&root, &lines, x_max, y_max).map_err(plot_err)?;
-            root.present().map_err(|e| plot_err(e.to_string()))
+            draw_chart(&root, out, &lines, x_max, y_max)?;
+            root.present().map_err(|e| PlotError::backend(out, e))?;
         }
         Some("png") => {
             let (w, h) = PLOT_SIZE;
@@ -108,25 +108,31 @@ pub fn plot_percentiles(
                     inner: BitMapBackend::with_buffer(&mut pixels, PLOT_SIZE),
                 };
                 let root = backend.into_drawing_area();
-                draw_chart(&root, &lines, x_max, y_max).map_err(plot_err)?;
-                root.present().map_err(|e| plot_err(e.to_string()))?;
+                draw_chart(&root, out, &lines, x_max, y_max)?;
+                root.present().map_err(|e| PlotError::backend(out, e))?;
             }
-            write_png(out, &pixels, PLOT_SIZE).map_err(plot_err)
+            write_png(out, &pixels, PLOT_SIZE)?;
         }
-        _ => Err(plot_err(
-            "unsupported plot format: the file name must end in .svg or .png".into(),
-        )),
+        _ => {
+            return Err(PlotError::UnsupportedExtension {
+                path: out.to_path_buf(),
+                supported: ".svg or .png",
+            }
+            .into())
+        }
     }
+    Ok(())
 }
 
-/// Draw the chart on any backend.
+/// Draw the chart for the file `out` on any backend.
 fn draw_chart<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
+    out: &Path,
     lines: &[(String, Vec<(f64, f64)>)],
     x_max: f64,
     y_max: f64,
-) -> Result<(), String> {
-    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+) -> Result<(), PlotError> {
+    let e = |err: DrawingAreaErrorKind<DB::ErrorType>| PlotError::backend(out, err);
     root.fill(&WHITE).map_err(e)?;
     let mut chart = ChartBuilder::on(root)
         .caption("Latency by percentile", ("sans-serif", 24))
@@ -166,20 +172,22 @@ fn draw_chart<DB: DrawingBackend>(
 }
 
 /// Encode an RGB buffer as PNG.
-fn write_png(out: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), String> {
-    let file = File::create(out).map_err(|e| format!("cannot create file: {e}"))?;
+fn write_png(out: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), PlotError> {
+    let file = File::create(out).map_err(|source| PlotError::Create {
+        path: out.to_path_buf(),
+        what: "file",
+        source,
+    })?;
+    let png_err = |source| PlotError::Png {
+        path: out.to_path_buf(),
+        source,
+    };
     let mut encoder = png::Encoder::new(BufWriter::new(file), w, h);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder
-        .write_header()
-        .map_err(|e| format!("cannot write PNG: {e}"))?;
-    writer
-        .write_image_data(rgb)
-        .map_err(|e| format!("cannot write PNG: {e}"))?;
-    writer
-        .finish()
-        .map_err(|e| format!("cannot write PNG: {e}"))
+    let mut writer = encoder.write_header().map_err(png_err)?;
+    writer.write_image_data(rgb).map_err(png_err)?;
+    writer.finish().map_err(png_err)
 }
 
 /// A bitmap backend that skips text, because rasterising glyphs would need

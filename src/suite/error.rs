@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::stats::PlotError;
+
 /// What can go wrong with a suite. Every message names the file and, for a
 /// bad suite file, the line and column.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +45,9 @@ pub enum SuiteError {
         /// Why.
         source: std::io::Error,
     },
-    /// A plot or another output file could not be written.
-    #[error("{}: {reason}", path.display())]
-    Output {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    /// A plot could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
     /// The report could not be written to the output stream.
     #[error("cannot write the report: {0}")]
     Write(#[from] std::io::Error),

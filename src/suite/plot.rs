@@ -10,6 +10,7 @@ use plotters::prelude::*;
 
 use super::error::SuiteError;
 use super::run::{ProfileReport, SuiteReport};
+use crate::stats::PlotError;
 
 /// File name of the datagrams-per-value plot.
 pub const DATAGRAMS_PLOT: &str = "datagrams-per-value.svg";
@@ -25,19 +26,20 @@ type Line = (String, Vec<(f64, f64)>);
 /// Writes both plots into `dir` (created if needed) and returns their paths.
 /// Fails when no profile of the report is a plot point.
 pub fn write_plots(report: &SuiteReport, dir: &Path) -> Result<Vec<PathBuf>, SuiteError> {
-    let err = |path: &Path, reason: String| SuiteError::Output {
-        path: path.to_path_buf(),
-        reason,
-    };
     let points: Vec<&ProfileReport> = report.profiles.iter().filter(|p| p.plot).collect();
     if points.is_empty() {
-        return Err(err(
-            dir,
-            "nothing to plot: no profile of this suite is a plain-loss profile (set `plot = true` on one)"
+        return Err(PlotError::NoData {
+            path: dir.to_path_buf(),
+            what: "no profile of this suite is a plain-loss profile (set `plot = true` on one)"
                 .into(),
-        ));
+        }
+        .into());
     }
-    std::fs::create_dir_all(dir).map_err(|e| err(dir, format!("cannot create directory: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(|source| PlotError::Create {
+        path: dir.to_path_buf(),
+        what: "directory",
+        source,
+    })?;
     let series = |f: &dyn Fn(&ProfileReport) -> f64| -> Vec<Line> {
         let mut lines = Vec::new();
         for (sack, label) in [(true, "SACK on"), (false, "SACK off")] {
@@ -73,8 +75,7 @@ pub fn write_plots(report: &SuiteReport, dir: &Path) -> Result<Vec<PathBuf>, Sui
         "datagrams per value",
         &dgram,
         false,
-    )
-    .map_err(|r| err(&a, r))?;
+    )?;
     let b = dir.join(COMPLETION_PLOT);
     draw(
         &b,
@@ -82,8 +83,7 @@ pub fn write_plots(report: &SuiteReport, dir: &Path) -> Result<Vec<PathBuf>, Sui
         "completion time (ms)",
         &done,
         true,
-    )
-    .map_err(|r| err(&b, r))?;
+    )?;
     Ok(vec![a, b])
 }
 
@@ -95,7 +95,7 @@ fn draw(
     y_desc: &str,
     lines: &[Line],
     from_zero: bool,
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     let all = lines.iter().flat_map(|(_, p)| p.iter());
     let x_max = all.clone().map(|p| p.0).fold(0.0_f64, f64::max).max(1.0) * 1.05;
     let y_top = all.clone().map(|p| p.1).fold(0.0_f64, f64::max);
@@ -111,7 +111,7 @@ fn draw(
         y_min + 1.0
     };
     let root = SVGBackend::new(out, SIZE).into_drawing_area();
-    let e = |err: DrawingAreaErrorKind<_>| err.to_string();
+    let e = |err: DrawingAreaErrorKind<_>| PlotError::backend(out, err);
     root.fill(&WHITE).map_err(e)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, ("sans-serif", 22))
@@ -146,5 +146,5 @@ fn draw(
         .border_style(BLACK)
         .draw()
         .map_err(e)?;
-    root.present().map_err(|err| err.to_string())
+    root.present().map_err(e)
 }

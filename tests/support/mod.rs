@@ -1,0 +1,21 @@
+//! Harnesses shared by the test crates under `tests/`, one per way of
+//! driving risp-udp. Each crate includes this module with `mod support;`
+//! and uses the parts it needs (hence `dead_code` is allowed here).
+//!
+//! - [`wire`]: client datagrams built field by field, server datagrams
+//!   encoded, CRCs fixed up after a mutation, SACK bitmaps.
+//! - [`virtual_time`]: the sans-IO core in virtual time, with no sockets: a
+//!   bare [`virtual_time::ServerHarness`] fed hand-built datagrams, a bare
+//!   [`virtual_time::ClientHarness`] fed hand-built replies, and a
+//!   [`virtual_time::Pair`] of a server and real clients that moves every
+//!   datagram between them.
+//! - [`loopback`]: an in-process tokio server on `127.0.0.1:0` that stops
+//!   with its summary, and one client transfer against it.
+//! - [`cli`]: the built `risp-udp` binary run to its end, with its exit
+//!   code, stdout and stderr.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod loopback;
+pub mod virtual_time;
+pub mod wire;
