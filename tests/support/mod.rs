@@ -14,6 +14,8 @@
 //! - [`cli`]: the built `risp-udp` binary run to its end, with its exit
 //!   code, stdout and stderr.
 #![allow(dead_code)]
+// Shared by many test crates, each using a part: `pub` is the point.
+#![allow(unreachable_pub)]
 
 pub mod cli;
 pub mod loopback;
