@@ -20,8 +20,9 @@
 //!   side is [`proto::client::Client`], one connection's state machine,
 //!   with its reorder buffer in `proto::reassembly`. Policy both sides share
 //!   lives in [`proto::recovery`] (loss thresholds, reordering windows, the
-//!   probe timer); [`proto::sack`], [`proto::rtt`] and [`proto::window`]
-//!   hold one concern each.
+//!   probe timer) and [`proto::congestion`] (the client's rate control: how
+//!   much may be outstanding, and when a loss means congestion);
+//!   [`proto::sack`] and [`proto::rtt`] hold one concern each.
 //! - [`net`] drives the core with tokio: [`net::server::serve`] runs every
 //!   session on one UDP socket, [`net::client::run`] runs one transfer,
 //!   [`net::socket`] holds the socket helpers both share.

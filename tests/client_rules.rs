@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use risp_udp::proto::client::{BadRequest, ClientConfig, ClientError, ClientEvent};
+use risp_udp::proto::recovery::REORDER_SPAN;
 use risp_udp::proto::rtt::RttConfig;
 use risp_udp::proto::wire::{ErrorCode, ServerMessage, State, DATA_LEN, FLAG_PROBE};
 use support::virtual_time::{ClientHarness, TOKEN};
@@ -57,10 +58,14 @@ fn data_beyond_the_reorder_buffer_is_counted_and_dropped() {
     cfg.max_window = 64;
     let mut h = ClientHarness::new(cfg);
     h.connect();
-    h.data(64, 1);
+    // The reorder buffer is REORDER_SPAN, larger than max_window (the cap
+    // on cwnd), so that the window can slide on past holes.
+    let span = REORDER_SPAN;
+    assert!(span > 64);
+    h.data(span, 1);
     h.data(4_000, 1);
     assert_eq!(h.client.stats().out_of_window, 2);
-    h.data(63, 1); // the last slot of the buffer is fine
+    h.data(span - 1, 1); // the last slot of the buffer is fine
     assert_eq!(h.client.stats().out_of_window, 2);
     assert_eq!(h.client.stats().invalid, 0);
 }
@@ -84,9 +89,9 @@ fn duplicates_are_counted_and_delivered_once() {
         .collect();
     assert_eq!(values, vec![0]);
     assert_eq!(h.client.stats().duplicates, 2);
-    // One in-order delivery grew the window by one (slow start); the
-    // duplicates did not.
-    assert_eq!(h.client.window().get(), window + 1);
+    // Each new index grew the window by one (slow start); the duplicates
+    // did not.
+    assert_eq!(h.client.window().get(), window + 2);
 }
 
 /// Defect 1: the original compared its own sum with itself.
@@ -253,23 +258,26 @@ fn unknown_session_after_closed_completes() {
     );
 }
 
-/// The CONNECTING retransmission times an RFC 6298 timer gives: the RTO
-/// starts at `initial`, doubles per timeout up to `max`; from the second
-/// timeout on, each retry goes out twice.
+/// The retry times and copies the client's timer gives. Before any RTT
+/// sample (`probe` false): the timer starts at `rto0` and doubles on every
+/// expiry up to `max`, one copy each. Probe timeouts (`probe` true): the
+/// timer doubles only from the second consecutive expiry on, and every
+/// probe goes out twice.
 fn expected_retries(
     first_arm: Duration,
     rto0: Duration,
     max: Duration,
     until: Duration,
+    probe: bool,
 ) -> Vec<(Duration, usize)> {
     let mut out = Vec::new();
     let mut at = first_arm + rto0;
     let mut backoff = 0u32;
     while at < until {
         backoff += 1;
-        let copies = if backoff >= 2 { 2 } else { 1 };
-        out.push((at, copies));
-        at += (rto0 * (1 << backoff)).min(max);
+        out.push((at, if probe { 2 } else { 1 }));
+        let doublings = if probe { backoff - 1 } else { backoff };
+        at += (rto0 * (1 << doublings.min(20))).min(max);
     }
     out
 }
@@ -281,12 +289,20 @@ fn silence_before_any_answer_backs_off_then_fails_no_answer() {
     assert_eq!(first.len(), 1);
     let sent = h.run_silent();
     let rtt = RttConfig::default();
-    assert_eq!((rtt.initial_rto, rtt.max_rto), (ms(100), ms(2_000)));
-    let want = expected_retries(Duration::ZERO, ms(100), ms(2_000), Duration::from_secs(30));
-    // 100, 300, 700, 1500, 3100 ms, then every 2 s up to 29.1 s.
-    assert_eq!(want.len(), 18);
-    assert_eq!(want[4].0, ms(3_100));
-    assert_eq!(want[17].0, ms(29_100));
+    assert_eq!((rtt.initial_rto, rtt.max_rto), (ms(5), ms(2_000)));
+    let want = expected_retries(
+        Duration::ZERO,
+        ms(5),
+        ms(2_000),
+        Duration::from_secs(30),
+        false,
+    );
+    // 5, 15, 35, 75, 155, 315, 635, 1275, 2555 ms, then every 2 s up to
+    // 28.555 s, one copy each.
+    assert_eq!(want.len(), 22);
+    assert_eq!(want[3], (ms(75), 1));
+    assert_eq!(want[8].0, ms(2_555));
+    assert_eq!(want[21].0, ms(28_555));
     let got: Vec<(Duration, usize)> = {
         let mut v: Vec<(Duration, usize)> = Vec::new();
         for s in &sent {
@@ -299,8 +315,8 @@ fn silence_before_any_answer_backs_off_then_fails_no_answer() {
         v
     };
     assert_eq!(got, want);
-    assert_eq!(h.client.stats().handshakes, 1 + 1 + 17 * 2);
-    assert_eq!(h.client.stats().timeouts, 18);
+    assert_eq!(h.client.stats().handshakes, 1 + 22);
+    assert_eq!(h.client.stats().timeouts, 22);
     assert_eq!(h.now - h.t0, Duration::from_secs(30));
     let ev = h.app_events();
     assert_eq!(
@@ -316,10 +332,10 @@ fn silence_mid_transfer_probes_with_backoff_then_fails_timeout() {
     let mut h = ClientHarness::len(100);
     h.sent();
     // The Accept arrives 10 ms later: one RTT sample of 10 ms, so
-    // SRTT = 10, RTTVAR = 5 and RTO = 10 + max(4*5, 10/4, 1) = 30 ms.
+    // SRTT = 10, RTTVAR = 5 and PTO = 10 + max(4*5, 1) = 30 ms.
     h.at(ms(10));
     h.accept(TOKEN);
-    assert_eq!(h.client.rtt().rto(), ms(30));
+    assert_eq!(h.client.rtt().pto(), ms(30));
     assert_eq!(h.app_events(), vec![ClientEvent::Connected]);
     let confirm = h.sent();
     assert_eq!(confirm.len(), 1);
@@ -331,7 +347,13 @@ fn silence_mid_transfer_probes_with_backoff_then_fails_timeout() {
         assert_eq!(s.ack, 0);
         assert_eq!(s.token, TOKEN);
     }
-    let want = expected_retries(ms(10), ms(30), ms(2_000), ms(10) + Duration::from_secs(30));
+    let want = expected_retries(
+        ms(10),
+        ms(30),
+        ms(2_000),
+        ms(10) + Duration::from_secs(30),
+        true,
+    );
     let mut got: Vec<(Duration, usize)> = Vec::new();
     for s in &sent {
         match got.last_mut() {
@@ -339,7 +361,8 @@ fn silence_mid_transfer_probes_with_backoff_then_fails_timeout() {
             _ => got.push((s.at, 1)),
         }
     }
-    assert_eq!(got[..6], want[..6], "40, 100, 220, 460, 940, 1900 ms");
+    assert_eq!(got[..6], want[..6], "40, 70, 130, 250, 490, 970 ms");
+    assert_eq!(want[1], (ms(70), 2), "no doubling after the first expiry");
     assert_eq!(got, want);
     // Probing went on for the whole idle period.
     assert!(got.last().unwrap().0 > Duration::from_secs(28));
@@ -398,13 +421,15 @@ fn corrupt_datagrams_are_counted_and_ignored() {
 }
 
 #[test]
-fn a_gap_is_acked_at_once_with_a_bitmap_of_the_held_indices() {
+fn a_new_gap_is_acked_at_once_with_a_bitmap_of_the_held_indices() {
     let mut h = ClientHarness::len(100);
     h.connect();
-    // In order, below ack_frequency (2): no ack yet.
+    let cwnd = h.client.window().get();
+    assert!(h.client.ack_every() > 2);
+    // In order, below ack_every: no ack yet.
     h.data(0, 1);
     assert!(h.sent().is_empty());
-    // 1 is missing: the ack goes out at once, not a probe, naming 2.
+    // 1 is missing: a new gap, acked at once, not a probe, naming 2.
     h.data(2, 1);
     let ack = h.sent();
     assert_eq!(ack.len(), 1);
@@ -412,19 +437,31 @@ fn a_gap_is_acked_at_once_with_a_bitmap_of_the_held_indices() {
     assert_eq!(ack[0].flags, 0);
     assert_eq!(ack[0].ack, 1);
     assert_eq!(ack[0].sack, vec![0b1000_0000], "bit 0 = index ack+1 = 2");
-    // More out of order: 3 and 5 held, 1 and 4 missing.
+    // 3 extends what is held without a new gap: it waits for the next ack.
     h.data(3, 1);
-    let ack = h.sent();
-    assert_eq!(ack.len(), 1);
-    assert_eq!(ack[0].sack, vec![0b1100_0000]);
+    assert!(h.sent().is_empty(), "no ack per out-of-order arrival");
+    // 5 opens a new gap (4 missing): acked at once, 2, 3 and 5 held.
     h.data(5, 1);
     let ack = h.sent();
+    assert_eq!(ack.len(), 1);
     assert_eq!(ack[0].ack, 1);
     assert_eq!(ack[0].sack, vec![0b1101_0000], "2, 3 and 5");
-    // The hole at 1 fills: 1, 2, 3 delivered, ack moves to 4, 5 still held.
+    // The window slides with the highest index: cwnd (grown by one per new
+    // index in slow start) counts the two holes, not what is held.
+    let cwnd = cwnd + 4;
+    assert_eq!(h.client.window().get(), cwnd);
+    assert_eq!(ack[0].window, 5 + cwnd - 2, "base 5, holes 1 and 4");
+    // The hole at 1 fills: 1, 2, 3 delivered; no ack at once, the
+    // delayed-ack timer sends it: ack 4, 5 still held.
     h.data(1, 1);
+    assert!(h.sent().is_empty(), "a filled hole waits for the ack timer");
+    let t = h.client.poll_timeout().unwrap();
+    assert!(t - h.now <= ms(5), "max_ack_delay");
+    h.now = t;
+    h.client.handle_timeout(t);
     let ack = h.sent();
     assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].flags, 0);
     assert_eq!(ack[0].ack, 4);
     assert_eq!(ack[0].sack, vec![0b1000_0000]);
     assert_eq!(h.client.next_index(), 4);

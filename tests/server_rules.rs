@@ -234,25 +234,19 @@ fn duplicate_connecting_before_confirmation_reaccepts_with_the_same_token() {
     m.ts = 5;
     h.send(p.addr, &m);
     let out = h.drain();
-    assert_eq!(out.len(), 1 + 4, "{out:?}");
+    assert_eq!(out.len(), 1, "{out:?}");
     let ServerMessage::Accept { token, echo, .. } = out[0].1 else {
         panic!("{out:?}");
     };
     assert_eq!(token.to_vec(), p.token, "same session, same token");
     assert_eq!(echo, 5);
-    // The outstanding window is sent again (the client may have lost it).
-    let idx: Vec<u32> = out[1..]
-        .iter()
-        .map(|(to, m)| match m {
-            ServerMessage::Data { index, .. } if *to == p.addr => *index,
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(idx, vec![0, 1, 2, 3]);
+    // The outstanding window is not sent again: the repeat only says the
+    // Accept was lost, and the data sent with it may still be in flight
+    // (the client's first timer is far shorter than a long path's RTT).
     let s = h.server.stats();
     assert_eq!(s.sessions_opened, 2);
     assert_eq!(s.sessions_resumed, 0);
-    assert_eq!(s.retransmits, 4);
+    assert_eq!(s.retransmits, 0);
     assert_eq!(s.rejected_total(), 0);
     assert_eq!(h.server.session_count(), 2);
     by.still_served(&mut h);
@@ -575,8 +569,10 @@ fn unvalidated_address_gets_at_most_three_times_what_it_sent() {
             bytes <= 3 * sent,
             "round {round}: {bytes} bytes for a {sent}-byte CONNECTING"
         );
-        // (3 * 1200 - 32-byte Accept) / 24-byte data = 148 data datagrams.
-        assert_eq!(out.len(), 1 + 148, "round {round}");
+        // (3 * 1200 - 32-byte Accept) / 24-byte data = 148 data datagrams,
+        // sent once: a token-less repeat gets the Accept again, not the data.
+        let data = if round == 1 { 148 } else { 0 };
+        assert_eq!(out.len(), 1 + data, "round {round}");
         assert!(matches!(out[0].1, ServerMessage::Accept { .. }));
     }
     by.still_served(&mut h);

@@ -17,6 +17,7 @@ use super::exit::Exit;
 use super::report::{human, peak_rss_kb, ClientJson};
 use crate::net::client::{self, ClientOptions};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
+use crate::proto::congestion::INIT_CWND;
 
 /// Flags of `risp-udp client`.
 #[derive(Debug, Clone, Args)]
@@ -28,8 +29,8 @@ pub struct ClientArgs {
     /// The server, as HOST:PORT (default: 127.0.0.1 and --port).
     #[arg(long, value_name = "HOST:PORT", env = "RISP_SERVER")]
     pub server: Option<String>,
-    /// Initial window (values in flight).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
+    /// Initial congestion window (values outstanding).
+    #[arg(long, default_value_t = INIT_CWND, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
     pub window: u32,
     /// Largest window the client will advertise (raise it for long, fast
     /// paths: throughput is at most window / RTT).
@@ -43,10 +44,10 @@ pub struct ClientArgs {
     #[arg(long, alias = "client_ticker_ms", default_value_t = 2000, env = "RISP_CLIENT_TICKER_MS",
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub client_ticker_ms: u64,
-    /// Smallest retransmission timeout, in ms (fractions allowed). Lower it
-    /// on links with sub-millisecond RTTs and a quiet host; raise it where
-    /// scheduling delays are long.
-    #[arg(long, value_name = "MS", default_value_t = 2.0, allow_negative_numbers = true, value_parser = super::args::millis)]
+    /// Smallest probe timeout, in ms (fractions allowed). The timeout is
+    /// SRTT + max(4·RTTVAR, 1 ms) above it; raise it where scheduling
+    /// delays are long.
+    #[arg(long, value_name = "MS", default_value_t = 1.0, allow_negative_numbers = true, value_parser = super::args::millis)]
     pub min_rto_ms: f64,
     /// Drop the socket every N ms and resume from a fresh port by UUID.
     #[arg(long, alias = "client_killswitch_ms", value_name = "MS", env = "RISP_CLIENT_KILLSWITCH_MS",

@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod client;
+pub mod congestion;
 pub(crate) mod reassembly;
 pub mod recovery;
 pub mod rtt;
@@ -16,5 +17,4 @@ pub mod sack;
 pub mod sequence;
 pub mod server;
 pub(crate) mod timer;
-pub mod window;
 pub mod wire;

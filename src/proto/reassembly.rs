@@ -88,6 +88,27 @@ impl ReorderBuffer {
         self.ring.len() as u32
     }
 
+    /// Indices it can hold from `next` on.
+    pub(crate) fn capacity(&self) -> u32 {
+        self.cap()
+    }
+
+    /// Offset from `next` of the `k`-th missing index (`k` ≥ 1), or the
+    /// last offset when fewer are missing.
+    pub(crate) fn nth_missing(&self, k: u32) -> u32 {
+        let cap = self.cap();
+        let mut missing = 0;
+        for off in 0..cap {
+            if self.ring[self.slot(self.next.wrapping_add(off))].is_none() {
+                missing += 1;
+                if missing >= k {
+                    return off;
+                }
+            }
+        }
+        cap - 1
+    }
+
     fn slot(&self, index: u32) -> usize {
         (index % self.cap()) as usize
     }

@@ -45,10 +45,23 @@ pub fn client_reorder_window(rtt: &RttEstimator) -> Duration {
     rtt.srtt().map_or(Duration::ZERO, |s| s / 4)
 }
 
-/// When the client's retransmission (probe) timer fires, armed at `now`.
+/// When the client's probe timer fires, armed at `now` (see
+/// [`RttEstimator::pto`]).
 pub fn probe_deadline(rtt: &RttEstimator, now: Instant) -> Instant {
-    now + rtt.rto()
+    now + rtt.pto()
 }
+
+/// Smallest reorder buffer (the span past the next needed index the client
+/// holds, and the most it advertises). It is larger than the congestion
+/// window so that the window can slide on past holes under repair; the
+/// buffer is `max(REORDER_SPAN, max_window)`, at most [`MAX_WINDOW`].
+pub const REORDER_SPAN: u32 = 1024;
+
+/// Fewest new datagrams between two acks: the client acks every quarter of
+/// its congestion window, within [`ACK_EVERY_MIN`] and [`ACK_EVERY_MAX`].
+pub const ACK_EVERY_MIN: u32 = 4;
+/// Most new datagrams between two acks (see [`ACK_EVERY_MIN`]).
+pub const ACK_EVERY_MAX: u32 = 32;
 
 /// What the server's loss detection makes of one sent, unacknowledged
 /// index.

@@ -1,31 +1,40 @@
-//! Round-trip time estimation and the retransmission timeout (RFC 6298).
+//! Round-trip time estimation (RFC 6298) and the client's timer.
 //!
 //! Samples come from the timestamp the server echoes, so every sample is
 //! unambiguous even after a retransmission (no Karn's rule needed on the
-//! client). `RTO = SRTT + 4·RTTVAR`, clamped to `[min_rto, max_rto]`, and
-//! doubled on each consecutive timeout until a new sample arrives.
+//! client). Once a sample exists the timer is a probe timeout (RFC 9002
+//! §6.2): `PTO = SRTT + max(4·RTTVAR, 1 ms)`, clamped to `[min_rto,
+//! max_rto]`, doubled from the second consecutive expiry on. Before any
+//! sample it is `initial_rto` (short, so that a lost handshake on a LAN
+//! costs milliseconds), doubled on every expiry.
 
 use std::time::Duration;
 
-/// Smallest variance term added to SRTT.
+/// Smallest variance term added to SRTT (and the default `min_rto`).
 pub const GRANULARITY: Duration = Duration::from_millis(1);
+
+/// Default first timeout before any RTT sample: a lost CONNECTING on a
+/// sub-millisecond path costs 5 ms rather than 100 ms. Doubling keeps the
+/// cost on long paths small: on a 100 ms RTT the client sends four extra
+/// 1200-byte CONNECTINGs (at 5, 15, 35 and 75 ms) before the first answer.
+pub const INITIAL_TIMEOUT: Duration = Duration::from_millis(5);
 
 /// Settings for the estimator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RttConfig {
-    /// RTO before the first sample.
+    /// First timeout before any RTT sample (doubled on each expiry).
     pub initial_rto: Duration,
-    /// Lower bound on the RTO.
+    /// Lower bound on the timeout.
     pub min_rto: Duration,
-    /// Upper bound on the RTO, backoff included.
+    /// Upper bound on the timeout, backoff included.
     pub max_rto: Duration,
 }
 
 impl Default for RttConfig {
     fn default() -> Self {
         Self {
-            initial_rto: Duration::from_millis(100),
-            min_rto: Duration::from_millis(2),
+            initial_rto: INITIAL_TIMEOUT,
+            min_rto: GRANULARITY,
             max_rto: Duration::from_secs(2),
         }
     }
@@ -80,18 +89,20 @@ impl RttEstimator {
         self.backoff = (self.backoff + 1).min(16);
     }
 
-    /// The current retransmission timeout, backoff included.
-    pub fn rto(&self) -> Duration {
-        let base = match self.srtt {
-            None => self.config.initial_rto,
-            // The variance term has a floor (a quarter of SRTT, at least a
-            // millisecond): on a steady link RTTVAR decays to zero and an RTO
-            // of exactly one RTT would fire on every round trip.
-            Some(srtt) => srtt + (self.rttvar * 4).max(srtt / 4).max(GRANULARITY),
+    /// The timer, backoff included: before any sample `initial_rto`
+    /// doubled per expiry; after, the probe timeout `SRTT + max(4·RTTVAR,
+    /// 1 ms)`, doubled only from the second consecutive expiry (one expiry
+    /// is usually a lost ack, answered by the probe itself).
+    pub fn pto(&self) -> Duration {
+        let (base, doublings) = match self.srtt {
+            None => (self.config.initial_rto, self.backoff),
+            Some(srtt) => (
+                srtt + (self.rttvar * 4).max(GRANULARITY),
+                self.backoff.saturating_sub(1),
+            ),
         };
         let base = base.clamp(self.config.min_rto, self.config.max_rto);
-        base.saturating_mul(1 << self.backoff)
-            .min(self.config.max_rto)
+        base.saturating_mul(1 << doublings).min(self.config.max_rto)
     }
 
     /// Smoothed RTT, if any sample was taken.
@@ -126,11 +137,11 @@ mod tests {
     #[test]
     fn first_sample_sets_srtt_and_half_variance() {
         let mut r = RttEstimator::new(RttConfig::default());
-        assert_eq!(r.rto(), ms(100));
+        assert_eq!(r.pto(), ms(5), "short first timer before any sample");
         r.on_sample(ms(40));
         assert_eq!(r.srtt(), Some(ms(40)));
         // 40 + 4 * 20
-        assert_eq!(r.rto(), ms(120));
+        assert_eq!(r.pto(), ms(120));
     }
 
     #[test]
@@ -144,37 +155,56 @@ mod tests {
         r.on_sample(ms(200));
         // rttvar = 3/4*50 + 1/4*100 = 62.5; srtt = 7/8*100 + 1/8*200 = 112.5
         assert_eq!(r.srtt(), Some(Duration::from_micros(112_500)));
-        assert_eq!(r.rto(), Duration::from_micros(112_500 + 4 * 62_500));
+        assert_eq!(r.pto(), Duration::from_micros(112_500 + 4 * 62_500));
         assert_eq!(r.min(), Some(ms(100)));
         assert_eq!(r.latest(), Some(ms(200)));
     }
 
     #[test]
-    fn backoff_doubles_clamps_and_resets_on_sample() {
+    fn initial_timer_doubles_on_every_expiry_and_clamps() {
         let mut r = RttEstimator::new(RttConfig {
             initial_rto: ms(100),
             min_rto: ms(10),
             max_rto: ms(700),
         });
         r.on_timeout();
-        assert_eq!(r.rto(), ms(200));
+        assert_eq!(r.pto(), ms(200));
         r.on_timeout();
-        assert_eq!(r.rto(), ms(400));
+        assert_eq!(r.pto(), ms(400));
         r.on_timeout();
-        assert_eq!(r.rto(), ms(700));
+        assert_eq!(r.pto(), ms(700));
         for _ in 0..100 {
             r.on_timeout();
         }
-        assert_eq!(r.rto(), ms(700));
+        assert_eq!(r.pto(), ms(700));
         r.on_sample(Duration::from_micros(100));
         assert_eq!(r.backoff(), 0);
-        assert_eq!(r.rto(), ms(10), "tiny RTT is clamped to min_rto");
-        r.on_sample(Duration::from_micros(100));
-        assert_eq!(r.rto(), ms(10));
+        assert_eq!(r.pto(), ms(10), "tiny RTT is clamped to min_rto");
         assert_eq!(
             RttEstimator::new(RttConfig::default()).config.min_rto,
-            ms(2)
+            ms(1)
         );
+    }
+
+    #[test]
+    fn probe_timeout_doubles_only_from_the_second_expiry() {
+        let mut r = RttEstimator::new(RttConfig {
+            initial_rto: ms(5),
+            min_rto: ms(1),
+            max_rto: ms(2_000),
+        });
+        for _ in 0..200 {
+            r.on_sample(Duration::from_micros(100));
+        }
+        // RTTVAR has decayed to nothing: SRTT + the 1 ms floor, no 2 ms
+        // floor and no SRTT/4 term.
+        assert_eq!(r.pto(), Duration::from_micros(1_100));
+        r.on_timeout();
+        assert_eq!(r.pto(), Duration::from_micros(1_100), "first expiry");
+        r.on_timeout();
+        assert_eq!(r.pto(), Duration::from_micros(2_200));
+        r.on_timeout();
+        assert_eq!(r.pto(), Duration::from_micros(4_400));
     }
 
     #[test]
@@ -188,6 +218,6 @@ mod tests {
             r.on_sample(ms(40));
         }
         assert_eq!(r.srtt(), Some(ms(40)));
-        assert_eq!(r.rto(), ms(50), "40 + max(4*rttvar, 40/4, 1ms)");
+        assert_eq!(r.pto(), ms(41), "40 + max(4*rttvar, 1ms)");
     }
 }

@@ -119,8 +119,9 @@ impl TransferRecorder {
                             .record_at(at, now.saturating_duration_since(prev));
                     }
                 }
-                let since = self.last_delivery.unwrap_or(self.started);
-                r.max_stall = r.max_stall.max(now.saturating_duration_since(since));
+                if let Some(prev) = self.last_delivery {
+                    r.max_stall = r.max_stall.max(now.saturating_duration_since(prev));
+                }
                 self.last_delivery = Some(now);
             }
             ClientEvent::RttSample(rtt) => {

@@ -79,8 +79,8 @@ pub struct TransferReport {
     pub link: ImpairmentStats,
     /// Where the session stood at the end (to hand it to another client).
     pub resume: Option<ResumeState>,
-    /// Longest time without a new in-order value: from the start to the
-    /// first value, or between two consecutive values.
+    /// Longest time between two consecutive in-order values (the
+    /// handshake before the first is not a stall).
     pub max_stall: Duration,
 }
 

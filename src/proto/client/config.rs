@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::proto::congestion::INIT_CWND;
 use crate::proto::rtt::RttConfig;
 
 /// Client settings.
@@ -14,13 +15,14 @@ pub struct ClientConfig {
     pub uuid: Uuid,
     /// Length of the sequence to request.
     pub len: u32,
-    /// Window to start with.
+    /// Congestion window to start with.
     pub initial_window: u32,
-    /// Cap on the window (at most [`MAX_WINDOW`](crate::proto::recovery::MAX_WINDOW)).
+    /// Cap on the congestion window (at most [`MAX_WINDOW`](crate::proto::recovery::MAX_WINDOW)).
     pub max_window: u32,
     /// Send selective-ack bitmaps (off: cumulative acks only).
     pub sack: bool,
-    /// Ack after this many new datagrams.
+    /// Ack after at least this many new datagrams (a floor on
+    /// [`Client::ack_every`](super::Client::ack_every)).
     pub ack_frequency: u32,
     /// Ack no later than this after unacked data arrived.
     pub max_ack_delay: Duration,
@@ -39,7 +41,7 @@ impl ClientConfig {
         Self {
             uuid,
             len,
-            initial_window: 4,
+            initial_window: INIT_CWND,
             max_window: 256,
             sack: true,
             ack_frequency: 2,

@@ -215,8 +215,8 @@ impl Server {
             }
             State::Connecting => self.on_connecting_new(now, from, &msg),
             State::Connected => {
-                self.authenticate(now, from, &msg)?;
-                self.apply_ack(now, msg.uuid, &msg, AckKind::Normal);
+                let kind = self.authenticate(now, from, &msg)?;
+                self.apply_ack(now, msg.uuid, &msg, kind);
                 Ok(())
             }
             State::Closing => self.on_closing(now, from, &msg),
@@ -270,6 +270,17 @@ impl Server {
                 .out
                 .refuse(from, code, s.len(), echo, Reject::AckBeyondSent));
         }
+        // A resume (with the token) says everything unacknowledged is lost,
+        // unless it is a copy of the CONNECTING just handled (same
+        // timestamp). A token-less repeat only says our Accept was lost: the
+        // data sent with it may still be in flight (the client's first timer
+        // is far shorter than a long path's RTT), so it is not sent again;
+        // the client's first ack reports the holes.
+        let kind = if token_ok && msg.timestamp != s.last_ts() {
+            AckKind::ResendAll
+        } else {
+            AckKind::Normal
+        };
         s.rewind(msg.ack);
         // A new process may start its clock anew: accept any timestamp.
         let moved = s.accept_message(now, from, msg.timestamp, token_ok);
@@ -287,7 +298,7 @@ impl Server {
         } else if moved {
             self.out.stats.migrations += 1;
         }
-        self.apply_ack(now, uuid, msg, AckKind::ResendAll);
+        self.apply_ack(now, uuid, msg, kind);
         Ok(())
     }
 
@@ -360,12 +371,14 @@ impl Server {
     /// Checks a CONNECTED/CLOSING/CLOSED message against its session (token,
     /// length, ack range, order) and records it; follows the client to a new
     /// address.
+    /// Returns how to read its ack: the client sends each probe twice with
+    /// one timestamp, and only the first copy resends the holes.
     fn authenticate(
         &mut self,
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
-    ) -> Result<(), Reject> {
+    ) -> Result<AckKind, Reject> {
         let echo = msg.timestamp;
         let Some(s) = self.sessions.get_mut(&msg.uuid) else {
             let code = ErrorCode::UnknownSession;
@@ -393,13 +406,18 @@ impl Server {
         if msg.timestamp < s.last_ts() || msg.ack < s.ack() {
             return Err(Reject::Stale);
         }
+        let kind = if msg.timestamp == s.last_ts() {
+            AckKind::Repeat
+        } else {
+            AckKind::Normal
+        };
         if s.accept_message(now, from, msg.timestamp, true) {
             self.out.stats.migrations += 1;
             let uuid = msg.uuid;
             tracing::debug!(%uuid, %from, "session migrated");
             self.out.event(ServerEvent::Migrated { uuid, addr: from });
         }
-        Ok(())
+        Ok(kind)
     }
 
     /// CLOSING: the client holds every value and asks for the checksum.
@@ -409,8 +427,8 @@ impl Server {
         from: SocketAddr,
         msg: &ClientMessage<'_>,
     ) -> Result<(), Reject> {
-        self.authenticate(now, from, msg)?;
-        self.apply_ack(now, msg.uuid, msg, AckKind::Normal);
+        let kind = self.authenticate(now, from, msg)?;
+        self.apply_ack(now, msg.uuid, msg, kind);
         let s = self.sessions.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
         if s.ack() < s.len() {
             return Err(Reject::ClosingEarly);

@@ -55,8 +55,12 @@ struct Slot {
 /// How an acknowledgement is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AckKind {
-    /// An ordinary ack: holes are judged by the loss test.
+    /// An ordinary ack: holes are judged by the loss test; a probe flag
+    /// resends every hole.
     Normal,
+    /// A copy of the previous message (same timestamp, as the client sends
+    /// each probe twice): a plain ack whatever its flags.
+    Repeat,
     /// A probe or a resuming CONNECTING: everything unacknowledged in the
     /// window counts as lost.
     ResendAll,
@@ -310,7 +314,11 @@ impl Session {
         // A probe (or a CONNECTING) says: everything unacknowledged is lost.
         // The client sends probes only after its RTO, so this cannot repeat
         // faster than about once per round trip.
-        let probe = msg.is_probe() || kind == AckKind::ResendAll;
+        let probe = match kind {
+            AckKind::Normal => msg.is_probe(),
+            AckKind::Repeat => false,
+            AckKind::ResendAll => true,
+        };
         // Holes exist only below the highest index the client holds; with
         // no bitmap and no probe there is nothing to look for, which keeps
         // the common ack O(1) instead of O(window).
@@ -473,8 +481,20 @@ impl Session {
     }
 
     /// Bookkeeping when a sent index is first acknowledged.
+    ///
+    /// The largest acknowledged send number (the packet-threshold
+    /// reference) advances only if the ack can be for the latest
+    /// transmission: a resent index acknowledged sooner than the smallest
+    /// RTT after its last send was acknowledged for an earlier copy (RFC 8985
+    /// §6.2 step 2), and taking the resend's number would declare
+    /// everything sent before it lost.
     fn on_acked(&mut self, slot: &Slot, now: Instant, latency: bool, out: &mut Outbox) {
-        self.largest_acked_seq = self.largest_acked_seq.max(slot.send_seq);
+        let early = slot.sends > 1
+            && matches!((self.rtt.min(), slot.last_sent), (Some(min), Some(t))
+                if now.saturating_duration_since(t) < min);
+        if !early {
+            self.largest_acked_seq = self.largest_acked_seq.max(slot.send_seq);
+        }
         if let Some(first) = slot.first_sent {
             let lat = now.saturating_duration_since(first);
             if slot.sends == 1 {
