@@ -33,6 +33,10 @@ pub struct ClientConfig {
     pub idle_timeout: Duration,
     /// CLOSED retries before finishing without the server's reply.
     pub close_retries: u32,
+    /// Shrink the window on congestion (on by default; off only for
+    /// experiments and negative controls, see
+    /// [`RateControl::without_loss_response`](crate::proto::congestion::RateControl::without_loss_response)).
+    pub loss_response: bool,
 }
 
 impl ClientConfig {
@@ -49,6 +53,7 @@ impl ClientConfig {
             rtt: RttConfig::default(),
             idle_timeout: Duration::from_secs(30),
             close_retries: 3,
+            loss_response: true,
         }
     }
 }

@@ -102,13 +102,20 @@ impl Client {
             None => (None, 0),
         };
         let mut c = Self {
-            rc: if config.sack {
-                RateControl::new(config.initial_window, config.max_window)
-            } else {
+            rc: {
+                let rc = RateControl::new(config.initial_window, config.max_window);
                 // Without a bitmap the window cannot slide past holes: every
                 // loss episode halves it (see `RateControl`).
-                RateControl::new(config.initial_window, config.max_window)
-                    .without_loss_differentiation()
+                let rc = if config.sack {
+                    rc
+                } else {
+                    rc.without_loss_differentiation()
+                };
+                if config.loss_response {
+                    rc
+                } else {
+                    rc.without_loss_response()
+                }
             },
             rtt: RttEstimator::new(config.rtt),
             state: State::Connecting,

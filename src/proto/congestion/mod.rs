@@ -172,6 +172,8 @@ pub struct RateControl {
     full_bw_count: u32,
     /// Judge loss episodes (off: every episode is congestion, halving).
     differentiate: bool,
+    /// React to congestion at all (off only for negative controls).
+    respond: bool,
     min_seen: u32,
     max_seen: u32,
     reductions: u64,
@@ -203,6 +205,7 @@ impl RateControl {
             full_bw: 0.0,
             full_bw_count: 0,
             differentiate: true,
+            respond: true,
             min_seen: cwnd,
             max_seen: cwnd,
             reductions: 0,
@@ -218,6 +221,14 @@ impl RateControl {
     pub fn without_loss_differentiation(mut self) -> Self {
         self.differentiate = false;
         self.min_cwnd = 1;
+        self
+    }
+
+    /// Never shrinks: every loss episode is judged random and probe
+    /// timeouts leave the window alone. Only for experiments and negative
+    /// controls (a flow that ignores congestion overflows a bottleneck).
+    pub fn without_loss_response(mut self) -> Self {
+        self.respond = false;
         self
     }
 
@@ -419,6 +430,10 @@ impl RateControl {
             }
         }
         self.recovery_until = Some(recovery_point.max(highest));
+        if !self.respond {
+            self.random_episodes += 1;
+            return LossVerdict::Random;
+        }
         if !self.differentiate {
             self.slow_start = false;
             self.credit = 0;
@@ -489,7 +504,7 @@ impl RateControl {
     /// At [`PERSISTENT_CONGESTION_PTOS`] the path is treated as congested
     /// throughout: `cwnd` drops to the minimum and slow start ends.
     pub fn on_probe_timeout(&mut self, consecutive: u32) {
-        if consecutive == PERSISTENT_CONGESTION_PTOS {
+        if self.respond && consecutive == PERSISTENT_CONGESTION_PTOS {
             self.slow_start = false;
             self.credit = 0;
             self.reductions += 1;
