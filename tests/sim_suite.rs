@@ -65,7 +65,7 @@ fn same_seed_gives_byte_identical_json() {
     let v: serde_json::Value = serde_json::from_str(&json_1).expect("valid JSON");
     assert_eq!(v["mode"], "virtual");
     assert_eq!(v["all_met"], true);
-    assert_eq!(v["profiles"].as_array().map(Vec::len), Some(19));
+    assert_eq!(v["profiles"].as_array().map(Vec::len), Some(21));
 
     let mut other = args(None);
     other.json = true;
