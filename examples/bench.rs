@@ -66,6 +66,8 @@ struct Run {
     timeouts: u64,
     rtt_p50_us: u64,
     rtt_p99_us: u64,
+    /// Longest wait between two in-order values.
+    stall_max_us: u64,
     client_rss_kb: Option<u64>,
     server_rss_kb: Option<u64>,
 }
@@ -270,11 +272,21 @@ fn one(bin: &Path, args: &Args, loss: f64, run: u32) -> Result<Run, String> {
         server_retransmitted,
         client_sent: u("datagrams_sent"),
         timeouts: u("timeouts"),
-        rtt_p50_us: report["rtt_us"]["p50"].as_u64().unwrap_or(0),
-        rtt_p99_us: report["rtt_us"]["p99"].as_u64().unwrap_or(0),
+        rtt_p50_us: summary(&report, "rtt", "p50"),
+        rtt_p99_us: summary(&report, "rtt", "p99"),
+        stall_max_us: summary(&report, "stall", "max"),
         client_rss_kb: report["peak_rss_kb"].as_u64(),
         server_rss_kb,
     })
+}
+
+/// A percentile of one of the client report's summaries, in µs: `rtt.p50_us`
+/// (or, from binaries before the keys were unified, `rtt_us.p50`).
+fn summary(report: &Value, what: &str, key: &str) -> u64 {
+    report[what][format!("{key}_us")]
+        .as_u64()
+        .or_else(|| report[format!("{what}_us")][key].as_u64())
+        .unwrap_or(0)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -293,15 +305,15 @@ fn rss(kb: Option<u64>) -> String {
 
 fn header() {
     println!(
-        "| loss | run | values/s | elapsed ms | srv dgrams/value (min) | srv retx | cli dgrams/value | timeouts | RTT p50 µs | RTT p99 µs | cli RSS MiB | srv RSS MiB | verified |"
+        "| loss | run | values/s | elapsed ms | srv dgrams/value (min) | srv retx | cli dgrams/value | timeouts | RTT p50 µs | RTT p99 µs | max stall ms | cli RSS MiB | srv RSS MiB | verified |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
 }
 
 fn row(r: &Run, len: u32) {
     let n = f64::from(len);
     println!(
-        "| {:.0}% | {} | {:.0} | {:.0} | {:.3} ({:.3}) | {} | {:.3} | {} | {} | {} | {} | {} | {} |",
+        "| {:.0}% | {} | {:.0} | {:.0} | {:.3} ({:.3}) | {} | {:.3} | {} | {} | {} | {:.2} | {} | {} | {} |",
         r.loss * 100.0,
         r.run,
         r.values_per_sec,
@@ -313,6 +325,7 @@ fn row(r: &Run, len: u32) {
         r.timeouts,
         r.rtt_p50_us,
         r.rtt_p99_us,
+        r.stall_max_us as f64 / 1000.0,
         rss(r.client_rss_kb),
         rss(r.server_rss_kb),
         if r.verified { "yes" } else { "NO" }
@@ -382,9 +395,9 @@ fn main() -> ExitCode {
     println!("Medians per loss rate:");
     println!();
     println!(
-        "| loss | runs | values/s | elapsed ms | srv dgrams/value (min) | cli dgrams/value | timeouts | RTT p50 µs | RTT p99 µs | cli RSS MiB | srv RSS MiB |"
+        "| loss | runs | values/s | elapsed ms | srv dgrams/value (min) | cli dgrams/value | timeouts | RTT p50 µs | RTT p99 µs | max stall ms | cli RSS MiB | srv RSS MiB |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &loss in &args.loss {
         let rs: Vec<&Run> = runs.iter().filter(|r| r.loss == loss).collect();
         if rs.is_empty() {
@@ -400,7 +413,7 @@ fn main() -> ExitCode {
             }
         };
         println!(
-            "| {:.0}% | {} | {:.0} | {:.0} | {:.3} ({:.3}) | {:.3} | {:.0} | {:.0} | {:.0} | {} | {} |",
+            "| {:.0}% | {} | {:.0} | {:.0} | {:.3} ({:.3}) | {:.3} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} |",
             loss * 100.0,
             rs.len(),
             m(&|r| r.values_per_sec),
@@ -411,6 +424,7 @@ fn main() -> ExitCode {
             m(&|r| r.timeouts as f64),
             m(&|r| r.rtt_p50_us as f64),
             m(&|r| r.rtt_p99_us as f64),
+            m(&|r| r.stall_max_us as f64) / 1000.0,
             m_rss(&|r| r.client_rss_kb),
             m_rss(&|r| r.server_rss_kb),
         );
