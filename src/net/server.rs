@@ -96,9 +96,8 @@ pub async fn serve(
             () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
         }
         let now = clock::now();
-        // Events first: a session's address must be known before the data
-        // to it is counted. The core raises events only in `handle` and
-        // `handle_timeout`, so none is missed by sending afterwards.
+        // The core raises events only in `handle` and `handle_timeout`, so
+        // none is missed by sending afterwards.
         while let Some(ev) = server.poll_event() {
             if let Some(d) = data.as_mut() {
                 d.on_event(&ev);
@@ -107,9 +106,6 @@ pub async fn serve(
         }
         while let Some(t) = server.poll_transmit(now, BATCH, &mut out) {
             for chunk in out[..t.size].chunks(t.segment_size) {
-                if let Some(d) = data.as_mut() {
-                    d.on_send(t.destination, chunk.len());
-                }
                 if let Err(e) = socket.send_to(chunk, t.destination).await {
                     // A send error concerns one destination (EINVAL for port
                     // 0, EACCES for broadcast, ICMP-reported unreachables):
@@ -139,8 +135,12 @@ fn on_event(ev: &ServerEvent, hist: &mut LatencyHistogram, elapsed: Duration) {
         ServerEvent::Migrated { uuid, addr } => {
             tracing::info!(%uuid, %addr, "session moved to a new address")
         }
-        ServerEvent::Closed { uuid } => tracing::info!(%uuid, "session closed"),
-        ServerEvent::Expired { uuid } => tracing::info!(%uuid, "session expired"),
+        ServerEvent::Closed { uuid, data_sent } => {
+            tracing::info!(%uuid, data_sent, "session closed")
+        }
+        ServerEvent::Expired { uuid, data_sent } => {
+            tracing::info!(%uuid, data_sent, "session expired")
+        }
     }
 }
 
@@ -162,38 +162,20 @@ fn publish(
     }
 }
 
-/// Data datagrams per session, counted by the driver: the core counts only
-/// totals, so the driver follows each session's address through its events.
-///
-/// TODO(proto): a session should count the data datagrams sent to it (and
-/// expose the count with its events or a per-session stats call); this map
-/// would then go, and standalone servers could report it too.
+/// Data datagrams per session, from the events of sessions that closed or
+/// expired (each session counts its own).
 #[derive(Debug, Default)]
 struct DataCounts {
-    /// The session last seen at each address.
-    session_at: HashMap<SocketAddr, Uuid>,
     /// Data datagrams sent, per session.
     sent: HashMap<Uuid, u64>,
 }
 
 impl DataCounts {
     fn on_event(&mut self, ev: &ServerEvent) {
-        match *ev {
-            ServerEvent::Opened { uuid, addr, .. }
-            | ServerEvent::Resumed { uuid, addr }
-            | ServerEvent::Migrated { uuid, addr } => {
-                self.session_at.insert(addr, uuid);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_send(&mut self, to: SocketAddr, len: usize) {
-        if len != DATA_LEN {
-            return;
-        }
-        if let Some(uuid) = self.session_at.get(&to) {
-            *self.sent.entry(*uuid).or_default() += 1;
+        if let ServerEvent::Closed { uuid, data_sent } | ServerEvent::Expired { uuid, data_sent } =
+            *ev
+        {
+            self.sent.insert(uuid, data_sent);
         }
     }
 }

@@ -329,7 +329,7 @@ impl<'a> Simulation<'a> {
                         self.clients[i].recorder.set_sequence(seq);
                     }
                 }
-                ServerEvent::Expired { uuid } => {
+                ServerEvent::Expired { uuid, .. } => {
                     if let Some(&i) = self.uuids.get(&uuid) {
                         self.clients[i].recorder.report_mut().server_expired = true;
                     }

@@ -185,10 +185,11 @@ impl Server {
                 s.expiry_key = deadline;
                 self.expiry.insert((deadline, uuid));
             } else {
+                let data_sent = s.data_sent();
                 self.remove_session(&uuid);
                 self.out.stats.sessions_expired += 1;
                 tracing::debug!(%uuid, "session expired");
-                self.out.event(ServerEvent::Expired { uuid });
+                self.out.event(ServerEvent::Expired { uuid, data_sent });
             }
         }
     }
@@ -459,10 +460,14 @@ impl Server {
         if msg.ack < s.len() || s.high_water() < s.len() {
             return Err(Reject::ClosingEarly);
         }
+        let data_sent = s.data_sent();
         self.remove_session(&msg.uuid);
         self.out.stats.sessions_closed += 1;
         tracing::debug!(uuid = %msg.uuid, "session closed");
-        self.out.event(ServerEvent::Closed { uuid: msg.uuid });
+        self.out.event(ServerEvent::Closed {
+            uuid: msg.uuid,
+            data_sent,
+        });
         self.out.reply(from, ServerMessage::Closed { echo });
         Ok(())
     }

@@ -157,11 +157,15 @@ pub enum ServerEvent {
     Closed {
         /// Its key.
         uuid: Uuid,
+        /// Data datagrams the session sent (first sends and resends).
+        data_sent: u64,
     },
     /// A session was freed for idleness.
     Expired {
         /// Its key.
         uuid: Uuid,
+        /// Data datagrams the session sent (first sends and resends).
+        data_sent: u64,
     },
     /// A value was acknowledged this long after its first send (only with
     /// `ack_latency_events`).

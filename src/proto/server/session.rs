@@ -116,6 +116,8 @@ pub(crate) struct Session {
     loss_check: Option<Instant>,
     /// The loss timer queued datagrams since the client's latest message.
     echo_held: bool,
+    /// Data datagrams handed out, first sends and resends.
+    data_sent: u64,
 }
 
 impl Session {
@@ -151,6 +153,7 @@ impl Session {
             rtt: RttEstimator::new(RttConfig::default()),
             loss_check: None,
             echo_held: false,
+            data_sent: 0,
         }
     }
 
@@ -199,6 +202,11 @@ impl Session {
 
     pub(crate) fn loss_check(&self) -> Option<Instant> {
         self.loss_check
+    }
+
+    /// Data datagrams handed out so far.
+    pub(crate) fn data_sent(&self) -> u64 {
+        self.data_sent
     }
 
     pub(crate) fn next_send_at(&self) -> Instant {
@@ -401,6 +409,7 @@ impl Session {
             }
             count += 1;
         }
+        self.data_sent += count as u64;
         if !config.pacing.is_zero() {
             self.next_send_at = now + config.pacing;
         }
