@@ -1,0 +1,122 @@
+//! The client's handshake and ending: the server's Accept, its refusals,
+//! the checksum, and starting over under a new UUID.
+
+use std::time::Instant;
+
+use uuid::Uuid;
+
+use super::{BadRequest, Client, ClientError, ClientEvent};
+use crate::proto::sequence::RunningChecksum;
+use crate::proto::wire::{ErrorCode, State};
+
+impl Client {
+    pub(super) fn on_accept(&mut self, now: Instant, token: &[u8]) {
+        match self.token.as_deref() {
+            Some(t) if t != token => {
+                // A server that issues another token for our session has lost
+                // it; treat as expired rather than mixing two sequences.
+                self.fail(ClientError::SessionExpired);
+                return;
+            }
+            Some(_) => {}
+            None => {
+                self.token = Some(token.to_vec());
+                self.token_since = self.timestamp(now);
+            }
+        }
+        if self.state != State::Connecting {
+            return;
+        }
+        self.set_state(State::Connected);
+        self.events.push_back(ClientEvent::Connected);
+        self.deliver(now);
+        self.arm_retransmit(now);
+        // Acknowledge at once: confirms the session and carries our holes.
+        self.ack_now = true;
+        self.maybe_closing(now);
+    }
+
+    pub(super) fn on_checksum(&mut self, now: Instant, checksum: u64) {
+        if self.state != State::Closing {
+            // Late duplicate after we moved on: harmless.
+            if self.state != State::Closed {
+                self.stats.invalid += 1;
+            }
+            return;
+        }
+        if checksum != self.sum.sum() {
+            self.fail(ClientError::ChecksumMismatch {
+                expected: checksum,
+                actual: self.sum.sum(),
+            });
+            return;
+        }
+        self.events.push_back(ClientEvent::Verified { checksum });
+        self.set_state(State::Closed);
+        self.send_pending = true;
+        self.arm_retransmit(now);
+    }
+
+    pub(super) fn on_error(&mut self, code: ErrorCode, detail: u32, echo: u64) {
+        if self.token.is_none()
+            && self.state == State::Connecting
+            && matches!(code, ErrorCode::Unauthorized | ErrorCode::UnknownSession)
+        {
+            // The handshake never completed and the server will not let us
+            // continue it (our address changed under us, or the UUID is in
+            // use elsewhere): start over under a new UUID. Nothing has been
+            // delivered yet, so nothing is lost.
+            self.restart();
+            return;
+        }
+        if code == ErrorCode::Unauthorized && echo < self.token_since {
+            // The answer to a message we sent before we held the token
+            // (a duplicate CONNECTING the network delayed): not about us now.
+            self.stats.invalid += 1;
+            return;
+        }
+        if self.state == State::Closed && code == ErrorCode::UnknownSession {
+            // The server dropped the session after our CLOSED: done.
+            self.complete();
+            return;
+        }
+        let err = match code {
+            ErrorCode::UnknownSession => ClientError::SessionExpired,
+            ErrorCode::Busy => ClientError::ServerBusy,
+            ErrorCode::LenTooLarge => {
+                ClientError::BadRequest(BadRequest::LenTooLarge { max: detail })
+            }
+            ErrorCode::LenMismatch => {
+                ClientError::BadRequest(BadRequest::LenMismatch { session: detail })
+            }
+            ErrorCode::Unauthorized => ClientError::BadRequest(BadRequest::Unauthorized),
+            ErrorCode::AckOutOfRange => {
+                ClientError::BadRequest(BadRequest::AckOutOfRange { len: detail })
+            }
+        };
+        self.fail(err);
+    }
+
+    /// Starts the handshake again under a UUID derived from the old one
+    /// (deterministic, so simulations stay reproducible).
+    fn restart(&mut self) {
+        let old = self.config.uuid;
+        let bits = old
+            .as_u128()
+            .wrapping_mul(0x2545_f491_4f6c_dd1d)
+            .rotate_left(17)
+            ^ 0x5eed;
+        let mut bytes = bits.to_be_bytes();
+        bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+        bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+        self.config.uuid = Uuid::from_bytes(bytes);
+        tracing::debug!(%old, new = %self.config.uuid, "handshake refused: starting over");
+        self.reorder.reset();
+        self.sum = RunningChecksum::default();
+        self.send_pending = true;
+        self.stats.restarts += 1;
+        self.events.push_back(ClientEvent::Restarted {
+            uuid: self.config.uuid,
+        });
+    }
+}
