@@ -96,6 +96,13 @@ pub async fn serve(
             () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
         }
         let now = clock::now();
+        // The select prefers datagrams: under a sustained flood the timer
+        // branch would never be chosen. Run whatever timers are due on every
+        // turn, so expiry and loss checks keep their time whatever the
+        // receive rate (at most one datagram's work between two checks).
+        if server.poll_timeout().is_some_and(|t| t <= now) {
+            server.handle_timeout(now);
+        }
         // The core raises events only in `handle` and `handle_timeout`, so
         // none is missed by sending afterwards.
         while let Some(ev) = server.poll_event() {
