@@ -1040,3 +1040,43 @@ fn unusable_sources_are_dropped_without_a_reply() {
     assert_eq!(h.server.session_count(), 1);
     assert_eq!(p.ack, 4);
 }
+
+/// A probe resends the window at most once per smallest RTT: twenty probes
+/// in a burst (a client gone wrong, or a flood with its token) cost one
+/// resend round, the rest are plain acks and counted; one RTT later a
+/// probe resends again. The bystander is not disturbed.
+#[test]
+fn probes_resend_the_window_at_most_once_per_round_trip() {
+    let ms = Duration::from_millis;
+    let mut h = ServerHarness::new(config());
+    let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
+    let mut p = Peer::connect(&mut h, 2, 1000, 8);
+    // The first 8 values are acknowledged 2 ms after they were sent: the
+    // server's smallest RTT is 2 ms. The next 8 go out and stay unacked.
+    h.at(ms(2));
+    let out = p.ack_all(&mut h);
+    assert_eq!(p.absorb(&h, &out), (8..16).collect::<Vec<u32>>());
+    h.guard = Some(by.addr);
+    h.at(ms(3));
+    let mut resent = Vec::new();
+    for _ in 0..20 {
+        let mut m = p.msg(State::Connected);
+        m.flags = FLAG_PROBE;
+        h.send(p.addr, &m);
+        let out = h.drain();
+        resent.extend(p.absorb(&h, &out));
+    }
+    assert_eq!(resent, (8..16).collect::<Vec<u32>>(), "one resend round");
+    assert_eq!(h.server.stats().probes_limited, 19);
+    // One smallest RTT after the round, a probe resends again.
+    h.at(ms(5));
+    let mut m = p.msg(State::Connected);
+    m.flags = FLAG_PROBE;
+    h.send(p.addr, &m);
+    let out = h.drain();
+    assert_eq!(p.absorb(&h, &out), (8..16).collect::<Vec<u32>>());
+    assert_eq!(h.server.stats().probes_limited, 19);
+    assert_eq!(h.server.stats().rejected_total(), 0);
+    by.still_served(&mut h);
+}

@@ -113,6 +113,9 @@ pub struct ServerStats {
     pub replies_dropped: u64,
     /// Events dropped because nobody polled them.
     pub events_dropped: u64,
+    /// Probes read as plain acks because a probe had made the session
+    /// resend its window less than one smallest RTT before.
+    pub probes_limited: u64,
 }
 
 impl ServerStats {

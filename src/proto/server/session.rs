@@ -118,6 +118,8 @@ pub(crate) struct Session {
     echo_held: bool,
     /// Data datagrams handed out, first sends and resends.
     data_sent: u64,
+    /// When a probe last made the session resend its window.
+    last_probe_round: Option<Instant>,
 }
 
 impl Session {
@@ -154,6 +156,7 @@ impl Session {
             loss_check: None,
             echo_held: false,
             data_sent: 0,
+            last_probe_round: None,
         }
     }
 
@@ -323,7 +326,7 @@ impl Session {
         // The client sends probes only after its RTO, so this cannot repeat
         // faster than about once per round trip.
         let probe = match kind {
-            AckKind::Normal => msg.is_probe(),
+            AckKind::Normal => msg.is_probe() && self.probe_round_allowed(now, out),
             AckKind::Repeat => false,
             AckKind::ResendAll => true,
         };
@@ -343,6 +346,20 @@ impl Session {
             old_loss_check,
             new_loss_check: self.loss_check,
         }
+    }
+
+    /// A probe may resend the window at most once per smallest RTT: the
+    /// client's own probes come a probe timeout (more than an RTT) apart,
+    /// so only a flood of probes is held back, read as plain acks.
+    fn probe_round_allowed(&mut self, now: Instant, out: &mut Outbox) -> bool {
+        if let (Some(last), Some(min)) = (self.last_probe_round, self.rtt.min()) {
+            if now < last + min {
+                out.stats.probes_limited += 1;
+                return false;
+            }
+        }
+        self.last_probe_round = Some(now);
+        true
     }
 
     /// The loss timer fired: queue the holes whose reordering window has
