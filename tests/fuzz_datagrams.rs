@@ -117,7 +117,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         max_len: 100_000,
         max_window: 256,
         handshake_lifetime: Duration::from_millis(200),
-        seed: 1,
+        seed: Some(1),
         ..ServerConfig::default()
     });
     for (i, len) in [(0u8, 100_000u32), (1, 3_000)] {

@@ -1080,3 +1080,30 @@ fn probes_resend_the_window_at_most_once_per_round_trip() {
     assert_eq!(h.server.stats().rejected_total(), 0);
     by.still_served(&mut h);
 }
+
+/// Tokens come from the OS CSPRNG unless a seed is given: two default
+/// servers answer the same CONNECTING with different tokens (a library
+/// user's server is not predictable), two servers with one seed with the
+/// same token (the simulator replays exactly).
+#[test]
+fn tokens_are_unpredictable_by_default_and_reproducible_with_a_seed() {
+    let token = |config: ServerConfig| {
+        let mut h = ServerHarness::new(config);
+        let mut m = ClientDatagram::new(State::Connecting, uuid(1), 10);
+        m.window = 4;
+        h.send(addr(1), &m);
+        match h.drain()[0].1 {
+            ServerMessage::Accept { token, .. } => token,
+            other => panic!("expected Accept, got {other:?}"),
+        }
+    };
+    assert_ne!(
+        token(ServerConfig::default()),
+        token(ServerConfig::default())
+    );
+    let seeded = || ServerConfig {
+        seed: Some(5),
+        ..ServerConfig::default()
+    };
+    assert_eq!(token(seeded()), token(seeded()));
+}

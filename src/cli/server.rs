@@ -91,7 +91,7 @@ pub async fn run(args: ServerArgs, port: u16, health_port: u16, max_sessions: us
         max_window: args.max_window,
         session_lifetime: Duration::from_millis(args.session_lifetime_ms),
         pacing: Duration::from_millis(args.server_ticker_ms),
-        seed: rand::random(),
+        seed: None,
         ack_latency_events: args.hist_out.is_some(),
         ..ServerConfig::default()
     };

@@ -90,7 +90,7 @@ impl<'a> Simulation<'a> {
         let epoch = crate::clock::now();
         let mut rng = StdRng::seed_from_u64(config.seed);
         let mut server_config = config.server.clone();
-        server_config.seed = rng.gen();
+        server_config.seed = Some(rng.gen());
         let mut sim = Self {
             config,
             epoch,

@@ -31,7 +31,7 @@ pub async fn run_with_server(config: &RunConfig) -> io::Result<(RunReport, Serve
     let socket = crate::net::socket::bind(([127, 0, 0, 1], 0).into()).await?;
     let server_addr = socket.local_addr()?;
     let mut server_config = config.server.clone();
-    server_config.seed = config.seed ^ 0x5eed;
+    server_config.seed = Some(config.seed ^ 0x5eed);
     let shared = Arc::new(Mutex::new(ServerSummary::counting_data()));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let server_task = tokio::spawn(server::serve(

@@ -32,7 +32,10 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(
             LossySocket::passthrough(socket),
-            ServerConfig { seed: 99, ..config },
+            ServerConfig {
+                seed: Some(99),
+                ..config
+            },
             shared.clone(),
             async {
                 let _ = rx.await;

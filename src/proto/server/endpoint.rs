@@ -41,7 +41,12 @@ impl Server {
         config.max_window = config.max_window.clamp(1, MAX_WINDOW);
         config.max_batch = config.max_batch.max(1);
         Self {
-            rng: StdRng::seed_from_u64(config.seed),
+            rng: match config.seed {
+                Some(seed) => StdRng::seed_from_u64(seed),
+                // StdRng is a CSPRNG (ChaCha); from_entropy seeds it from
+                // the OS.
+                None => StdRng::from_entropy(),
+            },
             config,
             sessions: HashMap::new(),
             ready: VecDeque::new(),

@@ -44,8 +44,11 @@ pub struct ServerConfig {
     pub pacing: Duration,
     /// Most datagrams in one `poll_transmit` batch.
     pub max_batch: usize,
-    /// Seed for session seeds and tokens; drivers pass a random one.
-    pub seed: u64,
+    /// Where session seeds and tokens come from. `None` (the default): a
+    /// generator seeded from the operating system's CSPRNG, so tokens
+    /// cannot be predicted. `Some(seed)`: deterministic, for the simulator
+    /// and tests that must replay exactly.
+    pub seed: Option<u64>,
     /// Emit [`ServerEvent::AckLatency`] for every acknowledged value.
     pub ack_latency_events: bool,
 }
@@ -60,7 +63,7 @@ impl Default for ServerConfig {
             handshake_lifetime: Duration::from_secs(10),
             pacing: Duration::ZERO,
             max_batch: 64,
-            seed: 0,
+            seed: None,
             ack_latency_events: false,
         }
     }
