@@ -103,6 +103,25 @@ impl Server {
         }
     }
 
+    /// The first stderr line containing `needle` within `timeout`; on
+    /// failure, every line seen.
+    fn wait_for_line_containing(
+        &self,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String, Vec<String>> {
+        let deadline = clock::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(clock::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(line) => seen.push(line),
+                Err(_) => return Err(seen),
+            }
+        }
+    }
+
     fn server_arg(&self) -> String {
         self.addr.to_string()
     }
@@ -367,6 +386,51 @@ fn health_endpoint_answers_200_then_503_at_the_session_limit() {
     assert_eq!(status, 503, "{j}");
     assert_eq!(u64_field(&j, "sessions"), 1, "{j}");
     assert_eq!(j["status"], "busy", "{j}");
+}
+
+/// The health endpoint survives running out of file descriptors: with the
+/// server's limit lowered to 32 (prlimit on its pid), 60 connections held
+/// open make `accept` fail (EMFILE, logged); once they close, the endpoint
+/// answers again (it used to end its task, and the port stayed closed).
+#[test]
+fn health_endpoint_survives_running_out_of_file_descriptors() {
+    let health_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let hp = health_port.to_string();
+    let server = Server::start(&["--health-port", &hp]);
+    assert_eq!(health_get(health_port).0, 200);
+    let pid = server.child.id().to_string();
+    let limited = Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile=32:32"])
+        .status();
+    if !limited.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: prlimit (util-linux) cannot lower the server's limit here");
+        return;
+    }
+    let held: Vec<TcpStream> = (0..60)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", health_port)).ok())
+        .collect();
+    assert!(held.len() > 32, "only {} connections", held.len());
+    server
+        .wait_for_line_containing("accept failed", Duration::from_secs(10))
+        .unwrap_or_else(|seen| panic!("accept never failed: {seen:?}"));
+    drop(held);
+    // Bounded wait: the held connections close, the endpoint backs off at
+    // most a second between tries, then answers.
+    let deadline = clock::now() + Duration::from_secs(10);
+    let status = loop {
+        let got = TcpStream::connect(("127.0.0.1", health_port))
+            .ok()
+            .map(|_| health_get(health_port).0);
+        match got {
+            Some(200) => break 200,
+            _ if clock::now() > deadline => break got.unwrap_or(0),
+            _ => thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    assert_eq!(status, 200, "the health endpoint answers again");
 }
 
 /// SIGTERM: the server stops, prints its summary line and exits 0.

@@ -6,23 +6,50 @@
 //! what stands for it). Each connection is answered once and closed.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::net::server::SharedSummary;
 
-/// Answers health checks on `listener` for ever.
+/// Most health connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
+/// Longest pause after a failed accept (the pause doubles from 10 ms).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Answers health checks on `listener` for ever. A failed accept (EMFILE
+/// when file descriptors run out, a connection reset before it was
+/// accepted) is logged and retried after a pause that doubles up to
+/// [`MAX_ACCEPT_BACKOFF`]: the endpoint outlives the flood that caused it.
 pub async fn serve(
     listener: TcpListener,
     shared: SharedSummary,
     max_sessions: usize,
 ) -> io::Result<()> {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(10);
     loop {
-        let (mut conn, _) = listener.accept().await?;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return Ok(()); // the semaphore is never closed
+        };
+        let mut conn = match listener.accept().await {
+            Ok((conn, _)) => {
+                backoff = Duration::from_millis(10);
+                conn
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "health endpoint: accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                continue;
+            }
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut buf = [0u8; 1024];
             // Read the request head (best effort, bounded in size and time).
             let _ = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await;
@@ -54,7 +81,8 @@ pub async fn serve(
                 "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            let _ = conn.write_all(resp.as_bytes()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), conn.write_all(resp.as_bytes())).await;
         });
     }
 }
