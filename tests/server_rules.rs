@@ -1107,3 +1107,23 @@ fn tokens_are_unpredictable_by_default_and_reproducible_with_a_seed() {
     };
     assert_eq!(token(seeded()), token(seeded()));
 }
+
+/// A blind spoofer who knows a session's UUID and its client's address
+/// sends a token-less CONNECTING with the largest timestamp: the server
+/// answers it as a lost-Accept repeat, but the timestamp does not count, so
+/// the real client's next ack (token, ordinary timestamp) is accepted and
+/// the transfer goes on.
+#[test]
+fn a_spoofed_connecting_with_a_huge_timestamp_cannot_make_acks_stale() {
+    let mut h = ServerHarness::new(config());
+    let mut p = Peer::connect(&mut h, 2, 100, 4);
+    let mut forged = ClientDatagram::new(State::Connecting, p.uuid, p.len);
+    forged.window = 4;
+    forged.ts = u64::MAX;
+    h.send(p.addr, &forged);
+    let out = h.drain();
+    assert!(matches!(out[0].1, ServerMessage::Accept { .. }), "{out:?}");
+    let out = p.ack_all(&mut h);
+    assert_eq!(p.absorb(&h, &out), (4..8).collect::<Vec<u32>>());
+    assert_eq!(h.server.stats().rejected(Reject::Stale), 0);
+}

@@ -230,9 +230,12 @@ impl Session {
         }
     }
 
-    /// Records an accepted message: its timestamp, the time, and (with the
-    /// right token) that the client holds the token. Returns whether the
-    /// session moved to a new address.
+    /// Records an accepted message: the time, and (with the right token)
+    /// that the client holds the token and its timestamp. A message without
+    /// the token (a repeated first CONNECTING) moves nothing the stale check
+    /// relies on: anyone who can spoof the client's address could send one
+    /// with a timestamp of 2^64 − 1 and make every real ack look stale.
+    /// Returns whether the session moved to a new address.
     pub(crate) fn accept_message(
         &mut self,
         now: Instant,
@@ -241,7 +244,9 @@ impl Session {
         token_ok: bool,
     ) -> bool {
         self.confirmed |= token_ok;
-        self.last_ts = ts;
+        if token_ok {
+            self.last_ts = ts;
+        }
         self.last_activity = now;
         let moved = self.addr != from;
         self.addr = from;
