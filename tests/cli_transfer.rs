@@ -91,23 +91,23 @@ impl Server {
     /// The first stderr line starting with `prefix` within `timeout`; on
     /// failure, every line seen.
     fn wait_for_line(&self, prefix: &str, timeout: Duration) -> Result<String, Vec<String>> {
-        let deadline = clock::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(clock::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return Ok(line),
-                Ok(line) => seen.push(line),
-                Err(_) => return Err(seen),
-            }
-        }
+        self.wait_for(|line| line.starts_with(prefix), timeout)
     }
 
-    /// The first stderr line containing `needle` within `timeout`; on
-    /// failure, every line seen.
+    /// The first stderr line containing `needle` within `timeout`.
     fn wait_for_line_containing(
         &self,
         needle: &str,
+        timeout: Duration,
+    ) -> Result<String, Vec<String>> {
+        self.wait_for(|line| line.contains(needle), timeout)
+    }
+
+    /// The first stderr line that `wanted` accepts within `timeout`; on
+    /// failure, every line seen.
+    fn wait_for(
+        &self,
+        wanted: impl Fn(&str) -> bool,
         timeout: Duration,
     ) -> Result<String, Vec<String>> {
         let deadline = clock::now() + timeout;
@@ -115,7 +115,7 @@ impl Server {
         loop {
             let left = deadline.saturating_duration_since(clock::now());
             match self.stderr.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(line) if wanted(&line) => return Ok(line),
                 Ok(line) => seen.push(line),
                 Err(_) => return Err(seen),
             }
