@@ -23,7 +23,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// Answers health checks on `listener` for ever. A failed accept (EMFILE
 /// when file descriptors run out, a connection reset before it was
 /// accepted) is logged and retried after a pause that doubles up to
-/// [`MAX_ACCEPT_BACKOFF`]: the endpoint outlives the flood that caused it.
+/// a second: the endpoint outlives the flood that caused it.
 pub async fn serve(
     listener: TcpListener,
     shared: SharedSummary,
