@@ -35,6 +35,11 @@ pub const MAX_SACK_BYTES: usize = 1024;
 pub const SERVER_TOKEN_LEN: usize = 8;
 /// The largest datagram a server sends.
 pub const MAX_SERVER_DATAGRAM_LEN: usize = 32;
+/// Length of a path challenge (and of the response a client appends to its
+/// token).
+pub const CHALLENGE_LEN: usize = 8;
+/// Length of a retry token (stateless address validation).
+pub const RETRY_TOKEN_LEN: usize = 16;
 
 /// Connection states, numbered as in the original RISP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,6 +82,8 @@ const KIND_ACCEPT: u8 = 0x80;
 const KIND_DATA: u8 = 0x81;
 const KIND_CHECKSUM: u8 = 0x82;
 const KIND_CLOSED: u8 = 0x83;
+const KIND_CHALLENGE: u8 = 0x84;
+const KIND_RETRY: u8 = 0x85;
 const KIND_ERROR: u8 = 0x8F;
 
 /// The flag bit a client sets when a timer, not new data, made it send.
@@ -341,6 +348,24 @@ pub enum ServerMessage {
         /// Echoed client timestamp.
         echo: u64,
     },
+    /// Path validation: the server saw the session's token from a new
+    /// address and will send there at most three times what it receives
+    /// from it until the client echoes `challenge` from that address
+    /// (appended to its token).
+    Challenge {
+        /// Unpredictable bytes to echo.
+        challenge: [u8; CHALLENGE_LEN],
+        /// Echoed client timestamp.
+        echo: u64,
+    },
+    /// Stateless address validation: send CONNECTING again with this token
+    /// (in the token field) to prove the address is yours.
+    Retry {
+        /// Authenticates the client's address, UUID, length and time.
+        token: [u8; RETRY_TOKEN_LEN],
+        /// Echoed client timestamp.
+        echo: u64,
+    },
     /// A refusal.
     Error {
         /// What went wrong.
@@ -388,6 +413,8 @@ impl ServerMessage {
             | Self::Data { echo, .. }
             | Self::Checksum { echo, .. }
             | Self::Closed { echo }
+            | Self::Challenge { echo, .. }
+            | Self::Retry { echo, .. }
             | Self::Error { echo, .. } => echo,
         }
     }
@@ -398,6 +425,8 @@ impl ServerMessage {
             Self::Data { .. } => 16,
             Self::Checksum { .. } => 16,
             Self::Closed { .. } => 8,
+            Self::Challenge { .. } => CHALLENGE_LEN + 8,
+            Self::Retry { .. } => RETRY_TOKEN_LEN + 8,
             Self::Error { .. } => 13,
         }
     }
@@ -449,6 +478,16 @@ impl ServerMessage {
                 w.prefix(KIND_CLOSED);
                 w.bytes(&echo.to_be_bytes());
             }
+            Self::Challenge { challenge, echo } => {
+                w.prefix(KIND_CHALLENGE);
+                w.bytes(&challenge);
+                w.bytes(&echo.to_be_bytes());
+            }
+            Self::Retry { token, echo } => {
+                w.prefix(KIND_RETRY);
+                w.bytes(&token);
+                w.bytes(&echo.to_be_bytes());
+            }
             Self::Error { code, detail, echo } => {
                 w.prefix(KIND_ERROR);
                 w.fixed(&ErrorFixed {
@@ -494,6 +533,14 @@ impl ServerMessage {
                 }
             }
             KIND_CLOSED => Self::Closed {
+                echo: u64::from_be_bytes(r.array()?),
+            },
+            KIND_CHALLENGE => Self::Challenge {
+                challenge: r.array()?,
+                echo: u64::from_be_bytes(r.array()?),
+            },
+            KIND_RETRY => Self::Retry {
+                token: r.array()?,
                 echo: u64::from_be_bytes(r.array()?),
             },
             KIND_ERROR => {

@@ -252,6 +252,8 @@ pub struct Pair {
     pub clients: Vec<Transfer>,
     /// Server output to other addresses (the first 256 datagrams).
     pub stray: Vec<Vec<u8>>,
+    /// Bytes the server sent to each address that is not a client's.
+    pub stray_bytes: HashMap<SocketAddr, usize>,
 }
 
 impl Pair {
@@ -261,6 +263,7 @@ impl Pair {
             now: risp_udp::clock::now(),
             clients: Vec::new(),
             stray: Vec::new(),
+            stray_bytes: HashMap::new(),
         }
     }
 
@@ -279,6 +282,17 @@ impl Pair {
 
     pub fn check(&self) {
         check_accounting(&self.server);
+    }
+
+    /// Pumps in steps of `step` of virtual time until every client
+    /// completed (at most `limit` of virtual time).
+    pub fn run_to_completion(&mut self, step: Duration, limit: Duration) {
+        let end = self.now + limit;
+        while !self.clients.iter().all(|c| c.completed) {
+            assert!(self.now < end, "transfers did not finish in {limit:?}");
+            self.now += step;
+            self.pump(8);
+        }
     }
 
     /// Moves datagrams between the server and the clients until quiet (or
@@ -315,6 +329,7 @@ impl Pair {
                     match by_addr.get(&t.destination) {
                         Some(&i) => self.clients[i].client.handle(self.now, seg),
                         None => {
+                            *self.stray_bytes.entry(t.destination).or_default() += seg.len();
                             if self.stray.len() < 256 {
                                 self.stray.push(seg.to_vec());
                             }

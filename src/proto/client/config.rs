@@ -68,4 +68,8 @@ pub struct ResumeState {
     pub next: u32,
     /// Sum of the values below `next`.
     pub sum: u64,
+    /// The newest timestamp the session's client sent. A resumed client
+    /// carries this clock on, so that the server can tell its messages from
+    /// replays of older ones (which it ignores).
+    pub timestamp: u64,
 }

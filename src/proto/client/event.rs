@@ -117,4 +117,8 @@ pub struct ClientStats {
     pub handshakes: u64,
     /// Handshakes started over under a new UUID.
     pub restarts: u64,
+    /// Retry tokens received (the server asked us to prove our address).
+    pub retries: u64,
+    /// Path challenges received (the server saw us from a new address).
+    pub path_challenges: u64,
 }

@@ -5,22 +5,26 @@ use std::time::Instant;
 
 use uuid::Uuid;
 
-use super::{BadRequest, Client, ClientError, ClientEvent};
+use super::{BadRequest, Client, ClientError, ClientEvent, CHALLENGE_ANSWERS};
 use crate::proto::sequence::RunningChecksum;
-use crate::proto::wire::{ErrorCode, State};
+use crate::proto::wire::{ErrorCode, State, CHALLENGE_LEN, RETRY_TOKEN_LEN};
 
 impl Client {
     pub(super) fn on_accept(&mut self, now: Instant, token: &[u8]) {
         match self.token.as_deref() {
             Some(t) if t != token => {
-                // A server that issues another token for our session has lost
-                // it; treat as expired rather than mixing two sequences.
-                self.fail(ClientError::SessionExpired);
+                // Not for us: a server issues a token only in answer to a
+                // CONNECTING without one, which we no longer send (a stray
+                // for an earlier owner of our port, or a forgery). If the
+                // server lost our session, our token-bearing messages will
+                // hear so.
+                self.stats.invalid += 1;
                 return;
             }
             Some(_) => {}
             None => {
                 self.token = Some(token.to_vec());
+                self.retry_token = None;
                 self.token_since = self.timestamp(now);
             }
         }
@@ -34,6 +38,40 @@ impl Client {
         // Acknowledge at once: confirms the session and carries our holes.
         self.ack_now = true;
         self.maybe_closing(now);
+    }
+
+    /// The server wants our address proven before it opens a session:
+    /// send CONNECTING again at once, with its token.
+    pub(super) fn on_retry(&mut self, now: Instant, token: [u8; RETRY_TOKEN_LEN], echo: u64) {
+        if self.state != State::Connecting
+            || self.token.is_some()
+            || echo == 0
+            || echo > self.timestamp(now)
+        {
+            // Not an answer to a handshake of ours.
+            self.stats.invalid += 1;
+            return;
+        }
+        self.stats.retries += 1;
+        self.retry_token = Some(token);
+        self.send_pending = true;
+    }
+
+    /// The server saw us at a new address: prove it by echoing the
+    /// challenge on the next few messages (the first at once).
+    pub(super) fn on_challenge(&mut self, challenge: [u8; CHALLENGE_LEN]) {
+        if self.token.is_none() {
+            // We hold no session to prove anything for.
+            self.stats.invalid += 1;
+            return;
+        }
+        self.stats.path_challenges += 1;
+        self.challenge = Some((challenge, CHALLENGE_ANSWERS));
+        match self.state {
+            State::Connected => self.ack_now = true,
+            State::Closing | State::Closed => self.send_pending = true,
+            State::Connecting => {}
+        }
     }
 
     pub(super) fn on_checksum(&mut self, now: Instant, checksum: u64) {

@@ -33,8 +33,13 @@ use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
 use crate::proto::timer::{Timer, TimerTable};
 use crate::proto::wire::{
-    ClientMessage, ServerMessage, State, WireError, FLAG_PROBE, MAX_DATAGRAM_LEN,
+    ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN, FLAG_PROBE, MAX_DATAGRAM_LEN,
+    MAX_TOKEN_LEN, RETRY_TOKEN_LEN,
 };
+
+/// Messages that carry the answer to one path challenge: the first may be
+/// lost.
+const CHALLENGE_ANSWERS: u8 = 3;
 
 mod config;
 mod event;
@@ -49,9 +54,17 @@ pub use event::{BadRequest, ClientError, ClientEvent, ClientStats};
 pub struct Client {
     config: ClientConfig,
     state: State,
-    /// Timestamps on the wire are microseconds since this instant.
+    /// Timestamps on the wire are microseconds since this instant, plus
+    /// `clock_base` (a resumed session carries its clock on).
     epoch: Instant,
+    clock_base: u64,
+    /// Newest timestamp sent.
+    last_sent_ts: u64,
     token: Option<Vec<u8>>,
+    /// The server's retry token, sent in CONNECTING until it accepts.
+    retry_token: Option<[u8; RETRY_TOKEN_LEN]>,
+    /// The latest path challenge and how many more messages carry it.
+    challenge: Option<([u8; CHALLENGE_LEN], u8)>,
     /// Our timestamp when the token arrived: errors echoing older
     /// timestamps answer messages sent without it.
     token_since: u64,
@@ -95,12 +108,12 @@ impl Client {
         config.max_window = config.max_window.clamp(1, MAX_WINDOW);
         config.ack_frequency = config.ack_frequency.max(1);
         let mut sum = RunningChecksum::default();
-        let (token, next) = match resume {
+        let (token, next, clock_base) = match resume {
             Some(r) => {
                 sum = RunningChecksum::from_parts(r.sum, u64::from(r.next));
-                (Some(r.token), r.next.min(config.len))
+                (Some(r.token), r.next.min(config.len), r.timestamp)
             }
-            None => (None, 0),
+            None => (None, 0, 0),
         };
         let mut c = Self {
             rc: {
@@ -121,8 +134,12 @@ impl Client {
             rtt: RttEstimator::new(config.rtt),
             state: State::Connecting,
             epoch: now,
-            token_since: if token.is_some() { 1 } else { 0 },
+            clock_base,
+            last_sent_ts: clock_base,
+            token_since: if token.is_some() { clock_base + 1 } else { 0 },
             token,
+            retry_token: None,
+            challenge: None,
             reorder: ReorderBuffer::new(REORDER_SPAN.max(config.max_window).min(MAX_WINDOW), next),
             sum,
             timers: TimerTable::default(),
@@ -193,6 +210,7 @@ impl Client {
             token: self.token.clone()?,
             next: self.reorder.next(),
             sum: self.sum.sum(),
+            timestamp: self.last_sent_ts,
         })
     }
 
@@ -245,6 +263,8 @@ impl Client {
                 }
             }
             ServerMessage::Error { code, detail, echo } => self.on_error(code, detail, echo),
+            ServerMessage::Challenge { challenge, .. } => self.on_challenge(challenge),
+            ServerMessage::Retry { token, echo } => self.on_retry(now, token, echo),
         }
     }
 
@@ -331,7 +351,10 @@ impl Client {
         } else {
             self.sack_buf.clear();
         }
+        self.last_sent_ts = timestamp;
         let empty: &[u8] = &[];
+        let mut token_buf = [0u8; MAX_TOKEN_LEN];
+        let token = self.token_field(state, &mut token_buf);
         let msg = ClientMessage {
             state,
             uuid: self.config.uuid,
@@ -340,7 +363,7 @@ impl Client {
             ack,
             timestamp,
             flags: if probe { FLAG_PROBE } else { 0 },
-            token: self.token.as_deref().unwrap_or(empty),
+            token: &token_buf[..token],
             sack: if state == State::Connected {
                 &self.sack_buf
             } else {
@@ -368,7 +391,36 @@ impl Client {
 
     fn timestamp(&self, now: Instant) -> u64 {
         // +1 so that 0 never is a real timestamp (0 = nothing echoed yet).
-        now.saturating_duration_since(self.epoch).as_micros() as u64 + 1
+        let since = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        self.clock_base.saturating_add(since).saturating_add(1)
+    }
+
+    /// Writes the token field for a message in `state` into `buf`; returns
+    /// its length. CONNECTING carries the session token, else the retry
+    /// token, else nothing; later messages carry the session token and,
+    /// for a few messages after a path challenge, the challenge after it.
+    fn token_field(&mut self, state: State, buf: &mut [u8; MAX_TOKEN_LEN]) -> usize {
+        let token = self.token.as_deref().unwrap_or(&[]);
+        let mut n = token.len().min(MAX_TOKEN_LEN);
+        buf[..n].copy_from_slice(&token[..n]);
+        if state == State::Connecting {
+            if let (0, Some(retry)) = (n, self.retry_token) {
+                buf[..RETRY_TOKEN_LEN].copy_from_slice(&retry);
+                n = RETRY_TOKEN_LEN;
+            }
+            return n;
+        }
+        if let Some((challenge, left)) = self.challenge.as_mut() {
+            if n > 0 && n + CHALLENGE_LEN <= MAX_TOKEN_LEN {
+                buf[n..n + CHALLENGE_LEN].copy_from_slice(challenge);
+                n += CHALLENGE_LEN;
+                *left -= 1;
+                if *left == 0 {
+                    self.challenge = None;
+                }
+            }
+        }
+        n
     }
 
     fn heard(&mut self, now: Instant) {

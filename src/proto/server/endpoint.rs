@@ -11,12 +11,15 @@ use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 use super::outbox::{Outbox, Reject, ServerEvent, ServerStats};
+use super::path::{Move, Path};
+use super::secret::{constant_time_eq, RetryCheck, Secret};
 use super::session::{AckKind, Session};
-use super::{is_usable_source, ServerConfig, Transmit};
+use super::{is_usable_source, RetryPolicy, ServerConfig, Transmit, MIN_WINDOW_SHARE};
 use crate::proto::recovery::MAX_WINDOW;
 use crate::proto::sequence::Sequence;
 use crate::proto::wire::{
-    ClientMessage, ErrorCode, ServerMessage, State, WireError, DATA_LEN, SERVER_TOKEN_LEN,
+    ClientMessage, ErrorCode, ServerMessage, State, WireError, CHALLENGE_LEN, DATA_LEN,
+    RETRY_TOKEN_LEN, SERVER_TOKEN_LEN,
 };
 
 /// The server endpoint. See the [module docs](super).
@@ -33,6 +36,13 @@ pub struct Server {
     /// Replies, events and counters.
     out: Outbox,
     rng: StdRng,
+    /// Key for retry tokens.
+    secret: Secret,
+    /// Sessions that are [pending](Session::is_pending): handshakes that
+    /// have proven nothing.
+    pending: usize,
+    /// Window slots held over all sessions.
+    slots: usize,
 }
 
 impl Server {
@@ -40,13 +50,16 @@ impl Server {
     pub fn new(mut config: ServerConfig) -> Self {
         config.max_window = config.max_window.clamp(1, MAX_WINDOW);
         config.max_batch = config.max_batch.max(1);
+        let mut rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            // StdRng is a CSPRNG (ChaCha); from_entropy seeds it from the OS.
+            None => StdRng::from_entropy(),
+        };
         Self {
-            rng: match config.seed {
-                Some(seed) => StdRng::seed_from_u64(seed),
-                // StdRng is a CSPRNG (ChaCha); from_entropy seeds it from
-                // the OS.
-                None => StdRng::from_entropy(),
-            },
+            secret: Secret::new(rng.gen()),
+            rng,
+            pending: 0,
+            slots: 0,
             config,
             sessions: HashMap::new(),
             ready: VecDeque::new(),
@@ -82,8 +95,22 @@ impl Server {
         self.sessions.get(uuid).map(Session::sequence)
     }
 
+    /// Handshakes that have proven nothing yet (no token presented, no
+    /// validated address): what a spoofed CONNECTING flood creates.
+    pub fn pending_count(&self) -> usize {
+        self.pending
+    }
+
+    /// Window slots (indices in flight) held over all sessions: at most
+    /// [`ServerConfig::window_budget`], plus [`MIN_WINDOW_SHARE`] for each
+    /// session that holds no more than that.
+    pub fn window_slots_in_use(&self) -> usize {
+        self.slots
+    }
+
     /// Feeds one datagram that arrived from `from`.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.secret.start(now);
         self.out.stats.datagrams_received += 1;
         let outcome = self.dispatch(now, from, datagram);
         match outcome {
@@ -217,37 +244,39 @@ impl Server {
         };
         match msg.state {
             State::Connecting if self.sessions.contains_key(&msg.uuid) => {
-                self.on_connecting_again(now, from, &msg)
+                self.on_connecting_again(now, from, &msg, datagram.len())
             }
-            State::Connecting => self.on_connecting_new(now, from, &msg),
+            State::Connecting => self.on_connecting_new(now, from, &msg, datagram.len()),
             State::Connected => {
-                let kind = self.authenticate(now, from, &msg)?;
+                let kind = self.authenticate(now, from, &msg, datagram.len())?;
                 self.apply_ack(now, msg.uuid, &msg, kind);
                 Ok(())
             }
-            State::Closing => self.on_closing(now, from, &msg),
-            State::Closed => self.on_closed(now, from, &msg),
+            State::Closing => self.on_closing(now, from, &msg, datagram.len()),
+            State::Closed => self.on_closed(now, from, &msg, datagram.len()),
         }
     }
 
-    /// A CONNECTING for a session we hold: the Accept was lost, or the
-    /// client resumes with its token (perhaps from a new address).
+    /// A CONNECTING for a session we hold: the Accept was lost (a
+    /// token-less repeat from the handshake's address), or the client
+    /// resumes with its token (perhaps from a new address).
     fn on_connecting_again(
         &mut self,
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
+        bytes: usize,
     ) -> Result<(), Reject> {
         let echo = msg.timestamp;
         let Some(s) = self.sessions.get_mut(&msg.uuid) else {
             return Err(Reject::UnknownSession);
         };
-        let token_ok = msg.token == s.token();
-        // A repeated first CONNECTING (its Accept was lost) may come without
-        // a token until the client has confirmed one.
-        let unconfirmed_repeat = msg.token.is_empty() && !s.is_confirmed();
+        // Before the client holds the session token, its CONNECTING carries
+        // nothing or the retry token it was given.
+        let handshake_token = msg.token.is_empty() || msg.token.len() == RETRY_TOKEN_LEN;
+        let unconfirmed_repeat = handshake_token && !s.is_confirmed();
         if unconfirmed_repeat && from != s.addr() {
-            // Without a token, only the address that opened the session may
+            // Without the token, only the address that opened the session may
             // repeat it: anyone else who knows the UUID would get the token
             // in our Accept and take the session over (defect 15). Refuse
             // without the token; a client that really moved mid-handshake
@@ -260,7 +289,7 @@ impl Server {
             // network held it back): the session is already confirmed.
             return Err(Reject::Stale);
         }
-        if !token_ok && !unconfirmed_repeat {
+        if !unconfirmed_repeat && !constant_time_eq(msg.token, s.token()) {
             let code = ErrorCode::Unauthorized;
             return Err(self.out.refuse(from, code, 0, echo, Reject::Unauthorized));
         }
@@ -276,20 +305,6 @@ impl Server {
                 .out
                 .refuse(from, code, s.len(), echo, Reject::AckBeyondSent));
         }
-        // A resume (with the token) says everything unacknowledged is lost,
-        // unless it is a copy of the CONNECTING just handled (same
-        // timestamp). A token-less repeat only says our Accept was lost: the
-        // data sent with it may still be in flight (the client's first timer
-        // is far shorter than a long path's RTT), so it is not sent again;
-        // the client's first ack reports the holes.
-        let kind = if token_ok && msg.timestamp != s.last_ts() {
-            AckKind::ResendAll
-        } else {
-            AckKind::Normal
-        };
-        s.rewind(msg.ack);
-        // A new process may start its clock anew: accept any timestamp.
-        let moved = s.accept_message(now, from, msg.timestamp, token_ok);
         let accept = ServerMessage::Accept {
             token: *s.token(),
             lifetime_ms: duration_ms(s.lifetime(&self.config)),
@@ -297,29 +312,61 @@ impl Server {
             echo,
         };
         let uuid = s.uuid();
-        self.out.reply(from, accept);
-        if token_ok {
-            self.out.stats.sessions_resumed += 1;
-            self.out.event(ServerEvent::Resumed { uuid, addr: from });
-        } else if moved {
-            self.out.stats.migrations += 1;
+        if unconfirmed_repeat {
+            // Our Accept was lost. The data sent with it may still be in
+            // flight (the client's first timer is far shorter than a long
+            // path's RTT), so it is not sent again; the client's first ack
+            // reports the holes.
+            s.on_repeat(bytes);
+            s.on_reply(from, accept.encoded_len());
+            self.out.reply(from, accept);
+            self.apply_ack(now, uuid, msg, AckKind::Normal);
+            return Ok(());
         }
+        // A resume: the timestamp must be newer than every message seen
+        // (a resumed client carries its clock on). An older one, or an ack
+        // below what the client already acknowledged, is a replay: it
+        // changes nothing and gets no answer.
+        if msg.timestamp < s.last_ts() || msg.ack < s.ack() {
+            return Err(Reject::Stale);
+        }
+        // The same timestamp is a copy of the resume just handled: answer
+        // it (its Accept may be the lost one) but resend nothing.
+        let fresh = msg.timestamp > s.last_ts();
+        let was_pending = s.is_pending();
+        let moved = s.on_authenticated(now, from, msg.timestamp, bytes);
+        s.on_reply(from, accept.encoded_len());
+        self.out.reply(from, accept);
+        self.on_confirmed(was_pending, uuid);
+        if fresh {
+            self.out.stats.sessions_resumed += 1;
+            tracing::debug!(%uuid, %from, validated = moved != Move::ToUnvalidated, "session resumed");
+            self.out.event(ServerEvent::Resumed { uuid, addr: from });
+        }
+        self.challenge_if_unvalidated(uuid, from, echo);
+        let kind = if fresh {
+            AckKind::ResendAll
+        } else {
+            AckKind::Normal
+        };
         self.apply_ack(now, uuid, msg, kind);
         Ok(())
     }
 
-    /// A CONNECTING for a new session: admission and limits.
+    /// A CONNECTING for a new session: admission, limits, and (under
+    /// pressure) stateless address validation.
     fn on_connecting_new(
         &mut self,
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
+        bytes: usize,
     ) -> Result<(), Reject> {
         let echo = msg.timestamp;
         let refuse = |out: &mut Outbox, code, detail, reason| {
             Err(out.refuse(from, code, detail, echo, reason))
         };
-        if !msg.token.is_empty() {
+        if !msg.token.is_empty() && msg.token.len() != RETRY_TOKEN_LEN {
             // Resuming a session we no longer have.
             return refuse(
                 &mut self.out,
@@ -345,14 +392,23 @@ impl Server {
                 Reject::UnknownSession,
             );
         }
-        if self.sessions.len() >= self.config.max_sessions {
+        let validated = self.check_address(now, from, msg)?;
+        if self.sessions.len() >= self.config.max_sessions
+            && !(validated && self.evict_pending())
+        {
             let max = self.config.max_sessions as u32;
             return refuse(&mut self.out, ErrorCode::Busy, max, Reject::Busy);
         }
         let token: [u8; SERVER_TOKEN_LEN] = self.rng.gen();
         let seed: u64 = self.rng.gen();
         let seq = Sequence::new(seed, msg.len);
-        let s = Session::new(msg.uuid, token, from, seq, msg.timestamp, now);
+        let path = if validated {
+            self.out.stats.retry_validated += 1;
+            Path::validated(from)
+        } else {
+            Path::unvalidated()
+        };
+        let mut s = Session::new(msg.uuid, token, from, path, seq, msg.timestamp, now);
         let lifetime = s.lifetime(&self.config);
         let accept = ServerMessage::Accept {
             token,
@@ -360,6 +416,11 @@ impl Server {
             max_window: self.config.max_window,
             echo,
         };
+        s.on_repeat(bytes);
+        s.on_reply(from, accept.encoded_len());
+        if s.is_pending() {
+            self.pending += 1;
+        }
         self.sessions.insert(msg.uuid, s);
         self.set_expiry(msg.uuid, now + lifetime);
         self.out.stats.sessions_opened += 1;
@@ -374,9 +435,91 @@ impl Server {
         Ok(())
     }
 
+    /// Stateless address validation for a new CONNECTING: `Ok(true)` when
+    /// it carries a valid retry token (the address is proven), `Ok(false)`
+    /// when none is needed, and a Retry reply when one is needed and
+    /// missing or bad.
+    fn check_address(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+    ) -> Result<bool, Reject> {
+        let reason = if msg.token.is_empty() {
+            let required = match self.config.retry {
+                RetryPolicy::Never => false,
+                RetryPolicy::Always => true,
+                RetryPolicy::UnderPressure => {
+                    self.pending >= (self.config.max_sessions / 8).max(1)
+                }
+            };
+            if !required {
+                return Ok(false);
+            }
+            Reject::RetryRequired
+        } else {
+            let life = self.config.handshake_lifetime;
+            let secret = &self.secret;
+            match secret.check_retry_token(now, msg.token, &msg.uuid, msg.len, from, life) {
+                RetryCheck::Valid => return Ok(true),
+                RetryCheck::Expired | RetryCheck::Forged => Reject::InvalidRetryToken,
+            }
+        };
+        // 32 bytes for a 1200-byte CONNECTING: no amplification.
+        let token = self.secret.retry_token(now, &msg.uuid, msg.len, from);
+        let echo = msg.timestamp;
+        self.out.reply(from, ServerMessage::Retry { token, echo });
+        Err(reason)
+    }
+
+    /// Frees the pending handshake idle longest, to make room for a client
+    /// that proved its address; false if there is none.
+    fn evict_pending(&mut self) -> bool {
+        let oldest = self
+            .sessions
+            .values()
+            .filter(|s| s.is_pending())
+            .min_by_key(|s| (s.last_activity(), s.uuid()))
+            .map(Session::uuid);
+        let Some(uuid) = oldest else {
+            return false;
+        };
+        let data_sent = self.sessions.get(&uuid).map_or(0, Session::data_sent);
+        self.remove_session(&uuid);
+        self.out.stats.pending_evicted += 1;
+        tracing::debug!(%uuid, "pending handshake evicted");
+        self.out.event(ServerEvent::Expired { uuid, data_sent });
+        true
+    }
+
+    /// Keeps the pending count when a session presented its token.
+    fn on_confirmed(&mut self, was_pending: bool, uuid: Uuid) {
+        let now_pending = self.sessions.get(&uuid).is_some_and(Session::is_pending);
+        if was_pending && !now_pending {
+            self.pending = self.pending.saturating_sub(1);
+        }
+    }
+
+    /// Sends a path challenge to `from` if it is the session's address and
+    /// has not proven itself (the budget covers it: 24 bytes for a message
+    /// of at least 50).
+    fn challenge_if_unvalidated(&mut self, uuid: Uuid, from: SocketAddr, echo: u64) {
+        let Some(s) = self.sessions.get_mut(&uuid) else {
+            return;
+        };
+        if s.path().is_validated() || from != s.addr() {
+            return;
+        }
+        let challenge = s.path_mut().challenge_or(self.rng.gen());
+        let msg = ServerMessage::Challenge { challenge, echo };
+        s.on_reply(from, msg.encoded_len());
+        self.out.stats.path_challenges += 1;
+        self.out.reply(from, msg);
+    }
+
     /// Checks a CONNECTED/CLOSING/CLOSED message against its session (token,
     /// length, ack range, order) and records it; follows the client to a new
-    /// address.
+    /// address (under the path budget until it answers a challenge).
     /// Returns how to read its ack: the client sends each probe twice with
     /// one timestamp, and only the first copy resends the holes.
     fn authenticate(
@@ -384,13 +527,15 @@ impl Server {
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
+        bytes: usize,
     ) -> Result<AckKind, Reject> {
         let echo = msg.timestamp;
         let Some(s) = self.sessions.get_mut(&msg.uuid) else {
             let code = ErrorCode::UnknownSession;
             return Err(self.out.refuse(from, code, 0, echo, Reject::UnknownSession));
         };
-        if msg.token != s.token() {
+        let (token, response) = split_token(msg.token);
+        if !constant_time_eq(token, s.token()) {
             let code = ErrorCode::Unauthorized;
             return Err(self.out.refuse(from, code, 0, echo, Reject::Unauthorized));
         }
@@ -417,12 +562,21 @@ impl Server {
         } else {
             AckKind::Normal
         };
-        if s.accept_message(now, from, msg.timestamp, true) {
+        let was_pending = s.is_pending();
+        let moved = s.on_authenticated(now, from, msg.timestamp, bytes);
+        let answered = response.is_some_and(|r| s.path().is_answer(r));
+        if answered && from == s.addr() {
+            s.path_mut().validate(from);
+            self.out.stats.path_validations += 1;
+        }
+        if moved != Move::Stayed {
             self.out.stats.migrations += 1;
             let uuid = msg.uuid;
-            tracing::debug!(%uuid, %from, "session migrated");
+            tracing::debug!(%uuid, %from, validated = moved == Move::ToValidated, "session migrated");
             self.out.event(ServerEvent::Migrated { uuid, addr: from });
         }
+        self.on_confirmed(was_pending, msg.uuid);
+        self.challenge_if_unvalidated(msg.uuid, from, echo);
         Ok(kind)
     }
 
@@ -432,17 +586,22 @@ impl Server {
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
+        bytes: usize,
     ) -> Result<(), Reject> {
-        let kind = self.authenticate(now, from, msg)?;
+        let kind = self.authenticate(now, from, msg, bytes)?;
         self.apply_ack(now, msg.uuid, msg, kind);
-        let s = self.sessions.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
+        let s = self
+            .sessions
+            .get_mut(&msg.uuid)
+            .ok_or(Reject::UnknownSession)?;
         if s.ack() < s.len() {
             return Err(Reject::ClosingEarly);
         }
         let checksum = s.checksum();
         let echo = msg.timestamp;
-        self.out
-            .reply(from, ServerMessage::Checksum { checksum, echo });
+        let reply = ServerMessage::Checksum { checksum, echo };
+        s.on_reply(from, reply.encoded_len());
+        self.out.reply(from, reply);
         Ok(())
     }
 
@@ -453,6 +612,7 @@ impl Server {
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
+        bytes: usize,
     ) -> Result<(), Reject> {
         let echo = msg.timestamp;
         if !self.sessions.contains_key(&msg.uuid) {
@@ -460,7 +620,7 @@ impl Server {
             self.out.reply(from, ServerMessage::Closed { echo });
             return Ok(());
         }
-        self.authenticate(now, from, msg)?;
+        self.authenticate(now, from, msg, bytes)?;
         let s = self.sessions.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
         if msg.ack < s.len() || s.high_water() < s.len() {
             return Err(Reject::ClosingEarly);
@@ -479,10 +639,19 @@ impl Server {
 
     /// Hands an ack to its session and re-indexes what it changed.
     fn apply_ack(&mut self, now: Instant, uuid: Uuid, msg: &ClientMessage<'_>, kind: AckKind) {
+        let fair = self.config.window_budget / self.sessions.len().max(1);
         let Some(s) = self.sessions.get_mut(&uuid) else {
             return;
         };
-        let outcome = s.on_ack(now, msg, kind, &self.config, &mut self.out);
+        // The session's share of the budget, and never more than the budget
+        // has left once every other session's slots are counted.
+        let others = self.slots.saturating_sub(s.slots_in_use());
+        let room = self.config.window_budget.saturating_sub(others);
+        let cap = u32::try_from(fair.min(room))
+            .unwrap_or(u32::MAX)
+            .max(MIN_WINDOW_SHARE);
+        let outcome = s.on_ack(now, msg, kind, cap, &self.config, &mut self.out);
+        self.slots = others + s.slots_in_use();
         if s.enter_ready() {
             self.ready.push_back(uuid);
         }
@@ -499,6 +668,10 @@ impl Server {
     /// Forgets a session and everything that points at it.
     fn remove_session(&mut self, uuid: &Uuid) {
         if let Some(s) = self.sessions.remove(uuid) {
+            self.slots = self.slots.saturating_sub(s.slots_in_use());
+            if s.is_pending() {
+                self.pending = self.pending.saturating_sub(1);
+            }
             self.expiry.remove(&(s.expiry_key, *uuid));
             if let Some(at) = s.loss_check() {
                 self.loss_checks.remove(&(at, *uuid));
@@ -513,6 +686,17 @@ impl Server {
             s.expiry_key = deadline;
             self.expiry.insert((deadline, uuid));
         }
+    }
+}
+
+/// Splits a CONNECTED/CLOSING/CLOSED token field into the session token and
+/// the path-challenge response the client may append to it.
+fn split_token(field: &[u8]) -> (&[u8], Option<&[u8]>) {
+    if field.len() == SERVER_TOKEN_LEN + CHALLENGE_LEN {
+        let (token, response) = field.split_at(SERVER_TOKEN_LEN);
+        (token, Some(response))
+    } else {
+        (field, None)
     }
 }
 

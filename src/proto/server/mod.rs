@@ -22,6 +22,8 @@ use std::time::Duration;
 
 mod endpoint;
 mod outbox;
+mod path;
+mod secret;
 mod session;
 
 pub use endpoint::Server;
@@ -51,6 +53,32 @@ pub struct ServerConfig {
     pub seed: Option<u64>,
     /// Emit [`ServerEvent::AckLatency`] for every acknowledged value.
     pub ack_latency_events: bool,
+    /// When a new client must prove its address with a retry token before
+    /// it gets a session.
+    pub retry: RetryPolicy,
+    /// Most window slots (indices in flight) over all sessions together:
+    /// each session's window is capped at its share, `window_budget / live
+    /// sessions` (at least [`MIN_WINDOW_SHARE`]), so memory stays bounded
+    /// whatever windows clients ask for. Each slot costs about 60 bytes.
+    pub window_budget: usize,
+}
+
+/// The smallest window share the budget leaves a session.
+pub const MIN_WINDOW_SHARE: u32 = 32;
+
+/// When the server answers a new CONNECTING with a Retry (stateless address
+/// validation, as QUIC's Retry) instead of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryPolicy {
+    /// Never: every CONNECTING gets a session while there is room.
+    Never,
+    /// When handshakes that have proven nothing hold an eighth of the
+    /// session table (a spoofed flood, or a burst of new clients): one
+    /// round trip more for new clients then, none otherwise.
+    #[default]
+    UnderPressure,
+    /// Always: every new client pays one round trip more.
+    Always,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +93,8 @@ impl Default for ServerConfig {
             max_batch: 64,
             seed: None,
             ack_latency_events: false,
+            retry: RetryPolicy::UnderPressure,
+            window_budget: 256 * 1024,
         }
     }
 }

@@ -42,11 +42,17 @@ pub enum Reject {
     /// The source address cannot be answered (port 0, unspecified,
     /// multicast or broadcast): dropped without a reply.
     UnusableSource,
+    /// A new session under pressure (or with retry always on) must prove
+    /// its address first: answered with a Retry.
+    RetryRequired,
+    /// A retry token that is forged, for another client, or expired:
+    /// answered with a fresh Retry.
+    InvalidRetryToken,
 }
 
 impl Reject {
     /// Every reason, for reports.
-    pub const ALL: [Reject; 13] = [
+    pub const ALL: [Reject; 15] = [
         Reject::Malformed,
         Reject::Corrupt,
         Reject::WrongDirection,
@@ -60,6 +66,8 @@ impl Reject {
         Reject::ClosingEarly,
         Reject::Busy,
         Reject::UnusableSource,
+        Reject::RetryRequired,
+        Reject::InvalidRetryToken,
     ];
 
     /// A short snake_case name.
@@ -78,6 +86,8 @@ impl Reject {
             Reject::ClosingEarly => "closing_early",
             Reject::Busy => "busy",
             Reject::UnusableSource => "unusable_source",
+            Reject::RetryRequired => "retry_required",
+            Reject::InvalidRetryToken => "invalid_retry_token",
         }
     }
 }
@@ -116,6 +126,21 @@ pub struct ServerStats {
     /// Probes read as plain acks because a probe had made the session
     /// resend its window less than one smallest RTT before.
     pub probes_limited: u64,
+    /// Path challenges sent to an address a session moved to.
+    pub path_challenges: u64,
+    /// Addresses that answered a path challenge.
+    pub path_validations: u64,
+    /// Data sends held back because the address was not validated and had
+    /// used its budget (three times what it sent).
+    pub amplification_limited: u64,
+    /// Sessions opened by a CONNECTING with a valid retry token.
+    pub retry_validated: u64,
+    /// Handshakes that had proven nothing, freed to make room for a client
+    /// that proved its address.
+    pub pending_evicted: u64,
+    /// Windows lowered to the session's share of the server-wide window
+    /// budget.
+    pub window_budget_capped: u64,
 }
 
 impl ServerStats {

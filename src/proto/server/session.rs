@@ -15,21 +15,15 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::outbox::Outbox;
+use super::path::{Move, Path};
 use super::ServerConfig;
 use crate::proto::recovery::{LossTest, Verdict, REORDER_THRESHOLD};
 use crate::proto::rtt::{RttConfig, RttEstimator};
 use crate::proto::sack;
 use crate::proto::sequence::{RunningChecksum, Sequence};
 use crate::proto::wire::{
-    ClientMessage, ServerMessage, DATA_LEN, MAX_SERVER_DATAGRAM_LEN, MIN_CONNECTING_LEN,
-    SERVER_TOKEN_LEN,
+    ClientMessage, ServerMessage, DATA_LEN, SERVER_TOKEN_LEN,
 };
-
-/// Most data datagrams in flight to an address that has not yet echoed its
-/// token: with the Accept, at most three times a minimal CONNECTING
-/// (anti-amplification, as RFC 9000 §8).
-const UNVALIDATED_WINDOW: u32 =
-    ((3 * MIN_CONNECTING_LEN - MAX_SERVER_DATAGRAM_LEN) / DATA_LEN) as u32;
 
 /// Most copies of one index queued at once (see `Slot::queued`).
 const MAX_QUEUED_COPIES: u8 = 2;
@@ -80,11 +74,12 @@ pub(crate) struct AckOutcome {
 pub(crate) struct Session {
     uuid: Uuid,
     token: [u8; SERVER_TOKEN_LEN],
-    /// The client presented the token at least once (its address is
-    /// validated).
+    /// The client presented the token at least once.
     confirmed: bool,
-    /// Where data goes: the address of the latest accepted message.
+    /// Where data goes: the address of the newest authenticated message.
     addr: SocketAddr,
+    /// Whether `addr` is proven, and the budget until it is.
+    path: Path,
     seq: Sequence,
     /// Next index the client needs.
     ack: u32,
@@ -128,6 +123,7 @@ impl Session {
         uuid: Uuid,
         token: [u8; SERVER_TOKEN_LEN],
         addr: SocketAddr,
+        path: Path,
         seq: Sequence,
         ts: u64,
         now: Instant,
@@ -137,6 +133,7 @@ impl Session {
             token,
             confirmed: false,
             addr,
+            path,
             seq,
             ack: 0,
             high_water: 0,
@@ -230,45 +227,77 @@ impl Session {
         }
     }
 
-    /// Records an accepted message: the time, and (with the right token)
-    /// that the client holds the token and its timestamp. A message without
-    /// the token (a repeated first CONNECTING) moves nothing the stale check
-    /// relies on: anyone who can spoof the client's address could send one
-    /// with a timestamp of 2^64 − 1 and make every real ack look stale.
-    /// Returns whether the session moved to a new address.
-    pub(crate) fn accept_message(
+    /// A handshake that has proven nothing: no token presented, no
+    /// validated address. Spoofed CONNECTINGs make only these.
+    pub(crate) fn is_pending(&self) -> bool {
+        !self.confirmed && !self.path.is_validated()
+    }
+
+    /// The path state (validation and anti-amplification budget).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path state, to issue a challenge or validate an answer.
+    pub(crate) fn path_mut(&mut self) -> &mut Path {
+        &mut self.path
+    }
+
+    /// Records a message that carried the token (`bytes` long, timestamp
+    /// `ts`, which the caller checked is not older than the newest). Only
+    /// a strictly newer timestamp moves the session to a new address: a
+    /// copy of the newest message (a replay, or a probe's twin) seen from
+    /// elsewhere moves nothing. The first token from the address the
+    /// Accept went to proves that address.
+    pub(crate) fn on_authenticated(
         &mut self,
         now: Instant,
         from: SocketAddr,
         ts: u64,
-        token_ok: bool,
-    ) -> bool {
-        self.confirmed |= token_ok;
-        if token_ok {
-            self.last_ts = ts;
+        bytes: usize,
+    ) -> Move {
+        if !self.confirmed {
+            self.confirmed = true;
+            if from == self.addr {
+                self.path.validate(from);
+            }
         }
         self.last_activity = now;
-        let moved = self.addr != from;
+        if ts <= self.last_ts {
+            if from == self.addr {
+                self.path.on_received(bytes);
+            }
+            return Move::Stayed;
+        }
+        self.last_ts = ts;
+        let moved = self.path.on_move(self.addr, from);
         self.addr = from;
+        self.path.on_received(bytes);
         moved
     }
 
-    /// The client resumes from further back than we know (another process
-    /// with an older resume point): forget what was sent from `ack` on.
-    /// Values are derived, so any index can be sent again.
-    pub(crate) fn rewind(&mut self, ack: u32) {
-        if ack < self.ack {
-            self.ack = ack;
-            self.high_water = ack;
-            self.slots.clear();
-            self.send_queue.clear();
+    /// Records a token-less repeat of the first CONNECTING from the
+    /// session's own address (its Accept was lost). It moves no timestamp
+    /// (anyone who can spoof the client's address could send 2^64 − 1 and
+    /// make every real ack stale) and does not extend the handshake's
+    /// lifetime; it only adds to the address's budget.
+    pub(crate) fn on_repeat(&mut self, bytes: usize) {
+        self.path.on_received(bytes);
+    }
+
+    /// A reply of `bytes` is going to `to`: counted against the budget if
+    /// that is the session's unvalidated address.
+    pub(crate) fn on_reply(&mut self, to: SocketAddr, bytes: usize) {
+        if to == self.addr {
+            self.path.on_sent(bytes);
         }
     }
 
     /// Enters the endpoint's round-robin if it has data queued and is not
     /// in it yet; true when the endpoint must add it.
     pub(crate) fn enter_ready(&mut self) -> bool {
-        if !self.send_queue.is_empty() && !self.in_ready {
+        let may_send = self.path.allowance() >= DATA_LEN as u64;
+        if !self.send_queue.is_empty() && !self.in_ready && may_send {
             self.in_ready = true;
             return true;
         }
@@ -282,6 +311,7 @@ impl Session {
         now: Instant,
         msg: &ClientMessage<'_>,
         kind: AckKind,
+        cap: u32,
         config: &ServerConfig,
         out: &mut Outbox,
     ) -> AckOutcome {
@@ -322,11 +352,11 @@ impl Session {
             }
             w => w,
         };
-        if !self.confirmed {
-            // The address is not validated yet: send it no more than three
-            // times the 1200-byte CONNECTING that paid for the reply.
-            self.window = self.window.min(UNVALIDATED_WINDOW);
+        if self.window > cap {
+            out.stats.window_budget_capped += 1;
+            self.window = cap;
         }
+        self.shrink_to_window();
         // A probe (or a CONNECTING) says: everything unacknowledged is lost.
         // The client sends probes only after its RTO, so this cannot repeat
         // faster than about once per round trip.
@@ -390,6 +420,12 @@ impl Session {
     ) -> usize {
         buf.clear();
         let limit = if config.pacing.is_zero() { max } else { 1 };
+        // An unvalidated address gets no more than its budget.
+        let budget = usize::try_from(self.path.allowance() / DATA_LEN as u64).unwrap_or(usize::MAX);
+        if budget < limit.min(self.send_queue.len()) {
+            out.stats.amplification_limited += 1;
+        }
+        let limit = limit.min(budget);
         let mut count = 0;
         while count < limit {
             let Some(index) = self.send_queue.pop_front() else {
@@ -432,6 +468,7 @@ impl Session {
             count += 1;
         }
         self.data_sent += count as u64;
+        self.path.on_sent(count * DATA_LEN);
         if !config.pacing.is_zero() {
             self.next_send_at = now + config.pacing;
         }
@@ -439,6 +476,25 @@ impl Session {
         // queued.
         self.in_ready = false;
         count
+    }
+
+    /// Gives back memory a larger window left behind: the server-wide
+    /// window budget bounds slots in use, and this bounds what they keep
+    /// reserved.
+    fn shrink_to_window(&mut self) {
+        let need = (self.window as usize).max(64);
+        if self.slots.capacity() > 4 * need && self.slots.len() <= need {
+            self.slots.shrink_to(need);
+        }
+        if self.send_queue.capacity() > 4 * need && self.send_queue.len() <= need {
+            self.send_queue.shrink_to(need);
+        }
+    }
+
+    /// Slots held: indices sent (or queued) and not cumulatively
+    /// acknowledged.
+    pub(crate) fn slots_in_use(&self) -> usize {
+        self.slots.len()
     }
 
     fn slot_mut(&mut self, index: u32) -> Option<&mut Slot> {
