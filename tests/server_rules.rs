@@ -564,7 +564,6 @@ fn unvalidated_address_gets_at_most_three_times_what_it_sent() {
     m.window = 1024;
     let sent = m.encode().len();
     assert_eq!(sent, MIN_CONNECTING_LEN);
-    let mut first_data = Vec::new();
     let (mut received, mut answered) = (0, 0);
     for round in 1..=3 {
         m.ts = round;
@@ -576,23 +575,13 @@ fn unvalidated_address_gets_at_most_three_times_what_it_sent() {
             answered <= 3 * received,
             "round {round}: {answered} bytes for {received} received"
         );
+        // (3 * 1200 - 32-byte Accept) / 24-byte data = 148 data datagrams,
+        // sent once: a token-less repeat (our Accept was lost) gets the
+        // Accept again, not the data, which may still be in flight.
+        let data = if round == 1 { 148 } else { 0 };
+        assert_eq!(out.len(), 1 + data, "round {round}");
         assert!(matches!(out[0].1, ServerMessage::Accept { .. }));
-        for (_, msg) in &out[1..] {
-            let ServerMessage::Data { index, .. } = msg else {
-                panic!("{msg:?}");
-            };
-            first_data.push(*index);
-        }
-        if round == 1 {
-            // (3 * 1200 - 32-byte Accept) / 24-byte data.
-            assert_eq!(first_data.len(), 148);
-        }
     }
-    // A token-less repeat (our Accept was lost) earns more first sends
-    // within the budget, never a resend of what may still be in flight:
-    // (3 * 3600 - 3 * 32) / 24 = 446.
-    assert_eq!(first_data, (0..446).collect::<Vec<u32>>());
-    assert_eq!(h.server.stats().retransmits, 0);
     by.still_served(&mut h);
 }
 

@@ -87,9 +87,15 @@ fn spoofed_token_bearing_datagrams_never_amplify_towards_the_victim() {
         );
     }
     let sent = w.stray_bytes.get(&victim).copied().unwrap_or(0);
-    assert!(sent > 0, "the victim was challenged (the test reaches the path)");
+    assert!(
+        sent > 0,
+        "the victim was challenged (the test reaches the path)"
+    );
     let s = w.server.stats();
-    assert!(s.path_challenges > 0 && s.amplification_limited > 0, "{s:?}");
+    assert!(
+        s.path_challenges > 0 && s.amplification_limited > 0,
+        "{s:?}"
+    );
     assert_eq!(s.path_validations, 0, "the victim never answered");
     w.run_to_completion(Duration::from_micros(200), Duration::from_secs(30));
     assert!(w.clients[0].verified.is_some());
@@ -141,7 +147,11 @@ fn a_spoofed_connecting_flood_leaves_a_real_client_served() {
     }
     w.pump(1);
     let pending = w.server.pending_count();
-    assert_eq!(pending, max_sessions / 8, "allocation stops at the pressure mark");
+    assert_eq!(
+        pending,
+        max_sessions / 8,
+        "allocation stops at the pressure mark"
+    );
     assert_eq!(w.server.session_count(), pending);
     let s = w.server.stats();
     assert_eq!(s.rejected(Reject::RetryRequired), 10 * 64 - pending as u64);
@@ -189,7 +199,11 @@ fn a_validated_client_evicts_a_pending_handshake_from_a_full_table() {
     }
     assert!(w.clients[before].verified.is_some(), "served, not busy");
     let s = w.server.stats();
-    assert_eq!((s.pending_evicted, s.rejected(Reject::Busy)), (1, 0), "{s:?}");
+    assert_eq!(
+        (s.pending_evicted, s.rejected(Reject::Busy)),
+        (1, 0),
+        "{s:?}"
+    );
 }
 
 /// Retry tokens are bound to the address, UUID and length they were issued
@@ -251,7 +265,11 @@ fn retry_tokens_work_only_for_the_client_they_were_issued_to() {
     let out = h.drain();
     assert!(matches!(out[0].1, ServerMessage::Accept { .. }), "{out:?}");
     assert_eq!(h.server.session_count(), 1);
-    assert_eq!(h.server.pending_count(), 0, "a proven address is not pending");
+    assert_eq!(
+        h.server.pending_count(),
+        0,
+        "a proven address is not pending"
+    );
 }
 
 /// Finding 7, second half: a recorded token-bearing CONNECTING (a resume)

@@ -50,13 +50,18 @@ impl Server {
     pub fn new(mut config: ServerConfig) -> Self {
         config.max_window = config.max_window.clamp(1, MAX_WINDOW);
         config.max_batch = config.max_batch.max(1);
-        let mut rng = match config.seed {
-            Some(seed) => StdRng::seed_from_u64(seed),
-            // StdRng is a CSPRNG (ChaCha); from_entropy seeds it from the OS.
-            None => StdRng::from_entropy(),
+        // StdRng is a CSPRNG (ChaCha); from_entropy seeds it from the OS.
+        // The key has its own generator, so that a seeded server issues the
+        // same tokens and sequences whatever the key costs.
+        let (rng, key) = match config.seed {
+            Some(seed) => {
+                let key = StdRng::seed_from_u64(seed ^ 0x5ec2_e7ed_cafe_f00d).gen();
+                (StdRng::seed_from_u64(seed), key)
+            }
+            None => (StdRng::from_entropy(), StdRng::from_entropy().gen()),
         };
         Self {
-            secret: Secret::new(rng.gen()),
+            secret: Secret::new(key),
             rng,
             pending: 0,
             slots: 0,
@@ -393,9 +398,7 @@ impl Server {
             );
         }
         let validated = self.check_address(now, from, msg)?;
-        if self.sessions.len() >= self.config.max_sessions
-            && !(validated && self.evict_pending())
-        {
+        if self.sessions.len() >= self.config.max_sessions && !(validated && self.evict_pending()) {
             let max = self.config.max_sessions as u32;
             return refuse(&mut self.out, ErrorCode::Busy, max, Reject::Busy);
         }
@@ -449,9 +452,7 @@ impl Server {
             let required = match self.config.retry {
                 RetryPolicy::Never => false,
                 RetryPolicy::Always => true,
-                RetryPolicy::UnderPressure => {
-                    self.pending >= (self.config.max_sessions / 8).max(1)
-                }
+                RetryPolicy::UnderPressure => self.pending >= (self.config.max_sessions / 8).max(1),
             };
             if !required {
                 return Ok(false);

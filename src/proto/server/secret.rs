@@ -167,9 +167,13 @@ mod tests {
         let u = Uuid::from_u128(5);
         let t = s.retry_token(now, &u, 100, addr(1));
         let life = Duration::from_secs(10);
-        let check = |s: &Secret, tok: &[u8], u, len, a| s.check_retry_token(now, tok, &u, len, a, life);
+        let check =
+            |s: &Secret, tok: &[u8], u, len, a| s.check_retry_token(now, tok, &u, len, a, life);
         assert_eq!(check(&s, &t, u, 100, addr(1)), RetryCheck::Valid);
-        assert_eq!(check(&s, &t, Uuid::from_u128(6), 100, addr(1)), RetryCheck::Forged);
+        assert_eq!(
+            check(&s, &t, Uuid::from_u128(6), 100, addr(1)),
+            RetryCheck::Forged
+        );
         assert_eq!(check(&s, &t, u, 101, addr(1)), RetryCheck::Forged);
         assert_eq!(check(&s, &t, u, 100, addr(2)), RetryCheck::Forged);
         let v6 = SocketAddr::from(([0, 0, 0, 0, 0, 0xffff, 0x0a00, 1], 1));
@@ -192,13 +196,25 @@ mod tests {
         let t = s.retry_token(start + Duration::from_secs(5), &u, 1, addr(1));
         let life = Duration::from_secs(10);
         let at = |secs| start + Duration::from_secs(secs);
-        assert_eq!(s.check_retry_token(at(15), &t, &u, 1, addr(1), life), RetryCheck::Valid);
-        assert_eq!(s.check_retry_token(at(16), &t, &u, 1, addr(1), life), RetryCheck::Expired);
+        assert_eq!(
+            s.check_retry_token(at(15), &t, &u, 1, addr(1), life),
+            RetryCheck::Valid
+        );
+        assert_eq!(
+            s.check_retry_token(at(16), &t, &u, 1, addr(1), life),
+            RetryCheck::Expired
+        );
         // Issued "in the future" (clock tampering) is not accepted either.
-        assert_eq!(s.check_retry_token(at(4), &t, &u, 1, addr(1), life), RetryCheck::Expired);
+        assert_eq!(
+            s.check_retry_token(at(4), &t, &u, 1, addr(1), life),
+            RetryCheck::Expired
+        );
         let mut later = t;
         later[3] = later[3].wrapping_add(10);
-        assert_eq!(s.check_retry_token(at(16), &later, &u, 1, addr(1), life), RetryCheck::Forged);
+        assert_eq!(
+            s.check_retry_token(at(16), &later, &u, 1, addr(1), life),
+            RetryCheck::Forged
+        );
     }
 
     #[test]

@@ -22,8 +22,16 @@ use crate::proto::rtt::{RttConfig, RttEstimator};
 use crate::proto::sack;
 use crate::proto::sequence::{RunningChecksum, Sequence};
 use crate::proto::wire::{
-    ClientMessage, ServerMessage, DATA_LEN, SERVER_TOKEN_LEN,
+    ClientMessage, ServerMessage, DATA_LEN, MAX_SERVER_DATAGRAM_LEN, MIN_CONNECTING_LEN,
+    SERVER_TOKEN_LEN,
 };
+
+/// Most data datagrams in flight to an address that has not proven itself:
+/// what one minimal CONNECTING pays for, with its Accept (three times its
+/// size, RFC 9000 §8). The path budget bounds the bytes; this bounds the
+/// burst, so that repeated CONNECTINGs do not make the first flight larger.
+const UNVALIDATED_WINDOW: u32 =
+    ((3 * MIN_CONNECTING_LEN - MAX_SERVER_DATAGRAM_LEN) / DATA_LEN) as u32;
 
 /// Most copies of one index queued at once (see `Slot::queued`).
 const MAX_QUEUED_COPIES: u8 = 2;
@@ -355,6 +363,9 @@ impl Session {
         if self.window > cap {
             out.stats.window_budget_capped += 1;
             self.window = cap;
+        }
+        if !self.path.is_validated() {
+            self.window = self.window.min(UNVALIDATED_WINDOW);
         }
         self.shrink_to_window();
         // A probe (or a CONNECTING) says: everything unacknowledged is lost.
