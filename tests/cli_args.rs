@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use support::cli::run;
+use support::cli::{run, run_closing_stdout_after_one_line};
 
 /// Each bad argument: exit 2, nothing on stdout, and the first line of
 /// stderr is an error that names the flag (or value) and says what is wrong.
@@ -150,4 +150,23 @@ fn completion_bash_prints_a_script() {
     }
     let bad = run(&["completion", "no-such-shell"]);
     assert_eq!(bad.code, Some(2), "{bad:?}");
+}
+
+/// `risp-udp demo | head -1`: the reader goes away after the banner; the
+/// demo ends quietly with 0 (it used to panic in `println!`, exit 101).
+#[test]
+fn demo_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, out) = run_closing_stdout_after_one_line(&[
+        "demo",
+        "--clients",
+        "1",
+        "--len",
+        "200",
+        "--hist-out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(first.starts_with("risp-udp demo:"), "{first:?}");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "quiet: {out:?}");
 }

@@ -1,8 +1,10 @@
 //! `risp-udp client [LEN]`: stream a sequence from a server and verify it.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,7 +16,8 @@ use uuid::Uuid;
 
 use super::args::NetemArgs;
 use super::exit::Exit;
-use super::report::{human, peak_rss_kb, ClientJson};
+use super::output::{is_closed_pipe, Stdout};
+use super::report::{error_message, human, peak_rss_kb, ClientJson};
 use crate::net::client::{self, ClientOptions};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
 use crate::proto::congestion::INIT_CWND;
@@ -79,6 +82,10 @@ pub struct ClientArgs {
     #[command(flatten)]
     pub netem: NetemArgs,
 }
+
+/// How long a client waits for its first value before saying, on a
+/// terminal, what it is waiting for.
+pub const WAITING_NOTICE_AFTER: Duration = Duration::from_secs(1);
 
 /// Resolves HOST:PORT, preferring IPv4 (a server bound to 0.0.0.0 does not
 /// hear ::1).
@@ -148,34 +155,76 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
         );
         b
     });
+    // Registered now, so a signal from here on is seen (and the log line
+    // below can tell a script that it is).
+    let signals = super::signal::termination();
     tracing::info!(%uuid, len, %server, "requesting sequence");
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = io::stdout().lock();
     let mut write_err: Option<io::Error> = None;
-    let outcome = client::run(opts, |_, value| {
+    let stdout_closed = Cell::new(false);
+    let got_value = Cell::new(false);
+    let interrupted = Cell::new(false);
+    let on_value = |_, value| {
+        got_value.set(true);
         if let Some(b) = &bar {
             b.inc(1);
         }
-        if args.print && write_err.is_none() {
+        if args.print {
             if let Err(e) = writeln!(out, "{value}") {
-                write_err = Some(e);
+                if is_closed_pipe(&e) {
+                    stdout_closed.set(true);
+                } else {
+                    write_err = Some(e);
+                }
+                return ControlFlow::Break(());
             }
         }
         if let Some(f) = file.as_mut() {
-            if write_err.is_none() {
-                if let Err(e) = writeln!(f, "{value}") {
-                    write_err = Some(e);
-                }
+            if let Err(e) = writeln!(f, "{value}") {
+                write_err = Some(e);
+                return ControlFlow::Break(());
             }
         }
-    })
-    .await;
-    drop(out);
+        ControlFlow::Continue(())
+    };
+    let stop = async {
+        signals.await;
+        interrupted.set(true);
+    };
+    // On a terminal, say what we are waiting for once the wait is long
+    // enough to wonder (nothing is printed when a script runs us).
+    let say_waiting = io::stderr().is_terminal();
+    let outcome = {
+        let transfer = client::run_until(opts, on_value, stop);
+        tokio::pin!(transfer);
+        tokio::select! {
+            r = &mut transfer => r,
+            () = tokio::time::sleep(WAITING_NOTICE_AFTER), if say_waiting => {
+                if !got_value.get() {
+                    eprintln!("waiting for {server}…");
+                }
+                transfer.await
+            }
+        }
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let flushed = out.flush();
+    drop(out);
+    if stdout_closed.get() || flushed.as_ref().is_err_and(is_closed_pipe) {
+        // The reader of the values went away (`--print | head`): the
+        // transfer stopped; nothing more to say.
+        return Exit::Ok;
+    }
     let outcome = match outcome {
         Ok(o) => o,
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            eprintln!(
+                "error: nothing listens on udp {server} (the host answered: port unreachable)"
+            );
+            return Exit::NoAnswer;
+        }
         Err(e) => {
             eprintln!("error: socket: {e}");
             return Exit::Failure;
@@ -186,22 +235,27 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
             write_err.get_or_insert(e);
         }
     }
+    let interrupted = interrupted.get();
     let exit = match &outcome.error {
-        None => Exit::Ok,
+        _ if interrupted => Exit::Interrupted,
+        None if outcome.verified() => Exit::Ok,
+        None => Exit::Failure,
         Some(e) => Exit::for_error(e),
     };
     if args.json {
         let mut json = ClientJson::new(&outcome, exit as u8);
+        json.interrupted = interrupted;
         // Last, after the transfer: the high-water mark only grows.
         json.peak_rss_kb = peak_rss_kb();
         match serde_json::to_string(&json) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => crate::outln!("{j}"),
             Err(e) => eprintln!("error: {e}"),
         }
     } else if args.print {
-        eprint!("{}", human(&outcome));
+        eprint!("{}", human(&outcome, interrupted));
     } else {
-        print!("{}", human(&outcome));
+        let mut out = Stdout::lock();
+        let _ = write!(out, "{}", human(&outcome, interrupted)).and_then(|()| out.flush());
     }
     if let Some(dir) = &args.hist_out {
         match outcome.hist.write_dir(dir, &format!("client-{uuid}-")) {
@@ -218,8 +272,13 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
         eprintln!("error: writing values: {e}");
         return Exit::Failure;
     }
-    if let Some(e) = &outcome.error {
-        eprintln!("error: {e}");
+    if interrupted {
+        eprintln!(
+            "interrupted after {} of {} values; the server frees the session after its session lifetime",
+            outcome.delivered, outcome.len
+        );
+    } else if let Some(e) = &outcome.error {
+        eprintln!("error: {}", error_message(e));
     }
     exit
 }

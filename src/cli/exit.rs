@@ -26,6 +26,9 @@ pub enum Exit {
     BadRequest = 7,
     /// A simulation suite's expectation was not met.
     ExpectationFailed = 8,
+    /// Stopped by Ctrl-C or SIGTERM before the end (128 + SIGINT, as
+    /// shells report an interrupted command).
+    Interrupted = 130,
 }
 
 impl Exit {

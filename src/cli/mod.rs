@@ -11,8 +11,10 @@ pub mod exit;
 pub mod health;
 pub mod hist;
 pub mod netem_args;
+pub mod output;
 pub mod report;
 pub mod server;
+pub mod signal;
 pub mod sim;
 pub mod tcp;
 
@@ -172,7 +174,7 @@ pub fn main() -> ExitCode {
         Command::NetemArgs(a) => return run_netem_args(a).code(),
         Command::Completion { shell } => {
             let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "risp-udp", &mut std::io::stdout());
+            clap_complete::generate(*shell, &mut cmd, "risp-udp", &mut output::Stdout::lock());
             return Exit::Ok.code();
         }
         _ => {}
@@ -221,8 +223,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run_sim(a: &sim::SimArgs) -> Exit {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = output::Stdout::lock();
     let r = sim::run_sim(a, &mut out);
     let _ = out.flush();
     match r {
@@ -236,8 +237,7 @@ fn run_sim(a: &sim::SimArgs) -> Exit {
 }
 
 fn run_netem_args(a: &netem_args::NetemArgsArgs) -> Exit {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = output::Stdout::lock();
     match netem_args::run_netem_args(a, &mut out) {
         Ok(()) => {
             let _ = out.flush();
@@ -251,8 +251,7 @@ fn run_netem_args(a: &netem_args::NetemArgsArgs) -> Exit {
 }
 
 fn run_hist(a: &hist::HistArgs) -> Exit {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = output::Stdout::lock();
     match hist::run_hist(a, &mut out) {
         Ok(()) => {
             let _ = out.flush();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::proto::client::ClientError;
 use crate::stats::{duration_to_us, format_duration_us, Summary};
 use crate::transfer::{TransferReport, WindowStats};
 
@@ -28,6 +29,9 @@ pub struct ClientJson {
     pub checksum: Option<u64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Stopped early by Ctrl-C or SIGTERM: the figures are the partial
+    /// transfer's.
+    pub interrupted: bool,
     /// The process exit code this run ends with.
     pub exit_code: u8,
     /// Wall time, milliseconds.
@@ -78,7 +82,8 @@ impl ClientJson {
             delivered: r.delivered,
             verified: r.verified(),
             checksum: r.checksum,
-            error: r.error.as_ref().map(|e| e.to_string()),
+            error: r.error.as_ref().map(error_message),
+            interrupted: false,
             exit_code,
             elapsed_ms: ms(r.elapsed),
             values_per_sec: r.values_per_sec(),
@@ -101,14 +106,33 @@ impl ClientJson {
     }
 }
 
-/// The human summary of one transfer, several lines.
-pub fn human(r: &TransferReport) -> String {
+/// A transfer error for people: as its `Display`, with durations rounded
+/// (`30.0s`, not `30.004524228s`).
+pub fn error_message(e: &ClientError) -> String {
+    match e {
+        ClientError::NoAnswer(d) => format!(
+            "no answer from the server after {}",
+            format_duration_us(duration_to_us(*d))
+        ),
+        ClientError::Timeout(d) => format!(
+            "the server went silent for {}",
+            format_duration_us(duration_to_us(*d))
+        ),
+        e => e.to_string(),
+    }
+}
+
+/// The human summary of one transfer, several lines; `interrupted` when
+/// Ctrl-C or SIGTERM stopped it.
+pub fn human(r: &TransferReport, interrupted: bool) -> String {
     let mut s = String::new();
     let status = if r.verified() {
         "verified".to_string()
+    } else if interrupted {
+        "INTERRUPTED (partial figures)".to_string()
     } else {
         match &r.error {
-            Some(e) => format!("FAILED: {e}"),
+            Some(e) => format!("FAILED: {}", error_message(e)),
             None => "FAILED: incomplete".to_string(),
         }
     };
