@@ -40,7 +40,14 @@ fn run_on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> Option<String> {
 fn a_waiting_client_says_so_on_a_terminal_only() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap().to_string();
-    let args = ["client", "10", "--server", &addr, "--idle-timeout-ms", "1500"];
+    let args = [
+        "client",
+        "10",
+        "--server",
+        &addr,
+        "--idle-timeout-ms",
+        "1500",
+    ];
     let Some(screen) = run_on_a_terminal(&args, &[]) else {
         return;
     };
