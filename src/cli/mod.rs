@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod client;
+pub mod completion;
 pub mod demo;
 pub mod exit;
 pub mod health;
@@ -21,7 +22,7 @@ pub mod tcp;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use exit::Exit;
 
@@ -173,8 +174,11 @@ pub fn main() -> ExitCode {
         Command::Hist(a) => return run_hist(a).code(),
         Command::NetemArgs(a) => return run_netem_args(a).code(),
         Command::Completion { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "risp-udp", &mut output::Stdout::lock());
+            let mut out = output::Stdout::lock();
+            if let Err(e) = out.write_all(&completion::script(*shell)) {
+                eprintln!("error: {e}");
+                return Exit::Failure.code();
+            }
             return Exit::Ok.code();
         }
         _ => {}
