@@ -62,6 +62,28 @@ fn bad_arguments_exit_2_with_a_one_line_error_naming_the_flag() {
             &["127.0.0.1", "HOST:PORT"],
         ),
         (&["nonsense-command"], &["nonsense-command"]),
+        // Each command takes only the flags it uses (issue 12 item 7).
+        (&["demo", "--port", "9000"], &["--port"]),
+        (&["demo", "--max-sessions", "1"], &["--max-sessions"]),
+        (&["tcp-client", "10", "--port", "9000"], &["--port"]),
+        (
+            &["hist", "a.hgrm", "--health-port", "1"],
+            &["--health-port"],
+        ),
+        (
+            &["completion", "bash", "--health-port", "1"],
+            &["--health-port"],
+        ),
+        (&["client", "10", "--health-port", "1"], &["--health-port"]),
+        // A client cannot ask port 0 (a server may listen on any port).
+        (&["client", "10", "--port", "0"], &["--port", "0"]),
+        // `sim` argument errors are usage errors too.
+        (
+            &["sim", "--profile", "no-such-profile"],
+            &["no-such-profile"],
+        ),
+        (&["sim", "--seeds", "0"], &["--seeds"]),
+        (&["sim", "no/such/suite.toml"], &["no/such/suite.toml"]),
     ];
     let mut failures = Vec::new();
     for (args, needles) in cases {
@@ -169,4 +191,35 @@ fn demo_into_a_closed_pipe_ends_quietly() {
     assert!(first.starts_with("risp-udp demo:"), "{first:?}");
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stderr.is_empty(), "quiet: {out:?}");
+}
+
+/// A suite without any `[expect]` whose transfers all fail exits 8:
+/// "every transfer verified" is the default expectation (it exited 0).
+#[test]
+fn sim_with_failed_transfers_and_no_expectations_exits_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("doomed.toml");
+    std::fs::write(
+        &suite,
+        "name = \"doomed\"\nlen = 100\nclients = 1\nseeds = [1]\n\n\
+         [[profile]]\nname = \"black-hole\"\nloss = 1.0\n",
+    )
+    .unwrap();
+    let out = run(&["sim", suite.to_str().unwrap()]);
+    assert_eq!(out.code, Some(8), "{out:?}");
+    assert!(out.stdout.contains("all_verified FAILED"), "{out:?}");
+}
+
+/// `tcp-client` ends with the UDP client's codes: nothing listening is 4
+/// ("no answer"), an unresolvable name 2 (both were 1).
+#[test]
+fn tcp_client_exit_codes_match_the_udp_client() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let out = run(&["tcp-client", "10", "--server", &closed]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    let out = run(&["tcp-client", "10", "--server", "no-such-host.invalid:1"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
 }

@@ -29,6 +29,10 @@ pub struct ClientArgs {
     /// as the original).
     #[arg(value_name = "LEN")]
     pub len: Option<u32>,
+    /// The server's UDP port on 127.0.0.1 (ignored with --server).
+    #[arg(long, default_value_t = super::server::DEFAULT_PORT, env = "RISP_PORT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
     /// The server, as HOST:PORT (default: 127.0.0.1 and --port).
     #[arg(long, value_name = "HOST:PORT", env = "RISP_SERVER")]
     pub server: Option<String>,
@@ -103,8 +107,9 @@ pub fn resolve(server: &str) -> Result<SocketAddr, String> {
 }
 
 /// Runs the client command; returns the exit status.
-pub async fn run(args: ClientArgs, port: u16) -> Exit {
-    let server = match resolve(&args.server.clone().unwrap_or(format!("127.0.0.1:{port}"))) {
+pub async fn run(args: ClientArgs) -> Exit {
+    let default_server = format!("127.0.0.1:{}", args.port);
+    let server = match resolve(args.server.as_deref().unwrap_or(&default_server)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");

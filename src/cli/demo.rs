@@ -37,8 +37,7 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> Exit {
     match demo(args).await {
-        Ok(true) => Exit::Ok,
-        Ok(false) => Exit::Failure,
+        Ok(exit) => exit,
         Err(e) => {
             eprintln!("error: {e}");
             Exit::Failure
@@ -46,7 +45,9 @@ pub async fn run(args: DemoArgs) -> Exit {
     }
 }
 
-async fn demo(args: DemoArgs) -> std::io::Result<bool> {
+/// Runs the demo; its exit code is 0 when every client verified, else the
+/// code a lone client would have ended with for the first failure.
+async fn demo(args: DemoArgs) -> std::io::Result<Exit> {
     crate::outln!(
         "risp-udp demo: in-process server on udp 127.0.0.1, {} clients x {} values, {:.0}% loss each way (in-process shim)",
         args.clients,
@@ -84,6 +85,14 @@ async fn demo(args: DemoArgs) -> std::io::Result<bool> {
         merged.merge(&t.hist);
     }
     let all_ok = run.all_verified();
+    let exit = if all_ok {
+        Exit::Ok
+    } else {
+        run.transfers
+            .iter()
+            .find_map(|t| t.error.as_ref())
+            .map_or(Exit::Failure, Exit::for_error)
+    };
     merged.server_ack = summary.ack_latency.clone();
     let s = &summary.stats;
     crate::outln!(
@@ -134,5 +143,5 @@ async fn demo(args: DemoArgs) -> std::io::Result<bool> {
         }
         Err(e) => crate::outln!("could not save histograms: {e}"),
     }
-    Ok(all_ok)
+    Ok(exit)
 }

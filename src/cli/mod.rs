@@ -51,26 +51,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every command takes.
+/// Flags every command takes: where its logs go and how they look.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// UDP port the server listens on, and the client's default server port.
-    #[arg(long, global = true, default_value_t = 8081, env = "RISP_PORT")]
-    pub port: u16,
-    /// TCP port of the server's health endpoint (0: off).
-    #[arg(
-        long,
-        global = true,
-        alias = "health_port",
-        default_value_t = 8080,
-        env = "RISP_HEALTH_PORT"
-    )]
-    pub health_port: u16,
-    /// Most sessions a server holds at once; past it, new clients are told
-    /// "busy" and the health check answers 503 (was --max_goroutines).
-    #[arg(long, global = true, alias = "max_goroutines", default_value_t = 1024, env = "RISP_MAX_SESSIONS",
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_sessions: u64,
     /// Log level (logs go to stderr).
     #[arg(long, global = true, alias = "log_level", value_enum, default_value_t = LogLevel::Warn, env = "RISP_LOG_LEVEL")]
     pub log_level: LogLevel,
@@ -166,7 +149,6 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global);
-    let g = cli.global;
     // Commands that need no runtime of ours (`sim` starts its own for
     // `--real`).
     match &cli.command {
@@ -196,10 +178,8 @@ pub fn main() -> ExitCode {
     };
     let exit = rt.block_on(async move {
         match cli.command {
-            Command::Server(a) => {
-                server::run(a, g.port, g.health_port, g.max_sessions as usize).await
-            }
-            Command::Client(a) => client::run(a, g.port).await,
+            Command::Server(a) => server::run(a).await,
+            Command::Client(a) => client::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::TcpServer(a) => match tcp::run_tcp_server(a).await {
                 Ok(()) => Exit::Ok,
@@ -212,7 +192,7 @@ pub fn main() -> ExitCode {
                 Ok(_) => Exit::Ok,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    Exit::Failure
+                    Exit::for_tcp_error(&e)
                 }
             },
             Command::Sim(_)
@@ -235,7 +215,7 @@ fn run_sim(a: &sim::SimArgs) -> Exit {
         Ok(false) => Exit::ExpectationFailed,
         Err(e) => {
             eprintln!("error: {e}");
-            Exit::Failure
+            Exit::for_suite_error(&e)
         }
     }
 }
@@ -249,7 +229,7 @@ fn run_netem_args(a: &netem_args::NetemArgsArgs) -> Exit {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            Exit::Failure
+            Exit::for_suite_error(&e)
         }
     }
 }
