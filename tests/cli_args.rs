@@ -223,3 +223,18 @@ fn tcp_client_exit_codes_match_the_udp_client() {
     let out = run(&["tcp-client", "10", "--server", "no-such-host.invalid:1"]);
     assert_eq!(out.code, Some(2), "{out:?}");
 }
+
+/// `--version` names the git commit (or "unknown" outside a checkout) and
+/// the wire protocol version, for the top command and each subcommand.
+#[test]
+fn version_names_the_commit_and_the_wire_protocol() {
+    let wire = format!("wire protocol v{}", risp_udp::proto::wire::VERSION);
+    for args in [&["--version"][..], &["client", "--version"]] {
+        let out = run(args);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let line = out.stdout.trim();
+        assert!(line.contains("(commit "), "{line}");
+        assert!(line.contains(&wire), "{line}");
+        assert!(line.contains(env!("CARGO_PKG_VERSION")), "{line}");
+    }
+}

@@ -211,6 +211,19 @@ fn client_json_and_output_agree_with_what_was_transferred() {
     assert!(u64_field(&j, "shim_dropped") > 0, "{j}");
     assert!(u64_field(&j, "retransmit_requests") > 0, "{j}");
 
+    // iperf3-like start metadata.
+    let start = &j["start"];
+    assert_eq!(start["server"], Value::String(server.server_arg()), "{j}");
+    assert_eq!(
+        start["version"].as_str(),
+        Some(risp_udp::cli::VERSION),
+        "{j}"
+    );
+    assert_eq!(u64_field(start, "protocol_version"), 1, "{j}");
+    assert!(u64_field(start, "time_unix_s") > 1_600_000_000, "{j}");
+    assert_eq!(start["flags"]["loss"].as_f64(), Some(0.1), "{j}");
+    assert_eq!(u64_field(&start["flags"], "netem_seed"), 7, "{j}");
+
     let text = std::fs::read_to_string(&file).unwrap();
     let values: Vec<u64> = text
         .lines()

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::args::NetemArgs;
 use super::exit::Exit;
 use super::output::{is_closed_pipe, Stdout};
-use super::report::{error_message, human, peak_rss_kb, ClientJson};
+use super::report::{error_message, human, peak_rss_kb, ClientJson, StartInfo};
 use crate::net::client::{self, ClientOptions};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
 use crate::proto::congestion::INIT_CWND;
@@ -129,6 +129,7 @@ pub async fn run(args: ClientArgs) -> Exit {
     config.rtt.max_rto = Duration::from_millis(args.client_ticker_ms);
     config.rtt.min_rto = super::args::ms_to_duration(args.min_rto_ms).min(config.rtt.max_rto);
     config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
+    let start = StartInfo::now(server, shaping_flags(&args, len));
     let mut opts = ClientOptions::new(server, config);
     opts.impairment = args
         .netem
@@ -249,6 +250,7 @@ pub async fn run(args: ClientArgs) -> Exit {
     };
     if args.json {
         let mut json = ClientJson::new(&outcome, exit as u8);
+        json.start = Some(start);
         json.interrupted = interrupted;
         // Last, after the transfer: the high-water mark only grows.
         json.peak_rss_kb = peak_rss_kb();
@@ -286,6 +288,32 @@ pub async fn run(args: ClientArgs) -> Exit {
         eprintln!("error: {}", error_message(e));
     }
     exit
+}
+
+/// The flags that shape a run, for the JSON `start` object.
+fn shaping_flags(args: &ClientArgs, len: u32) -> serde_json::Value {
+    let n = &args.netem;
+    serde_json::json!({
+        "len": len,
+        "window": args.window,
+        "max_window": args.max_window,
+        "sack": !args.no_sack,
+        "client_ticker_ms": args.client_ticker_ms,
+        "min_rto_ms": args.min_rto_ms,
+        "client_killswitch_ms": args.client_killswitch_ms,
+        "idle_timeout_ms": args.idle_timeout_ms,
+        "seed": args.seed,
+        "loss": n.loss,
+        "loss_in": n.loss_in,
+        "loss_out": n.loss_out,
+        "burst": n.burst,
+        "reorder": n.reorder,
+        "duplicate": n.duplicate,
+        "corrupt": n.corrupt,
+        "delay_ms": n.delay_ms,
+        "jitter_ms": n.jitter_ms,
+        "netem_seed": n.netem_seed,
+    })
 }
 
 /// A fresh random UUID (v4).

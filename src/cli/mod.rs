@@ -26,6 +26,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use exit::Exit;
 
+/// `--version`: the crate version, the git commit it was built from
+/// ("unknown" outside a checkout) and the wire protocol version.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RISP_GIT_COMMIT"),
+    ", wire protocol v1)"
+);
+
 /// RISP (Realtime Integer Streaming Protocol) over plain UDP.
 ///
 /// A server streams a sequence of integers to each client; the client
@@ -35,7 +44,7 @@ use exit::Exit;
 #[derive(Debug, Parser)]
 #[command(
     name = "risp-udp",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]

@@ -17,6 +17,10 @@ use crate::transfer::{TransferReport, WindowStats};
 /// `p999_us`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientJson {
+    /// What ran, where and when (as iperf3's `start`); `None` outside the
+    /// `client` command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartInfo>,
     /// Session key.
     pub uuid: Uuid,
     /// Values requested.
@@ -77,6 +81,7 @@ impl ClientJson {
     pub fn new(r: &TransferReport, exit_code: u8) -> Self {
         let stall = r.hist.stall.summary();
         Self {
+            start: None,
             uuid: r.uuid,
             len: r.len,
             delivered: r.delivered,
@@ -104,6 +109,50 @@ impl ClientJson {
             peak_rss_kb: None,
         }
     }
+}
+
+/// The `start` object of the client's JSON: what ran, where, when, and the
+/// flags that shape the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StartInfo {
+    /// `risp-udp --version`.
+    pub version: &'static str,
+    /// The wire protocol version spoken.
+    pub protocol_version: u8,
+    /// When the transfer started, seconds since the Unix epoch.
+    pub time_unix_s: u64,
+    /// This machine's host name, when the OS says.
+    pub host: Option<String>,
+    /// The server's address, resolved.
+    pub server: String,
+    /// The flags that shape the run, as given or defaulted.
+    pub flags: serde_json::Value,
+}
+
+impl StartInfo {
+    /// Start metadata for a transfer from `server` shaped by `flags`.
+    pub fn now(server: std::net::SocketAddr, flags: serde_json::Value) -> Self {
+        let time_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            version: crate::cli::VERSION,
+            protocol_version: crate::proto::wire::VERSION,
+            time_unix_s,
+            host: host_name(),
+            server: server.to_string(),
+            flags,
+        }
+    }
+}
+
+/// The host name (Linux: `/proc/sys/kernel/hostname`), else `HOSTNAME`.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 /// A transfer error for people: as its `Display`, with durations rounded
