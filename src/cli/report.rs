@@ -132,7 +132,7 @@ pub struct StartInfo {
 impl StartInfo {
     /// Start metadata for a transfer from `server` shaped by `flags`.
     pub fn now(server: std::net::SocketAddr, flags: serde_json::Value) -> Self {
-        let time_unix_s = std::time::SystemTime::now()
+        let time_unix_s = crate::clock::wall_time()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Self {
