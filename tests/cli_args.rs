@@ -238,3 +238,19 @@ fn version_names_the_commit_and_the_wire_protocol() {
         assert!(line.contains(env!("CARGO_PKG_VERSION")), "{line}");
     }
 }
+
+/// `risp-udp man` prints a roff manual page generated from the clap
+/// definitions, naming the subcommands and the exit-code-relevant flags.
+#[test]
+fn man_prints_a_roff_page() {
+    let out = run(&["man"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.starts_with(".ie") || out.stdout.contains(".TH risp-udp"),
+        "{}",
+        out.stdout
+    );
+    for word in [".SH NAME", "client", "server", "completion"] {
+        assert!(out.stdout.contains(word), "{word} in the page");
+    }
+}

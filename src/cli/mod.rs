@@ -121,6 +121,8 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff), generated from these definitions.
+    Man,
 }
 
 fn init_logging(g: &GlobalArgs) {
@@ -172,6 +174,15 @@ pub fn main() -> ExitCode {
             }
             return Exit::Ok.code();
         }
+        Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            let mut out = output::Stdout::lock();
+            if let Err(e) = page.render(&mut out) {
+                eprintln!("error: {e}");
+                return Exit::Failure.code();
+            }
+            return Exit::Ok.code();
+        }
         _ => {}
     }
     let threads = match cli.command {
@@ -207,7 +218,8 @@ pub fn main() -> ExitCode {
             Command::Sim(_)
             | Command::Hist(_)
             | Command::NetemArgs(_)
-            | Command::Completion { .. } => {
+            | Command::Completion { .. }
+            | Command::Man => {
                 unreachable!("run without a runtime above")
             }
         }
