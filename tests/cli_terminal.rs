@@ -21,8 +21,8 @@ fn run_on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> Option<String> {
     }
     let out = Command::new("script")
         .args(["-q", "-e", "-c", &line, "/dev/null"])
-        .envs(env.iter().copied())
         .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output();
     match out {
@@ -59,5 +59,41 @@ fn a_waiting_client_says_so_on_a_terminal_only() {
     let piped = run(&args);
     assert_eq!(piped.code, Some(4), "{piped:?}");
     assert!(!piped.stderr.contains("waiting for"), "{piped:?}");
+    drop(silent);
+}
+
+/// Logs are coloured on a terminal only, and not with `NO_COLOR`: a pipe
+/// or file gets plain text (it got ANSI codes).
+#[test]
+fn log_colours_only_on_a_terminal_and_never_with_no_color() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let args = [
+        "client",
+        "10",
+        "--server",
+        &addr,
+        "--idle-timeout-ms",
+        "50",
+        "--log-level",
+        "info",
+    ];
+    let piped = run(&args);
+    assert!(piped.stderr.contains("requesting sequence"), "{piped:?}");
+    assert!(
+        !piped.stderr.contains('\u{1b}'),
+        "no ANSI in a pipe: {piped:?}"
+    );
+    let Some(screen) = run_on_a_terminal(&args, &[]) else {
+        return;
+    };
+    assert!(screen.contains("requesting sequence"), "{screen:?}");
+    assert!(
+        screen.contains('\u{1b}'),
+        "colour on a terminal: {screen:?}"
+    );
+    let plain = run_on_a_terminal(&args, &[("NO_COLOR", "1")]).unwrap();
+    assert!(plain.contains("requesting sequence"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR: {plain:?}");
     drop(silent);
 }

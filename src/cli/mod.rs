@@ -135,12 +135,22 @@ fn init_logging(g: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::new(format!("risp_udp={level},risp_netem={level}"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr);
     let _ = if g.env == Env::Prod {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Colour in logs only on a terminal, and never with `NO_COLOR` set to
+/// anything non-empty (<https://no-color.org>): files and pipes get plain
+/// text.
+pub fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
