@@ -14,3 +14,10 @@ use std::time::Instant;
 pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
+
+/// The wall-clock time, for reports that say when something ran (never
+/// for measuring: use [`now`]).
+#[allow(clippy::disallowed_methods)]
+pub fn wall_time() -> std::time::SystemTime {
+    std::time::SystemTime::now()
+}

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use support::cli::run;
+use support::cli::{run, run_closing_stdout_after_one_line};
 
 /// Each bad argument: exit 2, nothing on stdout, and the first line of
 /// stderr is an error that names the flag (or value) and says what is wrong.
@@ -62,6 +62,28 @@ fn bad_arguments_exit_2_with_a_one_line_error_naming_the_flag() {
             &["127.0.0.1", "HOST:PORT"],
         ),
         (&["nonsense-command"], &["nonsense-command"]),
+        // Each command takes only the flags it uses (issue 12 item 7).
+        (&["demo", "--port", "9000"], &["--port"]),
+        (&["demo", "--max-sessions", "1"], &["--max-sessions"]),
+        (&["tcp-client", "10", "--port", "9000"], &["--port"]),
+        (
+            &["hist", "a.hgrm", "--health-port", "1"],
+            &["--health-port"],
+        ),
+        (
+            &["completion", "bash", "--health-port", "1"],
+            &["--health-port"],
+        ),
+        (&["client", "10", "--health-port", "1"], &["--health-port"]),
+        // A client cannot ask port 0 (a server may listen on any port).
+        (&["client", "10", "--port", "0"], &["--port", "0"]),
+        // `sim` argument errors are usage errors too.
+        (
+            &["sim", "--profile", "no-such-profile"],
+            &["no-such-profile"],
+        ),
+        (&["sim", "--seeds", "0"], &["--seeds"]),
+        (&["sim", "no/such/suite.toml"], &["no/such/suite.toml"]),
     ];
     let mut failures = Vec::new();
     for (args, needles) in cases {
@@ -150,4 +172,85 @@ fn completion_bash_prints_a_script() {
     }
     let bad = run(&["completion", "no-such-shell"]);
     assert_eq!(bad.code, Some(2), "{bad:?}");
+}
+
+/// `risp-udp demo | head -1`: the reader goes away after the banner; the
+/// demo ends quietly with 0 (it used to panic in `println!`, exit 101).
+#[test]
+fn demo_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, out) = run_closing_stdout_after_one_line(&[
+        "demo",
+        "--clients",
+        "1",
+        "--len",
+        "200",
+        "--hist-out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(first.starts_with("risp-udp demo:"), "{first:?}");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "quiet: {out:?}");
+}
+
+/// A suite without any `[expect]` whose transfers all fail exits 8:
+/// "every transfer verified" is the default expectation (it exited 0).
+#[test]
+fn sim_with_failed_transfers_and_no_expectations_exits_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("doomed.toml");
+    std::fs::write(
+        &suite,
+        "name = \"doomed\"\nlen = 100\nclients = 1\nseeds = [1]\n\n\
+         [[profile]]\nname = \"black-hole\"\nloss = 1.0\n",
+    )
+    .unwrap();
+    let out = run(&["sim", suite.to_str().unwrap()]);
+    assert_eq!(out.code, Some(8), "{out:?}");
+    assert!(out.stdout.contains("all_verified FAILED"), "{out:?}");
+}
+
+/// `tcp-client` ends with the UDP client's codes: nothing listening is 4
+/// ("no answer"), an unresolvable name 2 (both were 1).
+#[test]
+fn tcp_client_exit_codes_match_the_udp_client() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let out = run(&["tcp-client", "10", "--server", &closed]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    let out = run(&["tcp-client", "10", "--server", "no-such-host.invalid:1"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+}
+
+/// `--version` names the git commit (or "unknown" outside a checkout) and
+/// the wire protocol version, for the top command and each subcommand.
+#[test]
+fn version_names_the_commit_and_the_wire_protocol() {
+    let wire = format!("wire protocol v{}", risp_udp::proto::wire::VERSION);
+    for args in [&["--version"][..], &["client", "--version"]] {
+        let out = run(args);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let line = out.stdout.trim();
+        assert!(line.contains("(commit "), "{line}");
+        assert!(line.contains(&wire), "{line}");
+        assert!(line.contains(env!("CARGO_PKG_VERSION")), "{line}");
+    }
+}
+
+/// `risp-udp man` prints a roff manual page generated from the clap
+/// definitions, naming the subcommands and the exit-code-relevant flags.
+#[test]
+fn man_prints_a_roff_page() {
+    let out = run(&["man"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.starts_with(".ie") || out.stdout.contains(".TH risp-udp"),
+        "{}",
+        out.stdout
+    );
+    for word in [".SH NAME", "client", "server", "completion"] {
+        assert!(out.stdout.contains(word), "{word} in the page");
+    }
 }

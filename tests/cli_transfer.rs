@@ -21,7 +21,7 @@ use risp_udp::clock;
 use risp_udp::net::client::ClientOptions;
 use risp_udp::proto::client::{ClientConfig, ClientError};
 use serde_json::Value;
-use support::cli::{run, run_with_env, Output, BIN};
+use support::cli::{run, run_closing_stdout_after_one_line, run_with_env, Output, BIN};
 use support::loopback::transfer;
 use uuid::Uuid;
 
@@ -211,6 +211,19 @@ fn client_json_and_output_agree_with_what_was_transferred() {
     assert!(u64_field(&j, "shim_dropped") > 0, "{j}");
     assert!(u64_field(&j, "retransmit_requests") > 0, "{j}");
 
+    // iperf3-like start metadata.
+    let start = &j["start"];
+    assert_eq!(start["server"], Value::String(server.server_arg()), "{j}");
+    assert_eq!(
+        start["version"].as_str(),
+        Some(risp_udp::cli::VERSION),
+        "{j}"
+    );
+    assert_eq!(u64_field(start, "protocol_version"), 1, "{j}");
+    assert!(u64_field(start, "time_unix_s") > 1_600_000_000, "{j}");
+    assert_eq!(start["flags"]["loss"].as_f64(), Some(0.1), "{j}");
+    assert_eq!(u64_field(&start["flags"], "netem_seed"), 7, "{j}");
+
     let text = std::fs::read_to_string(&file).unwrap();
     let values: Vec<u64> = text
         .lines()
@@ -242,44 +255,133 @@ fn client_print_writes_the_values_to_stdout_and_the_report_to_stderr() {
 }
 
 /// A server that never answers: exit 4 once the idle timeout passes, and
-/// not much later.
+/// not much later; the message rounds the duration.
 #[test]
 fn no_answer_exits_4_within_the_idle_timeout() {
     // Bound and silent: datagrams are queued and never answered.
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let silent_addr = silent.local_addr().unwrap().to_string();
-    // Nothing bound at all (ICMP port unreachable on loopback).
+    let addr = silent.local_addr().unwrap().to_string();
+    let out = run(&[
+        "client",
+        "100",
+        "--server",
+        &addr,
+        "--idle-timeout-ms",
+        "500",
+    ]);
+    assert_eq!(out.code, Some(4), "{addr}: {out:?}");
+    assert!(
+        out.elapsed >= Duration::from_millis(500),
+        "gave up before the idle timeout: {:?}",
+        out.elapsed
+    );
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: no answer from the server after "),
+        "{addr}: {out:?}"
+    );
+    // `500ms` or `501ms`, never `500.624311ms`.
+    let figure = last.rsplit(' ').next().unwrap_or_default();
+    assert!(
+        figure.ends_with("ms") && !figure.contains('.'),
+        "rounded: {last}"
+    );
+    drop(silent);
+}
+
+/// Nothing bound at the server's port: the OS says so (ICMP port
+/// unreachable on a connected socket) and the client fails at once with
+/// exit 4 and a message saying nothing listens, instead of waiting for the
+/// whole idle timeout.
+#[test]
+fn no_server_listening_fails_fast_with_exit_4() {
     let closed_addr = {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         s.local_addr().unwrap().to_string()
     };
-    for addr in [&silent_addr, &closed_addr] {
-        let out = run(&[
-            "client",
-            "100",
-            "--server",
-            addr,
-            "--idle-timeout-ms",
-            "500",
-        ]);
-        assert_eq!(out.code, Some(4), "{addr}: {out:?}");
-        assert!(
-            out.elapsed >= Duration::from_millis(500),
-            "gave up before the idle timeout: {:?}",
-            out.elapsed
-        );
-        assert!(
-            out.elapsed < Duration::from_millis(2500),
-            "took {:?} for a 500 ms idle timeout",
-            out.elapsed
-        );
-        let last = out.stderr.lines().last().unwrap_or_default();
-        assert!(
-            last.starts_with("error: no answer from the server"),
-            "{addr}: {out:?}"
-        );
+    let out = run(&[
+        "client",
+        "100",
+        "--server",
+        &closed_addr,
+        "--idle-timeout-ms",
+        "60000",
+    ]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: nothing listens on udp ") && last.contains(&closed_addr),
+        "{out:?}"
+    );
+}
+
+/// `client LEN --print | head -1`: the client stops the transfer as soon as
+/// the reader goes away and exits 0 quietly (it used to run the whole
+/// transfer, then fail with `writing values: Broken pipe`). The length is
+/// the server's limit, 10^8 values, far more than the process deadline
+/// allows, so finishing at all shows the transfer stopped early.
+#[test]
+fn client_print_into_a_closed_pipe_stops_the_transfer_quietly() {
+    let server = Server::start(&[]);
+    let (first, out) = run_closing_stdout_after_one_line(&[
+        "client",
+        "100000000",
+        "--print",
+        "--server",
+        &server.server_arg(),
+    ]);
+    assert!(first.parse::<u32>().is_ok(), "a value: {first:?}");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "quiet: {out:?}");
+}
+
+/// SIGINT (and SIGTERM) mid-transfer: the client prints its partial report
+/// (JSON with `"interrupted": true`) and exits 130. Readiness is the
+/// client's own "requesting sequence" log line, printed after its signal
+/// handlers are installed.
+#[test]
+fn interrupted_client_prints_a_partial_report_and_exits_130() {
+    let server = Server::start(&[]);
+    for signal in ["-INT", "-TERM"] {
+        let mut child = Command::new(BIN)
+            .args(["client", "100000000", "--json", "--log-level", "info"])
+            .args(["--server", &server.server_arg()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn client");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("requesting sequence") {
+            line.clear();
+            let n = stderr.read_line(&mut line).unwrap();
+            assert!(n > 0, "client ended before it started");
+        }
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{signal}: {stdout} {rest}");
+        let j: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+        assert_eq!(j["interrupted"], Value::Bool(true), "{j}");
+        assert_eq!(j["verified"], Value::Bool(false), "{j}");
+        assert_eq!(u64_field(&j, "exit_code"), 130, "{j}");
+        assert!(u64_field(&j, "delivered") < 100_000_000, "{j}");
+        assert!(rest.contains("interrupted after"), "{rest}");
     }
-    drop(silent);
 }
 
 /// A length over the server's `--max-len`: exit 7 and the message names the

@@ -1,8 +1,10 @@
 //! `risp-udp client [LEN]`: stream a sequence from a server and verify it.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,7 +16,8 @@ use uuid::Uuid;
 
 use super::args::NetemArgs;
 use super::exit::Exit;
-use super::report::{human, peak_rss_kb, ClientJson};
+use super::output::{is_closed_pipe, Stdout};
+use super::report::{error_message, human, peak_rss_kb, ClientJson, StartInfo};
 use crate::net::client::{self, ClientOptions};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
 use crate::proto::congestion::INIT_CWND;
@@ -26,6 +29,10 @@ pub struct ClientArgs {
     /// as the original).
     #[arg(value_name = "LEN")]
     pub len: Option<u32>,
+    /// The server's UDP port on 127.0.0.1 (ignored with --server).
+    #[arg(long, default_value_t = super::server::DEFAULT_PORT, env = "RISP_PORT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
     /// The server, as HOST:PORT (default: 127.0.0.1 and --port).
     #[arg(long, value_name = "HOST:PORT", env = "RISP_SERVER")]
     pub server: Option<String>,
@@ -80,6 +87,10 @@ pub struct ClientArgs {
     pub netem: NetemArgs,
 }
 
+/// How long a client waits for its first value before saying, on a
+/// terminal, what it is waiting for.
+pub const WAITING_NOTICE_AFTER: Duration = Duration::from_secs(1);
+
 /// Resolves HOST:PORT, preferring IPv4 (a server bound to 0.0.0.0 does not
 /// hear ::1).
 pub fn resolve(server: &str) -> Result<SocketAddr, String> {
@@ -96,8 +107,9 @@ pub fn resolve(server: &str) -> Result<SocketAddr, String> {
 }
 
 /// Runs the client command; returns the exit status.
-pub async fn run(args: ClientArgs, port: u16) -> Exit {
-    let server = match resolve(&args.server.clone().unwrap_or(format!("127.0.0.1:{port}"))) {
+pub async fn run(args: ClientArgs) -> Exit {
+    let default_server = format!("127.0.0.1:{}", args.port);
+    let server = match resolve(args.server.as_deref().unwrap_or(&default_server)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -117,6 +129,7 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
     config.rtt.max_rto = Duration::from_millis(args.client_ticker_ms);
     config.rtt.min_rto = super::args::ms_to_duration(args.min_rto_ms).min(config.rtt.max_rto);
     config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
+    let start = StartInfo::now(server, shaping_flags(&args, len));
     let mut opts = ClientOptions::new(server, config);
     opts.impairment = args
         .netem
@@ -148,34 +161,76 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
         );
         b
     });
+    // Registered now, so a signal from here on is seen (and the log line
+    // below can tell a script that it is).
+    let signals = super::signal::termination();
     tracing::info!(%uuid, len, %server, "requesting sequence");
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = io::stdout().lock();
     let mut write_err: Option<io::Error> = None;
-    let outcome = client::run(opts, |_, value| {
+    let stdout_closed = Cell::new(false);
+    let got_value = Cell::new(false);
+    let interrupted = Cell::new(false);
+    let on_value = |_, value| {
+        got_value.set(true);
         if let Some(b) = &bar {
             b.inc(1);
         }
-        if args.print && write_err.is_none() {
+        if args.print {
             if let Err(e) = writeln!(out, "{value}") {
-                write_err = Some(e);
+                if is_closed_pipe(&e) {
+                    stdout_closed.set(true);
+                } else {
+                    write_err = Some(e);
+                }
+                return ControlFlow::Break(());
             }
         }
         if let Some(f) = file.as_mut() {
-            if write_err.is_none() {
-                if let Err(e) = writeln!(f, "{value}") {
-                    write_err = Some(e);
-                }
+            if let Err(e) = writeln!(f, "{value}") {
+                write_err = Some(e);
+                return ControlFlow::Break(());
             }
         }
-    })
-    .await;
-    drop(out);
+        ControlFlow::Continue(())
+    };
+    let stop = async {
+        signals.await;
+        interrupted.set(true);
+    };
+    // On a terminal, say what we are waiting for once the wait is long
+    // enough to wonder (nothing is printed when a script runs us).
+    let say_waiting = io::stderr().is_terminal();
+    let outcome = {
+        let transfer = client::run_until(opts, on_value, stop);
+        tokio::pin!(transfer);
+        tokio::select! {
+            r = &mut transfer => r,
+            () = tokio::time::sleep(WAITING_NOTICE_AFTER), if say_waiting => {
+                if !got_value.get() {
+                    eprintln!("waiting for {server}…");
+                }
+                transfer.await
+            }
+        }
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let flushed = out.flush();
+    drop(out);
+    if stdout_closed.get() || flushed.as_ref().is_err_and(is_closed_pipe) {
+        // The reader of the values went away (`--print | head`): the
+        // transfer stopped; nothing more to say.
+        return Exit::Ok;
+    }
     let outcome = match outcome {
         Ok(o) => o,
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            eprintln!(
+                "error: nothing listens on udp {server} (the host answered: port unreachable)"
+            );
+            return Exit::NoAnswer;
+        }
         Err(e) => {
             eprintln!("error: socket: {e}");
             return Exit::Failure;
@@ -186,22 +241,28 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
             write_err.get_or_insert(e);
         }
     }
+    let interrupted = interrupted.get();
     let exit = match &outcome.error {
-        None => Exit::Ok,
+        _ if interrupted => Exit::Interrupted,
+        None if outcome.verified() => Exit::Ok,
+        None => Exit::Failure,
         Some(e) => Exit::for_error(e),
     };
     if args.json {
         let mut json = ClientJson::new(&outcome, exit as u8);
+        json.start = Some(start);
+        json.interrupted = interrupted;
         // Last, after the transfer: the high-water mark only grows.
         json.peak_rss_kb = peak_rss_kb();
         match serde_json::to_string(&json) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => crate::outln!("{j}"),
             Err(e) => eprintln!("error: {e}"),
         }
     } else if args.print {
-        eprint!("{}", human(&outcome));
+        eprint!("{}", human(&outcome, interrupted));
     } else {
-        print!("{}", human(&outcome));
+        let mut out = Stdout::lock();
+        let _ = write!(out, "{}", human(&outcome, interrupted)).and_then(|()| out.flush());
     }
     if let Some(dir) = &args.hist_out {
         match outcome.hist.write_dir(dir, &format!("client-{uuid}-")) {
@@ -218,10 +279,41 @@ pub async fn run(args: ClientArgs, port: u16) -> Exit {
         eprintln!("error: writing values: {e}");
         return Exit::Failure;
     }
-    if let Some(e) = &outcome.error {
-        eprintln!("error: {e}");
+    if interrupted {
+        eprintln!(
+            "interrupted after {} of {} values; the server frees the session after its session lifetime",
+            outcome.delivered, outcome.len
+        );
+    } else if let Some(e) = &outcome.error {
+        eprintln!("error: {}", error_message(e));
     }
     exit
+}
+
+/// The flags that shape a run, for the JSON `start` object.
+fn shaping_flags(args: &ClientArgs, len: u32) -> serde_json::Value {
+    let n = &args.netem;
+    serde_json::json!({
+        "len": len,
+        "window": args.window,
+        "max_window": args.max_window,
+        "sack": !args.no_sack,
+        "client_ticker_ms": args.client_ticker_ms,
+        "min_rto_ms": args.min_rto_ms,
+        "client_killswitch_ms": args.client_killswitch_ms,
+        "idle_timeout_ms": args.idle_timeout_ms,
+        "seed": args.seed,
+        "loss": n.loss,
+        "loss_in": n.loss_in,
+        "loss_out": n.loss_out,
+        "burst": n.burst,
+        "reorder": n.reorder,
+        "duplicate": n.duplicate,
+        "corrupt": n.corrupt,
+        "delay_ms": n.delay_ms,
+        "jitter_ms": n.jitter_ms,
+        "netem_seed": n.netem_seed,
+    })
 }
 
 /// A fresh random UUID (v4).

@@ -37,8 +37,7 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> Exit {
     match demo(args).await {
-        Ok(true) => Exit::Ok,
-        Ok(false) => Exit::Failure,
+        Ok(exit) => exit,
         Err(e) => {
             eprintln!("error: {e}");
             Exit::Failure
@@ -46,8 +45,10 @@ pub async fn run(args: DemoArgs) -> Exit {
     }
 }
 
-async fn demo(args: DemoArgs) -> std::io::Result<bool> {
-    println!(
+/// Runs the demo; its exit code is 0 when every client verified, else the
+/// code a lone client would have ended with for the first failure.
+async fn demo(args: DemoArgs) -> std::io::Result<Exit> {
+    crate::outln!(
         "risp-udp demo: in-process server on udp 127.0.0.1, {} clients x {} values, {:.0}% loss each way (in-process shim)",
         args.clients,
         args.len,
@@ -66,7 +67,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<bool> {
     for t in &run.transfers {
         total_values += u64::from(t.delivered);
         longest = longest.max(t.elapsed);
-        println!(
+        crate::outln!(
             "  {}  {}  {:>8.1} ms  {:>9.0} values/s  sent {:>6}  recv {:>6}  retx req {:>5}  window {}..{}",
             t.uuid,
             if t.verified() { "verified" } else { "FAILED  " },
@@ -79,21 +80,29 @@ async fn demo(args: DemoArgs) -> std::io::Result<bool> {
             t.window.max,
         );
         if let Some(e) = &t.error {
-            println!("      error: {e}");
+            crate::outln!("      error: {e}");
         }
         merged.merge(&t.hist);
     }
     let all_ok = run.all_verified();
+    let exit = if all_ok {
+        Exit::Ok
+    } else {
+        run.transfers
+            .iter()
+            .find_map(|t| t.error.as_ref())
+            .map_or(Exit::Failure, Exit::for_error)
+    };
     merged.server_ack = summary.ack_latency.clone();
     let s = &summary.stats;
-    println!(
+    crate::outln!(
         "all clients: {}; {} values in {:.1} ms ({:.0} values/s overall)",
         if all_ok { "verified" } else { "SOME FAILED" },
         total_values,
         longest.as_secs_f64() * 1000.0,
         total_values as f64 / longest.as_secs_f64().max(1e-9)
     );
-    println!(
+    crate::outln!(
         "server: {} sessions, {} datagrams sent ({} retransmitted, {:.3} per value), {} received",
         s.sessions_opened,
         s.datagrams_sent,
@@ -107,7 +116,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<bool> {
         ("stall", &merged.stall),
         ("server ack", &merged.server_ack),
     ] {
-        println!("  {name:<11} {}", percentiles_row(&h.summary()));
+        crate::outln!("  {name:<11} {}", percentiles_row(&h.summary()));
     }
     let dir = args.hist_out.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("risp-udp-demo-{}", std::process::id()))
@@ -123,16 +132,16 @@ async fn demo(args: DemoArgs) -> std::io::Result<bool> {
             ];
             let series: Vec<_> = series.into_iter().filter(|(_, h)| !h.is_empty()).collect();
             match plot_percentiles(&series, &plot) {
-                Ok(()) => println!(
+                Ok(()) => crate::outln!(
                     "histograms: {} files and a plot in {} (try: risp-udp hist {}/demo-delivery.hgrm)",
                     files.len(),
                     dir.display(),
                     dir.display()
                 ),
-                Err(e) => println!("histograms: {} files in {} (plot failed: {e})", files.len(), dir.display()),
+                Err(e) => crate::outln!("histograms: {} files in {} (plot failed: {e})", files.len(), dir.display()),
             }
         }
-        Err(e) => println!("could not save histograms: {e}"),
+        Err(e) => crate::outln!("could not save histograms: {e}"),
     }
-    Ok(all_ok)
+    Ok(exit)
 }

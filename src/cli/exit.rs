@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use crate::proto::client::ClientError;
+use crate::suite::SuiteError;
+use crate::tcp::TcpError;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,9 @@ pub enum Exit {
     BadRequest = 7,
     /// A simulation suite's expectation was not met.
     ExpectationFailed = 8,
+    /// Stopped by Ctrl-C or SIGTERM before the end (128 + SIGINT, as
+    /// shells report an interrupted command).
+    Interrupted = 130,
 }
 
 impl Exit {
@@ -37,6 +42,30 @@ impl Exit {
             ClientError::SessionExpired => Exit::SessionExpired,
             ClientError::ServerBusy => Exit::ServerBusy,
             ClientError::BadRequest(_) => Exit::BadRequest,
+        }
+    }
+
+    /// The code for a failed TCP comparison transfer, matching the UDP
+    /// client's: an unresolvable name is a usage error, a refused
+    /// connection or a timeout is "no answer", a cut transfer is "went
+    /// silent", a wrong checksum is a checksum mismatch.
+    pub fn for_tcp_error(e: &TcpError) -> Self {
+        match e {
+            TcpError::Resolve { .. } => Exit::Usage,
+            TcpError::Connect { .. } | TcpError::Timeout { .. } => Exit::NoAnswer,
+            TcpError::Unverified { .. } | TcpError::TrailingBytes(_) => Exit::ChecksumMismatch,
+            TcpError::Io { .. } | TcpError::Truncated { .. } => Exit::NoAnswer,
+        }
+    }
+
+    /// The code for a suite that could not run: a bad option or suite file
+    /// is a usage error, anything else a local failure.
+    pub fn for_suite_error(e: &SuiteError) -> Self {
+        match e {
+            SuiteError::Usage(_) | SuiteError::Invalid { .. } | SuiteError::Read { .. } => {
+                Exit::Usage
+            }
+            _ => Exit::Failure,
         }
     }
 

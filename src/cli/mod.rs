@@ -6,22 +6,34 @@
 
 pub mod args;
 pub mod client;
+pub mod completion;
 pub mod demo;
 pub mod exit;
 pub mod health;
 pub mod hist;
 pub mod netem_args;
+pub mod output;
 pub mod report;
 pub mod server;
+pub mod signal;
 pub mod sim;
 pub mod tcp;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use exit::Exit;
+
+/// `--version`: the crate version, the git commit it was built from
+/// ("unknown" outside a checkout) and the wire protocol version.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RISP_GIT_COMMIT"),
+    ", wire protocol v1)"
+);
 
 /// RISP (Realtime Integer Streaming Protocol) over plain UDP.
 ///
@@ -32,7 +44,7 @@ use exit::Exit;
 #[derive(Debug, Parser)]
 #[command(
     name = "risp-udp",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -48,26 +60,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every command takes.
+/// Flags every command takes: where its logs go and how they look.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// UDP port the server listens on, and the client's default server port.
-    #[arg(long, global = true, default_value_t = 8081, env = "RISP_PORT")]
-    pub port: u16,
-    /// TCP port of the server's health endpoint (0: off).
-    #[arg(
-        long,
-        global = true,
-        alias = "health_port",
-        default_value_t = 8080,
-        env = "RISP_HEALTH_PORT"
-    )]
-    pub health_port: u16,
-    /// Most sessions a server holds at once; past it, new clients are told
-    /// "busy" and the health check answers 503 (was --max_goroutines).
-    #[arg(long, global = true, alias = "max_goroutines", default_value_t = 1024, env = "RISP_MAX_SESSIONS",
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_sessions: u64,
     /// Log level (logs go to stderr).
     #[arg(long, global = true, alias = "log_level", value_enum, default_value_t = LogLevel::Warn, env = "RISP_LOG_LEVEL")]
     pub log_level: LogLevel,
@@ -126,6 +121,8 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the manual page (roff), generated from these definitions.
+    Man,
 }
 
 fn init_logging(g: &GlobalArgs) {
@@ -138,12 +135,22 @@ fn init_logging(g: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::new(format!("risp_udp={level},risp_netem={level}"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr);
     let _ = if g.env == Env::Prod {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Colour in logs only on a terminal, and never with `NO_COLOR` set to
+/// anything non-empty (<https://no-color.org>): files and pipes get plain
+/// text.
+pub fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
@@ -163,7 +170,6 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global);
-    let g = cli.global;
     // Commands that need no runtime of ours (`sim` starts its own for
     // `--real`).
     match &cli.command {
@@ -171,8 +177,20 @@ pub fn main() -> ExitCode {
         Command::Hist(a) => return run_hist(a).code(),
         Command::NetemArgs(a) => return run_netem_args(a).code(),
         Command::Completion { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "risp-udp", &mut std::io::stdout());
+            let mut out = output::Stdout::lock();
+            if let Err(e) = out.write_all(&completion::script(*shell)) {
+                eprintln!("error: {e}");
+                return Exit::Failure.code();
+            }
+            return Exit::Ok.code();
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            let mut out = output::Stdout::lock();
+            if let Err(e) = page.render(&mut out) {
+                eprintln!("error: {e}");
+                return Exit::Failure.code();
+            }
             return Exit::Ok.code();
         }
         _ => {}
@@ -190,10 +208,8 @@ pub fn main() -> ExitCode {
     };
     let exit = rt.block_on(async move {
         match cli.command {
-            Command::Server(a) => {
-                server::run(a, g.port, g.health_port, g.max_sessions as usize).await
-            }
-            Command::Client(a) => client::run(a, g.port).await,
+            Command::Server(a) => server::run(a).await,
+            Command::Client(a) => client::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::TcpServer(a) => match tcp::run_tcp_server(a).await {
                 Ok(()) => Exit::Ok,
@@ -206,13 +222,14 @@ pub fn main() -> ExitCode {
                 Ok(_) => Exit::Ok,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    Exit::Failure
+                    Exit::for_tcp_error(&e)
                 }
             },
             Command::Sim(_)
             | Command::Hist(_)
             | Command::NetemArgs(_)
-            | Command::Completion { .. } => {
+            | Command::Completion { .. }
+            | Command::Man => {
                 unreachable!("run without a runtime above")
             }
         }
@@ -221,8 +238,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run_sim(a: &sim::SimArgs) -> Exit {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = output::Stdout::lock();
     let r = sim::run_sim(a, &mut out);
     let _ = out.flush();
     match r {
@@ -230,14 +246,13 @@ fn run_sim(a: &sim::SimArgs) -> Exit {
         Ok(false) => Exit::ExpectationFailed,
         Err(e) => {
             eprintln!("error: {e}");
-            Exit::Failure
+            Exit::for_suite_error(&e)
         }
     }
 }
 
 fn run_netem_args(a: &netem_args::NetemArgsArgs) -> Exit {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = output::Stdout::lock();
     match netem_args::run_netem_args(a, &mut out) {
         Ok(()) => {
             let _ = out.flush();
@@ -245,14 +260,13 @@ fn run_netem_args(a: &netem_args::NetemArgsArgs) -> Exit {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            Exit::Failure
+            Exit::for_suite_error(&e)
         }
     }
 }
 
 fn run_hist(a: &hist::HistArgs) -> Exit {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = output::Stdout::lock();
     match hist::run_hist(a, &mut out) {
         Ok(()) => {
             let _ = out.flush();

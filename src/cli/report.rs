@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::proto::client::ClientError;
 use crate::stats::{duration_to_us, format_duration_us, Summary};
 use crate::transfer::{TransferReport, WindowStats};
 
@@ -16,6 +17,10 @@ use crate::transfer::{TransferReport, WindowStats};
 /// `p999_us`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientJson {
+    /// What ran, where and when (as iperf3's `start`); `None` outside the
+    /// `client` command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartInfo>,
     /// Session key.
     pub uuid: Uuid,
     /// Values requested.
@@ -28,6 +33,9 @@ pub struct ClientJson {
     pub checksum: Option<u64>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Stopped early by Ctrl-C or SIGTERM: the figures are the partial
+    /// transfer's.
+    pub interrupted: bool,
     /// The process exit code this run ends with.
     pub exit_code: u8,
     /// Wall time, milliseconds.
@@ -73,12 +81,14 @@ impl ClientJson {
     pub fn new(r: &TransferReport, exit_code: u8) -> Self {
         let stall = r.hist.stall.summary();
         Self {
+            start: None,
             uuid: r.uuid,
             len: r.len,
             delivered: r.delivered,
             verified: r.verified(),
             checksum: r.checksum,
-            error: r.error.as_ref().map(|e| e.to_string()),
+            error: r.error.as_ref().map(error_message),
+            interrupted: false,
             exit_code,
             elapsed_ms: ms(r.elapsed),
             values_per_sec: r.values_per_sec(),
@@ -101,14 +111,77 @@ impl ClientJson {
     }
 }
 
-/// The human summary of one transfer, several lines.
-pub fn human(r: &TransferReport) -> String {
+/// The `start` object of the client's JSON: what ran, where, when, and the
+/// flags that shape the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StartInfo {
+    /// `risp-udp --version`.
+    pub version: &'static str,
+    /// The wire protocol version spoken.
+    pub protocol_version: u8,
+    /// When the transfer started, seconds since the Unix epoch.
+    pub time_unix_s: u64,
+    /// This machine's host name, when the OS says.
+    pub host: Option<String>,
+    /// The server's address, resolved.
+    pub server: String,
+    /// The flags that shape the run, as given or defaulted.
+    pub flags: serde_json::Value,
+}
+
+impl StartInfo {
+    /// Start metadata for a transfer from `server` shaped by `flags`.
+    pub fn now(server: std::net::SocketAddr, flags: serde_json::Value) -> Self {
+        let time_unix_s = crate::clock::wall_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            version: crate::cli::VERSION,
+            protocol_version: crate::proto::wire::VERSION,
+            time_unix_s,
+            host: host_name(),
+            server: server.to_string(),
+            flags,
+        }
+    }
+}
+
+/// The host name (Linux: `/proc/sys/kernel/hostname`), else `HOSTNAME`.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// A transfer error for people: as its `Display`, with durations rounded
+/// (`30.0s`, not `30.004524228s`).
+pub fn error_message(e: &ClientError) -> String {
+    match e {
+        ClientError::NoAnswer(d) => format!(
+            "no answer from the server after {}",
+            format_duration_us(duration_to_us(*d))
+        ),
+        ClientError::Timeout(d) => format!(
+            "the server went silent for {}",
+            format_duration_us(duration_to_us(*d))
+        ),
+        e => e.to_string(),
+    }
+}
+
+/// The human summary of one transfer, several lines; `interrupted` when
+/// Ctrl-C or SIGTERM stopped it.
+pub fn human(r: &TransferReport, interrupted: bool) -> String {
     let mut s = String::new();
     let status = if r.verified() {
         "verified".to_string()
+    } else if interrupted {
+        "INTERRUPTED (partial figures)".to_string()
     } else {
         match &r.error {
-            Some(e) => format!("FAILED: {e}"),
+            Some(e) => format!("FAILED: {}", error_message(e)),
             None => "FAILED: incomplete".to_string(),
         }
     };

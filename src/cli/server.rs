@@ -17,9 +17,28 @@ use crate::proto::client::MAX_WINDOW;
 use crate::proto::server::{Reject, ServerConfig};
 use crate::stats::HistogramSet;
 
+/// The UDP port a server listens on and a client asks by default.
+pub const DEFAULT_PORT: u16 = 8081;
+
 /// Flags of `risp-udp server`.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
+    /// UDP port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = DEFAULT_PORT, env = "RISP_PORT")]
+    pub port: u16,
+    /// TCP port of the health endpoint (0: off).
+    #[arg(
+        long,
+        alias = "health_port",
+        default_value_t = 8080,
+        env = "RISP_HEALTH_PORT"
+    )]
+    pub health_port: u16,
+    /// Most sessions held at once; past it, new clients are told "busy"
+    /// and the health check answers 503 (was --max_goroutines).
+    #[arg(long, alias = "max_goroutines", default_value_t = 1024, env = "RISP_MAX_SESSIONS",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_sessions: u64,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0", env = "RISP_BIND")]
     pub bind: IpAddr,
@@ -52,7 +71,9 @@ pub struct ServerArgs {
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
-pub async fn run(args: ServerArgs, port: u16, health_port: u16, max_sessions: usize) -> Exit {
+pub async fn run(args: ServerArgs) -> Exit {
+    let (port, health_port) = (args.port, args.health_port);
+    let max_sessions = usize::try_from(args.max_sessions).unwrap_or(usize::MAX);
     let addr = SocketAddr::new(args.bind, port);
     let socket = match crate::net::socket::bind(addr).await {
         Ok(s) => s,

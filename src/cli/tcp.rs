@@ -1,7 +1,6 @@
 //! Command-line arguments and entry points for `risp-udp tcp-server` and
 //! `risp-udp tcp-client`. The binary only parses and calls these.
 
-use std::future::Future;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,13 +42,17 @@ pub struct TcpClientArgs {
 pub async fn run_tcp_server(args: TcpServerArgs) -> io::Result<()> {
     let listener = TcpListener::bind(args.bind).await?;
     let local = listener.local_addr()?;
-    let shutdown = termination();
+    let shutdown = super::signal::termination();
     {
-        let mut out = io::stdout().lock();
+        let mut out = super::output::Stdout::lock();
         writeln!(out, "tcp-server listening on {local}")?;
         out.flush()?;
     }
     tracing::info!(%local, max_len = args.max_len, "tcp-server listening");
+    let shutdown = async {
+        shutdown.await;
+        tracing::info!("tcp-server shutting down");
+    };
     serve(listener, args.max_len, shutdown).await
 }
 
@@ -65,7 +68,7 @@ pub async fn run_tcp_client(args: TcpClientArgs) -> Result<TcpReport, TcpError> 
     } else {
         human_line(&report)
     };
-    println!("{line}");
+    crate::outln!("{line}");
     if report.verified {
         Ok(report)
     } else {
@@ -104,36 +107,4 @@ async fn resolve(server: &str) -> Result<SocketAddr, TcpError> {
                 "no address for this name",
             ))
         })
-}
-
-/// Completes on SIGINT or (on Unix) SIGTERM. The SIGTERM handler is
-/// installed before this returns, so a script's `kill` right after the
-/// "listening" line is not lost. A handler that cannot be installed is simply not waited for.
-fn termination() -> impl Future<Output = ()> {
-    #[cfg(unix)]
-    let mut terminate = {
-        use tokio::signal::unix::{signal, SignalKind};
-        signal(SignalKind::terminate()).ok()
-    };
-    let interrupt = tokio::signal::ctrl_c();
-    async move {
-        let interrupt = async {
-            if interrupt.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        let terminate = async {
-            #[cfg(unix)]
-            if let Some(sig) = terminate.as_mut() {
-                sig.recv().await;
-                return;
-            }
-            std::future::pending::<()>().await;
-        };
-        tokio::select! {
-            () = interrupt => {}
-            () = terminate => {}
-        }
-        tracing::info!("tcp-server shutting down");
-    }
 }

@@ -1,8 +1,10 @@
 //! The client driver: one socket (replaced on each killswitch), one
 //! [`Client`] core, timers from the core.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use risp_netem::{ImpairedLink, ImpairmentConfig, LossySocket, Side};
@@ -62,6 +64,28 @@ pub async fn run(
     opts: ClientOptions,
     mut on_value: impl FnMut(u32, u32),
 ) -> io::Result<TransferReport> {
+    let values = |index, value| {
+        on_value(index, value);
+        ControlFlow::Continue(())
+    };
+    run_until(opts, values, std::future::pending()).await
+}
+
+/// Like [`run`], but the transfer also ends early, with the report so far,
+/// when `on_value` returns [`ControlFlow::Break`] (the values' reader went
+/// away) or when `stop` completes (Ctrl-C). An early end is not an error:
+/// the report is simply not verified.
+///
+/// The socket is connected to the server, so where the OS learns that
+/// nothing listens there (ICMP port unreachable), the transfer fails at
+/// once with [`io::ErrorKind::ConnectionRefused`], provided nothing was
+/// heard from the server yet (later, a refusal is taken as transient).
+pub async fn run_until(
+    opts: ClientOptions,
+    mut on_value: impl FnMut(u32, u32) -> ControlFlow<()>,
+    stop: impl Future<Output = ()>,
+) -> io::Result<TransferReport> {
+    tokio::pin!(stop);
     let started = clock::now();
     let mut client = match opts.resume.clone() {
         Some(r) => Client::resume(opts.config.clone(), r, started),
@@ -84,13 +108,13 @@ pub async fn run(
         let now = clock::now();
         while let Some(n) = client.poll_transmit(now, &mut out) {
             if let Err(e) = socket.send_to(&out[..n], opts.server).await {
-                if !is_transient(&e) {
+                if !is_transient(&e) || refused_before_contact(&e, &client) {
                     return Err(e);
                 }
             }
         }
-        drain_events(&mut client, &mut recorder, now, &mut on_value);
-        if recorder.is_finished() {
+        let flow = drain_events(&mut client, &mut recorder, now, &mut on_value);
+        if recorder.is_finished() || flow.is_break() {
             break;
         }
         if opts.stop_after.is_some_and(|n| client.next_index() >= n) {
@@ -105,10 +129,11 @@ pub async fn run(
                 match r {
                     Ok((n, from)) if from == opts.server => client.handle(clock::now(), &buf[..n]),
                     Ok(_) => {} // not our server: ignore
-                    Err(e) if is_transient(&e) => {}
+                    Err(e) if is_transient(&e) && !refused_before_contact(&e, &client) => {}
                     Err(e) => return Err(e),
                 }
             }
+            () = &mut stop => break,
             () = sleep_until_opt(wake) => {
                 let now = clock::now();
                 let (kill, rebind) = moves.take_due(now);
@@ -137,23 +162,34 @@ pub async fn run(
     Ok(report)
 }
 
-/// Hands the client's events to the recorder, and values to `on_value`.
+/// Hands the client's events to the recorder, and values to `on_value`
+/// (all of them, even after a `Break`, so the report counts what arrived).
 fn drain_events(
     client: &mut Client,
     recorder: &mut TransferRecorder,
     now: Instant,
-    on_value: &mut impl FnMut(u32, u32),
-) {
+    on_value: &mut impl FnMut(u32, u32) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    let mut flow = ControlFlow::Continue(());
     while let Some(ev) = client.poll_event() {
         recorder.record(now, &ev);
         match ev {
             ClientEvent::Restarted { uuid } => {
                 tracing::info!(%uuid, "handshake refused; starting over under a new UUID");
             }
-            ClientEvent::Value { index, value, .. } => on_value(index, value),
+            ClientEvent::Value { index, value, .. } if flow.is_continue() => {
+                flow = on_value(index, value);
+            }
             _ => {}
         }
     }
+    flow
+}
+
+/// True for the OS saying nothing listens at the server's address before
+/// the server was ever heard from: no point waiting for an answer.
+fn refused_before_contact(e: &io::Error, client: &Client) -> bool {
+    e.kind() == io::ErrorKind::ConnectionRefused && client.stats().datagrams_received == 0
 }
 
 /// When the driver moves to a new socket: every `killswitch` (a new
@@ -208,6 +244,9 @@ async fn open(server: SocketAddr, link: Option<&ImpairedLink>) -> io::Result<Los
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let socket = super::socket::bind(bind).await?;
+    // Connected: only the server's datagrams arrive, and an ICMP port
+    // unreachable comes back as ECONNREFUSED.
+    socket.connect(server).await?;
     match link {
         Some(link) => LossySocket::on_link(socket, Side::Client, link),
         None => Ok(LossySocket::passthrough(socket)),

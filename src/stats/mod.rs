@@ -35,6 +35,8 @@ pub use hgrm::{read_hgrm, write_hgrm, HGRM_HEADER, TICKS_PER_HALF_DISTANCE};
 pub use histogram::{duration_to_us, LatencyHistogram, MAX_RECORDABLE_US, SIGNIFICANT_DIGITS};
 pub use hlog::{read_hlog, write_hlog, write_hlog_with_start, HLOG_COMMENT};
 pub use load::{load, parse_bytes, sniff, FileFormat, MAX_FILE_BYTES};
-pub use plot::{percentile_label, plot_percentiles, spectrum_points, PLOT_SIZE};
+pub use plot::{
+    percentile_label, plot_percentiles, register_plot_font, spectrum_points, PLOT_FONT, PLOT_SIZE,
+};
 pub use set::{HistKind, HistogramSet, SetSummary};
 pub use summary::{format_duration_us, parse_duration_us, Summary};

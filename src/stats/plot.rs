@@ -6,27 +6,50 @@
 //! tail, where retransmission and head-of-line blocking live, gets as much
 //! room as the median. One labelled line per input.
 //!
-//! Fonts: plotters is built without its font features, so nothing here
-//! needs font files. SVG output carries its text as `<text>` elements that
-//! the viewer renders, so it is fully labelled on any machine. A bitmap
-//! needs glyphs rasterised by us, which would need a font file a fresh
-//! machine may not have; PNG output therefore draws the same chart with
-//! lines, grid and coloured legend swatches but without text. Use SVG when
-//! labels matter.
+//! Fonts: the charts are labelled in DejaVu Sans, embedded in the binary
+//! (the `dejavu` crate; Bitstream Vera licence) and registered with
+//! plotters' `ab_glyph` text renderer by [`register_plot_font`], so PNG
+//! output carries the same title, axis labels, ticks and legend as SVG on
+//! any machine, with no font installed. SVG keeps its text as `<text>`
+//! elements that the viewer renders.
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
+use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters_backend::{
-    BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind,
-};
+use plotters::style::{register_font, FontStyle};
 
 use super::error::{PlotError, StatsError};
 use super::hgrm::TICKS_PER_HALF_DISTANCE;
 use super::histogram::LatencyHistogram;
+
+/// The font family every chart asks for; [`register_plot_font`] maps it
+/// (and the styles plotters may ask for) to the embedded DejaVu Sans.
+pub const PLOT_FONT: &str = "sans-serif";
+
+/// Registers the embedded font under [`PLOT_FONT`] for plotters' text
+/// renderer. Idempotent; every function that draws a chart calls it first.
+pub fn register_plot_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let regular = dejavu::sans::regular();
+        for (style, bytes) in [
+            (FontStyle::Normal, regular),
+            (FontStyle::Bold, dejavu::sans::bold()),
+            (FontStyle::Oblique, dejavu::sans::oblique()),
+            (FontStyle::Italic, dejavu::sans::oblique()),
+        ] {
+            // The bytes are a well-formed TrueType file shipped by the
+            // crate; a failure would only lose the labels, not the chart.
+            if register_font(PLOT_FONT, style, bytes).is_err() {
+                tracing::warn!("the embedded plot font could not be registered");
+            }
+        }
+    });
+}
 
 /// Plot size in pixels.
 pub const PLOT_SIZE: (u32, u32) = (1024, 640);
@@ -71,6 +94,7 @@ pub fn plot_percentiles(
             what: "nothing to plot".into(),
         });
     }
+    register_plot_font();
     let lines: Vec<(String, Vec<(f64, f64)>)> = series
         .iter()
         .map(|(name, h)| (name.clone(), spectrum_points(h)))
@@ -104,10 +128,7 @@ pub fn plot_percentiles(
             let (w, h) = PLOT_SIZE;
             let mut pixels = vec![0u8; (w as usize) * (h as usize) * 3];
             {
-                let backend = TextlessBitmap {
-                    inner: BitMapBackend::with_buffer(&mut pixels, PLOT_SIZE),
-                };
-                let root = backend.into_drawing_area();
+                let root = BitMapBackend::with_buffer(&mut pixels, PLOT_SIZE).into_drawing_area();
                 draw_chart(&root, out, &lines, x_max, y_max)?;
                 root.present().map_err(|e| PlotError::backend(out, e))?;
             }
@@ -135,7 +156,7 @@ fn draw_chart<DB: DrawingBackend>(
     let e = |err: DrawingAreaErrorKind<DB::ErrorType>| PlotError::backend(out, err);
     root.fill(&WHITE).map_err(e)?;
     let mut chart = ChartBuilder::on(root)
-        .caption("Latency by percentile", ("sans-serif", 24))
+        .caption("Latency by percentile", (PLOT_FONT, 24))
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(70)
@@ -188,101 +209,4 @@ fn write_png(out: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), PlotError
     let mut writer = encoder.write_header().map_err(png_err)?;
     writer.write_image_data(rgb).map_err(png_err)?;
     writer.finish().map_err(png_err)
-}
-
-/// A bitmap backend that skips text, because rasterising glyphs would need
-/// a font file (plotters' built-in fallback panics when asked to draw).
-/// Layout still works: text sizes are estimated without a font.
-struct TextlessBitmap<'a> {
-    /// The real pixel backend everything else is forwarded to.
-    inner: BitMapBackend<'a>,
-}
-
-type BitmapError<'a> = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
-
-impl<'a> DrawingBackend for TextlessBitmap<'a> {
-    type ErrorType = BitmapError<'a>;
-
-    fn get_size(&self) -> (u32, u32) {
-        self.inner.get_size()
-    }
-
-    fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.ensure_prepared()
-    }
-
-    fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.present()
-    }
-
-    fn draw_pixel(
-        &mut self,
-        point: BackendCoord,
-        color: BackendColor,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_pixel(point, color)
-    }
-
-    fn draw_line<S: BackendStyle>(
-        &mut self,
-        from: BackendCoord,
-        to: BackendCoord,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_line(from, to, style)
-    }
-
-    fn draw_rect<S: BackendStyle>(
-        &mut self,
-        upper_left: BackendCoord,
-        bottom_right: BackendCoord,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_rect(upper_left, bottom_right, style, fill)
-    }
-
-    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        path: I,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_path(path, style)
-    }
-
-    fn draw_circle<S: BackendStyle>(
-        &mut self,
-        center: BackendCoord,
-        radius: u32,
-        style: &S,
-        fill: bool,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.draw_circle(center, radius, style, fill)
-    }
-
-    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        vert: I,
-        style: &S,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.fill_polygon(vert, style)
-    }
-
-    fn draw_text<TStyle: BackendTextStyle>(
-        &mut self,
-        _text: &str,
-        _style: &TStyle,
-        _pos: BackendCoord,
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        Ok(())
-    }
-
-    fn blit_bitmap(
-        &mut self,
-        pos: BackendCoord,
-        size: (u32, u32),
-        src: &[u8],
-    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
-        self.inner.blit_bitmap(pos, size, src)
-    }
 }

@@ -56,7 +56,7 @@
 //! blackhole = [{ start_ms = 200, duration_ms = 5000 }]  # drop everything
 //! rebind_at_ms = [30, 90]    # the client's address changes (NAT rebinding)
 //! [profile.expect]           # overrides [expect] key by key
-//! all_verified = true        # every transfer of every run verified
+//! all_verified = true        # every transfer of every run verified (the default; `false` turns it off)
 //! max_datagrams_per_value = 1.2   # server datagrams / value, whole profile
 //! max_completion_ms = 2000   # longest transfer (virtual time in --virtual)
 //! ```

@@ -26,6 +26,7 @@ type Line = (String, Vec<(f64, f64)>);
 /// Writes both plots into `dir` (created if needed) and returns their paths.
 /// Fails when no profile of the report is a plot point.
 pub fn write_plots(report: &SuiteReport, dir: &Path) -> Result<Vec<PathBuf>, SuiteError> {
+    crate::stats::register_plot_font();
     let points: Vec<&ProfileReport> = report.profiles.iter().filter(|p| p.plot).collect();
     if points.is_empty() {
         return Err(PlotError::NoData {

@@ -63,7 +63,7 @@ pub struct Profile {
 /// What a profile must achieve. `None` means "not checked".
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Expectations {
-    /// Every transfer of every run verified.
+    /// Every transfer of every run verified; checked unless `Some(false)`.
     pub all_verified: Option<bool>,
     /// Datagrams the server sent per value, over the whole profile, at most
     /// this.
