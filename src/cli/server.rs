@@ -14,7 +14,7 @@ use super::exit::Exit;
 use super::report::peak_rss_kb;
 use crate::net::server::{self, ServerSummary, SharedSummary};
 use crate::proto::client::MAX_WINDOW;
-use crate::proto::server::{Reject, ServerConfig};
+use crate::proto::server::{Reject, RetryPolicy, ServerConfig};
 use crate::stats::HistogramSet;
 
 /// The UDP port a server listens on and a client asks by default.
@@ -61,6 +61,17 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 30_000, env = "RISP_SESSION_LIFETIME_MS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub session_lifetime_ms: u64,
+    /// When a new client must first prove its address with a retry token
+    /// (one round trip more): `auto` when handshakes that proved nothing
+    /// hold an eighth of the session table (a spoofed flood), `always`, or
+    /// `never`.
+    #[arg(long, value_enum, default_value_t = RetryArg::Auto, env = "RISP_RETRY")]
+    pub retry: RetryArg,
+    /// Most window slots (values in flight, about 60 bytes each) over all
+    /// sessions together; each session's window is capped at its share.
+    #[arg(long, default_value_t = 256 * 1024, env = "RISP_WINDOW_BUDGET",
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub window_budget: u64,
     /// Record first-send-to-ack latencies and write them (.hgrm, .hlog) to
     /// DIR on shutdown and on SIGUSR1.
     #[arg(long, value_name = "DIR")]
@@ -68,6 +79,27 @@ pub struct ServerArgs {
     /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: NetemArgs,
+}
+
+/// `--retry` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetryArg {
+    /// Under pressure only.
+    Auto,
+    /// Every new client.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl From<RetryArg> for RetryPolicy {
+    fn from(r: RetryArg) -> Self {
+        match r {
+            RetryArg::Auto => RetryPolicy::UnderPressure,
+            RetryArg::Always => RetryPolicy::Always,
+            RetryArg::Never => RetryPolicy::Never,
+        }
+    }
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -114,6 +146,8 @@ pub async fn run(args: ServerArgs) -> Exit {
         pacing: Duration::from_millis(args.server_ticker_ms),
         seed: None,
         ack_latency_events: args.hist_out.is_some(),
+        retry: args.retry.into(),
+        window_budget: usize::try_from(args.window_budget).unwrap_or(usize::MAX),
         ..ServerConfig::default()
     };
     eprintln!(
