@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -339,12 +340,11 @@ fn killswitch_every_20ms_still_verifies() {
     assert!(u64_field(&j, "reconnects") > 0, "{j}");
 }
 
-/// One HTTP GET against the health port: (status code, JSON body).
-fn health_get(port: u16) -> (u16, Value) {
+/// One HTTP request against the health port: (status code, body).
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to health port");
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    conn.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
+    write!(conn, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut resp = String::new();
     conn.read_to_string(&mut resp).unwrap();
     let status: u16 = resp
@@ -352,19 +352,81 @@ fn health_get(port: u16) -> (u16, Value) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {resp:?}"));
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let j = serde_json::from_str(body).unwrap_or_else(|e| panic!("body not JSON ({e}): {resp:?}"));
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// `GET /` on the health port: (status code, JSON body).
+fn health_get(port: u16) -> (u16, Value) {
+    let (status, body) = http(port, "GET", "/");
+    let j = serde_json::from_str(&body).unwrap_or_else(|e| panic!("body not JSON ({e}): {body:?}"));
     (status, j)
+}
+
+/// A free TCP port on loopback for a health endpoint.
+fn free_tcp_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `GET /metrics`, parsed by the `prometheus-parse` crate: `name{k=v,...}`
+/// (labels sorted) to value, for every sample (a histogram's `_sum` and
+/// `_count` are samples; its buckets are under `name_bucket{le=...}`).
+fn metrics(port: u16) -> HashMap<String, f64> {
+    let (status, page) = http(port, "GET", "/metrics");
+    assert_eq!(status, 200, "{page}");
+    let lines = page.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the page parses");
+    let key = |name: &str, labels: &[(String, String)]| {
+        let mut labels: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        format!("{name}{{{}}}", labels.join(","))
+    };
+    let mut out = HashMap::new();
+    for s in &scrape.samples {
+        let labels: Vec<_> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => {
+                for b in buckets {
+                    let mut with_le = labels.clone();
+                    with_le.push(("le".to_string(), b.less_than.to_string()));
+                    out.insert(key(&format!("{}_bucket", s.metric), &with_le), b.count);
+                }
+            }
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => {
+                out.insert(key(&s.metric, &labels), *v);
+            }
+            other => panic!("unexpected sample {other:?}"),
+        }
+    }
+    out
+}
+
+/// Polls `/metrics` until `done` accepts it (the server publishes its
+/// counters every 200 ms), with a deadline.
+fn metrics_when(port: u16, done: impl Fn(&HashMap<String, f64>) -> bool) -> HashMap<String, f64> {
+    let deadline = clock::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics(port);
+        if done(&m) {
+            return m;
+        }
+        assert!(clock::now() < deadline, "metrics never got there: {m:?}");
+        thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// The health endpoint: 200 with the session count below the limit, 503 at
 /// it.
 #[test]
 fn health_endpoint_answers_200_then_503_at_the_session_limit() {
-    let health_port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let health_port = free_tcp_port();
     let hp = health_port.to_string();
     let server = Server::start(&["--health-port", &hp, "--max-sessions", "1"]);
     let (status, j) = health_get(health_port);
@@ -388,16 +450,167 @@ fn health_endpoint_answers_200_then_503_at_the_session_limit() {
     assert_eq!(j["status"], "busy", "{j}");
 }
 
+/// `/healthz`, `/readyz`, `/metrics` and the rest over the real binary:
+/// liveness and readiness answer 200; the metrics page parses and its
+/// counters move with a transfer; holding the one session allowed makes
+/// `/readyz` 503 while `/healthz` stays 200; other paths are 404 and other
+/// methods 405.
+#[test]
+fn health_paths_answer_liveness_readiness_and_metrics() {
+    let health_port = free_tcp_port();
+    let hp = health_port.to_string();
+    let server = Server::start(&["--health-port", &hp, "--max-sessions", "1"]);
+    assert_eq!(
+        http(health_port, "GET", "/healthz"),
+        (200, "ok\n".to_string())
+    );
+    assert_eq!(
+        http(health_port, "GET", "/readyz"),
+        (200, "ready\n".to_string())
+    );
+    assert_eq!(http(health_port, "GET", "/health").0, 404);
+    assert_eq!(http(health_port, "GET", "/metricsx").0, 404);
+    assert_eq!(http(health_port, "POST", "/metrics").0, 405);
+    assert_eq!(http(health_port, "DELETE", "/").0, 405);
+
+    let before = metrics(health_port);
+    assert_eq!(before["risp_sessions_limit{}"], 1.0);
+    assert_eq!(before["risp_datagrams_received_total{kind=connected}"], 0.0);
+    assert_eq!(before["risp_delivery_seconds_count{}"], 0.0);
+    for reason in ["malformed", "unauthorized", "busy", "unusable_source"] {
+        let key = format!("risp_datagrams_rejected_total{{reason={reason}}}");
+        assert_eq!(before.get(&key), Some(&0.0), "{key}");
+    }
+
+    let out = run(&["client", "2000", "--server", &server.server_arg()]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let after = metrics_when(health_port, |m| m["risp_sessions_closed_total{}"] == 1.0);
+    assert_eq!(after["risp_sessions_opened_total{}"], 1.0);
+    assert_eq!(after["risp_datagrams_received_total{kind=connecting}"], 1.0);
+    assert!(after["risp_datagrams_received_total{kind=connected}"] > 0.0);
+    assert_eq!(after["risp_datagrams_received_total{kind=closed}"], 1.0);
+    assert_eq!(after["risp_datagrams_sent_total{kind=accept}"], 1.0);
+    assert!(after["risp_datagrams_sent_total{kind=data}"] >= 2000.0);
+    assert_eq!(after["risp_datagrams_sent_total{kind=checksum}"], 1.0);
+    assert_eq!(after["risp_delivery_seconds_count{}"], 2000.0);
+    assert_eq!(after["risp_delivery_seconds_bucket{le=inf}"], 2000.0);
+    assert!(after["risp_rtt_seconds_count{}"] > 0.0);
+    assert!(after["risp_delivery_seconds_sum{}"] > 0.0);
+    let received: f64 = after
+        .iter()
+        .filter(|(k, _)| k.starts_with("risp_datagrams_received_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    let rejected: f64 = after
+        .iter()
+        .filter(|(k, _)| k.starts_with("risp_datagrams_rejected_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(received, after["risp_accepted_total{}"] + rejected);
+    assert!(after["risp_loop_turns_total{}"] > before["risp_loop_turns_total{}"]);
+    assert_eq!(after["risp_sessions{state=established}"], 0.0);
+
+    // Hold the one session allowed: not ready, still alive.
+    stall_a_session(server.addr, 10_000, 5);
+    let deadline = clock::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, body) = http(health_port, "GET", "/readyz");
+        if status != 200 || clock::now() > deadline {
+            break (status, body);
+        }
+        thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!((status, body.as_str()), (503, "busy: 1 of 1 sessions\n"));
+    assert_eq!(http(health_port, "GET", "/healthz").0, 200);
+    let held = metrics(health_port);
+    assert_eq!(held["risp_sessions{state=established}"], 1.0);
+    assert_eq!(held["risp_sessions{state=handshake}"], 0.0);
+}
+
+/// The metrics page passes the Prometheus project's own Python parser
+/// (`prometheus_client`, stricter than the Rust crate: it refuses a
+/// malformed line instead of skipping it). `.ci/run` installs it
+/// (python3-prometheus-client); elsewhere the test says it skipped.
+#[test]
+fn metrics_page_passes_the_reference_python_parser() {
+    const PYTHON: &str = "/usr/bin/python3";
+    let has_parser = Command::new(PYTHON)
+        .args(["-c", "import prometheus_client.parser"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_parser {
+        eprintln!("skipped: {PYTHON} cannot import prometheus_client (apt-get install python3-prometheus-client)");
+        return;
+    }
+    let health_port = free_tcp_port();
+    let hp = health_port.to_string();
+    let server = Server::start(&["--health-port", &hp]);
+    let out = run(&[
+        "client",
+        "500",
+        "--loss",
+        "0.1",
+        "--server",
+        &server.server_arg(),
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    metrics_when(health_port, |m| m["risp_sessions_closed_total{}"] == 1.0);
+    let (_, page) = http(health_port, "GET", "/metrics");
+    // Prints `name type samples` per family; fails on any unreadable line.
+    let script = "import sys\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        for f in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   print(f.name, f.type, len(f.samples))\n";
+    let mut child = Command::new(PYTHON)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(page.as_bytes())
+        .unwrap();
+    let parsed = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&parsed.stdout);
+    assert!(
+        parsed.status.success(),
+        "{}\n{page}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let families: HashMap<&str, (&str, usize)> = stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            Some((w.next()?, (w.next()?, w.next()?.parse().ok()?)))
+        })
+        .collect();
+    let families_on_page = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert_eq!(families.len(), families_on_page, "{stdout}");
+    // 16 bounds and +Inf, then _sum and _count.
+    assert_eq!(families["risp_delivery_seconds"], ("histogram", 19));
+    assert_eq!(families["risp_rtt_seconds"], ("histogram", 19));
+    // The parser names a counter family without its `_total`.
+    assert_eq!(families["risp_datagrams_rejected"].0, "counter");
+    let reasons = page
+        .lines()
+        .filter(|l| l.starts_with("risp_datagrams_rejected_total{reason="))
+        .count();
+    assert_eq!(families["risp_datagrams_rejected"].1, reasons);
+    assert_eq!(families["risp_sessions"], ("gauge", 2));
+}
+
 /// The health endpoint survives running out of file descriptors: with the
 /// server's limit lowered to 32 (prlimit on its pid), 60 connections held
 /// open make `accept` fail (EMFILE, logged); once they close, the endpoint
 /// answers again (it used to end its task, and the port stayed closed).
 #[test]
 fn health_endpoint_survives_running_out_of_file_descriptors() {
-    let health_port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let health_port = free_tcp_port();
     let hp = health_port.to_string();
     let server = Server::start(&["--health-port", &hp]);
     assert_eq!(health_get(health_port).0, 200);

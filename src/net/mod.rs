@@ -6,5 +6,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod client;
+pub mod heartbeat;
+pub mod metrics;
 pub mod server;
 pub mod socket;

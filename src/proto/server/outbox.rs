@@ -116,6 +116,9 @@ pub struct ServerStats {
     /// Probes read as plain acks because a probe had made the session
     /// resend its window less than one smallest RTT before.
     pub probes_limited: u64,
+    /// Probes (acks a client's timer sent) that reached their session; the
+    /// client sends each probe twice.
+    pub probes: u64,
 }
 
 impl ServerStats {
@@ -177,6 +180,9 @@ pub enum ServerEvent {
         uuid: Uuid,
         /// First send to acknowledgement.
         latency: Duration,
+        /// The value was sent more than once, so the latency is not an
+        /// RTT sample (Karn).
+        retransmitted: bool,
     },
 }
 
@@ -236,7 +242,11 @@ impl Outbox {
     }
 
     /// Queues an [`ServerEvent::AckLatency`].
-    pub(crate) fn ack_latency(&mut self, uuid: Uuid, latency: Duration) {
-        self.event(ServerEvent::AckLatency { uuid, latency });
+    pub(crate) fn ack_latency(&mut self, uuid: Uuid, latency: Duration, retransmitted: bool) {
+        self.event(ServerEvent::AckLatency {
+            uuid,
+            latency,
+            retransmitted,
+        });
     }
 }
