@@ -21,9 +21,11 @@ use risp_udp::cli::exit::Exit;
 use risp_udp::clock;
 use risp_udp::net::client::ClientOptions;
 use risp_udp::proto::client::{ClientConfig, ClientError};
+use risp_udp::proto::wire::State;
 use serde_json::Value;
 use support::cli::{run, run_with_env, Output, BIN};
 use support::loopback::transfer;
+use support::wire::{reseal, ClientDatagram};
 use uuid::Uuid;
 
 /// A running `risp-udp server`, killed on drop.
@@ -602,6 +604,77 @@ fn metrics_page_passes_the_reference_python_parser() {
         .count();
     assert_eq!(families["risp_datagrams_rejected"].1, reasons);
     assert_eq!(families["risp_sessions"], ("gauge", 2));
+}
+
+/// Security events are logged at most five lines a second per kind, the
+/// next line saying how many were suppressed: a burst of 50 malformed and
+/// 50 wrong-direction datagrams gives a few lines of each (each reason has
+/// its own budget), and the lines written plus the counts suppressed add up
+/// to what the server rejected.
+#[test]
+fn security_log_lines_are_rate_limited_per_kind() {
+    const EACH: usize = 50;
+    let health_port = free_tcp_port();
+    let hp = health_port.to_string();
+    // `--env prod`: one JSON object per log line.
+    let server = Server::start(&["--health-port", &hp, "--env", "prod"]);
+    let mut wrong_direction = ClientDatagram::new(State::Connected, Uuid::new_v4(), 10).encode();
+    wrong_direction[3] = 0x81; // a server kind
+    reseal(&mut wrong_direction);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..EACH {
+        sock.send_to(b"not a risp datagram", server.addr).unwrap();
+        sock.send_to(&wrong_direction, server.addr).unwrap();
+    }
+    let reasons = ["malformed", "wrong_direction"];
+    metrics_when(health_port, |m| {
+        reasons
+            .iter()
+            .all(|r| m[&format!("risp_datagrams_rejected_total{{reason={r}}}")] == EACH as f64)
+    });
+    // (lines written, suppressed counts reported) per reason, until every
+    // rejected datagram is accounted for (the closing "more lines
+    // suppressed" line comes once the one-second window is over).
+    let mut seen: HashMap<String, (usize, u64)> = HashMap::new();
+    let accounted = |seen: &HashMap<String, (usize, u64)>| {
+        reasons.iter().all(|r| {
+            seen.get(*r)
+                .is_some_and(|&(lines, suppressed)| lines as u64 + suppressed == EACH as u64)
+        })
+    };
+    let deadline = clock::now() + Duration::from_secs(10);
+    while !accounted(&seen) {
+        let left = deadline.saturating_duration_since(clock::now());
+        let line = server
+            .stderr
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("log never accounted for every reject: {seen:?}"));
+        let Ok(j) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let fields = &j["fields"];
+        let message = fields["message"].as_str().unwrap_or_default();
+        if !message.starts_with("datagram rejected") {
+            continue;
+        }
+        let reason = fields["reason"].as_str().expect("a reason").to_string();
+        let suppressed = fields["suppressed"].as_u64().expect("a count");
+        let entry = seen.entry(reason).or_default();
+        if message == "datagram rejected" {
+            entry.0 += 1;
+        }
+        entry.1 += suppressed;
+    }
+    for r in reasons {
+        let (lines, suppressed) = seen[r];
+        // Five a second; a burst that straddles two windows gets two
+        // budgets.
+        assert!((1..=10).contains(&lines), "{r}: {lines} lines");
+        assert!(
+            suppressed >= (EACH - 10) as u64,
+            "{r}: {suppressed} suppressed"
+        );
+    }
 }
 
 /// The health endpoint survives running out of file descriptors: with the

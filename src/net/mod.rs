@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod heartbeat;
+pub mod log_limit;
 pub mod metrics;
+mod security_log;
 pub mod server;
 pub mod socket;

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use uuid::Uuid;
 
 use super::heartbeat::Heartbeat;
 use super::metrics::DriverMetrics;
+use super::security_log::SecurityLog;
 use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::server::{Server, ServerConfig, ServerEvent, ServerStats};
@@ -119,8 +119,11 @@ pub async fn serve(
             r = socket.recv_from(&mut buf) => {
                 match r {
                     Ok((n, from)) => {
+                        let now = clock::now();
                         rec.metrics.on_received(&buf[..n]);
-                        server.handle(clock::now(), from, &buf[..n]);
+                        let mark = SecurityLog::mark(server.stats());
+                        server.handle(now, from, &buf[..n]);
+                        rec.log.after_datagram(now, from, n, &mark, server.stats());
                     }
                     // ICMP errors (a client went away) surface here on some
                     // platforms: they concern one peer, not the server.
@@ -151,12 +154,13 @@ pub async fn serve(
                     // A send error concerns one destination (EINVAL for port
                     // 0, EACCES for broadcast, ICMP-reported unreachables):
                     // the server carries on for everyone else.
-                    rec.send_errors.record(now, &e, t.destination);
+                    rec.log.send_failed(now, &e, t.destination);
                 }
             }
         }
         if now >= next_publish {
             next_publish = now + PUBLISH_EVERY;
+            rec.log.flush(now);
             rec.publish(&shared, &server);
         }
     }
@@ -177,8 +181,8 @@ struct Recorder {
     metrics: DriverMetrics,
     /// Acknowledgement latencies with their per-second series, when asked.
     hist: Option<LatencyHistogram>,
-    /// Send failures.
-    send_errors: SendErrors,
+    /// Security events, logged rate-limited; send failures counted.
+    log: SecurityLog,
     /// Data datagrams per session, when asked.
     data: Option<DataCounts>,
 }
@@ -199,7 +203,7 @@ impl Recorder {
             heartbeat,
             metrics: DriverMetrics::default(),
             hist: want_hist.then(LatencyHistogram::new),
-            send_errors: SendErrors::default(),
+            log: SecurityLog::default(),
             data: want_data.then(DataCounts::default),
         }
     }
@@ -245,7 +249,7 @@ impl Recorder {
             if let Some(h) = &self.hist {
                 s.ack_latency = h.clone();
             }
-            s.send_errors = self.send_errors.count;
+            s.send_errors = self.log.send_error_count;
             s.stats = server.stats().clone();
             s.metrics = self.metrics;
             s.sessions = server.session_count();
@@ -269,31 +273,6 @@ impl DataCounts {
         {
             self.sent.insert(uuid, data_sent);
         }
-    }
-}
-
-/// Send failures: counted, and logged at most once per [`LOG_EVERY`] with
-/// the number suppressed since.
-#[derive(Debug, Default)]
-struct SendErrors {
-    count: u64,
-    suppressed: u64,
-    last_log: Option<Instant>,
-}
-
-/// Shortest gap between two log lines about send failures.
-const LOG_EVERY: Duration = Duration::from_secs(1);
-
-impl SendErrors {
-    fn record(&mut self, now: Instant, e: &io::Error, to: SocketAddr) {
-        self.count += 1;
-        if self.last_log.is_some_and(|t| now < t + LOG_EVERY) {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!(error = %e, %to, suppressed = self.suppressed, "send failed");
-        self.last_log = Some(now);
-        self.suppressed = 0;
     }
 }
 
