@@ -128,6 +128,34 @@ fn endpoint_seeds_reach_what_they_are_named_for() {
     assert_eq!(hostile.datagrams_sent, 0, "{hostile:?}");
 }
 
+/// The one crash the fuzzers found (the `endpoint` target, in its first
+/// minute): the harness's own "next timestamp" after a message stamped
+/// 2^64 - 1 overflowed. The server was fine; the script builder saturates
+/// now.
+#[test]
+fn a_script_past_the_largest_timestamp_runs() {
+    use risp_udp::proto::wire::State;
+    use support::fuzz::{built, Addr, Op, ScriptWriter};
+    let mut last = built(State::Connecting, 0, 10);
+    last.timestamp = Some(u64::MAX);
+    let script = ScriptWriter::new(2, 100, 8)
+        .op(&Op::Client {
+            from: Addr::Client(0),
+            msg: last,
+        })
+        .op(&Op::Transmit { max: 8 })
+        .op(&Op::Client {
+            from: Addr::Client(0),
+            msg: built(State::Connected, 0, 10),
+        })
+        .op(&Op::Transmit { max: 8 })
+        .finish();
+    let stats = fuzz::endpoint(&script).expect("a config");
+    // Saturated, the second message carries 2^64 - 1 again and is taken;
+    // wrapped to 0 (release builds do not trap), it would be stale.
+    assert_eq!(stats.accepted, 2, "{stats:?}");
+}
+
 #[test]
 fn decode_seeds_cover_every_kind_both_ways() {
     use risp_udp::proto::wire::{ClientMessage, ServerMessage};

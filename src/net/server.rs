@@ -104,7 +104,6 @@ pub async fn serve(
     let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
     let mut out = Vec::with_capacity(BATCH * DATA_LEN);
     let mut rec = Recorder::new(&shared);
-    let heartbeat = rec.heartbeat.clone();
     let mut next_publish = rec.started;
     tokio::pin!(shutdown);
     loop {
@@ -134,7 +133,7 @@ pub async fn serve(
             () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
         }
         let now = clock::now();
-        heartbeat.beat(now);
+        rec.heartbeat.beat(now);
         // The select prefers datagrams: under a sustained flood the timer
         // branch would never be chosen. Run whatever timers are due on every
         // turn, so expiry and loss checks keep their time whatever the
