@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -20,9 +21,11 @@ use risp_udp::cli::exit::Exit;
 use risp_udp::clock;
 use risp_udp::net::client::ClientOptions;
 use risp_udp::proto::client::{ClientConfig, ClientError};
+use risp_udp::proto::wire::State;
 use serde_json::Value;
 use support::cli::{run, run_closing_stdout_after_one_line, run_with_env, Output, BIN};
 use support::loopback::transfer;
+use support::wire::{reseal, ClientDatagram};
 use uuid::Uuid;
 
 /// A running `risp-udp server`, killed on drop.
@@ -441,12 +444,11 @@ fn killswitch_every_20ms_still_verifies() {
     assert!(u64_field(&j, "reconnects") > 0, "{j}");
 }
 
-/// One HTTP GET against the health port: (status code, JSON body).
-fn health_get(port: u16) -> (u16, Value) {
+/// One HTTP request against the health port: (status code, body).
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to health port");
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    conn.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
+    write!(conn, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut resp = String::new();
     conn.read_to_string(&mut resp).unwrap();
     let status: u16 = resp
@@ -454,19 +456,81 @@ fn health_get(port: u16) -> (u16, Value) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {resp:?}"));
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let j = serde_json::from_str(body).unwrap_or_else(|e| panic!("body not JSON ({e}): {resp:?}"));
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// `GET /` on the health port: (status code, JSON body).
+fn health_get(port: u16) -> (u16, Value) {
+    let (status, body) = http(port, "GET", "/");
+    let j = serde_json::from_str(&body).unwrap_or_else(|e| panic!("body not JSON ({e}): {body:?}"));
     (status, j)
+}
+
+/// A free TCP port on loopback for a health endpoint.
+fn free_tcp_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `GET /metrics`, parsed by the `prometheus-parse` crate: `name{k=v,...}`
+/// (labels sorted) to value, for every sample (a histogram's `_sum` and
+/// `_count` are samples; its buckets are under `name_bucket{le=...}`).
+fn metrics(port: u16) -> HashMap<String, f64> {
+    let (status, page) = http(port, "GET", "/metrics");
+    assert_eq!(status, 200, "{page}");
+    let lines = page.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the page parses");
+    let key = |name: &str, labels: &[(String, String)]| {
+        let mut labels: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        format!("{name}{{{}}}", labels.join(","))
+    };
+    let mut out = HashMap::new();
+    for s in &scrape.samples {
+        let labels: Vec<_> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => {
+                for b in buckets {
+                    let mut with_le = labels.clone();
+                    with_le.push(("le".to_string(), b.less_than.to_string()));
+                    out.insert(key(&format!("{}_bucket", s.metric), &with_le), b.count);
+                }
+            }
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => {
+                out.insert(key(&s.metric, &labels), *v);
+            }
+            other => panic!("unexpected sample {other:?}"),
+        }
+    }
+    out
+}
+
+/// Polls `/metrics` until `done` accepts it (the server publishes its
+/// counters every 200 ms), with a deadline.
+fn metrics_when(port: u16, done: impl Fn(&HashMap<String, f64>) -> bool) -> HashMap<String, f64> {
+    let deadline = clock::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics(port);
+        if done(&m) {
+            return m;
+        }
+        assert!(clock::now() < deadline, "metrics never got there: {m:?}");
+        thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// The health endpoint: 200 with the session count below the limit, 503 at
 /// it.
 #[test]
 fn health_endpoint_answers_200_then_503_at_the_session_limit() {
-    let health_port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let health_port = free_tcp_port();
     let hp = health_port.to_string();
     let server = Server::start(&["--health-port", &hp, "--max-sessions", "1"]);
     let (status, j) = health_get(health_port);
@@ -490,16 +554,238 @@ fn health_endpoint_answers_200_then_503_at_the_session_limit() {
     assert_eq!(j["status"], "busy", "{j}");
 }
 
+/// `/healthz`, `/readyz`, `/metrics` and the rest over the real binary:
+/// liveness and readiness answer 200; the metrics page parses and its
+/// counters move with a transfer; holding the one session allowed makes
+/// `/readyz` 503 while `/healthz` stays 200; other paths are 404 and other
+/// methods 405.
+#[test]
+fn health_paths_answer_liveness_readiness_and_metrics() {
+    let health_port = free_tcp_port();
+    let hp = health_port.to_string();
+    let server = Server::start(&["--health-port", &hp, "--max-sessions", "1"]);
+    assert_eq!(
+        http(health_port, "GET", "/healthz"),
+        (200, "ok\n".to_string())
+    );
+    assert_eq!(
+        http(health_port, "GET", "/readyz"),
+        (200, "ready\n".to_string())
+    );
+    assert_eq!(http(health_port, "GET", "/health").0, 404);
+    assert_eq!(http(health_port, "GET", "/metricsx").0, 404);
+    assert_eq!(http(health_port, "POST", "/metrics").0, 405);
+    assert_eq!(http(health_port, "DELETE", "/").0, 405);
+
+    let before = metrics(health_port);
+    assert_eq!(before["risp_sessions_limit{}"], 1.0);
+    assert_eq!(before["risp_datagrams_received_total{kind=connected}"], 0.0);
+    assert_eq!(before["risp_delivery_seconds_count{}"], 0.0);
+    for reason in ["malformed", "unauthorized", "busy", "unusable_source"] {
+        let key = format!("risp_datagrams_rejected_total{{reason={reason}}}");
+        assert_eq!(before.get(&key), Some(&0.0), "{key}");
+    }
+
+    let out = run(&["client", "2000", "--server", &server.server_arg()]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let after = metrics_when(health_port, |m| m["risp_sessions_closed_total{}"] == 1.0);
+    assert_eq!(after["risp_sessions_opened_total{}"], 1.0);
+    assert_eq!(after["risp_datagrams_received_total{kind=connecting}"], 1.0);
+    assert!(after["risp_datagrams_received_total{kind=connected}"] > 0.0);
+    assert_eq!(after["risp_datagrams_received_total{kind=closed}"], 1.0);
+    assert_eq!(after["risp_datagrams_sent_total{kind=accept}"], 1.0);
+    assert!(after["risp_datagrams_sent_total{kind=data}"] >= 2000.0);
+    assert_eq!(after["risp_datagrams_sent_total{kind=checksum}"], 1.0);
+    assert_eq!(after["risp_delivery_seconds_count{}"], 2000.0);
+    assert_eq!(after["risp_delivery_seconds_bucket{le=inf}"], 2000.0);
+    assert!(after["risp_rtt_seconds_count{}"] > 0.0);
+    assert!(after["risp_delivery_seconds_sum{}"] > 0.0);
+    let received: f64 = after
+        .iter()
+        .filter(|(k, _)| k.starts_with("risp_datagrams_received_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    let rejected: f64 = after
+        .iter()
+        .filter(|(k, _)| k.starts_with("risp_datagrams_rejected_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(received, after["risp_accepted_total{}"] + rejected);
+    assert!(after["risp_loop_turns_total{}"] > before["risp_loop_turns_total{}"]);
+    assert_eq!(after["risp_sessions{state=established}"], 0.0);
+
+    // Hold the one session allowed: not ready, still alive.
+    stall_a_session(server.addr, 10_000, 5);
+    let deadline = clock::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, body) = http(health_port, "GET", "/readyz");
+        if status != 200 || clock::now() > deadline {
+            break (status, body);
+        }
+        thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!((status, body.as_str()), (503, "busy: 1 of 1 sessions\n"));
+    assert_eq!(http(health_port, "GET", "/healthz").0, 200);
+    let held = metrics(health_port);
+    assert_eq!(held["risp_sessions{state=established}"], 1.0);
+    assert_eq!(held["risp_sessions{state=handshake}"], 0.0);
+}
+
+/// The metrics page passes the Prometheus project's own Python parser
+/// (`prometheus_client`, stricter than the Rust crate: it refuses a
+/// malformed line instead of skipping it). `.ci/run` installs it
+/// (python3-prometheus-client); elsewhere the test says it skipped.
+#[test]
+fn metrics_page_passes_the_reference_python_parser() {
+    const PYTHON: &str = "/usr/bin/python3";
+    let has_parser = Command::new(PYTHON)
+        .args(["-c", "import prometheus_client.parser"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_parser {
+        eprintln!("skipped: {PYTHON} cannot import prometheus_client (apt-get install python3-prometheus-client)");
+        return;
+    }
+    let health_port = free_tcp_port();
+    let hp = health_port.to_string();
+    let server = Server::start(&["--health-port", &hp]);
+    let out = run(&[
+        "client",
+        "500",
+        "--loss",
+        "0.1",
+        "--server",
+        &server.server_arg(),
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    metrics_when(health_port, |m| m["risp_sessions_closed_total{}"] == 1.0);
+    let (_, page) = http(health_port, "GET", "/metrics");
+    // Prints `name type samples` per family; fails on any unreadable line.
+    let script = "import sys\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        for f in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   print(f.name, f.type, len(f.samples))\n";
+    let mut child = Command::new(PYTHON)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(page.as_bytes())
+        .unwrap();
+    let parsed = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&parsed.stdout);
+    assert!(
+        parsed.status.success(),
+        "{}\n{page}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let families: HashMap<&str, (&str, usize)> = stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            Some((w.next()?, (w.next()?, w.next()?.parse().ok()?)))
+        })
+        .collect();
+    let families_on_page = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert_eq!(families.len(), families_on_page, "{stdout}");
+    // 16 bounds and +Inf, then _sum and _count.
+    assert_eq!(families["risp_delivery_seconds"], ("histogram", 19));
+    assert_eq!(families["risp_rtt_seconds"], ("histogram", 19));
+    // The parser names a counter family without its `_total`.
+    assert_eq!(families["risp_datagrams_rejected"].0, "counter");
+    let reasons = page
+        .lines()
+        .filter(|l| l.starts_with("risp_datagrams_rejected_total{reason="))
+        .count();
+    assert_eq!(families["risp_datagrams_rejected"].1, reasons);
+    assert_eq!(families["risp_sessions"], ("gauge", 2));
+}
+
+/// Security events are logged at most five lines a second per kind, the
+/// next line saying how many were suppressed: a burst of 50 malformed and
+/// 50 wrong-direction datagrams gives a few lines of each (each reason has
+/// its own budget), and the lines written plus the counts suppressed add up
+/// to what the server rejected.
+#[test]
+fn security_log_lines_are_rate_limited_per_kind() {
+    const EACH: usize = 50;
+    let health_port = free_tcp_port();
+    let hp = health_port.to_string();
+    // `--env prod`: one JSON object per log line.
+    let server = Server::start(&["--health-port", &hp, "--env", "prod"]);
+    let mut wrong_direction = ClientDatagram::new(State::Connected, Uuid::new_v4(), 10).encode();
+    wrong_direction[3] = 0x81; // a server kind
+    reseal(&mut wrong_direction);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..EACH {
+        sock.send_to(b"not a risp datagram", server.addr).unwrap();
+        sock.send_to(&wrong_direction, server.addr).unwrap();
+    }
+    let reasons = ["malformed", "wrong_direction"];
+    metrics_when(health_port, |m| {
+        reasons
+            .iter()
+            .all(|r| m[&format!("risp_datagrams_rejected_total{{reason={r}}}")] == EACH as f64)
+    });
+    // (lines written, suppressed counts reported) per reason, until every
+    // rejected datagram is accounted for (the closing "more lines
+    // suppressed" line comes once the one-second window is over).
+    let mut seen: HashMap<String, (usize, u64)> = HashMap::new();
+    let accounted = |seen: &HashMap<String, (usize, u64)>| {
+        reasons.iter().all(|r| {
+            seen.get(*r)
+                .is_some_and(|&(lines, suppressed)| lines as u64 + suppressed == EACH as u64)
+        })
+    };
+    let deadline = clock::now() + Duration::from_secs(10);
+    while !accounted(&seen) {
+        let left = deadline.saturating_duration_since(clock::now());
+        let line = server
+            .stderr
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("log never accounted for every reject: {seen:?}"));
+        let Ok(j) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let fields = &j["fields"];
+        let message = fields["message"].as_str().unwrap_or_default();
+        if !message.starts_with("datagram rejected") {
+            continue;
+        }
+        let reason = fields["reason"].as_str().expect("a reason").to_string();
+        let suppressed = fields["suppressed"].as_u64().expect("a count");
+        let entry = seen.entry(reason).or_default();
+        if message == "datagram rejected" {
+            entry.0 += 1;
+        }
+        entry.1 += suppressed;
+    }
+    for r in reasons {
+        let (lines, suppressed) = seen[r];
+        // Five a second; a burst that straddles two windows gets two
+        // budgets.
+        assert!((1..=10).contains(&lines), "{r}: {lines} lines");
+        assert!(
+            suppressed >= (EACH - 10) as u64,
+            "{r}: {suppressed} suppressed"
+        );
+    }
+}
+
 /// The health endpoint survives running out of file descriptors: with the
 /// server's limit lowered to 32 (prlimit on its pid), 60 connections held
 /// open make `accept` fail (EMFILE, logged); once they close, the endpoint
 /// answers again (it used to end its task, and the port stayed closed).
 #[test]
 fn health_endpoint_survives_running_out_of_file_descriptors() {
-    let health_port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let health_port = free_tcp_port();
     let hp = health_port.to_string();
     let server = Server::start(&["--health-port", &hp]);
     assert_eq!(health_get(health_port).0, 200);

@@ -125,7 +125,13 @@ pub async fn run(args: ServerArgs) -> Exit {
         },
         None => LossySocket::passthrough(socket),
     };
-    let shared: SharedSummary = Arc::new(Mutex::new(ServerSummary::default()));
+    // The metrics' latency buckets are fixed-size and always filled; the
+    // HdrHistogram with its per-second series (it grows with uptime) only
+    // for `--hist-out`.
+    let shared: SharedSummary = Arc::new(Mutex::new(ServerSummary {
+        record_ack_latency: args.hist_out.is_some(),
+        ..ServerSummary::default()
+    }));
     if health_port != 0 {
         let haddr = SocketAddr::new(args.bind, health_port);
         match TcpListener::bind(haddr).await {
@@ -145,7 +151,7 @@ pub async fn run(args: ServerArgs) -> Exit {
         session_lifetime: Duration::from_millis(args.session_lifetime_ms),
         pacing: Duration::from_millis(args.server_ticker_ms),
         seed: None,
-        ack_latency_events: args.hist_out.is_some(),
+        ack_latency_events: true,
         retry: args.retry.into(),
         window_budget: usize::try_from(args.window_budget).unwrap_or(usize::MAX),
         ..ServerConfig::default()

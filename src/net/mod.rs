@@ -6,5 +6,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod client;
+pub mod heartbeat;
+pub mod log_limit;
+pub mod metrics;
+mod security_log;
 pub mod server;
 pub mod socket;

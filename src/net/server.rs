@@ -8,13 +8,15 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use risp_netem::LossySocket;
 use uuid::Uuid;
 
+use super::heartbeat::Heartbeat;
+use super::metrics::DriverMetrics;
+use super::security_log::SecurityLog;
 use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::server::{Server, ServerConfig, ServerEvent, ServerStats};
@@ -22,14 +24,29 @@ use crate::proto::wire::{DATA_LEN, MAX_DATAGRAM_LEN};
 use crate::stats::LatencyHistogram;
 
 /// What the server saw over its lifetime.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerSummary {
     /// The core's counters.
     pub stats: ServerStats,
-    /// First send to acknowledgement, every value (when enabled).
+    /// What the driver counts: datagrams by kind, latency buckets (filled
+    /// when `config.ack_latency_events` is on).
+    pub metrics: DriverMetrics,
+    /// First send to acknowledgement, every value, with its per-second
+    /// series (when `config.ack_latency_events` and
+    /// [`record_ack_latency`](Self::record_ack_latency) are both on).
     pub ack_latency: LatencyHistogram,
+    /// Whether [`serve`] fills [`ack_latency`](Self::ack_latency). On by
+    /// default; a long-lived server that only wants the fixed-size
+    /// [`metrics`](Self::metrics) turns it off, since the per-second series
+    /// grows with uptime.
+    pub record_ack_latency: bool,
+    /// Beaten by the I/O loop on every turn, for liveness checks.
+    pub heartbeat: Heartbeat,
     /// Live sessions at the last update.
     pub sessions: usize,
+    /// Of those, sessions whose client confirmed its token (the rest are in
+    /// their handshake).
+    pub sessions_confirmed: usize,
     /// Sends the operating system refused (one destination's problem, never
     /// the server's: counted and logged, rate-limited).
     pub send_errors: u64,
@@ -38,6 +55,22 @@ pub struct ServerSummary {
     /// by default: the map grows with every session a long-lived server
     /// ever sees.
     pub data_sent: Option<HashMap<Uuid, u64>>,
+}
+
+impl Default for ServerSummary {
+    fn default() -> Self {
+        Self {
+            stats: ServerStats::default(),
+            metrics: DriverMetrics::default(),
+            ack_latency: LatencyHistogram::default(),
+            record_ack_latency: true,
+            heartbeat: Heartbeat::default(),
+            sessions: 0,
+            sessions_confirmed: 0,
+            send_errors: 0,
+            data_sent: None,
+        }
+    }
 }
 
 impl ServerSummary {
@@ -58,7 +91,9 @@ pub type SharedSummary = Arc<Mutex<ServerSummary>>;
 /// Serves on `socket` until `shutdown` resolves; returns the summary.
 ///
 /// With `config.ack_latency_events`, the first-send-to-ack latency of every
-/// value is recorded into the summary's histogram.
+/// value is recorded into the summary's latency buckets (and its histogram,
+/// unless the summary handed in turned
+/// [`record_ack_latency`](ServerSummary::record_ack_latency) off).
 pub async fn serve(
     socket: LossySocket,
     config: ServerConfig,
@@ -68,16 +103,12 @@ pub async fn serve(
     let mut server = Server::new(config);
     let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
     let mut out = Vec::with_capacity(BATCH * DATA_LEN);
-    let started = clock::now();
-    let mut hist = LatencyHistogram::new();
-    let mut next_publish = started;
-    let mut send_errors = SendErrors::default();
-    let mut data = shared
-        .lock()
-        .is_ok_and(|s| s.data_sent.is_some())
-        .then(DataCounts::default);
+    let mut rec = Recorder::new(&shared);
+    let mut next_publish = rec.started;
     tokio::pin!(shutdown);
     loop {
+        // Never later than the next publish: an idle loop still turns (and
+        // beats) every `PUBLISH_EVERY`.
         let wake = server
             .poll_timeout()
             .map_or(next_publish, |t| t.min(next_publish));
@@ -86,7 +117,13 @@ pub async fn serve(
             () = &mut shutdown => break,
             r = socket.recv_from(&mut buf) => {
                 match r {
-                    Ok((n, from)) => server.handle(clock::now(), from, &buf[..n]),
+                    Ok((n, from)) => {
+                        let now = clock::now();
+                        rec.metrics.on_received(&buf[..n]);
+                        let mark = SecurityLog::mark(server.stats());
+                        server.handle(now, from, &buf[..n]);
+                        rec.log.after_datagram(now, from, n, &mark, server.stats());
+                    }
                     // ICMP errors (a client went away) surface here on some
                     // platforms: they concern one peer, not the server.
                     Err(e) if is_transient(&e) => continue,
@@ -96,6 +133,7 @@ pub async fn serve(
             () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
         }
         let now = clock::now();
+        rec.heartbeat.beat(now);
         // The select prefers datagrams: under a sustained flood the timer
         // branch would never be chosen. Run whatever timers are due on every
         // turn, so expiry and loss checks keep their time whatever the
@@ -106,66 +144,116 @@ pub async fn serve(
         // The core raises events only in `handle` and `handle_timeout`, so
         // none is missed by sending afterwards.
         while let Some(ev) = server.poll_event() {
-            if let Some(d) = data.as_mut() {
-                d.on_event(&ev);
-            }
-            on_event(&ev, &mut hist, now.saturating_duration_since(started));
+            rec.on_event(&ev, now);
         }
         while let Some(t) = server.poll_transmit(now, BATCH, &mut out) {
+            rec.metrics.on_sent(&out[..t.segment_size], t.count());
             for chunk in out[..t.size].chunks(t.segment_size) {
                 if let Err(e) = socket.send_to(chunk, t.destination).await {
                     // A send error concerns one destination (EINVAL for port
                     // 0, EACCES for broadcast, ICMP-reported unreachables):
                     // the server carries on for everyone else.
-                    send_errors.record(now, &e, t.destination);
+                    rec.log.send_failed(now, &e, t.destination);
                 }
             }
         }
         if now >= next_publish {
             next_publish = now + PUBLISH_EVERY;
-            publish(&shared, &server, &hist, send_errors.count, data.as_ref());
+            rec.log.flush(now);
+            rec.publish(&shared, &server);
         }
     }
-    publish(&shared, &server, &hist, send_errors.count, data.as_ref());
+    rec.publish(&shared, &server);
     let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(summary)
 }
 
-/// Logs a session event; records acknowledgement latencies at `elapsed`.
-fn on_event(ev: &ServerEvent, hist: &mut LatencyHistogram, elapsed: Duration) {
-    match *ev {
-        ServerEvent::AckLatency { latency, .. } => hist.record_at(elapsed, latency),
-        ServerEvent::Opened { uuid, addr, len } => {
-            tracing::info!(%uuid, %addr, len, "session opened")
-        }
-        ServerEvent::Resumed { uuid, addr } => tracing::info!(%uuid, %addr, "session resumed"),
-        ServerEvent::Migrated { uuid, addr } => {
-            tracing::info!(%uuid, %addr, "session moved to a new address")
-        }
-        ServerEvent::Closed { uuid, data_sent } => {
-            tracing::info!(%uuid, data_sent, "session closed")
-        }
-        ServerEvent::Expired { uuid, data_sent } => {
-            tracing::info!(%uuid, data_sent, "session expired")
-        }
-    }
+/// What the driver records beside the core, and publishes into the shared
+/// summary.
+#[derive(Debug)]
+struct Recorder {
+    /// When serving started (the origin of the histogram's series).
+    started: Instant,
+    /// Shared with the summary, beaten by the loop.
+    heartbeat: Heartbeat,
+    /// Datagrams by kind, latency buckets.
+    metrics: DriverMetrics,
+    /// Acknowledgement latencies with their per-second series, when asked.
+    hist: Option<LatencyHistogram>,
+    /// Security events, logged rate-limited; send failures counted.
+    log: SecurityLog,
+    /// Data datagrams per session, when asked.
+    data: Option<DataCounts>,
 }
 
-fn publish(
-    shared: &SharedSummary,
-    server: &Server,
-    hist: &LatencyHistogram,
-    send_errors: u64,
-    data: Option<&DataCounts>,
-) {
-    if let Ok(mut s) = shared.lock() {
-        if let Some(d) = data {
-            s.data_sent = Some(d.sent.clone());
+impl Recorder {
+    /// Takes what the summary handed to [`serve`] asks for.
+    fn new(shared: &SharedSummary) -> Self {
+        let (heartbeat, want_hist, want_data) = match shared.lock() {
+            Ok(s) => (
+                s.heartbeat.clone(),
+                s.record_ack_latency,
+                s.data_sent.is_some(),
+            ),
+            Err(_) => (Heartbeat::default(), true, false),
+        };
+        Self {
+            started: clock::now(),
+            heartbeat,
+            metrics: DriverMetrics::default(),
+            hist: want_hist.then(LatencyHistogram::new),
+            log: SecurityLog::default(),
+            data: want_data.then(DataCounts::default),
         }
-        s.send_errors = send_errors;
-        s.stats = server.stats().clone();
-        s.ack_latency = hist.clone();
-        s.sessions = server.session_count();
+    }
+
+    /// Records and logs a session event that happened at `now`.
+    fn on_event(&mut self, ev: &ServerEvent, now: Instant) {
+        if let Some(d) = self.data.as_mut() {
+            d.on_event(ev);
+        }
+        match *ev {
+            ServerEvent::AckLatency {
+                latency,
+                retransmitted,
+                ..
+            } => {
+                self.metrics.on_ack_latency(latency, retransmitted);
+                if let Some(h) = self.hist.as_mut() {
+                    h.record_at(now.saturating_duration_since(self.started), latency);
+                }
+            }
+            ServerEvent::Opened { uuid, addr, len } => {
+                tracing::info!(%uuid, %addr, len, "session opened")
+            }
+            ServerEvent::Resumed { uuid, addr } => tracing::info!(%uuid, %addr, "session resumed"),
+            ServerEvent::Migrated { uuid, addr } => {
+                tracing::info!(%uuid, %addr, "session moved to a new address")
+            }
+            ServerEvent::Closed { uuid, data_sent } => {
+                tracing::info!(%uuid, data_sent, "session closed")
+            }
+            ServerEvent::Expired { uuid, data_sent } => {
+                tracing::info!(%uuid, data_sent, "session expired")
+            }
+        }
+    }
+
+    /// Copies the current figures into the shared summary.
+    fn publish(&self, shared: &SharedSummary, server: &Server) {
+        if let Ok(mut s) = shared.lock() {
+            if let Some(d) = &self.data {
+                s.data_sent = Some(d.sent.clone());
+            }
+            if let Some(h) = &self.hist {
+                s.ack_latency = h.clone();
+            }
+            s.send_errors = self.log.send_error_count;
+            s.stats = server.stats().clone();
+            s.metrics = self.metrics;
+            s.sessions = server.session_count();
+            s.sessions_confirmed = server.confirmed_count();
+        }
     }
 }
 
@@ -184,31 +272,6 @@ impl DataCounts {
         {
             self.sent.insert(uuid, data_sent);
         }
-    }
-}
-
-/// Send failures: counted, and logged at most once per [`LOG_EVERY`] with
-/// the number suppressed since.
-#[derive(Debug, Default)]
-struct SendErrors {
-    count: u64,
-    suppressed: u64,
-    last_log: Option<std::time::Instant>,
-}
-
-/// Shortest gap between two log lines about send failures.
-const LOG_EVERY: Duration = Duration::from_secs(1);
-
-impl SendErrors {
-    fn record(&mut self, now: std::time::Instant, e: &io::Error, to: SocketAddr) {
-        self.count += 1;
-        if self.last_log.is_some_and(|t| now < t + LOG_EVERY) {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!(error = %e, %to, suppressed = self.suppressed, "send failed");
-        self.last_log = Some(now);
-        self.suppressed = 0;
     }
 }
 

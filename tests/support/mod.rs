@@ -13,11 +13,14 @@
 //!   with its summary, and one client transfer against it.
 //! - [`cli`]: the built `risp-udp` binary run to its end, with its exit
 //!   code, stdout and stderr.
+//! - [`fuzz`]: the fuzz harnesses (also built into the cargo-fuzz targets
+//!   in `fuzz/`), their script format and their seeds.
 #![allow(dead_code)]
 // Shared by many test crates, each using a part: `pub` is the point.
 #![allow(unreachable_pub)]
 
 pub mod cli;
+pub mod fuzz;
 pub mod loopback;
 pub mod virtual_time;
 pub mod wire;

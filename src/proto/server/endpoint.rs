@@ -89,6 +89,12 @@ impl Server {
         self.sessions.len()
     }
 
+    /// Live sessions whose client has confirmed its token (the rest are
+    /// still in their handshake). Walks the session table.
+    pub fn confirmed_count(&self) -> usize {
+        self.sessions.values().filter(|s| s.is_confirmed()).count()
+    }
+
     /// True if a session with this UUID is live.
     pub fn has_session(&self, uuid: &Uuid) -> bool {
         self.sessions.contains_key(uuid)

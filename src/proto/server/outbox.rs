@@ -141,6 +141,9 @@ pub struct ServerStats {
     /// Windows lowered to the session's share of the server-wide window
     /// budget.
     pub window_budget_capped: u64,
+    /// Probes (acks a client's timer sent) that reached their session; the
+    /// client sends each probe twice.
+    pub probes: u64,
 }
 
 impl ServerStats {
@@ -202,6 +205,9 @@ pub enum ServerEvent {
         uuid: Uuid,
         /// First send to acknowledgement.
         latency: Duration,
+        /// The value was sent more than once, so the latency is not an
+        /// RTT sample (Karn).
+        retransmitted: bool,
     },
 }
 
@@ -261,7 +267,11 @@ impl Outbox {
     }
 
     /// Queues an [`ServerEvent::AckLatency`].
-    pub(crate) fn ack_latency(&mut self, uuid: Uuid, latency: Duration) {
-        self.event(ServerEvent::AckLatency { uuid, latency });
+    pub(crate) fn ack_latency(&mut self, uuid: Uuid, latency: Duration, retransmitted: bool) {
+        self.event(ServerEvent::AckLatency {
+            uuid,
+            latency,
+            retransmitted,
+        });
     }
 }

@@ -371,6 +371,9 @@ impl Session {
         // A probe (or a CONNECTING) says: everything unacknowledged is lost.
         // The client sends probes only after its RTO, so this cannot repeat
         // faster than about once per round trip.
+        if msg.is_probe() {
+            out.stats.probes += 1;
+        }
         let probe = match kind {
             AckKind::Normal => msg.is_probe() && self.probe_round_allowed(now, out),
             AckKind::Repeat => false,
@@ -600,7 +603,7 @@ impl Session {
                 self.rtt.on_sample(lat);
             }
             if latency {
-                out.ack_latency(self.uuid, lat);
+                out.ack_latency(self.uuid, lat, slot.sends > 1);
             }
         }
     }
