@@ -67,6 +67,8 @@ pub async fn serve(
                         "sessions_expired": s.stats.sessions_expired,
                         "rejected": s.stats.rejected_total(),
                         "send_errors": s.send_errors,
+                        "peak_sessions": s.peak_sessions,
+                        "peak_rss_kb": super::report::peak_rss_kb(),
                     })
                     .to_string(),
                 ),

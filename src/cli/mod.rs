@@ -10,6 +10,7 @@ pub mod demo;
 pub mod exit;
 pub mod health;
 pub mod hist;
+pub mod load;
 pub mod netem_args;
 pub mod report;
 pub mod server;
@@ -109,6 +110,9 @@ pub enum Command {
     Server(server::ServerArgs),
     /// Request a sequence, verify it, and report.
     Client(client::ClientArgs),
+    /// Run N clients at once from this process (as iperf3 -P) and report
+    /// the aggregate.
+    Load(load::LoadArgs),
     /// Run an in-process server and several lossy clients, and report.
     Demo(demo::DemoArgs),
     /// Run a loss-simulation suite (virtual time by default) and report.
@@ -194,6 +198,7 @@ pub fn main() -> ExitCode {
                 server::run(a, g.port, g.health_port, g.max_sessions as usize).await
             }
             Command::Client(a) => client::run(a, g.port).await,
+            Command::Load(a) => load::run(a, g.port).await,
             Command::Demo(a) => demo::run(a).await,
             Command::TcpServer(a) => match tcp::run_tcp_server(a).await {
                 Ok(()) => Exit::Ok,

@@ -15,6 +15,7 @@ use std::time::Duration;
 use risp_netem::LossySocket;
 use uuid::Uuid;
 
+use super::batch::{BatchSocket, IoMode, RecvSizing};
 use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::server::{Server, ServerConfig, ServerEvent, ServerStats};
@@ -30,9 +31,14 @@ pub struct ServerSummary {
     pub ack_latency: LatencyHistogram,
     /// Live sessions at the last update.
     pub sessions: usize,
+    /// Most sessions held at once.
+    pub peak_sessions: usize,
     /// Sends the operating system refused (one destination's problem, never
     /// the server's: counted and logged, rate-limited).
     pub send_errors: u64,
+    /// Datagrams those failed sends kept from going out (a failure ends the
+    /// rest of its batch).
+    pub datagrams_unsent: u64,
     /// Data datagrams sent to each session, when the summary handed to
     /// [`serve`] asks for them (see [`ServerSummary::counting_data`]). Off
     /// by default: the map grows with every session a long-lived server
@@ -58,20 +64,33 @@ pub type SharedSummary = Arc<Mutex<ServerSummary>>;
 /// Serves on `socket` until `shutdown` resolves; returns the summary.
 ///
 /// With `config.ack_latency_events`, the first-send-to-ack latency of every
-/// value is recorded into the summary's histogram.
+/// value is recorded into the summary's histogram. Uses batched I/O
+/// ([`IoMode::Batched`]); see [`serve_with`] to choose.
 pub async fn serve(
     socket: LossySocket,
     config: ServerConfig,
     shared: SharedSummary,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<ServerSummary> {
+    serve_with(socket, IoMode::Batched, config, shared, shutdown).await
+}
+
+/// [`serve`], with the socket driven in `mode`.
+pub async fn serve_with(
+    socket: LossySocket,
+    mode: IoMode,
+    config: ServerConfig,
+    shared: SharedSummary,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<ServerSummary> {
+    let mut socket = BatchSocket::new(socket, mode, SERVER_RECV)?;
     let mut server = Server::new(config);
-    let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
     let mut out = Vec::with_capacity(BATCH * DATA_LEN);
     let started = clock::now();
     let mut hist = LatencyHistogram::new();
     let mut next_publish = started;
     let mut send_errors = SendErrors::default();
+    let mut peak_sessions = 0;
     let mut data = shared
         .lock()
         .is_ok_and(|s| s.data_sent.is_some())
@@ -84,13 +103,16 @@ pub async fn serve(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            r = socket.recv_from(&mut buf) => {
-                match r {
-                    Ok((n, from)) => server.handle(clock::now(), from, &buf[..n]),
-                    // ICMP errors (a client went away) surface here on some
-                    // platforms: they concern one peer, not the server.
-                    Err(e) if is_transient(&e) => continue,
-                    Err(e) => return Err(e),
+            r = socket.readable() => {
+                // ICMP errors (a client went away) surface here on some
+                // platforms: they concern one peer, not the server.
+                if let Err(e) = r.and_then(|()| {
+                    let now = clock::now();
+                    socket.try_recv(|from, d| server.handle(now, from, d))
+                }) {
+                    if !is_transient(&e) {
+                        return Err(e);
+                    }
                 }
             }
             () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
@@ -99,7 +121,7 @@ pub async fn serve(
         // The select prefers datagrams: under a sustained flood the timer
         // branch would never be chosen. Run whatever timers are due on every
         // turn, so expiry and loss checks keep their time whatever the
-        // receive rate (at most one datagram's work between two checks).
+        // receive rate (at most one receive batch between two checks).
         if server.poll_timeout().is_some_and(|t| t <= now) {
             server.handle_timeout(now);
         }
@@ -111,22 +133,40 @@ pub async fn serve(
             }
             on_event(&ev, &mut hist, now.saturating_duration_since(started));
         }
+        peak_sessions = peak_sessions.max(server.session_count());
+        // Sessions take turns, one batch each (the core's round-robin).
         while let Some(t) = server.poll_transmit(now, BATCH, &mut out) {
-            for chunk in out[..t.size].chunks(t.segment_size) {
-                if let Err(e) = socket.send_to(chunk, t.destination).await {
-                    // A send error concerns one destination (EINVAL for port
-                    // 0, EACCES for broadcast, ICMP-reported unreachables):
-                    // the server carries on for everyone else.
-                    send_errors.record(now, &e, t.destination);
-                }
+            if let Err(e) = socket
+                .send(t.destination, &out[..t.size], t.segment_size)
+                .await
+            {
+                // A send error concerns one destination (EINVAL for port
+                // 0, EACCES for broadcast, ICMP-reported unreachables):
+                // the server carries on for everyone else.
+                let lost = (t.count() - e.sent) as u64;
+                send_errors.record(now, &e.error, t.destination, lost);
             }
         }
         if now >= next_publish {
             next_publish = now + PUBLISH_EVERY;
-            publish(&shared, &server, &hist, send_errors.count, data.as_ref());
+            publish(
+                &shared,
+                &server,
+                &hist,
+                &send_errors,
+                peak_sessions,
+                data.as_ref(),
+            );
         }
     }
-    publish(&shared, &server, &hist, send_errors.count, data.as_ref());
+    publish(
+        &shared,
+        &server,
+        &hist,
+        &send_errors,
+        peak_sessions,
+        data.as_ref(),
+    );
     let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(summary)
 }
@@ -155,14 +195,17 @@ fn publish(
     shared: &SharedSummary,
     server: &Server,
     hist: &LatencyHistogram,
-    send_errors: u64,
+    send_errors: &SendErrors,
+    peak_sessions: usize,
     data: Option<&DataCounts>,
 ) {
     if let Ok(mut s) = shared.lock() {
         if let Some(d) = data {
             s.data_sent = Some(d.sent.clone());
         }
-        s.send_errors = send_errors;
+        s.send_errors = send_errors.count;
+        s.datagrams_unsent = send_errors.datagrams;
+        s.peak_sessions = peak_sessions;
         s.stats = server.stats().clone();
         s.ack_latency = hist.clone();
         s.sessions = server.session_count();
@@ -191,7 +234,10 @@ impl DataCounts {
 /// the number suppressed since.
 #[derive(Debug, Default)]
 struct SendErrors {
+    /// Failed send calls.
     count: u64,
+    /// Datagrams those failures kept from going out.
+    datagrams: u64,
     suppressed: u64,
     last_log: Option<std::time::Instant>,
 }
@@ -200,8 +246,9 @@ struct SendErrors {
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
 impl SendErrors {
-    fn record(&mut self, now: std::time::Instant, e: &io::Error, to: SocketAddr) {
+    fn record(&mut self, now: std::time::Instant, e: &io::Error, to: SocketAddr, lost: u64) {
         self.count += 1;
+        self.datagrams += lost;
         if self.last_log.is_some_and(|t| now < t + LOG_EVERY) {
             self.suppressed += 1;
             return;
@@ -212,8 +259,19 @@ impl SendErrors {
     }
 }
 
-/// Most datagrams taken from the core per `poll_transmit`.
+/// Most datagrams taken from the core per `poll_transmit`: one GSO send
+/// (the kernel's limit is 64 segments).
 const BATCH: usize = 64;
+
+/// The server's receive buffers: 32 datagrams per system call
+/// (`recvmmsg`), no coalescing. Client datagrams differ in size and come
+/// from many sockets, so GRO would rarely merge them, and buffers for 64
+/// full-size datagrams each would cost 3 MiB.
+const SERVER_RECV: RecvSizing = RecvSizing {
+    max_datagram: MAX_DATAGRAM_LEN,
+    segments: 1,
+    slots: 32,
+};
 
 /// How often the shared summary (health checks, histogram dumps) is updated.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
