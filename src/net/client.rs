@@ -32,6 +32,10 @@ pub struct ClientOptions {
     pub rebind_at: Vec<Duration>,
     /// Keep every RTT sample and delivery latency in the outcome.
     pub keep_samples: bool,
+    /// Record the rtt, delivery and stall histograms (on by default; a
+    /// load of thousands of clients that reports only aggregates turns
+    /// them off: each costs hundreds of KiB).
+    pub keep_histograms: bool,
     /// Stop after this many values (to hand the session to another client);
     /// None: run to the end.
     pub stop_after: Option<u32>,
@@ -50,6 +54,7 @@ impl ClientOptions {
             killswitch: None,
             rebind_at: Vec::new(),
             keep_samples: false,
+            keep_histograms: true,
             stop_after: None,
             io: IoMode::Batched,
         }
@@ -57,8 +62,9 @@ impl ClientOptions {
 }
 
 /// Runs one transfer to its end (or to [`ClientOptions::stop_after`]);
-/// `on_value` sees each value in order. The report's histograms are always
-/// recorded; samples with [`ClientOptions::keep_samples`].
+/// `on_value` sees each value in order. The report's histograms are
+/// recorded with [`ClientOptions::keep_histograms`]; samples with
+/// [`ClientOptions::keep_samples`].
 ///
 /// Fails only on local socket errors; protocol failures are in
 /// [`TransferReport::error`].
@@ -67,13 +73,6 @@ pub async fn run(
     mut on_value: impl FnMut(u32, u32),
 ) -> io::Result<TransferReport> {
     let started = clock::now();
-    let mut client = match opts.resume.clone() {
-        Some(r) => Client::resume(opts.config.clone(), r, started),
-        None => Client::new(opts.config.clone(), started),
-    };
-    let mut recorder = TransferRecorder::new(client.uuid(), opts.config.len, started)
-        .keep_samples(opts.keep_samples)
-        .keep_histograms(true);
     // One impairment model for the whole transfer, whatever sockets it
     // goes through (as the simulator's one model per client link).
     let link = match &opts.impairment {
@@ -81,6 +80,14 @@ pub async fn run(
         _ => None,
     };
     let mut socket = open(opts.server, link.as_ref(), opts.io).await?;
+    let config = fit_window(opts.config.clone(), &socket);
+    let mut client = match opts.resume.clone() {
+        Some(r) => Client::resume(config, r, started),
+        None => Client::new(config, started),
+    };
+    let mut recorder = TransferRecorder::new(client.uuid(), opts.config.len, started)
+        .keep_samples(opts.keep_samples)
+        .keep_histograms(opts.keep_histograms);
     let mut out = vec![0u8; MAX_DATAGRAM_LEN];
     let mut moves = Moves::new(&opts, started);
     loop {
@@ -150,6 +157,26 @@ pub async fn run(
     report.datagrams_to_server = c.datagrams_sent;
     report.datagrams_to_client = c.datagrams_received.max(report.link.to_client.seen);
     Ok(report)
+}
+
+/// Caps the window at what the socket's receive buffer holds: the server
+/// sends up to a window at once (in GSO batches of 64), and a burst the
+/// buffer cannot hold would be self-inflicted loss. With the kernel's
+/// default buffer (208 KiB: 256 small datagrams) this is the default
+/// window; larger `--max-window`s need a larger buffer (`net.core.rmem_max`).
+fn fit_window(mut config: ClientConfig, socket: &BatchSocket) -> ClientConfig {
+    if let Some(cap) = super::socket::recv_capacity(socket.get_ref().get_ref()) {
+        if cap < config.max_window {
+            tracing::debug!(
+                cap,
+                asked = config.max_window,
+                "window capped at the receive buffer"
+            );
+            config.max_window = cap.max(1);
+            config.initial_window = config.initial_window.min(config.max_window);
+        }
+    }
+    config
 }
 
 /// Hands the client's events to the recorder, and values to `on_value`.
