@@ -228,12 +228,11 @@ fn run_client(bin: &Path, args: &Args, port: u16, loss: f64, seed: u64) -> Resul
     let len = args.len;
     let timeout = Duration::from_secs(args.timeout_s);
     let mut cmd = Command::new(bin);
+    cmd.env("RISP_IO", &args.io).arg("client");
     if let Some(w) = args.max_window {
         cmd.args(["--max-window", &w.to_string()]);
     }
     let mut child = cmd
-        .env("RISP_IO", &args.io)
-        .arg("client")
         .arg(len.to_string())
         .args(["--server", &format!("127.0.0.1:{port}"), "--json"])
         .args(["--loss", &loss.to_string()])
