@@ -89,6 +89,7 @@ pub async fn run(
         .keep_samples(opts.keep_samples)
         .keep_histograms(opts.keep_histograms);
     let mut out = vec![0u8; MAX_DATAGRAM_LEN];
+    let mut acks = PendingAcks::default();
     let mut moves = Moves::new(&opts, started);
     loop {
         let now = clock::now();
@@ -112,9 +113,12 @@ pub async fn run(
             .min();
         tokio::select! {
             r = socket.readable() => {
-                // Everything waiting, in one or a few system calls; the
-                // client acks once for the lot (its ack rules count
-                // datagrams, and `poll_transmit` sends one ack).
+                // Everything waiting, in one or a few system calls. The
+                // core is asked for its acks after every datagram, as if
+                // they had come one by one: an ack every few datagrams,
+                // so that one lost ack does not stall the server (one ack
+                // per batch would, for a probe timeout). They go out
+                // after the batch.
                 let r = r.and_then(|()| {
                     let now = clock::now();
                     let server = opts.server;
@@ -122,6 +126,7 @@ pub async fn run(
                         // Not our server: ignore.
                         if from == server {
                             client.handle(now, d);
+                            acks.take_from(&mut client, now);
                         }
                     })
                 });
@@ -130,6 +135,14 @@ pub async fn run(
                     Err(e) if is_transient(&e) => {}
                     Err(e) => return Err(e),
                 }
+                for ack in acks.iter() {
+                    if let Err(e) = socket.send(opts.server, ack, ack.len()).await {
+                        if !is_transient(&e.error) {
+                            return Err(e.error);
+                        }
+                    }
+                }
+                acks.clear();
             }
             () = sleep_until_opt(wake) => {
                 let now = clock::now();
@@ -177,6 +190,47 @@ fn fit_window(mut config: ClientConfig, socket: &BatchSocket) -> ClientConfig {
         }
     }
     config
+}
+
+/// Datagrams the client core wrote while a received batch was being fed
+/// to it, back to back, sent once the batch is done. The buffers keep
+/// their capacity: no allocation per datagram after the first batches.
+#[derive(Debug, Default)]
+struct PendingAcks {
+    bytes: Vec<u8>,
+    /// Where each datagram ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl PendingAcks {
+    /// Takes everything the core has to send now.
+    fn take_from(&mut self, client: &mut Client, now: Instant) {
+        loop {
+            let off = self.bytes.len();
+            self.bytes.resize(off + MAX_DATAGRAM_LEN, 0);
+            match client.poll_transmit(now, &mut self.bytes[off..]) {
+                Some(n) => {
+                    self.bytes.truncate(off + n);
+                    self.ends.push(off + n);
+                }
+                None => {
+                    self.bytes.truncate(off);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The datagrams, in the order written.
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter()).map(|(a, &b)| &self.bytes[a..b])
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
 }
 
 /// Hands the client's events to the recorder, and values to `on_value`.
