@@ -23,12 +23,13 @@ use crate::transfer::{link_seed, TransferReport};
 
 /// Flags of `risp-udp load`.
 #[derive(Debug, Clone, Args)]
+#[command(mut_arg("len", |a| a.help("Values each client requests [default: 10000]")))]
 pub struct LoadArgs {
     /// Concurrent clients, each with its own socket and UUID.
     #[arg(value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub clients: u32,
-    /// Every client flag, applied to each client (LEN defaults to 10,000
-    /// here; `--seed` seeds the UUIDs and each client's impairment seed).
+    /// Every client flag, applied to each client (`--seed` seeds the UUIDs;
+    /// each client's impairment seed is derived from `--netem-seed`).
     #[command(flatten)]
     pub client: ClientArgs,
 }
