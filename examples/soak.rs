@@ -36,16 +36,18 @@ async fn main() -> std::io::Result<()> {
     let clients: u64 = args[1].parse().unwrap_or_else(|_| parse_err("CLIENTS"));
     let len: u32 = args[2].parse().unwrap_or_else(|_| parse_err("LEN"));
     let loss: f64 = args[3].parse().unwrap_or_else(|_| parse_err("LOSS"));
-    let kill: u64 = args[4].parse().unwrap_or_else(|_| parse_err("KILLSWITCH_MS"));
+    let kill: u64 = args[4]
+        .parse()
+        .unwrap_or_else(|_| parse_err("KILLSWITCH_MS"));
     let secs: u64 = args[5].parse().unwrap_or_else(|_| parse_err("SECONDS"));
     let counts = Arc::new(Counts::default());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let deadline = risp_udp::clock::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for worker in 0..clients {
         let counts = counts.clone();
         tasks.push(tokio::spawn(async move {
             let mut round = 0u64;
-            while tokio::time::Instant::now() < deadline {
+            while risp_udp::clock::now() < deadline {
                 let config = ClientConfig::new(uuid::Uuid::new_v4(), len);
                 let mut opts = ClientOptions::new(server, config);
                 let seed = worker * 1_000_003 + round;
