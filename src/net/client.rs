@@ -13,7 +13,7 @@ use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::client::{Client, ClientConfig, ClientEvent, ResumeState};
 use crate::proto::wire::MAX_DATAGRAM_LEN;
-use crate::transfer::{TransferRecorder, TransferReport};
+use crate::transfer::{IntervalStats, TransferRecorder, TransferReport};
 
 /// How to run one transfer.
 #[derive(Debug, Clone)]
@@ -36,6 +36,11 @@ pub struct ClientOptions {
     /// Stop after this many values (to hand the session to another client);
     /// None: run to the end.
     pub stop_after: Option<u32>,
+    /// Cut the transfer into intervals of this length (in the report's
+    /// `intervals`, and each sent to `interval_tx` as it ends).
+    pub interval: Option<Duration>,
+    /// Where each interval goes as it ends (printed live by the CLI).
+    pub interval_tx: Option<tokio::sync::mpsc::UnboundedSender<IntervalStats>>,
 }
 
 impl ClientOptions {
@@ -50,6 +55,8 @@ impl ClientOptions {
             rebind_at: Vec::new(),
             keep_samples: false,
             stop_after: None,
+            interval: None,
+            interval_tx: None,
         }
     }
 }
@@ -71,10 +78,16 @@ pub async fn run(
     run_until(opts, values, std::future::pending()).await
 }
 
+/// How long a stopped transfer waits for the server to confirm that it
+/// freed the session (see [`run_until`]).
+pub const ABORT_GRACE: Duration = Duration::from_secs(1);
+
 /// Like [`run`], but the transfer also ends early, with the report so far,
 /// when `on_value` returns [`ControlFlow::Break`] (the values' reader went
 /// away) or when `stop` completes (Ctrl-C). An early end is not an error:
-/// the report is simply not verified.
+/// the report is simply not verified. On `stop` the client first
+/// [aborts](Client::abort) the session, so that the server frees it at
+/// once, and waits up to [`ABORT_GRACE`] for the server's answer.
 ///
 /// The socket is connected to the server, so where the OS learns that
 /// nothing listens there (ICMP port unreachable), the transfer fails at
@@ -93,7 +106,8 @@ pub async fn run_until(
     };
     let mut recorder = TransferRecorder::new(client.uuid(), opts.config.len, started)
         .keep_samples(opts.keep_samples)
-        .keep_histograms(true);
+        .keep_histograms(true)
+        .intervals(opts.interval);
     // One impairment model for the whole transfer, whatever sockets it
     // goes through (as the simulator's one model per client link).
     let link = match &opts.impairment {
@@ -104,8 +118,13 @@ pub async fn run_until(
     let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
     let mut out = vec![0u8; MAX_DATAGRAM_LEN];
     let mut moves = Moves::new(&opts, started);
+    // Set once `stop` fired: the abort's deadline.
+    let mut aborting: Option<Instant> = None;
     loop {
         let now = clock::now();
+        if aborting.is_some_and(|deadline| now >= deadline) {
+            break;
+        }
         while let Some(n) = client.poll_transmit(now, &mut out) {
             if let Err(e) = socket.send_to(&out[..n], opts.server).await {
                 if !is_transient(&e) || refused_before_contact(&e, &client) {
@@ -120,10 +139,21 @@ pub async fn run_until(
         if opts.stop_after.is_some_and(|n| client.next_index() >= n) {
             break;
         }
-        let wake = [client.poll_timeout(), moves.next()]
-            .into_iter()
-            .flatten()
-            .min();
+        if let Some(done) = recorder.tick(now, &client) {
+            if let Some(tx) = &opts.interval_tx {
+                // The receiver may have gone away; the report keeps it anyway.
+                let _ = tx.send(done.clone());
+            }
+        }
+        let wake = [
+            client.poll_timeout(),
+            moves.next(),
+            aborting,
+            recorder.interval_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 match r {
@@ -133,7 +163,11 @@ pub async fn run_until(
                     Err(e) => return Err(e),
                 }
             }
-            () = &mut stop => break,
+            () = &mut stop, if aborting.is_none() => {
+                let now = clock::now();
+                client.abort(now);
+                aborting = Some(now + ABORT_GRACE);
+            }
             () = sleep_until_opt(wake) => {
                 let now = clock::now();
                 let (kill, rebind) = moves.take_due(now);

@@ -612,8 +612,9 @@ impl Server {
         Ok(())
     }
 
-    /// CLOSED: the client verified the checksum; free the session. A CLOSED
-    /// for a session already freed (our reply was lost) is answered again.
+    /// CLOSED: the client verified the checksum (or, with the ABORT flag,
+    /// gave up); free the session. A CLOSED for a session already freed
+    /// (our reply was lost) is answered again.
     fn on_closed(
         &mut self,
         now: Instant,
@@ -629,13 +630,21 @@ impl Server {
         }
         self.authenticate(now, from, msg, bytes)?;
         let s = self.sessions.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
-        if msg.ack < s.len() || s.high_water() < s.len() {
+        let abort = msg.is_abort();
+        if !abort && (msg.ack < s.len() || s.high_water() < s.len()) {
             return Err(Reject::ClosingEarly);
         }
         let data_sent = s.data_sent();
         self.remove_session(&msg.uuid);
-        self.out.stats.sessions_closed += 1;
-        tracing::debug!(uuid = %msg.uuid, "session closed");
+        if abort {
+            // The client gave up (Ctrl-C): free the session now rather
+            // than after its lifetime.
+            self.out.stats.sessions_aborted += 1;
+            tracing::debug!(uuid = %msg.uuid, ack = msg.ack, "session aborted by the client");
+        } else {
+            self.out.stats.sessions_closed += 1;
+            tracing::debug!(uuid = %msg.uuid, "session closed");
+        }
         self.out.event(ServerEvent::Closed {
             uuid: msg.uuid,
             data_sent,
