@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use support::cli::{run, run_closing_stdout_after_one_line};
+use support::cli::{run, run_closing_stdout_after_one_line, run_with_env};
 
 /// Each bad argument: exit 2, nothing on stdout, and the first line of
 /// stderr is an error that names the flag (or value) and says what is wrong.
@@ -253,4 +253,140 @@ fn man_prints_a_roff_page() {
     for word in [".SH NAME", "client", "server", "completion"] {
         assert!(out.stdout.contains(word), "{word} in the page");
     }
+}
+
+/// A bad value from an environment variable names the variable and its
+/// value (clap named only the flag, which is not on the command line);
+/// the same bad value typed as a flag still names the flag.
+#[test]
+fn bad_environment_values_name_the_variable() {
+    let out = run_with_env(&["client", "10"], &[("RISP_PORT", "abc")]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("error: RISP_PORT=abc: invalid --port"),
+        "{out:?}"
+    );
+    let out = run_with_env(&["server"], &[("RISP_LOG_LEVEL", "loud")]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("RISP_LOG_LEVEL=loud: invalid --log-level"),
+        "{out:?}"
+    );
+    // On the command line, clap's own message (naming the flag) stands.
+    let out = run_with_env(&["client", "10", "--port", "abc"], &[("RISP_PORT", "abc")]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(!out.stderr.contains("RISP_PORT=abc"), "{out:?}");
+    assert!(out.stderr.contains("--port"), "{out:?}");
+}
+
+/// `--burst` only shapes a loss: without `--loss` (or `--loss-in`,
+/// `--loss-out`) it is refused and the message names them (it was a
+/// silent no-op).
+#[test]
+fn burst_without_loss_is_refused() {
+    let out = run(&["client", "10", "--burst", "3", "--port", "1"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--loss"), "{out:?}");
+    let out = run(&["server", "--burst", "3", "--port", "1"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--loss"), "{out:?}");
+}
+
+/// `--idle-timeout-ms 0` says what is accepted in words, not
+/// `not in 1..18446744073709551615`.
+#[test]
+fn zero_milliseconds_error_is_readable() {
+    for args in [
+        &["client", "10", "--idle-timeout-ms", "0"][..],
+        &["client", "10", "--client-killswitch-ms", "0"],
+        &["server", "--session-lifetime-ms", "0"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(out.stderr.contains("at least 1 ms"), "{out:?}");
+        assert!(!out.stderr.contains("18446744073709551615"), "{out:?}");
+    }
+}
+
+/// A tiny virtual-time suite: one client, one seed, loss 5 % and
+/// corruption 1 % (combined: 5.95 %).
+fn tiny_suite(dir: &Path) -> std::path::PathBuf {
+    let suite = dir.join("tiny.toml");
+    std::fs::write(
+        &suite,
+        "name = \"tiny\"\nlen = 200\nclients = 1\nseeds = [1]\n\n\
+         [[profile]]\nname = \"mixed\"\nloss = 0.05\ncorrupt = 0.01\n",
+    )
+    .unwrap();
+    suite
+}
+
+/// `sim --plot DIR` into a folder that cannot be made fails before the
+/// suite runs (nothing on stdout), not after it.
+#[test]
+fn sim_plot_into_a_bad_folder_fails_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let bad = file.join("plots");
+    let out = run(&[
+        "sim",
+        suite.to_str().unwrap(),
+        "--plot",
+        bad.to_str().unwrap(),
+    ]);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "the suite did not run: {out:?}");
+    assert!(out.stderr.contains("plots"), "{out:?}");
+}
+
+/// CSV rates carry no float noise (`0.0595`, not `0.059500000000000004`).
+#[test]
+fn sim_csv_rates_have_no_float_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let out = run(&["sim", suite.to_str().unwrap(), "--csv"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let mut lines = out.stdout.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(col("loss_to_client"), "0.0595", "{}", out.stdout);
+    assert_eq!(col("loss_to_server"), "0.0595", "{}", out.stdout);
+}
+
+/// An `.hlog` error names the real, 1-based line (it said `line 0`).
+#[test]
+fn hlog_errors_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("garbled.hlog");
+    std::fs::write(
+        &log,
+        "#[Histogram log format version 1.3]\n0.000,1.000,5.000,HISTFAAAAnotbase64!!\n",
+    )
+    .unwrap();
+    let out = run(&["hist", log.to_str().unwrap()]);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("garbled.hlog: line 2:"), "{out:?}");
+    assert!(!out.stderr.contains("line 0"), "{out:?}");
+}
+
+/// `demo` without `--hist-out` leaves nothing in the temporary folder (it
+/// left a `risp-udp-demo-PID` folder on every run) and says how to keep
+/// the histograms; one client is "1 client".
+#[test]
+fn demo_leaves_no_temporary_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_with_env(
+        &["demo", "--clients", "1", "--len", "200"],
+        &[("TMPDIR", tmp.path().to_str().unwrap())],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("1 client x"), "{}", out.stdout);
+    assert!(out.stdout.contains("--hist-out"), "{}", out.stdout);
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -70,3 +70,54 @@ fn png_plot_is_labelled_with_the_embedded_font() {
     let bottom = dark_pixels_in_rows(&rgb, h - 60..h - 20);
     assert!(bottom > 100, "x labels drawn: {bottom} dark pixels");
 }
+
+/// An `.hgrm` file cut before its footer (a truncated copy) is refused
+/// with a message that says so; it used to be read silently, with
+/// whatever rows survived.
+#[test]
+fn hgrm_without_footer_is_refused_as_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = hgrm(dir.path(), "whole.hgrm", 1_000, 5_000);
+    let text = std::fs::read_to_string(&whole).unwrap();
+    let cut: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("#["))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let truncated = dir.path().join("cut.hgrm");
+    std::fs::write(&truncated, cut).unwrap();
+    let ok = run(&["hist", whole.to_str().unwrap()]);
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+    let out = run(&["hist", truncated.to_str().unwrap()]);
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("cut.hgrm"), "{out:?}");
+    assert!(out.stderr.contains("footer"), "{out:?}");
+    assert!(out.stderr.contains("truncated"), "{out:?}");
+}
+
+/// wrk2 writes its `.hgrm` values in milliseconds: `--unit ms` reads them
+/// as such (the default, µs, is ours).
+#[test]
+fn hist_unit_reads_foreign_milliseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrk2 = dir.path().join("wrk2.hgrm");
+    std::fs::write(
+        &wrk2,
+        "Running 10s test @ http://localhost:8080\n\
+         \x20      Value   Percentile   TotalCount 1/(1-Percentile)\n\n\
+         \x20      2.000     0.500000000000         50           2.00\n\
+         \x20      8.000     1.000000000000        100\n\
+         #[Mean    =        5.000, StdDeviation   =        3.000]\n\
+         #[Max     =        8.000, Total count    =          100]\n\
+         #[Buckets =           27, SubBuckets     =         2048]\n",
+    )
+    .unwrap();
+    let p50 = |unit: &str| {
+        let out = run(&["hist", "--json", "--unit", unit, wrk2.to_str().unwrap()]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        j["inputs"][0]["summary"]["p50_us"].as_u64().unwrap()
+    };
+    assert_eq!(p50("ms"), 2_000);
+    assert_eq!(p50("us"), 2);
+}

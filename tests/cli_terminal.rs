@@ -8,7 +8,9 @@ mod support;
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 
+use risp_udp::proto::server::ServerConfig;
 use support::cli::{run, BIN};
+use support::loopback::TestServer;
 
 /// Runs `risp-udp ARGS` with stdout and stderr on a pseudo-terminal and
 /// returns everything it wrote there, or None where `script` is missing.
@@ -96,4 +98,73 @@ fn log_colours_only_on_a_terminal_and_never_with_no_color() {
     assert!(plain.contains("requesting sequence"), "{plain:?}");
     assert!(!plain.contains('\u{1b}'), "NO_COLOR: {plain:?}");
     drop(silent);
+}
+
+/// Strips ANSI escape sequences (CSI `ESC [ ... letter`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The progress bar stays on one line of at most 80 columns and shows a
+/// rounded rate (`172.1k values/s`, not `172,127.8573/s`); `--interval`
+/// lines go above it. Against an in-process server.
+#[test]
+fn progress_bar_fits_80_columns_with_a_rounded_rate() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(TestServer::start(ServerConfig::default()));
+    let addr = server.addr.to_string();
+    let args = [
+        "client",
+        "300000",
+        "--server",
+        &addr,
+        "--max-window",
+        "64",
+        "--interval",
+        "0.1",
+    ];
+    let Some(screen) = run_on_a_terminal(&args, &[("COLUMNS", "80")]) else {
+        return;
+    };
+    let text = strip_ansi(&screen);
+    let bars: Vec<&str> = text
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("values/s eta"))
+        .collect();
+    assert!(!bars.is_empty(), "a progress bar was drawn: {text:?}");
+    for bar in &bars {
+        let width = bar.trim_end().chars().count();
+        assert!(width <= 80, "{width} columns: {bar:?}");
+        let rate = bar
+            .split_whitespace()
+            .rev()
+            .nth(3)
+            .unwrap_or_else(|| panic!("{bar:?}"));
+        let digits = rate.trim_end_matches(['k', 'M', 'G']);
+        assert!(
+            digits.parse::<f64>().is_ok() && digits.split('.').nth(1).is_none_or(|d| d.len() <= 1),
+            "rate {rate:?} in {bar:?}"
+        );
+    }
+    assert!(
+        text.contains("values/s  rexmit req"),
+        "interval lines: {text:?}"
+    );
+    drop(server);
 }

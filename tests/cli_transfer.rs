@@ -346,12 +346,17 @@ fn client_print_into_a_closed_pipe_stops_the_transfer_quietly() {
 }
 
 /// SIGINT (and SIGTERM) mid-transfer: the client prints its partial report
-/// (JSON with `"interrupted": true`) and exits 130. Readiness is the
-/// client's own "requesting sequence" log line, printed after its signal
-/// handlers are installed.
+/// (JSON with `"interrupted": true`), exits 130, and the session is closed
+/// on the server (CLOSED with the ABORT flag) rather than held for its
+/// 30 s lifetime: the health endpoint's session count drops to 0 well
+/// before that. Readiness is the client's own "requesting sequence" log
+/// line, printed after its signal handlers are installed, and the server
+/// showing the session.
 #[test]
 fn interrupted_client_prints_a_partial_report_and_exits_130() {
-    let server = Server::start(&[]);
+    let health_port = free_tcp_port();
+    let hp = health_port.to_string();
+    let server = Server::start(&["--health-port", &hp, "--session-lifetime-ms", "30000"]);
     for signal in ["-INT", "-TERM"] {
         let mut child = Command::new(BIN)
             .args(["client", "100000000", "--json", "--log-level", "info"])
@@ -368,6 +373,9 @@ fn interrupted_client_prints_a_partial_report_and_exits_130() {
             let n = stderr.read_line(&mut line).unwrap();
             assert!(n > 0, "client ended before it started");
         }
+        // The session is open on the server before the signal.
+        let j = poll_health(health_port, |j| u64_field(j, "sessions") == 1);
+        assert_eq!(u64_field(&j, "sessions"), 1, "{j}");
         let pid = child.id().to_string();
         assert!(Command::new("kill")
             .args([signal, &pid])
@@ -391,6 +399,29 @@ fn interrupted_client_prints_a_partial_report_and_exits_130() {
         assert_eq!(u64_field(&j, "exit_code"), 130, "{j}");
         assert!(u64_field(&j, "delivered") < 100_000_000, "{j}");
         assert!(rest.contains("interrupted after"), "{rest}");
+        // Freed at once, not after the 30 s lifetime.
+        let j = poll_health(health_port, |j| u64_field(j, "sessions") == 0);
+        assert_eq!(u64_field(&j, "sessions"), 0, "{signal}: not closed: {j}");
+        assert_eq!(u64_field(&j, "sessions_expired"), 0, "{j}");
+    }
+}
+
+/// A TCP port free on loopback (for `--health-port`).
+fn free_tcp_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Polls the health endpoint until `done` accepts its JSON or 5 s passed
+/// (the server publishes its counters every 200 ms); returns the last JSON.
+fn poll_health(port: u16, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = clock::now() + Duration::from_secs(5);
+    loop {
+        let (_, j) = health_get(port);
+        if done(&j) || clock::now() > deadline {
+            return j;
+        }
+        thread::sleep(Duration::from_millis(25));
     }
 }
 
@@ -475,11 +506,6 @@ fn health_get(port: u16) -> (u16, Value) {
 }
 
 /// A free TCP port on loopback for a health endpoint.
-fn free_tcp_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// `GET /metrics`, parsed by the `prometheus-parse` crate: `name{k=v,...}`
 /// (labels sorted) to value, for every sample (a histogram's `_sum` and
 /// `_count` are samples; its buckets are under `name_bucket{le=...}`).
@@ -911,6 +937,185 @@ fn snake_case_aliases_and_env_vars_are_accepted() {
         u64_field(&j, "shim_dropped") > 0,
         "RISP_LOSS took effect: {j}"
     );
+}
+
+/// `--interval SECS`: one line per interval on stderr and an `intervals`
+/// array in `--json` whose values add up to the transfer's.
+#[test]
+fn interval_reports_on_stderr_and_in_json() {
+    let server = Server::start(&[]);
+    let out = run(&[
+        "client",
+        "200000",
+        "--max-window",
+        "32",
+        "--interval",
+        "0.02",
+        "--json",
+        "--server",
+        &server.server_arg(),
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let j = json(&out);
+    let intervals = j["intervals"].as_array().expect("an intervals array");
+    assert!(!intervals.is_empty(), "{j}");
+    let sum: u64 = intervals.iter().map(|i| u64_field(i, "values")).sum();
+    assert_eq!(sum, 200_000, "{j}");
+    let mut last_end = 0.0;
+    for i in intervals {
+        let start = i["start_s"].as_f64().unwrap();
+        let end = i["end_s"].as_f64().unwrap();
+        assert!((start - last_end).abs() < 1e-9 && end > start, "{i}");
+        last_end = end;
+        for key in [
+            "values_per_s",
+            "retransmit_requests",
+            "window",
+            "rtt_p50_us",
+        ] {
+            assert!(i.get(key).is_some(), "{key} in {i}");
+        }
+    }
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("values/s"))
+        .collect();
+    assert_eq!(lines.len(), intervals.len(), "{}", out.stderr);
+    assert!(lines[0].contains("rtt p50"), "{}", lines[0]);
+    // Without --interval there is no array.
+    let plain = run(&["client", "100", "--json", "--server", &server.server_arg()]);
+    assert!(json(&plain).get("intervals").is_none(), "{plain:?}");
+}
+
+/// `--output -` writes the values to stdout (it created a file named `-`),
+/// the report then going to stderr, as with `--print`.
+#[test]
+fn output_dash_writes_values_to_stdout() {
+    let server = Server::start(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "client",
+            "100",
+            "--output",
+            "-",
+            "--server",
+            &server.server_arg(),
+        ])
+        .current_dir(cwd.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 100, "{stdout}");
+    assert!(stdout.lines().all(|l| l.parse::<u32>().is_ok()), "{stdout}");
+    assert!(!cwd.path().join("-").exists(), "no file named -");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verified"),
+        "{out:?}"
+    );
+    let both = run(&[
+        "client",
+        "10",
+        "--output",
+        "-",
+        "--json",
+        "--server",
+        &server.server_arg(),
+    ]);
+    assert_eq!(both.code, Some(2), "{both:?}");
+}
+
+/// Both servers print their banner on stderr (tcp-server used stdout), and
+/// an IPv6 health address is bracketed (`tcp [::1]:PORT`, not `::1:PORT`).
+#[test]
+fn banners_go_to_stderr_with_bracketed_ipv6() {
+    let mut child = Command::new(BIN)
+        .args(["tcp-server", "--bind", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let _ = child.wait();
+    assert!(
+        line.starts_with("tcp-server listening on 127.0.0.1:"),
+        "{line:?}"
+    );
+    assert!(stdout.is_empty(), "{stdout:?}");
+
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipped the IPv6 half: no ::1 here");
+        return;
+    }
+    let hp = free_tcp_port_v6();
+    let mut child = Command::new(BIN)
+        .args([
+            "server",
+            "--bind",
+            "::1",
+            "--port",
+            "0",
+            "--health-port",
+            &hp.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.contains(&format!("(health: tcp [::1]:{hp},")),
+        "{line:?}"
+    );
+}
+
+fn free_tcp_port_v6() -> u16 {
+    let l = TcpListener::bind("[::1]:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `server --hist-out DIR` names its file `server_ack.hgrm` (it was
+/// `server-server_ack.hgrm`).
+#[test]
+fn server_histogram_file_is_named_server_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&["--hist-out", dir.path().to_str().unwrap()]);
+    let out = run(&["client", "500", "--server", &server.server_arg()]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    server
+        .wait_for_line("wrote ", Duration::from_secs(10))
+        .unwrap_or_else(|seen| panic!("no dump: {seen:?}"));
+    let _ = server.child.wait();
+    assert!(dir.path().join("server_ack.hgrm").exists());
+    assert!(dir.path().join("server_ack.hlog").exists());
+    assert!(!dir.path().join("server-server_ack.hgrm").exists());
 }
 
 #[test]

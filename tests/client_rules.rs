@@ -11,7 +11,7 @@ use std::time::Duration;
 use risp_udp::proto::client::{BadRequest, ClientConfig, ClientError, ClientEvent};
 use risp_udp::proto::recovery::REORDER_SPAN;
 use risp_udp::proto::rtt::RttConfig;
-use risp_udp::proto::wire::{ErrorCode, ServerMessage, State, DATA_LEN, FLAG_PROBE};
+use risp_udp::proto::wire::{ErrorCode, ServerMessage, State, DATA_LEN, FLAG_ABORT, FLAG_PROBE};
 use support::virtual_time::{ClientHarness, TOKEN};
 use support::wire::{encode_server, ClientDatagram};
 use uuid::Uuid;
@@ -501,4 +501,55 @@ fn an_accept_with_another_token_is_ignored_and_the_session_goes_on() {
         sent.iter().all(|m| m.token.starts_with(&TOKEN)),
         "the first token is kept: {sent:?}"
     );
+}
+
+#[test]
+fn abort_sends_closed_abort_and_completes_on_the_servers_closed() {
+    let mut h = ClientHarness::len(100);
+    h.connect();
+    h.data(0, 10);
+    h.data(1, 11);
+    h.app_events();
+    h.sent();
+    h.client.abort(h.now);
+    let out = h.sent();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].state, State::Closed);
+    assert_eq!(out[0].flags, FLAG_ABORT);
+    assert_eq!(out[0].ack, 2, "the ack says how far the client got");
+    assert_eq!(out[0].token, TOKEN);
+    assert!(h.client.is_aborted());
+    // Values still in flight are not delivered any more.
+    h.data(2, 12);
+    assert!(h.app_events().is_empty());
+    assert!(!h.client.is_finished());
+    h.feed(ServerMessage::Closed { echo: out[0].ts });
+    assert_eq!(h.app_events(), vec![ClientEvent::Completed]);
+    assert!(h.client.is_finished());
+}
+
+#[test]
+fn abort_is_retried_then_gives_up_and_needs_a_token() {
+    let mut h = ClientHarness::len(100);
+    h.connect();
+    h.client.abort(h.now);
+    let mut all = h.sent();
+    all.extend(h.run_silent());
+    // The first send, then each retry (two copies once timeouts persist).
+    let retries = ClientConfig::new(Uuid::nil(), 1).close_retries as usize;
+    assert!(
+        (1 + retries..=1 + 2 * retries).contains(&all.len()),
+        "{all:?}"
+    );
+    assert!(all
+        .iter()
+        .all(|s| s.state == State::Closed && s.flags == FLAG_ABORT));
+    assert_eq!(h.app_events(), vec![ClientEvent::Completed]);
+    // Before the server issued a token there is no session to close.
+    let mut h = ClientHarness::len(100);
+    assert_eq!(h.sent().len(), 1);
+    h.client.abort(h.now);
+    assert!(h.sent().is_empty());
+    assert_eq!(h.app_events(), vec![ClientEvent::Completed]);
+    assert!(h.client.is_finished());
 }

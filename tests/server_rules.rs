@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use risp_udp::proto::server::{Reject, ServerConfig, ServerEvent};
 use risp_udp::proto::wire::{
-    ErrorCode, ServerMessage, State, DATA_LEN, FLAG_PROBE, MIN_CONNECTING_LEN,
+    ErrorCode, ServerMessage, State, DATA_LEN, FLAG_ABORT, FLAG_PROBE, MIN_CONNECTING_LEN,
 };
 use support::virtual_time::ServerHarness;
 use support::wire::{bitmap, ClientDatagram};
@@ -660,6 +660,59 @@ fn closing_after_everything_was_acked_returns_the_sequence_checksum() {
         );
     }
     assert_eq!(h.server.stats().rejected_total(), 0);
+    by.still_served(&mut h);
+}
+
+#[test]
+fn closed_with_abort_frees_the_session_mid_transfer() {
+    let mut h = ServerHarness::new(config());
+    let mut by = Peer::open(&mut h, 1, 100, 4);
+    h.guard = Some(by.addr);
+    let mut p = Peer::open(&mut h, 2, 1000, 8);
+    assert!(p.sent_to < p.len);
+    // ABORT with the wrong token is refused and frees nothing.
+    let mut m = p.msg(State::Closed);
+    m.flags = FLAG_ABORT;
+    m.token = vec![0; p.token.len()];
+    h.send(p.addr, &m);
+    assert_eq!(
+        h.drain(),
+        vec![(p.addr, error(ErrorCode::Unauthorized, 0, m.ts))]
+    );
+    assert!(h.server.has_session(&p.uuid));
+    // ABORT on a CONNECTED is only an ack: the session lives on.
+    let mut m = p.msg(State::Connected);
+    m.flags = FLAG_ABORT;
+    h.send(p.addr, &m);
+    h.drain();
+    assert!(h.server.has_session(&p.uuid));
+    // A CLOSED with ABORT, half way through: freed at once, answered.
+    let mut m = p.msg(State::Closed);
+    m.flags = FLAG_ABORT;
+    h.send(p.addr, &m);
+    assert_eq!(
+        h.drain(),
+        vec![(p.addr, ServerMessage::Closed { echo: m.ts })]
+    );
+    assert!(!h.server.has_session(&p.uuid));
+    assert_eq!(h.server.session_count(), 1);
+    let stats = h.server.stats();
+    assert_eq!(stats.sessions_aborted, 1);
+    assert_eq!(stats.sessions_closed, 0);
+    assert_eq!(h.rejected(Reject::ClosingEarly), 0);
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, ServerEvent::Closed { uuid, .. } if *uuid == p.uuid)));
+    // A repeat (our Closed was lost) is answered again.
+    let mut m = p.msg(State::Closed);
+    m.flags = FLAG_ABORT;
+    h.send(p.addr, &m);
+    assert_eq!(
+        h.drain(),
+        vec![(p.addr, ServerMessage::Closed { echo: m.ts })]
+    );
+    assert_eq!(h.server.stats().sessions_aborted, 1);
     by.still_served(&mut h);
 }
 

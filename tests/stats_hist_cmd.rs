@@ -39,6 +39,7 @@ fn args(files: Vec<PathBuf>) -> HistArgs {
         merge: false,
         plot: None,
         json: false,
+        unit: risp_udp::stats::HgrmUnit::Us,
     }
 }
 

@@ -34,6 +34,31 @@ pub fn millis(s: &str) -> Result<f64, String> {
     Ok(ms)
 }
 
+/// Parses a whole number of milliseconds, at least 1 (clap's own range
+/// check would say `not in 1..18446744073709551615`).
+pub fn positive_ms(s: &str) -> Result<u64, String> {
+    let ms: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number of milliseconds"))?;
+    if ms == 0 {
+        return Err("must be at least 1 ms".to_string());
+    }
+    Ok(ms)
+}
+
+/// Parses an interval-report period in seconds: 0.01 to 3600.
+pub fn interval_secs(s: &str) -> Result<f64, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.01..=3600.0).contains(&secs) {
+        return Err(format!("{s} s: an interval is from 0.01 to 3600 seconds"));
+    }
+    Ok(secs)
+}
+
 /// Parses a mean burst length (1 or more; 0 means independent loss).
 pub fn burst(s: &str) -> Result<f64, String> {
     let b: f64 = s
@@ -54,6 +79,7 @@ pub fn ms_to_duration(ms: f64) -> Duration {
 /// Impairments applied by the lossy-socket shim on this end's socket.
 #[derive(Debug, Clone, Args, Default)]
 #[command(next_help_heading = "Impairment (simulated by the lossy-socket shim)")]
+#[command(group = clap::ArgGroup::new("any_loss").args(["loss", "loss_in", "loss_out"]).multiple(true))]
 pub struct NetemArgs {
     /// Drop this fraction of datagrams in both directions (0.1 = 10%).
     #[arg(long, allow_negative_numbers = true, value_name = "P", value_parser = probability, env = "RISP_LOSS")]
@@ -64,8 +90,10 @@ pub struct NetemArgs {
     /// Loss for datagrams leaving this end (overrides --loss).
     #[arg(long, allow_negative_numbers = true, value_name = "P", value_parser = probability)]
     pub loss_out: Option<f64>,
-    /// Mean length of loss bursts in datagrams (Gilbert–Elliott); 0 = independent.
-    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = burst)]
+    /// Mean length of loss bursts in datagrams (Gilbert–Elliott); 0 =
+    /// independent. Shapes the loss of --loss, --loss-in or --loss-out, so
+    /// it needs one of them.
+    #[arg(long, allow_negative_numbers = true, value_name = "N", value_parser = burst, requires = "any_loss")]
     pub burst: Option<f64>,
     /// Hold back this fraction of datagrams so later ones overtake them.
     #[arg(long, allow_negative_numbers = true, value_name = "P", value_parser = probability)]
@@ -139,6 +167,8 @@ mod tests {
         assert!(probability("ten").unwrap_err().contains("not a number"));
         assert!(millis("-5").unwrap_err().contains("negative"));
         assert_eq!(millis("2.5"), Ok(2.5));
+        assert_eq!(positive_ms("0"), Err("must be at least 1 ms".to_string()));
+        assert_eq!(positive_ms("5"), Ok(5));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use risp_netem::Side;
 use uuid::Uuid;
@@ -22,6 +22,7 @@ use crate::net::batch::IoMode;
 use crate::net::client::{self, ClientOptions};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
 use crate::proto::congestion::INIT_CWND;
+use crate::transfer::{interval_line, si, IntervalStats};
 
 /// Flags of `risp-udp client`.
 #[derive(Debug, Clone, Args)]
@@ -59,10 +60,10 @@ pub struct ClientArgs {
     pub min_rto_ms: f64,
     /// Drop the socket every N ms and resume from a fresh port by UUID.
     #[arg(long, alias = "client_killswitch_ms", value_name = "MS", env = "RISP_CLIENT_KILLSWITCH_MS",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = super::args::positive_ms)]
     pub client_killswitch_ms: Option<u64>,
     /// Give up after hearing nothing from the server for this long, in ms.
-    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 30_000, value_parser = super::args::positive_ms)]
     pub idle_timeout_ms: u64,
     /// Seed for the UUID and the random length (reproducible runs).
     #[arg(long)]
@@ -70,7 +71,7 @@ pub struct ClientArgs {
     /// Print the values, one per line, to stdout (the report goes to stderr).
     #[arg(long, conflicts_with = "json")]
     pub print: bool,
-    /// Write the values, one per line, to FILE.
+    /// Write the values, one per line, to FILE (`-`: stdout, as --print).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Print one JSON object instead of the human report.
@@ -83,6 +84,11 @@ pub struct ClientArgs {
     /// terminals, and never with --json or --print).
     #[arg(long)]
     pub no_progress: bool,
+    /// Print a line per interval of SECS seconds to stderr (values,
+    /// values/s, retransmit requests, duplicates, RTT p50/p99, window), as
+    /// iperf3's -i; --json then has an "intervals" array.
+    #[arg(long, value_name = "SECS", value_parser = super::args::interval_secs)]
+    pub interval: Option<f64>,
     /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: NetemArgs,
@@ -124,9 +130,22 @@ pub async fn run(args: ClientArgs) -> Exit {
     let len = args.len.unwrap_or_else(|| rng.gen_range(1..=1000));
     let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
     let start = StartInfo::now(server, shaping_flags(&args, len));
-    let opts = transfer_options(&args, server, uuid, len, args.netem.seed());
+    let mut opts = transfer_options(&args, server, uuid, len, args.netem.seed());
+    opts.interval = args.interval.map(Duration::from_secs_f64);
+    let (interval_tx, mut intervals) = tokio::sync::mpsc::unbounded_channel();
+    if opts.interval.is_some() {
+        opts.interval_tx = Some(interval_tx);
+    }
 
+    // `--output -` is stdout: the same as --print.
+    let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
+    if to_stdout && args.json {
+        eprintln!("error: --output - writes the values to stdout, where --json writes its report; give --output a file");
+        return Exit::Usage;
+    }
+    let print = args.print || to_stdout;
     let mut file = match &args.output {
+        Some(_) if to_stdout => None,
         Some(p) => match File::create(p) {
             Ok(f) => Some(BufWriter::new(f)),
             Err(e) => {
@@ -137,17 +156,28 @@ pub async fn run(args: ClientArgs) -> Exit {
         None => None,
     };
     let show_bar = !args.json
-        && !args.print
+        && !print
         && !args.no_progress
         && io::stdout().is_terminal()
         && io::stderr().is_terminal()
         && len >= 10_000;
     let bar = show_bar.then(|| {
         let b = ProgressBar::new(u64::from(len));
-        b.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} values {per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        // At most 20 + 1 + 23 + 1 + 15 + 9 = 69 columns with 100M values:
+        // one line on an 80-column terminal.
+        let style = ProgressStyle::with_template(
+            "{bar:20} {human_pos}/{human_len} {rate} values/s eta {eta}",
+        )
+        .map(|s| {
+            s.with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&si(state.per_sec()));
+                },
+            )
+        })
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        b.set_style(style);
         b
     });
     // Registered now, so a signal from here on is seen (and the log line
@@ -164,7 +194,7 @@ pub async fn run(args: ClientArgs) -> Exit {
         if let Some(b) = &bar {
             b.inc(1);
         }
-        if args.print {
+        if print {
             if let Err(e) = writeln!(out, "{value}") {
                 if is_closed_pipe(&e) {
                     stdout_closed.set(true);
@@ -189,19 +219,39 @@ pub async fn run(args: ClientArgs) -> Exit {
     // On a terminal, say what we are waiting for once the wait is long
     // enough to wonder (nothing is printed when a script runs us).
     let say_waiting = io::stderr().is_terminal();
+    let printed = Cell::new(0usize);
+    let print_interval = |i: &IntervalStats| {
+        printed.set(printed.get() + 1);
+        match &bar {
+            Some(b) => b.println(interval_line(i)),
+            None => eprintln!("{}", interval_line(i)),
+        }
+    };
     let outcome = {
         let transfer = client::run_until(opts, on_value, stop);
         tokio::pin!(transfer);
-        tokio::select! {
-            r = &mut transfer => r,
-            () = tokio::time::sleep(WAITING_NOTICE_AFTER), if say_waiting => {
-                if !got_value.get() {
-                    eprintln!("waiting for {server}…");
+        let notice = tokio::time::sleep(WAITING_NOTICE_AFTER);
+        tokio::pin!(notice);
+        let mut noticed = !say_waiting;
+        loop {
+            tokio::select! {
+                r = &mut transfer => break r,
+                Some(i) = intervals.recv() => print_interval(&i),
+                () = &mut notice, if !noticed => {
+                    noticed = true;
+                    if !got_value.get() {
+                        eprintln!("waiting for {server}…");
+                    }
                 }
-                transfer.await
             }
         }
     };
+    if let Ok(o) = &outcome {
+        // The last, partial interval ends with the transfer.
+        for i in o.intervals.iter().skip(printed.get()) {
+            print_interval(i);
+        }
+    }
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -247,7 +297,7 @@ pub async fn run(args: ClientArgs) -> Exit {
             Ok(j) => crate::outln!("{j}"),
             Err(e) => eprintln!("error: {e}"),
         }
-    } else if args.print {
+    } else if print {
         eprint!("{}", human(&outcome, interrupted));
     } else {
         let mut out = Stdout::lock();
@@ -270,7 +320,7 @@ pub async fn run(args: ClientArgs) -> Exit {
     }
     if interrupted {
         eprintln!(
-            "interrupted after {} of {} values; the server frees the session after its session lifetime",
+            "interrupted after {} of {} values; the session was abandoned (the server was told to free it)",
             outcome.delivered, outcome.len
         );
     } else if let Some(e) = &outcome.error {
@@ -302,6 +352,7 @@ fn shaping_flags(args: &ClientArgs, len: u32) -> serde_json::Value {
         "delay_ms": n.delay_ms,
         "jitter_ms": n.jitter_ms,
         "netem_seed": n.netem_seed,
+        "interval_s": args.interval,
     })
 }
 

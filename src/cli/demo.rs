@@ -28,8 +28,8 @@ pub struct DemoArgs {
     /// Loss in each direction on every client's link.
     #[arg(long, default_value_t = 0.05, value_parser = probability)]
     pub loss: f64,
-    /// Where to write histograms and the plot (default: a new folder under
-    /// the system's temporary directory).
+    /// Where to write histograms and the plot (default: nowhere; the demo
+    /// leaves no files behind).
     #[arg(long, value_name = "DIR")]
     pub hist_out: Option<PathBuf>,
 }
@@ -49,8 +49,8 @@ pub async fn run(args: DemoArgs) -> Exit {
 /// code a lone client would have ended with for the first failure.
 async fn demo(args: DemoArgs) -> std::io::Result<Exit> {
     crate::outln!(
-        "risp-udp demo: in-process server on udp 127.0.0.1, {} clients x {} values, {:.0}% loss each way (in-process shim)",
-        args.clients,
+        "risp-udp demo: in-process server on udp 127.0.0.1, {} x {} values, {:.0}% loss each way (in-process shim)",
+        plural(u64::from(args.clients), "client"),
         args.len,
         args.loss * 100.0
     );
@@ -118,9 +118,11 @@ async fn demo(args: DemoArgs) -> std::io::Result<Exit> {
     ] {
         crate::outln!("  {name:<11} {}", percentiles_row(&h.summary()));
     }
-    let dir = args.hist_out.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("risp-udp-demo-{}", std::process::id()))
-    });
+    let Some(dir) = args.hist_out.clone() else {
+        // Nothing left behind in a temporary folder on every run.
+        crate::outln!("histograms: not saved (--hist-out DIR saves them with a plot)");
+        return Ok(exit);
+    };
     match merged.write_dir(&dir, "demo-") {
         Ok(files) => {
             let plot = dir.join("demo-latency.svg");
@@ -144,4 +146,13 @@ async fn demo(args: DemoArgs) -> std::io::Result<Exit> {
         Err(e) => crate::outln!("could not save histograms: {e}"),
     }
     Ok(exit)
+}
+
+/// `1 client`, `2 clients`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }

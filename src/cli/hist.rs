@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::stats::{
-    format_duration_us, load, plot_percentiles, LatencyHistogram, StatsError, Summary,
+    format_duration_us, load_in, plot_percentiles, HgrmUnit, LatencyHistogram, StatsError, Summary,
 };
 
 /// Arguments of `risp-udp hist`.
@@ -28,6 +28,11 @@ pub struct HistArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Unit of the Value column of .hgrm inputs: ours are in µs, wrk2's in
+    /// ms. (.hlog inputs always hold µs.) An .hgrm file without its
+    /// `#[... Total count = N]` footer is refused as truncated.
+    #[arg(long, value_enum, default_value_t = HgrmUnit::Us)]
+    pub unit: HgrmUnit,
 }
 
 /// The column title used for the merged histogram.
@@ -117,7 +122,7 @@ pub fn run_hist(args: &HistArgs, out: &mut impl Write) -> Result<(), StatsError>
     let hists: Vec<LatencyHistogram> = args
         .files
         .iter()
-        .map(|p| load(p))
+        .map(|p| load_in(p, args.unit))
         .collect::<Result<_, _>>()?;
     let names = column_names(&args.files);
     let merged = args.merge.then(|| {

@@ -182,8 +182,8 @@ impl LoadJson {
 /// Runs the load command; returns the exit status.
 pub async fn run(args: LoadArgs) -> Exit {
     let c = &args.client;
-    if c.print || c.output.is_some() || c.hist_out.is_some() {
-        eprintln!("error: --print, --output and --hist-out are for one client; `load` prints an aggregate");
+    if c.print || c.output.is_some() || c.hist_out.is_some() || c.interval.is_some() {
+        eprintln!("error: --print, --output, --hist-out and --interval are for one client; `load` prints an aggregate");
         return Exit::Usage;
     }
     let default_server = format!("127.0.0.1:{}", c.port);

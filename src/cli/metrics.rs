@@ -30,6 +30,7 @@ pub const STATS_COUNTERS: &[(&str, &str, Getter)] = &[
     ("sessions_resumed", "CONNECTINGs with a valid token for a live session.", |s| s.sessions_resumed),
     ("sessions_closed", "Sessions ended by the CLOSED handshake.", |s| s.sessions_closed),
     ("sessions_expired", "Sessions freed for idleness.", |s| s.sessions_expired),
+    ("sessions_aborted", "Sessions the client abandoned (CLOSED with the abort flag, on Ctrl-C).", |s| s.sessions_aborted),
     ("migrations", "Times a session moved to a new client address.", |s| s.migrations),
     ("probes", "Probes (acks sent by a client's timer) that reached their session; clients send each probe twice.", |s| s.probes),
     ("probes_limited", "Probes read as plain acks: a probe had made the session resend its window less than one smallest RTT before.", |s| s.probes_limited),

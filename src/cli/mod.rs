@@ -8,6 +8,7 @@ pub mod args;
 pub mod client;
 pub mod completion;
 pub mod demo;
+pub mod env_error;
 pub mod exit;
 pub mod exposition;
 pub mod health;
@@ -174,7 +175,18 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            if let Some(msg) = env_error::explain(&e, &cmd, &argv) {
+                eprintln!("error: {msg}");
+                return Exit::Usage.code();
+            }
+            e.exit()
+        }
+    };
     init_logging(&cli.global);
     // Commands that need no runtime of ours (`sim` starts its own for
     // `--real`).

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::proto::client::ClientError;
 use crate::stats::{duration_to_us, format_duration_us, Summary};
-use crate::transfer::{TransferReport, WindowStats};
+use crate::transfer::{IntervalStats, TransferReport, WindowStats};
 
 /// The `--json` object of `risp-udp client`: one [`TransferReport`] with
 /// the figures derived from it. Keys shared with the suite report mean the
@@ -74,6 +74,9 @@ pub struct ClientJson {
     /// [`peak_rss_kb`]); `None` where the platform does not say, or where
     /// the report is not the only thing in the process (the demo).
     pub peak_rss_kb: Option<u64>,
+    /// Per-interval figures with `--interval` (absent without it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<IntervalStats>,
 }
 
 impl ClientJson {
@@ -107,6 +110,7 @@ impl ClientJson {
             stall,
             longest_stall_ms: stall.max_us as f64 / 1000.0,
             peak_rss_kb: None,
+            intervals: r.intervals.clone(),
         }
     }
 }
@@ -235,7 +239,8 @@ pub fn percentiles_row(p: &Summary) -> String {
     if p.count == 0 {
         return "no samples".to_string();
     }
-    format!("{}  ({} samples)", p.format_row(), p.count)
+    let noun = if p.count == 1 { "sample" } else { "samples" };
+    format!("{}  ({} {noun})", p.format_row(), p.count)
 }
 
 /// Peak resident set size of this process so far, in KiB.

@@ -60,7 +60,7 @@ pub struct ServerArgs {
     pub max_window: u32,
     /// Free a session after this long without hearing from its client, in ms.
     #[arg(long, default_value_t = 30_000, env = "RISP_SESSION_LIFETIME_MS",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = super::args::positive_ms)]
     pub session_lifetime_ms: u64,
     /// When a new client must first prove its address with a retry token
     /// (one round trip more): `auto` when handshakes that proved nothing
@@ -159,7 +159,7 @@ pub async fn run(args: ServerArgs) -> Exit {
     };
     eprintln!(
         "risp-udp server listening on udp {local} (health: {}, max sessions {max_sessions}, session lifetime {} ms)",
-        if health_port == 0 { "off".to_string() } else { format!("tcp {}:{health_port}", args.bind) },
+        if health_port == 0 { "off".to_string() } else { format!("tcp {}", SocketAddr::new(args.bind, health_port)) },
         args.session_lifetime_ms
     );
     if let Some(dir) = args.hist_out.clone() {
@@ -176,9 +176,10 @@ pub async fn run(args: ServerArgs) -> Exit {
                 .map(|r| format!("{} {}", r.name(), s.rejected(*r)))
                 .collect();
             eprintln!(
-                "risp-udp server stopped: sessions opened {}, closed {}, expired {}, peak {}; datagrams received {}, sent {} ({} retransmitted); rejected: {}; peak RSS {}",
+                "risp-udp server stopped: sessions opened {}, closed {}, aborted {}, expired {}, peak {}; datagrams received {}, sent {} ({} retransmitted); rejected: {}; peak RSS {}",
                 s.sessions_opened,
                 s.sessions_closed,
+                s.sessions_aborted,
                 s.sessions_expired,
                 summary.peak_sessions,
                 s.datagrams_received,
@@ -207,7 +208,8 @@ fn dump(summary: &ServerSummary, dir: &Path) -> Result<(), crate::stats::StatsEr
         server_ack: summary.ack_latency.clone(),
         ..HistogramSet::default()
     };
-    let files = set.write_dir(dir, "server-")?;
+    // `server_ack.hgrm`: the stem already says whose it is.
+    let files = set.write_dir(dir, "")?;
     eprintln!("wrote {} histogram files to {}", files.len(), dir.display());
     Ok(())
 }

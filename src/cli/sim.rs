@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::suite::{
-    builtin_path, run_suite, write_csv, write_markdown, write_plots, write_table, Mode, Suite,
-    SuiteError, STANDARD_SUITE,
+    builtin_path, check_plot_dir, run_suite, write_csv, write_markdown, write_plots, write_table,
+    Mode, Suite, SuiteError, STANDARD_SUITE,
 };
 
 /// Arguments of `risp-udp sim`.
@@ -69,6 +69,9 @@ pub fn run_sim(args: &SimArgs, out: &mut impl Write) -> Result<bool, SuiteError>
     };
     suite.select(&args.profiles)?;
     suite.override_seeds(args.seeds, args.seed_base)?;
+    if let Some(dir) = &args.plot {
+        check_plot_dir(dir)?;
+    }
     let report = run_suite(&suite, args.mode(), |_| {})?;
     if args.json {
         writeln!(out, "{}", report.to_json())?;

@@ -1,7 +1,7 @@
 //! Command-line arguments and entry points for `risp-udp tcp-server` and
 //! `risp-udp tcp-client`. The binary only parses and calls these.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,17 +37,14 @@ pub struct TcpClientArgs {
     pub timeout_ms: u64,
 }
 
-/// Listens on `args.bind`, prints `tcp-server listening on ADDR` to stdout
+/// Listens on `args.bind`, prints `tcp-server listening on ADDR` to stderr
 /// (so scripts can wait for it), and serves until SIGINT or SIGTERM.
 pub async fn run_tcp_server(args: TcpServerArgs) -> io::Result<()> {
     let listener = TcpListener::bind(args.bind).await?;
     let local = listener.local_addr()?;
     let shutdown = super::signal::termination();
-    {
-        let mut out = super::output::Stdout::lock();
-        writeln!(out, "tcp-server listening on {local}")?;
-        out.flush()?;
-    }
+    // On stderr, as the UDP server's banner (scripts wait for it there).
+    eprintln!("tcp-server listening on {local}");
     tracing::info!(%local, max_len = args.max_len, "tcp-server listening");
     let shutdown = async {
         shutdown.await;

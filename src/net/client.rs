@@ -14,7 +14,7 @@ use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::client::{Client, ClientConfig, ClientEvent, ResumeState};
 use crate::proto::wire::{MAX_DATAGRAM_LEN, MAX_SERVER_DATAGRAM_LEN};
-use crate::transfer::{TransferRecorder, TransferReport};
+use crate::transfer::{IntervalStats, TransferRecorder, TransferReport};
 
 /// How to run one transfer.
 #[derive(Debug, Clone)]
@@ -43,6 +43,11 @@ pub struct ClientOptions {
     pub stop_after: Option<u32>,
     /// Batched or plain socket I/O.
     pub io: IoMode,
+    /// Cut the transfer into intervals of this length (in the report's
+    /// `intervals`, and each sent to `interval_tx` as it ends).
+    pub interval: Option<Duration>,
+    /// Where each interval goes as it ends (printed live by the CLI).
+    pub interval_tx: Option<tokio::sync::mpsc::UnboundedSender<IntervalStats>>,
 }
 
 impl ClientOptions {
@@ -59,6 +64,8 @@ impl ClientOptions {
             keep_histograms: true,
             stop_after: None,
             io: IoMode::Batched,
+            interval: None,
+            interval_tx: None,
         }
     }
 }
@@ -81,10 +88,16 @@ pub async fn run(
     run_until(opts, values, std::future::pending()).await
 }
 
+/// How long a stopped transfer waits for the server to confirm that it
+/// freed the session (see [`run_until`]).
+pub const ABORT_GRACE: Duration = Duration::from_secs(1);
+
 /// Like [`run`], but the transfer also ends early, with the report so far,
 /// when `on_value` returns [`ControlFlow::Break`] (the values' reader went
 /// away) or when `stop` completes (Ctrl-C). An early end is not an error:
-/// the report is simply not verified.
+/// the report is simply not verified. On `stop` the client first
+/// [aborts](Client::abort) the session, so that the server frees it at
+/// once, and waits up to [`ABORT_GRACE`] for the server's answer.
 ///
 /// The socket is connected to the server, so where the OS learns that
 /// nothing listens there (ICMP port unreachable), the transfer fails at
@@ -111,12 +124,18 @@ pub async fn run_until(
     };
     let mut recorder = TransferRecorder::new(client.uuid(), opts.config.len, started)
         .keep_samples(opts.keep_samples)
-        .keep_histograms(opts.keep_histograms);
+        .keep_histograms(opts.keep_histograms)
+        .intervals(opts.interval);
     let mut out = vec![0u8; MAX_DATAGRAM_LEN];
     let mut acks = PendingAcks::default();
     let mut moves = Moves::new(&opts, started);
+    // Set once `stop` fired: the abort's deadline.
+    let mut aborting: Option<Instant> = None;
     loop {
         let now = clock::now();
+        if aborting.is_some_and(|deadline| now >= deadline) {
+            break;
+        }
         while let Some(n) = client.poll_transmit(now, &mut out) {
             if let Err(e) = socket.send(opts.server, &out[..n], n).await {
                 if !is_transient(&e.error) || refused_before_contact(&e.error, &client) {
@@ -131,10 +150,21 @@ pub async fn run_until(
         if opts.stop_after.is_some_and(|n| client.next_index() >= n) {
             break;
         }
-        let wake = [client.poll_timeout(), moves.next()]
-            .into_iter()
-            .flatten()
-            .min();
+        if let Some(done) = recorder.tick(now, &client) {
+            if let Some(tx) = &opts.interval_tx {
+                // The receiver may have gone away; the report keeps it anyway.
+                let _ = tx.send(done.clone());
+            }
+        }
+        let wake = [
+            client.poll_timeout(),
+            moves.next(),
+            aborting,
+            recorder.interval_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             r = socket.readable() => {
                 // Everything waiting, in one or a few system calls. The
@@ -169,7 +199,11 @@ pub async fn run_until(
                 }
                 acks.clear();
             }
-            () = &mut stop => break,
+            () = &mut stop, if aborting.is_none() => {
+                let now = clock::now();
+                client.abort(now);
+                aborting = Some(now + ABORT_GRACE);
+            }
             () = sleep_until_opt(wake) => {
                 let now = clock::now();
                 let (kill, rebind) = moves.take_due(now);

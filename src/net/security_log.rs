@@ -48,7 +48,10 @@ macro_rules! log_at {
 fn severity(reason: Reject) -> Severity {
     match reason {
         Reject::Stale | Reject::UnknownSession | Reject::ClosingEarly => Severity::Debug,
-        Reject::Busy | Reject::Corrupt | Reject::LenTooLarge => Severity::Info,
+        // A burst of new clients meets Retry as a flood does: not a warning.
+        Reject::Busy | Reject::Corrupt | Reject::LenTooLarge | Reject::RetryRequired => {
+            Severity::Info
+        }
         _ => Severity::Warn,
     }
 }

@@ -88,7 +88,11 @@ const KIND_ERROR: u8 = 0x8F;
 
 /// The flag bit a client sets when a timer, not new data, made it send.
 pub const FLAG_PROBE: u8 = 0x01;
-const KNOWN_FLAGS: u8 = FLAG_PROBE;
+/// The flag bit a client sets on a CLOSED to abandon the session before it
+/// holds every value (Ctrl-C): the server frees the session at once instead
+/// of waiting for it to expire. Meaningless (and ignored) on other states.
+pub const FLAG_ABORT: u8 = 0x02;
+const KNOWN_FLAGS: u8 = FLAG_PROBE | FLAG_ABORT;
 
 /// Why a datagram was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -169,7 +173,7 @@ pub struct ClientMessage<'a> {
     pub ack: u32,
     /// Client clock in microseconds; the server echoes it back.
     pub timestamp: u64,
-    /// Flag bits ([`FLAG_PROBE`]).
+    /// Flag bits ([`FLAG_PROBE`], [`FLAG_ABORT`]).
     pub flags: u8,
     /// The session token the server issued (empty before it has one).
     pub token: &'a [u8],
@@ -181,6 +185,11 @@ impl ClientMessage<'_> {
     /// True when a timer, not new data, made the client send this.
     pub fn is_probe(&self) -> bool {
         self.flags & FLAG_PROBE != 0
+    }
+
+    /// True for a CLOSED that abandons the session ([`FLAG_ABORT`]).
+    pub fn is_abort(&self) -> bool {
+        self.state == State::Closed && self.flags & FLAG_ABORT != 0
     }
 
     /// The exact encoded length, including CONNECTING padding.

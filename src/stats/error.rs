@@ -53,7 +53,7 @@ pub enum StatsError {
         path: PathBuf,
     },
     /// The file looks like a histogram format but a line or record is wrong.
-    #[error("{}: line {line}: {reason}", path.display())]
+    #[error("{}: {}{reason}", path.display(), at_line(*line))]
     Malformed {
         /// The file (or [`NO_FILE`] for text that did not come from a file).
         path: PathBuf,
@@ -184,5 +184,14 @@ impl StatsError {
             path: PathBuf::from(NO_FILE),
             source,
         }
+    }
+}
+
+/// `line N: ` for a 1-based line number; nothing for 0 (not tied to a line).
+fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("line {line}: ")
     }
 }

@@ -93,13 +93,46 @@ fn field<T: std::str::FromStr>(text: &str, name: &str, line: usize) -> Result<T,
         .map_err(|_| StatsError::malformed(line, format!("{name} {text:?} is not a number")))
 }
 
-/// Rebuild a histogram from `.hgrm` text: each row's increase of the
-/// TotalCount column is recorded at that row's value (microseconds).
+/// The unit of the Value column of a foreign `.hgrm` file (ours are in
+/// microseconds; wrk2 writes milliseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HgrmUnit {
+    /// Milliseconds (wrk2).
+    Ms,
+    /// Microseconds (ours, the default).
+    #[default]
+    Us,
+    /// Nanoseconds.
+    Ns,
+}
+
+impl HgrmUnit {
+    /// Microseconds per unit.
+    pub fn to_us(self, value: f64) -> f64 {
+        match self {
+            Self::Ms => value * 1000.0,
+            Self::Us => value,
+            Self::Ns => value / 1000.0,
+        }
+    }
+}
+
+/// Rebuild a histogram from `.hgrm` text with values in microseconds; see
+/// [`read_hgrm_in`].
+pub fn read_hgrm(text: &str) -> Result<LatencyHistogram, StatsError> {
+    read_hgrm_in(text, HgrmUnit::Us)
+}
+
+/// Rebuild a histogram from `.hgrm` text whose Value column is in `unit`:
+/// each row's increase of the TotalCount column is recorded at that row's
+/// value (converted to microseconds).
 ///
 /// Lines before the column header are ignored (wrk2 prints a preamble);
-/// rows end at the first `#` line; a `Total count` footer, when present,
-/// must agree with the last row (else the file is truncated or edited).
-pub fn read_hgrm(text: &str) -> Result<LatencyHistogram, StatsError> {
+/// rows end at the first `#` line. The `#[Max = ..., Total count = N]`
+/// footer is required and must agree with the last row: without it a
+/// truncated file cannot be told from a whole one, and its numbers would
+/// be silently wrong.
+pub fn read_hgrm_in(text: &str, unit: HgrmUnit) -> Result<LatencyHistogram, StatsError> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim()));
     if !lines.by_ref().any(|(_, l)| is_header(l)) {
         return Err(StatsError::malformed(
@@ -157,6 +190,7 @@ pub fn read_hgrm(text: &str) -> Result<LatencyHistogram, StatsError> {
         }
         let delta = total - last_total;
         if delta > 0 {
+            let value = unit.to_us(value);
             let us = if value >= MAX_RECORDABLE_US as f64 {
                 MAX_RECORDABLE_US
             } else {
@@ -178,6 +212,12 @@ pub fn read_hgrm(text: &str) -> Result<LatencyHistogram, StatsError> {
         }
     } else if rows == 0 {
         return Err(StatsError::malformed(0, "percentile table has no rows"));
+    } else {
+        let lines = text.lines().count();
+        return Err(StatsError::malformed(
+            lines,
+            "no \"#[Max = ..., Total count = ...]\" footer after the rows: the file is truncated",
+        ));
     }
     Ok(hist)
 }

@@ -98,11 +98,17 @@ pub fn read_hlog(text: &str) -> Result<LatencyHistogram, StatsError> {
         match entry {
             Ok(LogEntry::Interval(ilh)) => {
                 let number = intervals.len() + 1;
+                // The encoded histogram is a slice of `text`: its line is
+                // the interval's.
+                let line = (ilh.encoded_histogram().as_ptr() as usize)
+                    .checked_sub(text.as_ptr() as usize)
+                    .filter(|offset| *offset <= text.len())
+                    .map_or(0, |offset| line_of(text, offset));
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(ilh.encoded_histogram().trim())
                     .map_err(|e| {
                         StatsError::malformed(
-                            0,
+                            line,
                             format!("interval {number}: histogram is not valid base64: {e}"),
                         )
                     })?;
@@ -110,7 +116,7 @@ pub fn read_hlog(text: &str) -> Result<LatencyHistogram, StatsError> {
                     .deserialize(&mut bytes.as_slice())
                     .map_err(|e| {
                         StatsError::malformed(
-                            0,
+                            line,
                             format!("interval {number}: not a valid V2 histogram: {e}"),
                         )
                     })?;

@@ -12,7 +12,7 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
 use super::error::StatsError;
-use super::hgrm::{is_header, read_hgrm};
+use super::hgrm::{is_header, read_hgrm_in, HgrmUnit};
 use super::histogram::LatencyHistogram;
 use super::hlog::read_hlog;
 
@@ -73,6 +73,12 @@ fn looks_like_hlog_line(line: &str) -> bool {
 /// format from its content. Missing, unreadable, empty and non-histogram
 /// files each give their own error naming the file.
 pub fn load(path: &Path) -> Result<LatencyHistogram, StatsError> {
+    load_in(path, HgrmUnit::Us)
+}
+
+/// Like [`load`], reading the Value column of an `.hgrm` file in `unit`
+/// (interval logs and binary histograms carry our microseconds).
+pub fn load_in(path: &Path, unit: HgrmUnit) -> Result<LatencyHistogram, StatsError> {
     let size = match std::fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -98,18 +104,23 @@ pub fn load(path: &Path) -> Result<LatencyHistogram, StatsError> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_bytes(&bytes).map_err(|e| e.in_file(path))
+    parse_bytes_in(&bytes, unit).map_err(|e| e.in_file(path))
 }
 
 /// Parse the content of a histogram file in any supported format.
 pub fn parse_bytes(bytes: &[u8]) -> Result<LatencyHistogram, StatsError> {
+    parse_bytes_in(bytes, HgrmUnit::Us)
+}
+
+/// Like [`parse_bytes`], reading `.hgrm` values in `unit`.
+pub fn parse_bytes_in(bytes: &[u8], unit: HgrmUnit) -> Result<LatencyHistogram, StatsError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(StatsError::Empty {
             path: super::error::NO_FILE.into(),
         });
     }
     match sniff(bytes) {
-        Some(FileFormat::Hgrm) => read_hgrm(&String::from_utf8_lossy(bytes)),
+        Some(FileFormat::Hgrm) => read_hgrm_in(&String::from_utf8_lossy(bytes), unit),
         Some(FileFormat::Hlog) => read_hlog(&String::from_utf8_lossy(bytes)),
         Some(FileFormat::BinaryV2) => {
             let hist: Histogram<u64> = Deserializer::new()

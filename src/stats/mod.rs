@@ -31,10 +31,12 @@ mod set;
 mod summary;
 
 pub use error::{PlotError, StatsError, NO_FILE};
-pub use hgrm::{read_hgrm, write_hgrm, HGRM_HEADER, TICKS_PER_HALF_DISTANCE};
+pub use hgrm::{
+    read_hgrm, read_hgrm_in, write_hgrm, HgrmUnit, HGRM_HEADER, TICKS_PER_HALF_DISTANCE,
+};
 pub use histogram::{duration_to_us, LatencyHistogram, MAX_RECORDABLE_US, SIGNIFICANT_DIGITS};
 pub use hlog::{read_hlog, write_hlog, write_hlog_with_start, HLOG_COMMENT};
-pub use load::{load, parse_bytes, sniff, FileFormat, MAX_FILE_BYTES};
+pub use load::{load, load_in, parse_bytes, parse_bytes_in, sniff, FileFormat, MAX_FILE_BYTES};
 pub use plot::{
     percentile_label, plot_percentiles, register_plot_font, spectrum_points, PLOT_FONT, PLOT_SIZE,
 };

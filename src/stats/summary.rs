@@ -7,7 +7,10 @@
 use hdrhistogram::Histogram;
 
 /// The headline numbers of one histogram, all in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+///
+/// In JSON, an empty histogram's figures (`min_us` to `mean_us`) are
+/// `null`: it has no median, and 0 would read as a measurement.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Summary {
     /// Number of samples.
     pub count: u64,
@@ -25,6 +28,23 @@ pub struct Summary {
     pub max_us: u64,
     /// Arithmetic mean.
     pub mean_us: f64,
+}
+
+impl serde::Serialize for Summary {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let some = self.count > 0;
+        let mut st = ser.serialize_struct("Summary", 8)?;
+        st.serialize_field("count", &self.count)?;
+        st.serialize_field("min_us", &some.then_some(self.min_us))?;
+        st.serialize_field("p50_us", &some.then_some(self.p50_us))?;
+        st.serialize_field("p90_us", &some.then_some(self.p90_us))?;
+        st.serialize_field("p99_us", &some.then_some(self.p99_us))?;
+        st.serialize_field("p999_us", &some.then_some(self.p999_us))?;
+        st.serialize_field("max_us", &some.then_some(self.max_us))?;
+        st.serialize_field("mean_us", &some.then_some(self.mean_us))?;
+        st.end()
+    }
 }
 
 impl Summary {
@@ -149,5 +169,27 @@ mod tests {
             s.format_row(),
             "p50 1.20ms  p90 2.50ms  p99 40.0ms  p99.9 1.50s  max 2.00s"
         );
+    }
+}
+
+#[cfg(test)]
+mod serialize_tests {
+    use super::Summary;
+
+    #[test]
+    fn empty_summary_serialises_null_figures() {
+        let j = serde_json::to_value(Summary::default()).unwrap();
+        assert_eq!(j["count"], 0);
+        for k in [
+            "min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us",
+        ] {
+            assert!(j[k].is_null(), "{k}: {j}");
+        }
+        let s = Summary {
+            count: 1,
+            p50_us: 7,
+            ..Summary::default()
+        };
+        assert_eq!(serde_json::to_value(s).unwrap()["p50_us"], 7);
     }
 }

@@ -86,7 +86,7 @@ mod script;
 
 pub use error::{line_column, SuiteError};
 pub use output::{table_row, write_csv, write_markdown, write_table, CSV_HEADERS, TABLE_HEADERS};
-pub use plot::{write_plots, COMPLETION_PLOT, DATAGRAMS_PLOT};
+pub use plot::{check_plot_dir, write_plots, COMPLETION_PLOT, DATAGRAMS_PLOT};
 pub use profile::{
     builtin_path, Expectations, Profile, Suite, DEFAULT_LEN, MAX_CLIENTS, MAX_SEEDS,
 };

@@ -186,6 +186,27 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// A rate for CSV: at most six decimals, trailing zeros dropped (`0.0595`,
+/// not the `0.059500000000000004` that arithmetic on rates leaves).
+fn csv_float(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// A figure of a summary for CSV: empty (no value) when it has no samples.
+fn csv_us(summary: &crate::stats::Summary, us: u64) -> String {
+    if summary.count == 0 {
+        String::new()
+    } else {
+        us.to_string()
+    }
+}
+
 /// CSV: a header and one row per profile; raw numbers (µs, fractions).
 pub fn write_csv(report: &SuiteReport, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "{}", CSV_HEADERS.join(","))?;
@@ -207,8 +228,8 @@ pub fn write_csv(report: &SuiteReport, out: &mut impl Write) -> io::Result<()> {
             p.sack.to_string(),
             p.len.to_string(),
             p.clients.to_string(),
-            p.loss_to_client.to_string(),
-            p.loss_to_server.to_string(),
+            csv_float(p.loss_to_client),
+            csv_float(p.loss_to_server),
             p.runs.to_string(),
             p.runs_verified.to_string(),
             p.transfers.to_string(),
@@ -221,12 +242,12 @@ pub fn write_csv(report: &SuiteReport, out: &mut impl Write) -> io::Result<()> {
             p.min_datagrams_per_value
                 .map_or_else(String::new, |m| format!("{m:.6}")),
             p.retransmits.to_string(),
-            p.rtt.p50_us.to_string(),
-            p.rtt.p99_us.to_string(),
-            p.rtt.max_us.to_string(),
-            p.delivery.p50_us.to_string(),
-            p.delivery.p99_us.to_string(),
-            p.delivery.max_us.to_string(),
+            csv_us(&p.rtt, p.rtt.p50_us),
+            csv_us(&p.rtt, p.rtt.p99_us),
+            csv_us(&p.rtt, p.rtt.max_us),
+            csv_us(&p.delivery, p.delivery.p50_us),
+            csv_us(&p.delivery, p.delivery.p99_us),
+            csv_us(&p.delivery, p.delivery.max_us),
             names.join(" "),
             p.met.to_string(),
             failed.join(" "),

@@ -23,6 +23,26 @@ const SIZE: (u32, u32) = (900, 560);
 /// One named line: (loss in %, y) points sorted by loss.
 type Line = (String, Vec<(f64, f64)>);
 
+/// Checks, before a suite runs, that its plots can be written into `dir`:
+/// creates it if needed and writes (and removes) a probe file there, so
+/// that a bad `--plot` fails at once rather than after the whole suite.
+pub fn check_plot_dir(dir: &Path) -> Result<(), SuiteError> {
+    std::fs::create_dir_all(dir).map_err(|source| PlotError::Create {
+        path: dir.to_path_buf(),
+        what: "directory",
+        source,
+    })?;
+    let probe = dir.join(".risp-udp-write-check");
+    std::fs::File::create(&probe).map_err(|source| PlotError::Create {
+        path: dir.to_path_buf(),
+        what: "files in directory",
+        source,
+    })?;
+    // Best effort: the probe is empty and its name says what it is.
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Writes both plots into `dir` (created if needed) and returns their paths.
 /// Fails when no profile of the report is a plot point.
 pub fn write_plots(report: &SuiteReport, dir: &Path) -> Result<Vec<PathBuf>, SuiteError> {

@@ -10,10 +10,12 @@
 
 mod bottleneck;
 mod config;
+mod interval;
 mod recorder;
 mod report;
 
 pub use bottleneck::{BottleneckConfig, BottleneckStats, SHARE_BUCKET};
 pub use config::{link_seed, RunConfig};
+pub use interval::{interval_line, si, IntervalMeter, IntervalStats};
 pub use recorder::TransferRecorder;
 pub use report::{RunReport, TransferReport, WindowStats};

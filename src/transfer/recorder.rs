@@ -1,9 +1,10 @@
 //! Turning a client's events into a [`TransferReport`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::interval::{IntervalMeter, IntervalStats};
 use super::report::{TransferReport, WindowStats};
 use crate::proto::client::{Client, ClientEvent};
 use crate::proto::sequence::Sequence;
@@ -27,6 +28,8 @@ pub struct TransferRecorder {
     check: Option<Option<Sequence>>,
     /// When the previous value was delivered (for the stall histogram).
     last_delivery: Option<Instant>,
+    /// Interval reports, when asked for.
+    intervals: Option<IntervalMeter>,
 }
 
 impl TransferRecorder {
@@ -41,7 +44,29 @@ impl TransferRecorder {
             keep_histograms: false,
             check: None,
             last_delivery: None,
+            intervals: None,
         }
+    }
+
+    /// Also cuts the transfer into intervals of `every` (see
+    /// [`tick`](Self::tick)); they end up in
+    /// [`TransferReport::intervals`].
+    pub fn intervals(mut self, every: Option<Duration>) -> Self {
+        self.intervals = every.map(|e| IntervalMeter::new(e, self.started));
+        self
+    }
+
+    /// When the current interval ends (`None` without intervals).
+    pub fn interval_deadline(&self) -> Option<Instant> {
+        self.intervals.as_ref().map(IntervalMeter::deadline)
+    }
+
+    /// Closes the current interval if it ended by `now`, and returns it.
+    pub fn tick(&mut self, now: Instant, client: &Client) -> Option<&IntervalStats> {
+        let delivered = u64::from(self.report.delivered);
+        let done = self.intervals.as_mut()?.tick(now, delivered, client)?;
+        self.report.intervals.push(done);
+        self.report.intervals.last()
     }
 
     /// Also keeps every RTT sample and delivery latency.
@@ -126,6 +151,9 @@ impl TransferRecorder {
             }
             ClientEvent::RttSample(rtt) => {
                 r.rtt_count += 1;
+                if let Some(m) = &mut self.intervals {
+                    m.on_rtt(rtt);
+                }
                 if self.keep_samples {
                     r.rtt_samples.push(rtt);
                 }
@@ -145,6 +173,14 @@ impl TransferRecorder {
     /// Ends the record at `now`, with the client core's final counters,
     /// window and resume state.
     pub fn finish(mut self, now: Instant, client: &Client) -> TransferReport {
+        let delivered = u64::from(self.report.delivered);
+        if let Some(last) = self
+            .intervals
+            .as_mut()
+            .and_then(|m| m.finish(now, delivered, client))
+        {
+            self.report.intervals.push(last);
+        }
         let w = client.window();
         let r = &mut self.report;
         r.elapsed = now.saturating_duration_since(self.started);

@@ -6,6 +6,7 @@ use risp_netem::ImpairmentStats;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::interval::IntervalStats;
 use super::BottleneckStats;
 use crate::proto::client::{ClientError, ClientStats, ResumeState};
 use crate::proto::server::ServerStats;
@@ -82,6 +83,8 @@ pub struct TransferReport {
     /// Longest time between two consecutive in-order values (the
     /// handshake before the first is not a stall).
     pub max_stall: Duration,
+    /// Interval reports (when the driver asked for them).
+    pub intervals: Vec<IntervalStats>,
 }
 
 impl TransferReport {
@@ -113,6 +116,7 @@ impl TransferReport {
             link: ImpairmentStats::default(),
             resume: None,
             max_stall: Duration::ZERO,
+            intervals: Vec::new(),
         }
     }
 

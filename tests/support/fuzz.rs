@@ -575,7 +575,11 @@ impl Run {
         assert!(self.server.confirmed_count() <= live);
         assert_eq!(
             s.sessions_opened,
-            live as u64 + s.sessions_closed + s.sessions_expired + s.pending_evicted,
+            live as u64
+                + s.sessions_closed
+                + s.sessions_aborted
+                + s.sessions_expired
+                + s.pending_evicted,
             "every session that ends is counted: {s:?}"
         );
     }

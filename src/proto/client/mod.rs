@@ -33,8 +33,8 @@ use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
 use crate::proto::timer::{Timer, TimerTable};
 use crate::proto::wire::{
-    ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN, FLAG_PROBE, MAX_DATAGRAM_LEN,
-    MAX_TOKEN_LEN, RETRY_TOKEN_LEN,
+    ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN, FLAG_ABORT, FLAG_PROBE,
+    MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN,
 };
 
 /// Messages that carry the answer to one path challenge: the first may be
@@ -87,6 +87,8 @@ pub struct Client {
     /// timeouts persist, so that heavy loss does not stall the transfer.
     copies: u8,
     close_tries: u32,
+    /// Set by [`Client::abort`]: the CLOSED we send abandons the session.
+    aborted: bool,
     events: VecDeque<ClientEvent>,
     sack_buf: Vec<u8>,
     stats: ClientStats,
@@ -152,6 +154,7 @@ impl Client {
             send_pending: true,
             copies: 1,
             close_tries: 0,
+            aborted: false,
             events: VecDeque::new(),
             sack_buf: Vec::new(),
             stats: ClientStats::default(),
@@ -226,6 +229,38 @@ impl Client {
         self.send_pending = true;
         self.timers.stop(Timer::Ack);
         self.arm_retransmit(now);
+    }
+
+    /// Abandons the transfer (Ctrl-C): sends CLOSED with the ABORT flag, so
+    /// that the server frees the session now instead of after its
+    /// lifetime, retried like any CLOSED. The client completes on the
+    /// server's Closed (or UnknownSession) or after its close retries;
+    /// nothing more is delivered. A client that holds no token yet has no
+    /// session to close and completes at once; one already closing after
+    /// a verified checksum carries on.
+    pub fn abort(&mut self, now: Instant) {
+        if self.finished || self.state == State::Closed {
+            return;
+        }
+        if self.token.is_none() {
+            self.complete();
+            return;
+        }
+        self.aborted = true;
+        self.set_state(State::Closed);
+        self.send_pending = true;
+        self.probe_due = false;
+        self.ack_now = false;
+        self.copies = 1;
+        self.close_tries = 0;
+        self.timers.stop(Timer::Ack);
+        self.timers.stop(Timer::Retransmit);
+        self.arm_retransmit(now);
+    }
+
+    /// True once [`Client::abort`] abandoned the transfer.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
     }
 
     /// Feeds one datagram from the server.
@@ -325,6 +360,9 @@ impl Client {
             }
             State::Connected if self.ack_now || probe => (State::Connected, self.reorder.next()),
             State::Closing if self.send_pending => (State::Closing, self.config.len),
+            State::Closed if self.send_pending && self.aborted => {
+                (State::Closed, self.reorder.next())
+            }
             State::Closed if self.send_pending => (State::Closed, self.config.len),
             _ => return None,
         };
@@ -362,7 +400,13 @@ impl Client {
             window,
             ack,
             timestamp,
-            flags: if probe { FLAG_PROBE } else { 0 },
+            flags: if state == State::Closed && self.aborted {
+                FLAG_ABORT
+            } else if probe {
+                FLAG_PROBE
+            } else {
+                0
+            },
             token: &token_buf[..token],
             sack: if state == State::Connected {
                 &self.sack_buf

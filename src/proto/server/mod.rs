@@ -12,7 +12,11 @@
 //!   expiry, address validation, and the fair round-robin of sends;
 //! - `session`: one client's send state, acknowledgements, loss detection
 //!   and resends;
-//! - `outbox`: the replies, events and counters both write to.
+//! - `outbox`: the replies, events and counters both write to;
+//! - `path`: which addresses a session has proven, and the
+//!   anti-amplification budget for one it has not;
+//! - `secret`: the key and the retry tokens it authenticates
+//!   (the endpoint's `admission` part decides when a Retry is needed).
 //!
 //! Every datagram that is not processed is counted under a [`Reject`]
 //! reason; `received == accepted + rejected` always holds.

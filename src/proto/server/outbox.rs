@@ -111,6 +111,9 @@ pub struct ServerStats {
     pub sessions_resumed: u64,
     /// Sessions closed by the CLOSED handshake.
     pub sessions_closed: u64,
+    /// Sessions freed by a CLOSED with the ABORT flag (the client gave up
+    /// before holding every value).
+    pub sessions_aborted: u64,
     /// Sessions freed for idleness.
     pub sessions_expired: u64,
     /// Times a session moved to a new client address.

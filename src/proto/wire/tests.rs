@@ -36,6 +36,13 @@ const GOLDEN_CONNECTED: [u8; 54] = [
     0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xe2, 0x40, 0x01, 0x02, 0xaa, 0xbb, 0x00, 0x02, 0xa0, 0x01,
     0x00, 0x00, 0xb2, 0x0e, 0x47, 0xc3,
 ];
+/// A CLOSED with the ABORT flag, no selective acks.
+const GOLDEN_CLOSED_ABORT: [u8; 52] = [
+    0x52, 0x55, 0x01, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b,
+    0x1c, 0x1d, 0x1e, 0x1f, 0x00, 0x00, 0x00, 0x32, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x0a,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xe2, 0x40, 0x02, 0x02, 0xaa, 0xbb, 0x00, 0x00, 0x00, 0x00,
+    0xa2, 0x49, 0x3c, 0xb1,
+];
 
 fn uuid() -> Uuid {
     Uuid::from_bytes([
@@ -131,6 +138,29 @@ fn connected_matches_golden_bytes_both_ways() {
     let back = ClientMessage::decode(&GOLDEN_CONNECTED).unwrap();
     assert_eq!(back, msg);
     assert!(back.is_probe());
+    assert!(!back.is_abort());
+}
+
+#[test]
+fn closed_abort_matches_golden_bytes_both_ways() {
+    let msg = ClientMessage {
+        state: State::Closed,
+        uuid: uuid(),
+        len: 50,
+        window: 16,
+        ack: 10,
+        timestamp: 123_456,
+        flags: FLAG_ABORT,
+        token: &[0xaa, 0xbb],
+        sack: &[],
+    };
+    let mut buf = [0u8; 128];
+    let n = msg.encode(&mut buf).unwrap();
+    assert_eq!(&buf[..n], &GOLDEN_CLOSED_ABORT);
+    let back = ClientMessage::decode(&GOLDEN_CLOSED_ABORT).unwrap();
+    assert_eq!(back, msg);
+    assert!(back.is_abort());
+    assert!(!back.is_probe());
 }
 
 #[test]
@@ -217,9 +247,16 @@ fn every_malformation_has_its_own_error() {
 #[test]
 fn client_field_rules_are_enforced() {
     let mut d = GOLDEN_CONNECTED;
-    d[40] = 0x02; // flags
+    d[40] = 0x04; // flags: the lowest bit not in use
     reseal(&mut d);
-    assert_eq!(ClientMessage::decode(&d), Err(WireError::ReservedFlags(2)));
+    assert_eq!(ClientMessage::decode(&d), Err(WireError::ReservedFlags(4)));
+    let mut d = GOLDEN_CONNECTED;
+    d[40] = 0x83;
+    reseal(&mut d);
+    assert_eq!(
+        ClientMessage::decode(&d),
+        Err(WireError::ReservedFlags(0x83))
+    );
     let mut d = GOLDEN_CONNECTED;
     d[41] = 40; // token length
     reseal(&mut d);

@@ -1,0 +1,156 @@
+//! Admission of new sessions: the limits a new CONNECTING must meet,
+//! stateless address validation (Retry) under pressure, and making room in
+//! a full table for a client that proved its address.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::Rng;
+
+use super::{duration_ms, Server};
+use crate::proto::sequence::Sequence;
+use crate::proto::server::outbox::{Outbox, Reject, ServerEvent};
+use crate::proto::server::path::Path;
+use crate::proto::server::secret::RetryCheck;
+use crate::proto::server::session::{AckKind, Session};
+use crate::proto::server::RetryPolicy;
+use crate::proto::wire::{
+    ClientMessage, ErrorCode, ServerMessage, RETRY_TOKEN_LEN, SERVER_TOKEN_LEN,
+};
+
+impl Server {
+    /// A CONNECTING for a new session: admission, limits, and (under
+    /// pressure) stateless address validation.
+    pub(super) fn on_connecting_new(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+        bytes: usize,
+    ) -> Result<(), Reject> {
+        let echo = msg.timestamp;
+        let refuse = |out: &mut Outbox, code, detail, reason| {
+            Err(out.refuse(from, code, detail, echo, reason))
+        };
+        if !msg.token.is_empty() && msg.token.len() != RETRY_TOKEN_LEN {
+            // Resuming a session we no longer have.
+            return refuse(
+                &mut self.out,
+                ErrorCode::UnknownSession,
+                0,
+                Reject::UnknownSession,
+            );
+        }
+        if msg.len > self.config.max_len {
+            let max = self.config.max_len;
+            return refuse(
+                &mut self.out,
+                ErrorCode::LenTooLarge,
+                max,
+                Reject::LenTooLarge,
+            );
+        }
+        if msg.ack != 0 {
+            return refuse(
+                &mut self.out,
+                ErrorCode::UnknownSession,
+                0,
+                Reject::UnknownSession,
+            );
+        }
+        let validated = self.check_address(now, from, msg)?;
+        if self.sessions.len() >= self.config.max_sessions && !(validated && self.evict_pending()) {
+            let max = self.config.max_sessions as u32;
+            return refuse(&mut self.out, ErrorCode::Busy, max, Reject::Busy);
+        }
+        let token: [u8; SERVER_TOKEN_LEN] = self.rng.gen();
+        let seed: u64 = self.rng.gen();
+        let seq = Sequence::new(seed, msg.len);
+        let path = if validated {
+            self.out.stats.retry_validated += 1;
+            Path::validated(from)
+        } else {
+            Path::unvalidated()
+        };
+        let mut s = Session::new(msg.uuid, token, from, path, seq, msg.timestamp, now);
+        let lifetime = s.lifetime(&self.config);
+        let accept = ServerMessage::Accept {
+            token,
+            lifetime_ms: duration_ms(lifetime),
+            max_window: self.config.max_window,
+            echo,
+        };
+        s.on_repeat(bytes);
+        s.on_reply(from, accept.encoded_len());
+        if s.is_pending() {
+            self.pending += 1;
+        }
+        self.sessions.insert(msg.uuid, s);
+        self.set_expiry(msg.uuid, now + lifetime);
+        self.out.stats.sessions_opened += 1;
+        tracing::debug!(uuid = %msg.uuid, %from, len = msg.len, "session opened");
+        self.out.event(ServerEvent::Opened {
+            uuid: msg.uuid,
+            addr: from,
+            len: msg.len,
+        });
+        self.out.reply(from, accept);
+        self.apply_ack(now, msg.uuid, msg, AckKind::Normal);
+        Ok(())
+    }
+
+    /// Stateless address validation for a new CONNECTING: `Ok(true)` when
+    /// it carries a valid retry token (the address is proven), `Ok(false)`
+    /// when none is needed, and a Retry reply when one is needed and
+    /// missing or bad.
+    fn check_address(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+    ) -> Result<bool, Reject> {
+        let reason = if msg.token.is_empty() {
+            let required = match self.config.retry {
+                RetryPolicy::Never => false,
+                RetryPolicy::Always => true,
+                RetryPolicy::UnderPressure => self.pending >= (self.config.max_sessions / 8).max(1),
+            };
+            if !required {
+                return Ok(false);
+            }
+            Reject::RetryRequired
+        } else {
+            let life = self.config.handshake_lifetime;
+            let secret = &self.secret;
+            match secret.check_retry_token(now, msg.token, &msg.uuid, msg.len, from, life) {
+                RetryCheck::Valid => return Ok(true),
+                RetryCheck::Expired | RetryCheck::Forged => Reject::InvalidRetryToken,
+            }
+        };
+        // 32 bytes for a 1200-byte CONNECTING: no amplification.
+        let token = self.secret.retry_token(now, &msg.uuid, msg.len, from);
+        let echo = msg.timestamp;
+        self.out.reply(from, ServerMessage::Retry { token, echo });
+        Err(reason)
+    }
+
+    /// Frees the pending handshake idle longest, to make room for a client
+    /// that proved its address; false if there is none.
+    fn evict_pending(&mut self) -> bool {
+        let oldest = self
+            .sessions
+            .values()
+            .filter(|s| s.is_pending())
+            .min_by_key(|s| (s.last_activity(), s.uuid()))
+            .map(Session::uuid);
+        let Some(uuid) = oldest else {
+            return false;
+        };
+        let data_sent = self.sessions.get(&uuid).map_or(0, Session::data_sent);
+        self.remove_session(&uuid);
+        self.out.stats.pending_evicted += 1;
+        tracing::debug!(%uuid, "pending handshake evicted");
+        self.out.event(ServerEvent::Expired { uuid, data_sent });
+        true
+    }
+}
