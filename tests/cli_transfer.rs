@@ -222,7 +222,11 @@ fn client_json_and_output_agree_with_what_was_transferred() {
         Some(risp_udp::cli::VERSION),
         "{j}"
     );
-    assert_eq!(u64_field(start, "protocol_version"), 1, "{j}");
+    assert_eq!(
+        u64_field(start, "protocol_version"),
+        u64::from(risp_udp::proto::wire::VERSION),
+        "{j}"
+    );
     assert!(u64_field(start, "time_unix_s") > 1_600_000_000, "{j}");
     assert_eq!(start["flags"]["loss"].as_f64(), Some(0.1), "{j}");
     assert_eq!(u64_field(&start["flags"], "netem_seed"), 7, "{j}");

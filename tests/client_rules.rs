@@ -396,23 +396,28 @@ fn any_answer_resets_the_backoff() {
 fn corrupt_datagrams_are_counted_and_ignored() {
     let mut h = ClientHarness::len(10);
     h.connect();
-    let mut d = encode_server(ServerMessage::Data {
-        index: 0,
-        payload: 5,
-        echo: 1,
-    });
+    let mut d = encode_server(
+        h.client.uuid(),
+        ServerMessage::Data {
+            index: 0,
+            payload: 5,
+            echo: 1,
+        },
+    );
     d[9] ^= 0x01;
     h.feed_bytes(&d);
     assert_eq!(h.client.stats().corrupt, 1);
     assert_eq!(h.client.next_index(), 0);
     // Garbage that is not even a frame, and a client datagram sent back.
     h.feed_bytes(&[]);
-    h.feed_bytes(&[0x52, 0x55, 1]);
+    h.feed_bytes(&[0x52, 0x55, 2]);
     let mut back = ClientDatagram::new(State::Connected, h.client.uuid(), 10);
     back.token = TOKEN.to_vec();
     h.feed_bytes(&back.encode());
     let s = h.client.stats();
-    assert_eq!((s.corrupt, s.invalid), (1, 3));
+    // The client datagram fails the CRC a server datagram would have
+    // (keyed by the session): corrupt, as the flipped bit was.
+    assert_eq!((s.corrupt, s.invalid), (2, 2));
     assert!(h.app_events().is_empty());
     assert!(h.sent().is_empty());
     assert_eq!(h.client.next_index(), 0);
@@ -552,4 +557,97 @@ fn abort_is_retried_then_gives_up_and_needs_a_token() {
     assert!(h.sent().is_empty());
     assert_eq!(h.app_events(), vec![ClientEvent::Completed]);
     assert!(h.client.is_finished());
+}
+
+/// The soak's checksum mismatches: a client killed mid-transfer leaves its
+/// port, the server keeps sending that session's data there until the
+/// client resumes from its new port, and a new client that the OS gave the
+/// same port received it as its own (nothing in a data datagram named its
+/// session). Server datagrams are now keyed by the session's UUID: the new
+/// client counts the stray data as corrupt and verifies its own sequence.
+#[test]
+fn a_port_another_client_just_left_delivers_none_of_its_data() {
+    use risp_udp::proto::client::Client;
+    use risp_udp::proto::server::{Server, ServerConfig};
+    use std::net::SocketAddr;
+
+    let port: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut server = Server::new(ServerConfig::default());
+    let mut now = risp_udp::clock::now();
+    let mut buf = vec![0u8; risp_udp::proto::wire::MAX_DATAGRAM_LEN];
+    let mut sbuf = Vec::new();
+    // Everything the server sends now, as (destination, datagram).
+    let sent = |server: &mut Server, now, sbuf: &mut Vec<u8>| {
+        let mut out = Vec::new();
+        while let Some(t) = server.poll_transmit(now, 64, sbuf) {
+            for seg in sbuf[..t.size].chunks(t.segment_size) {
+                out.push((t.destination, seg.to_vec()));
+            }
+        }
+        out
+    };
+    // The first client, 100,000 values, on `port`: handshake and one ack,
+    // after which the server has a window of its data on the way there.
+    let mut old = Client::new(ClientConfig::new(Uuid::from_u128(1), 100_000), now);
+    for _ in 0..3 {
+        while let Some(n) = old.poll_transmit(now, &mut buf) {
+            server.handle(now, port, &buf[..n]);
+        }
+        for (_, d) in sent(&mut server, now, &mut sbuf) {
+            old.handle(now, &d);
+        }
+        now += ms(1);
+    }
+    assert!(old.next_index() > 0, "the first client is receiving");
+    while let Some(n) = old.poll_transmit(now, &mut buf) {
+        server.handle(now, port, &buf[..n]);
+    }
+    // The first client is killed; a new client (the same length, so its
+    // indices overlap) gets the same port before the first one resumes.
+    let mut new = Client::new(ClientConfig::new(Uuid::from_u128(2), 100_000), now);
+    let mut stray = 0;
+    let mut values = Vec::new();
+    let mut verified = false;
+    let mut own = None;
+    for _ in 0..10_000 {
+        while let Some(n) = new.poll_transmit(now, &mut buf) {
+            server.handle(now, port, &buf[..n]);
+        }
+        for (to, d) in sent(&mut server, now, &mut sbuf) {
+            assert_eq!(to, port);
+            if ServerMessage::decode(&d, Uuid::from_u128(1)).is_ok() {
+                stray += 1;
+            }
+            new.handle(now, &d);
+        }
+        if own.is_none() {
+            own = server.sequence(&Uuid::from_u128(2));
+        }
+        while let Some(ev) = new.poll_event() {
+            match ev {
+                ClientEvent::Value { index, value, .. } => values.push((index, value)),
+                ClientEvent::Verified { .. } => verified = true,
+                ClientEvent::Failed(e) => panic!("the new client failed: {e:?}"),
+                _ => {}
+            }
+        }
+        if new.is_finished() {
+            break;
+        }
+        now += ms(1);
+        if new.poll_timeout().is_some_and(|t| t <= now) {
+            new.handle_timeout(now);
+        }
+        if server.poll_timeout().is_some_and(|t| t <= now) {
+            server.handle_timeout(now);
+        }
+    }
+    assert!(stray > 0, "the old session's data reached the port");
+    assert!(new.stats().corrupt >= stray, "{:?}", new.stats());
+    let own = own.expect("the new session's sequence");
+    assert_eq!(values.len(), 100_000);
+    for (index, value) in values {
+        assert_eq!(own.get(index), Some(value), "index {index}");
+    }
+    assert!(verified, "{:?}", new.stats());
 }

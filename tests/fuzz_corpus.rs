@@ -166,7 +166,7 @@ fn decode_seeds_cover_every_kind_both_ways() {
         .count();
     let servers = seeds
         .iter()
-        .filter(|(_, d)| ServerMessage::decode(d).is_ok())
+        .filter(|(_, d)| ServerMessage::decode(d, fuzz::SEED_UUID).is_ok())
         .count();
     assert_eq!(clients + servers, seeds.len(), "every seed is valid");
     assert_eq!((clients, servers), (6, 5));

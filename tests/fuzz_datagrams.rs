@@ -22,10 +22,10 @@ use rand::{Rng, SeedableRng};
 use risp_udp::proto::client::{Client, ClientConfig};
 use risp_udp::proto::server::{Reject, RetryPolicy, ServerConfig};
 use risp_udp::proto::wire::{
-    ClientMessage, ErrorCode, ServerMessage, State, CRC_LEN, MAX_DATAGRAM_LEN,
+    ClientMessage, ErrorCode, ServerMessage, State, CRC_LEN, MAX_DATAGRAM_LEN, VERSION,
 };
 use support::virtual_time::Pair;
-use support::wire::{encode_server, reseal, ClientDatagram};
+use support::wire::{encode_server, reseal, reseal_server, ClientDatagram};
 use uuid::Uuid;
 
 const FUZZ_DATAGRAMS: usize = 120_000;
@@ -51,7 +51,15 @@ fn interesting(rng: &mut StdRng, near: u32) -> u32 {
 
 /// One mutation of `template`; the CRC is fixed afterwards about two times
 /// in three. `fields` lists (offset, width) of the integer fields.
-fn mutate(rng: &mut StdRng, template: &[u8], fields: &[(usize, usize)]) -> Vec<u8> {
+/// Mutates a copy of `template`; two times in three the CRC is then made
+/// right again (keyed by `key` for a server datagram), so that the checks
+/// behind it run.
+fn mutate(
+    rng: &mut StdRng,
+    template: &[u8],
+    fields: &[(usize, usize)],
+    key: Option<Uuid>,
+) -> Vec<u8> {
     let mut d = template.to_vec();
     match rng.gen_range(0..5) {
         0 => {
@@ -88,7 +96,10 @@ fn mutate(rng: &mut StdRng, template: &[u8], fields: &[(usize, usize)]) -> Vec<u
         }
     }
     if rng.gen_bool(0.67) {
-        reseal(&mut d);
+        match key {
+            Some(uuid) => reseal_server(&mut d, uuid),
+            None => reseal(&mut d),
+        }
     }
     d
 }
@@ -151,7 +162,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         let mut token = Vec::new();
         while let Some(t) = w.server.poll_transmit(w.now, 64, &mut sbuf) {
             if let Ok(ServerMessage::Accept { token: tk, .. }) =
-                ServerMessage::decode(&sbuf[..t.segment_size])
+                ServerMessage::decode(&sbuf[..t.segment_size], uuid)
             {
                 token = tk.to_vec();
             }
@@ -160,30 +171,44 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         fuzz_sessions.push((uuid, token, len));
     }
 
-    let server_templates: Vec<Vec<u8>> = vec![
-        encode_server(ServerMessage::Accept {
-            token: [3; 8],
-            lifetime_ms: 30_000,
-            max_window: 64,
-            echo: 1,
-        }),
-        encode_server(ServerMessage::Data {
-            index: 5,
-            payload: 77,
-            echo: 1,
-        }),
-        encode_server(ServerMessage::Checksum {
-            checksum: 1234,
-            echo: 1,
-        }),
-        encode_server(ServerMessage::Closed { echo: 1 }),
-        encode_server(ServerMessage::Error {
-            code: ErrorCode::Busy,
-            detail: 3,
-            echo: 1,
-        }),
-    ];
     let fuzz_uuid = Uuid::from_u128(0xC11E);
+    // Keyed by the fuzzed client's UUID, so that mutations reach the
+    // checks behind the CRC.
+    let server_templates: Vec<Vec<u8>> = vec![
+        encode_server(
+            fuzz_uuid,
+            ServerMessage::Accept {
+                token: [3; 8],
+                lifetime_ms: 30_000,
+                max_window: 64,
+                echo: 1,
+            },
+        ),
+        encode_server(
+            fuzz_uuid,
+            ServerMessage::Data {
+                index: 5,
+                payload: 77,
+                echo: 1,
+            },
+        ),
+        encode_server(
+            fuzz_uuid,
+            ServerMessage::Checksum {
+                checksum: 1234,
+                echo: 1,
+            },
+        ),
+        encode_server(fuzz_uuid, ServerMessage::Closed { echo: 1 }),
+        encode_server(
+            fuzz_uuid,
+            ServerMessage::Error {
+                code: ErrorCode::Busy,
+                detail: 3,
+                echo: 1,
+            },
+        ),
+    ];
     let new_fuzz_client = |now| Client::new(ClientConfig::new(fuzz_uuid, 1_000), now);
     let mut fuzz_client = new_fuzz_client(w.now);
     let mut fuzz_client_fed = 0u64;
@@ -205,7 +230,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
             // Noise behind a valid prefix, CRC fixed: reaches the fields.
             let n = rng.gen_range(8..1600);
             let mut d: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
-            d[..3].copy_from_slice(b"RU\x01");
+            d[..3].copy_from_slice(&[b'R', b'U', VERSION]);
             d[3] = rng.gen_range(0..4) | if rng.gen_bool(0.2) { 0x80 } else { 0 };
             reseal(&mut d);
             d
@@ -227,7 +252,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         } else if kind < 45 {
             // Server datagrams (wrong direction for the server), mutated.
             let t = &server_templates[rng.gen_range(0..server_templates.len())];
-            mutate(&mut rng, t, &SERVER_FIELDS)
+            mutate(&mut rng, t, &SERVER_FIELDS, Some(fuzz_uuid))
         } else {
             // Valid client datagrams for fuzz sessions or new UUIDs, mutated.
             let (uuid, token, len) = if rng.gen_bool(0.7) {
@@ -273,7 +298,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
             if rng.gen_bool(0.15) {
                 t // unmutated: valid, so the rules themselves run
             } else {
-                mutate(&mut rng, &t, &CLIENT_FIELDS)
+                mutate(&mut rng, &t, &CLIENT_FIELDS, None)
             }
         };
 
@@ -281,7 +306,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         if ClientMessage::decode(&d).is_ok() {
             decoded_ok += 1;
         }
-        if ServerMessage::decode(&d).is_ok() {
+        if ServerMessage::decode(&d, fuzz_uuid).is_ok() {
             server_decoded_ok += 1;
         }
         let from = if rng.gen_bool(0.5) {
@@ -307,7 +332,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
             s
         } else {
             let t = &server_templates[rng.gen_range(0..server_templates.len())];
-            mutate(&mut rng, t, &SERVER_FIELDS)
+            mutate(&mut rng, t, &SERVER_FIELDS, Some(fuzz_uuid))
         };
         let corrupt_before = fuzz_client.stats().corrupt;
         let invalid_before = fuzz_client.stats().invalid;
@@ -404,7 +429,7 @@ fn decoders_take_any_bytes() {
         let n = rng.gen_range(0..1600);
         let mut d: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
         if n >= 8 && rng.gen_bool(0.5) {
-            d[..3].copy_from_slice(b"RU\x01");
+            d[..3].copy_from_slice(&[b'R', b'U', VERSION]);
             reseal(&mut d);
         }
         if let Ok(m) = ClientMessage::decode(&d) {
@@ -414,10 +439,12 @@ fn decoders_take_any_bytes() {
             let k = m.encode(&mut buf).unwrap();
             assert_eq!(&buf[..k], &d[..]);
         }
-        if let Ok(m) = ServerMessage::decode(&d) {
+        if let Ok(m) = ServerMessage::decode_unchecked(&d) {
             let mut buf = [0u8; 64];
-            let k = m.encode(&mut buf).unwrap();
-            assert_eq!(&buf[..k], &d[..]);
+            let k = m.encode(Uuid::nil(), &mut buf).unwrap();
+            // The same bytes up to the CRC, which is keyed by a session.
+            assert_eq!(k, d.len());
+            assert_eq!(&buf[..k - CRC_LEN], &d[..k - CRC_LEN]);
         }
     }
     let _ = ok;

@@ -168,11 +168,14 @@ fn spray_datagrams(seed: u64, n: usize, uuid: Uuid, len: u32) -> Vec<Vec<u8>> {
                 }
                 d
             }
-            _ => encode_server(ServerMessage::Data {
-                index: rng.gen_range(0..len),
-                payload: rng.gen(),
-                echo: rng.gen(),
-            }),
+            _ => encode_server(
+                uuid,
+                ServerMessage::Data {
+                    index: rng.gen_range(0..len),
+                    payload: rng.gen(),
+                    echo: rng.gen(),
+                },
+            ),
         })
         .collect()
 }
@@ -281,10 +284,10 @@ fn send_from_port_zero(to: SocketAddr, payload: &[u8]) -> std::io::Result<bool> 
     send_from_port(0, to, payload)
 }
 
-/// Reads datagrams on `socket` until one decodes as `last`; returns the
-/// bytes received before it. Loopback keeps order, so everything the server
-/// sent before its answer to our marker has arrived.
-fn drain_until(socket: &StdUdpSocket, last: impl Fn(&ServerMessage) -> bool) -> usize {
+/// Reads datagrams on `socket` until one for session `key` decodes as
+/// `last`; returns the bytes received before it. Loopback keeps order, so
+/// everything the server sent before its answer to our marker has arrived.
+fn drain_until(socket: &StdUdpSocket, key: Uuid, last: impl Fn(&ServerMessage) -> bool) -> usize {
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -292,7 +295,7 @@ fn drain_until(socket: &StdUdpSocket, last: impl Fn(&ServerMessage) -> bool) -> 
     let mut bytes = 0;
     loop {
         let n = socket.recv(&mut buf).expect("the marker's answer arrives");
-        if ServerMessage::decode(&buf[..n]).is_ok_and(|m| last(&m)) {
+        if ServerMessage::decode(&buf[..n], key).is_ok_and(|m| last(&m)) {
             return bytes;
         }
         bytes += n;
@@ -323,7 +326,7 @@ async fn spoofed_acks_do_not_turn_the_server_into_an_amplifier() {
     let mut buf = [0u8; MAX_DATAGRAM_LEN];
     let token = loop {
         let n = owner.recv(&mut buf).unwrap();
-        if let Ok(ServerMessage::Accept { token, .. }) = ServerMessage::decode(&buf[..n]) {
+        if let Ok(ServerMessage::Accept { token, .. }) = ServerMessage::decode(&buf[..n], uuid) {
             break token;
         }
     };
@@ -336,8 +339,11 @@ async fn spoofed_acks_do_not_turn_the_server_into_an_amplifier() {
     // The victim reads as it goes (its receive buffer holds only a few
     // hundred small datagrams), until the answer to the marker below.
     let reader = victim.try_clone().unwrap();
+    let marker_uuid = Uuid::new_v4();
     let counted = std::thread::spawn(move || {
-        drain_until(&reader, |m| matches!(m, ServerMessage::Closed { echo: 77 }))
+        drain_until(&reader, marker_uuid, |m| {
+            matches!(m, ServerMessage::Closed { echo: 77 })
+        })
     });
     let mut spoofed = 0;
     for k in 0..51u64 {
@@ -353,7 +359,7 @@ async fn spoofed_acks_do_not_turn_the_server_into_an_amplifier() {
     }
     // Marker: a CLOSED for an unknown session from the victim itself; the
     // server answers it Closed after everything it sent before.
-    let mut marker = ClientDatagram::new(State::Closed, Uuid::new_v4(), 1);
+    let mut marker = ClientDatagram::new(State::Closed, marker_uuid, 1);
     marker.ts = 77;
     // Wait (bounded) until the spoofed datagrams were all handled.
     for _ in 0..500 {

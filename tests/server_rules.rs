@@ -1044,7 +1044,7 @@ fn malformed_corrupt_and_wrong_direction_datagrams_are_counted_silently() {
         payload: 2,
         echo: 3,
     }
-    .encode(&mut data)
+    .encode(Uuid::nil(), &mut data)
     .unwrap();
     h.server.handle(h.now, addr(66), &data);
     h.check_accounting();

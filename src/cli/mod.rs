@@ -36,7 +36,7 @@ pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("RISP_GIT_COMMIT"),
-    ", wire protocol v1)"
+    ", wire protocol v2)"
 );
 
 /// RISP (Realtime Integer Streaming Protocol) over plain UDP.

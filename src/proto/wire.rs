@@ -1,7 +1,10 @@
 //! Datagram formats: encode, decode and integrity check.
 //!
 //! Every datagram starts with a 4-byte prefix (`"RU"`, version, kind) and ends
-//! with a CRC32C of everything before it. Fixed-size parts are laid out with
+//! with a CRC32C of everything before it; a server datagram's CRC also covers
+//! the session's UUID (as if it preceded the datagram), so that a client
+//! drops a datagram meant for another session, as it may receive on a port
+//! another client just left. Fixed-size parts are laid out with
 //! bincode 2 (big-endian, fixed-width integers), which is used nowhere else in
 //! the crate; the variable parts (token, selective-ack bitmap, padding) are
 //! length-prefixed by hand. `docs/PROTOCOL.md` gives the layout byte by byte
@@ -15,8 +18,9 @@ use uuid::Uuid;
 
 /// The first two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"RU";
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+/// The protocol version this build speaks (2: server CRCs keyed by the
+/// session's UUID).
+pub const VERSION: u8 = 2;
 /// Bytes of the prefix (magic, version, kind).
 pub const PREFIX_LEN: usize = 4;
 /// Bytes of the CRC32C trailer.
@@ -218,7 +222,7 @@ impl ClientMessage<'_> {
             return Err(WireError::BufferTooSmall(total));
         }
         let pad = total - (MIN_CLIENT_LEN + self.token.len() + self.sack.len());
-        let mut w = Writer::new(&mut buf[..total]);
+        let mut w = Writer::new(&mut buf[..total], &[]);
         w.prefix(self.state as u8);
         w.fixed(&ClientFixed {
             uuid: *self.uuid.as_bytes(),
@@ -239,7 +243,7 @@ impl ClientMessage<'_> {
 
     /// Decodes and checks one client datagram.
     pub fn decode(datagram: &[u8]) -> Result<ClientMessage<'_>, WireError> {
-        let kind = check_frame(datagram, MIN_CLIENT_LEN)?;
+        let kind = check_frame(datagram, MIN_CLIENT_LEN, &[])?;
         let state = State::from_u8(kind).ok_or(WireError::UnknownKind(kind))?;
         let mut r = Reader::new(&datagram[PREFIX_LEN..datagram.len() - CRC_LEN]);
         let fixed: ClientFixed = r.fixed(CLIENT_FIXED_LEN)?;
@@ -445,13 +449,14 @@ impl ServerMessage {
         PREFIX_LEN + self.body_len() + CRC_LEN
     }
 
-    /// Encodes into `buf`, returning the number of bytes written.
-    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+    /// Encodes into `buf` for the session `uuid` (which keys the CRC),
+    /// returning the number of bytes written.
+    pub fn encode(&self, uuid: Uuid, buf: &mut [u8]) -> Result<usize, WireError> {
         let total = self.encoded_len();
         if buf.len() < total {
             return Err(WireError::BufferTooSmall(total));
         }
-        let mut w = Writer::new(&mut buf[..total]);
+        let mut w = Writer::new(&mut buf[..total], uuid.as_bytes());
         match *self {
             Self::Accept {
                 token,
@@ -509,9 +514,27 @@ impl ServerMessage {
         Ok(w.finish())
     }
 
-    /// Decodes and checks one server datagram.
-    pub fn decode(datagram: &[u8]) -> Result<Self, WireError> {
-        let kind = check_frame(datagram, PREFIX_LEN + 8 + CRC_LEN)?;
+    /// Decodes and checks one server datagram sent for the session `uuid`:
+    /// a datagram for any other session fails with [`WireError::BadCrc`].
+    pub fn decode(datagram: &[u8], uuid: Uuid) -> Result<Self, WireError> {
+        Self::decode_keyed(datagram, Some(uuid.as_bytes()))
+    }
+
+    /// Decodes a server datagram without checking its CRC: for a sender
+    /// classifying what it encoded itself (which session it was for is not
+    /// at hand there). Never use it on datagrams from the network.
+    pub fn decode_unchecked(datagram: &[u8]) -> Result<Self, WireError> {
+        Self::decode_keyed(datagram, None)
+    }
+
+    fn decode_keyed(datagram: &[u8], key: Option<&[u8]>) -> Result<Self, WireError> {
+        let kind = match key {
+            Some(key) => check_frame(datagram, PREFIX_LEN + 8 + CRC_LEN, key)?,
+            None => check_frame(datagram, PREFIX_LEN + 8 + CRC_LEN, &[]).or_else(|e| match e {
+                WireError::BadCrc => Ok(datagram[3]),
+                e => Err(e),
+            })?,
+        };
         if datagram.len() > MAX_SERVER_DATAGRAM_LEN {
             return Err(WireError::TooLong(datagram.len()));
         }
@@ -567,9 +590,9 @@ impl ServerMessage {
     }
 }
 
-/// Checks what every datagram shares (size bounds, magic, version, CRC) and
-/// returns its kind byte.
-fn check_frame(datagram: &[u8], min_len: usize) -> Result<u8, WireError> {
+/// Checks what every datagram shares (size bounds, magic, version, CRC keyed
+/// by `key`) and returns its kind byte.
+fn check_frame(datagram: &[u8], min_len: usize, key: &[u8]) -> Result<u8, WireError> {
     if datagram.len() < min_len {
         return Err(WireError::TooShort(datagram.len()));
     }
@@ -584,10 +607,15 @@ fn check_frame(datagram: &[u8], min_len: usize) -> Result<u8, WireError> {
     }
     let (body, trailer) = datagram.split_at(datagram.len() - CRC_LEN);
     let expected = u32::from_be_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-    if crc32c::crc32c(body) != expected {
+    if crc(key, body) != expected {
         return Err(WireError::BadCrc);
     }
     Ok(datagram[3])
+}
+
+/// CRC32C of `key` followed by `body` (an empty key: of `body` alone).
+fn crc(key: &[u8], body: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(key), body)
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -596,15 +624,16 @@ fn bincode_config() -> impl bincode::config::Config {
         .with_fixed_int_encoding()
 }
 
-/// Appends fields to an exactly-sized buffer, then the CRC.
+/// Appends fields to an exactly-sized buffer, then the CRC (keyed by `key`).
 struct Writer<'a> {
     buf: &'a mut [u8],
     pos: usize,
+    key: &'a [u8],
 }
 
 impl<'a> Writer<'a> {
-    fn new(buf: &'a mut [u8]) -> Self {
-        Self { buf, pos: 0 }
+    fn new(buf: &'a mut [u8], key: &'a [u8]) -> Self {
+        Self { buf, pos: 0, key }
     }
 
     fn prefix(&mut self, kind: u8) {
@@ -630,7 +659,7 @@ impl<'a> Writer<'a> {
     }
 
     fn finish(self) -> usize {
-        let crc = crc32c::crc32c(&self.buf[..self.pos]);
+        let crc = crc(self.key, &self.buf[..self.pos]);
         self.buf[self.pos..self.pos + CRC_LEN].copy_from_slice(&crc.to_be_bytes());
         self.pos + CRC_LEN
     }

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use risp_udp::proto::server::{is_usable_source, RetryPolicy, Server, ServerConfig, ServerStats};
 use risp_udp::proto::wire::{
-    ClientMessage, ErrorCode, ServerMessage, State, CRC_LEN, FLAG_PROBE, MAX_DATAGRAM_LEN,
-    MAX_SERVER_DATAGRAM_LEN, SERVER_TOKEN_LEN,
+    ClientMessage, ErrorCode, ServerMessage, State, WireError, CRC_LEN, FLAG_PROBE,
+    MAX_DATAGRAM_LEN, MAX_SERVER_DATAGRAM_LEN, SERVER_TOKEN_LEN,
 };
 use uuid::Uuid;
 
@@ -53,18 +53,21 @@ pub fn decode(data: &[u8]) {
             );
         }
     }
-    if let Ok(m) = ServerMessage::decode(data) {
+    if let Ok(m) = ServerMessage::decode(data, SEED_UUID) {
         let mut buf = vec![0u8; m.encoded_len()];
         let n = m
-            .encode(&mut buf)
+            .encode(SEED_UUID, &mut buf)
             .expect("a decoded server message encodes");
         assert_eq!(&buf[..n], data, "server datagrams have one encoding");
     }
 }
 
+/// The session of the `decode` seeds (server datagrams are keyed by it).
+pub const SEED_UUID: Uuid = Uuid::from_u128(0x5eed);
+
 /// Valid datagrams of every kind, both directions: the `decode` seeds.
 pub fn decode_seeds() -> Vec<(String, Vec<u8>)> {
-    let uuid = Uuid::from_u128(0x5eed);
+    let uuid = SEED_UUID;
     let token = [7u8; SERVER_TOKEN_LEN];
     let sack = [0b1010_0000u8, 0x01];
     let client = |state, ack, flags, token: &[u8], sack: &[u8]| {
@@ -143,7 +146,7 @@ pub fn decode_seeds() -> Vec<(String, Vec<u8>)> {
     ];
     for (name, msg) in server {
         let mut buf = vec![0u8; msg.encoded_len()];
-        let n = msg.encode(&mut buf).expect("valid seed");
+        let n = msg.encode(SEED_UUID, &mut buf).expect("valid seed");
         buf.truncate(n);
         seeds.push((name.to_string(), buf));
     }
@@ -399,6 +402,9 @@ struct Run {
     next_missing: HashMap<u128, u32>,
     /// The session each source last wrote for, to file data sent there.
     session_at: HashMap<SocketAddr, u128>,
+    /// Every UUID each source wrote for: the server may send an address
+    /// only datagrams keyed by one of them.
+    uuids_from: HashMap<SocketAddr, Vec<Uuid>>,
     last_ts: u64,
     /// Datagrams handed out, to check the server's own count.
     sent: u64,
@@ -412,18 +418,30 @@ impl Run {
             tokens: Vec::new(),
             next_missing: HashMap::new(),
             session_at: HashMap::new(),
+            uuids_from: HashMap::new(),
             last_ts: 0,
             sent: 0,
         }
     }
 
+    /// Hands a datagram to the server, noting the UUID it carries.
+    fn handle(&mut self, from: SocketAddr, d: &[u8]) {
+        if let Ok(m) = ClientMessage::decode(d) {
+            let seen = self.uuids_from.entry(from).or_default();
+            if !seen.contains(&m.uuid) {
+                seen.push(m.uuid);
+            }
+        }
+        self.server.handle(self.now, from, d);
+    }
+
     fn step(&mut self, op: &Op) {
         match op {
-            Op::Raw { from, bytes } => self.server.handle(self.now, from.resolve(), bytes),
+            Op::Raw { from, bytes } => self.handle(from.resolve(), bytes),
             Op::Client { from, msg } => {
                 let from = from.resolve();
                 if let Some(d) = self.build(from, msg) {
-                    self.server.handle(self.now, from, &d);
+                    self.handle(from, &d);
                 }
             }
             Op::Mutated {
@@ -442,7 +460,7 @@ impl Run {
                         let crc = crc32c::crc32c(&d[..n]);
                         d[n..].copy_from_slice(&crc.to_be_bytes());
                     }
-                    self.server.handle(self.now, from, &d);
+                    self.handle(from, &d);
                 }
             }
             Op::Advance { ms } => self.now += Duration::from_millis(u64::from(*ms)),
@@ -535,8 +553,22 @@ impl Run {
                 is_usable_source(t.destination),
                 "sent to an unusable address: {t:?}"
             );
+            let keys = self
+                .uuids_from
+                .get(&t.destination)
+                .map_or(&[][..], Vec::as_slice);
             for seg in buf[..t.size].chunks(t.segment_size) {
-                match ServerMessage::decode(seg) {
+                // Keyed by a UUID the destination itself sent: the server
+                // never sends one session's datagrams to an address that
+                // did not speak for it.
+                let decoded = keys
+                    .iter()
+                    .map(|&k| ServerMessage::decode(seg, k))
+                    .find(Result::is_ok)
+                    .unwrap_or_else(|| {
+                        ServerMessage::decode_unchecked(seg).and(Err(WireError::BadCrc))
+                    });
+                match decoded {
                     Ok(ServerMessage::Accept { token, .. }) => {
                         if self.tokens.len() == MAX_TOKENS {
                             self.tokens.remove(0);
@@ -550,7 +582,10 @@ impl Run {
                         }
                     }
                     Ok(_) => {}
-                    Err(e) => panic!("the server sent a datagram it cannot decode ({e}): {seg:?}"),
+                    Err(e) => panic!(
+                        "the server sent {} a datagram it cannot decode with any UUID that address sent ({e}): {seg:?}",
+                        t.destination
+                    ),
                 }
             }
             self.sent += t.count() as u64;
@@ -782,7 +817,7 @@ pub fn endpoint_seeds() -> Vec<(String, Vec<u8>)> {
     let hostile = hostile
         .op(&Op::Raw {
             from: Addr::Raw(0x0a00_0001, 9),
-            bytes: b"RU\x01\x01garbage".to_vec(),
+            bytes: b"RU\x02\x01garbage".to_vec(),
         })
         .op(&Op::Mutated {
             from: a,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use risp_udp::proto::client::{Client, ClientConfig, ClientEvent};
 use risp_udp::proto::sequence::Sequence;
 use risp_udp::proto::server::{Reject, Server, ServerConfig, ServerEvent};
-use risp_udp::proto::wire::{ServerMessage, State, MAX_DATAGRAM_LEN};
+use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, MAX_DATAGRAM_LEN};
 use uuid::Uuid;
 
 use super::wire::{encode_server, ClientDatagram};
@@ -34,6 +34,9 @@ pub struct ServerHarness {
     pub now: Instant,
     /// The bystander: nothing may be sent to it except when it asks.
     pub guard: Option<SocketAddr>,
+    /// Every UUID each source sent for: the server's datagrams to an
+    /// address must be keyed by one of them.
+    uuids_from: HashMap<SocketAddr, Vec<Uuid>>,
 }
 
 impl ServerHarness {
@@ -44,6 +47,7 @@ impl ServerHarness {
             t0,
             now: t0,
             guard: None,
+            uuids_from: HashMap::new(),
         }
     }
 
@@ -57,6 +61,12 @@ impl ServerHarness {
 
     /// Any bytes, valid or not; the books must balance afterwards.
     pub fn send_bytes(&mut self, from: SocketAddr, d: &[u8]) {
+        if let Ok(m) = ClientMessage::decode(d) {
+            let seen = self.uuids_from.entry(from).or_default();
+            if !seen.contains(&m.uuid) {
+                seen.push(m.uuid);
+            }
+        }
         self.server.handle(self.now, from, d);
         self.check_accounting();
     }
@@ -72,7 +82,17 @@ impl ServerHarness {
         while let Some(t) = self.server.poll_transmit(self.now, 64, &mut buf) {
             assert!(t.size > 0 && t.size % t.segment_size == 0);
             for seg in buf[..t.size].chunks(t.segment_size) {
-                let msg = ServerMessage::decode(seg).expect("server sends valid datagrams");
+                let keys = self.uuids_from.get(&t.destination);
+                let msg = keys
+                    .into_iter()
+                    .flatten()
+                    .find_map(|&k| ServerMessage::decode(seg, k).ok())
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{} got a datagram keyed by no UUID it sent: {seg:?}",
+                            t.destination
+                        )
+                    });
                 assert_ne!(
                     Some(t.destination),
                     self.guard,
@@ -165,7 +185,8 @@ impl ClientHarness {
     }
 
     pub fn feed(&mut self, msg: ServerMessage) {
-        self.feed_bytes(&encode_server(msg));
+        let uuid = self.client.uuid();
+        self.feed_bytes(&encode_server(uuid, msg));
     }
 
     pub fn data(&mut self, index: u32, payload: u32) {

@@ -70,10 +70,10 @@ impl ClientDatagram {
     }
 }
 
-/// A server datagram's bytes.
-pub fn encode_server(msg: ServerMessage) -> Vec<u8> {
+/// A server datagram's bytes, for the session `uuid`.
+pub fn encode_server(uuid: Uuid, msg: ServerMessage) -> Vec<u8> {
     let mut buf = [0u8; 64];
-    let n = msg.encode(&mut buf).unwrap();
+    let n = msg.encode(uuid, &mut buf).unwrap();
     buf[..n].to_vec()
 }
 
@@ -83,6 +83,16 @@ pub fn reseal(d: &mut [u8]) {
     if d.len() >= CRC_LEN {
         let n = d.len() - CRC_LEN;
         let crc = crc32c::crc32c(&d[..n]);
+        d[n..].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Recomputes a server datagram's CRC32C trailer, keyed by the session
+/// `uuid` (see [`reseal`]).
+pub fn reseal_server(d: &mut [u8], uuid: Uuid) {
+    if d.len() >= CRC_LEN {
+        let n = d.len() - CRC_LEN;
+        let crc = crc32c::crc32c_append(crc32c::crc32c(uuid.as_bytes()), &d[..n]);
         d[n..].copy_from_slice(&crc.to_be_bytes());
     }
 }

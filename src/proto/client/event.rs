@@ -101,7 +101,8 @@ pub struct ClientStats {
     pub datagrams_received: u64,
     /// Data datagrams for indices already held or delivered.
     pub duplicates: u64,
-    /// Datagrams that failed the integrity check.
+    /// Datagrams that failed the integrity check: damaged, or meant for
+    /// another session (the server keys its CRC with the session's UUID).
     pub corrupt: u64,
     /// Datagrams that decoded but made no sense (bad kind, past the end).
     pub invalid: u64,

@@ -269,8 +269,11 @@ impl Client {
             return;
         }
         self.stats.datagrams_received += 1;
-        let msg = match ServerMessage::decode(datagram) {
+        let msg = match ServerMessage::decode(datagram, self.config.uuid) {
             Ok(m) => m,
+            // Damaged, or meant for another session (the CRC is keyed by
+            // the UUID): a port another client just left still receives
+            // that client's data for a while.
             Err(WireError::BadCrc) => {
                 self.stats.corrupt += 1;
                 return;

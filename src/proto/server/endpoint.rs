@@ -144,10 +144,10 @@ impl Server {
         if max_datagrams == 0 {
             return None;
         }
-        if let Some((destination, msg)) = self.out.replies.pop_front() {
+        if let Some((destination, uuid, msg)) = self.out.replies.pop_front() {
             buf.clear();
             buf.resize(msg.encoded_len(), 0);
-            let size = msg.encode(buf).ok()?;
+            let size = msg.encode(uuid, buf).ok()?;
             buf.truncate(size);
             self.out.stats.datagrams_sent += 1;
             return Some(Transmit {
@@ -295,7 +295,9 @@ impl Server {
             // without the token; a client that really moved mid-handshake
             // starts over under a new UUID.
             let code = ErrorCode::Unauthorized;
-            return Err(self.out.refuse(from, code, 0, echo, Reject::Unauthorized));
+            return Err(self
+                .out
+                .refuse(from, msg.uuid, code, 0, echo, Reject::Unauthorized));
         }
         if msg.token.is_empty() && s.is_confirmed() && from == s.addr() {
             // A late duplicate of the client's own first CONNECTING (the
@@ -304,19 +306,26 @@ impl Server {
         }
         if !unconfirmed_repeat && !constant_time_eq(msg.token, s.token()) {
             let code = ErrorCode::Unauthorized;
-            return Err(self.out.refuse(from, code, 0, echo, Reject::Unauthorized));
+            return Err(self
+                .out
+                .refuse(from, msg.uuid, code, 0, echo, Reject::Unauthorized));
         }
         if msg.len != s.len() {
             let code = ErrorCode::LenMismatch;
             return Err(self
                 .out
-                .refuse(from, code, s.len(), echo, Reject::LenMismatch));
+                .refuse(from, msg.uuid, code, s.len(), echo, Reject::LenMismatch));
         }
         if msg.ack > s.high_water() {
             let code = ErrorCode::AckOutOfRange;
-            return Err(self
-                .out
-                .refuse(from, code, s.len(), echo, Reject::AckBeyondSent));
+            return Err(self.out.refuse(
+                from,
+                msg.uuid,
+                code,
+                s.len(),
+                echo,
+                Reject::AckBeyondSent,
+            ));
         }
         let accept = ServerMessage::Accept {
             token: *s.token(),
@@ -332,7 +341,7 @@ impl Server {
             // reports the holes.
             s.on_repeat(bytes);
             s.on_reply(from, accept.encoded_len());
-            self.out.reply(from, accept);
+            self.out.reply(from, msg.uuid, accept);
             self.apply_ack(now, uuid, msg, AckKind::Normal);
             return Ok(());
         }
@@ -349,7 +358,7 @@ impl Server {
         let was_pending = s.is_pending();
         let moved = s.on_authenticated(now, from, msg.timestamp, bytes);
         s.on_reply(from, accept.encoded_len());
-        self.out.reply(from, accept);
+        self.out.reply(from, msg.uuid, accept);
         self.on_confirmed(was_pending, uuid);
         if fresh {
             self.out.stats.sessions_resumed += 1;
@@ -388,7 +397,7 @@ impl Server {
         let msg = ServerMessage::Challenge { challenge, echo };
         s.on_reply(from, msg.encoded_len());
         self.out.stats.path_challenges += 1;
-        self.out.reply(from, msg);
+        self.out.reply(from, uuid, msg);
     }
 
     /// Checks a CONNECTED/CLOSING/CLOSED message against its session (token,
@@ -406,24 +415,33 @@ impl Server {
         let echo = msg.timestamp;
         let Some(s) = self.sessions.get_mut(&msg.uuid) else {
             let code = ErrorCode::UnknownSession;
-            return Err(self.out.refuse(from, code, 0, echo, Reject::UnknownSession));
+            return Err(self
+                .out
+                .refuse(from, msg.uuid, code, 0, echo, Reject::UnknownSession));
         };
         let (token, response) = split_token(msg.token);
         if !constant_time_eq(token, s.token()) {
             let code = ErrorCode::Unauthorized;
-            return Err(self.out.refuse(from, code, 0, echo, Reject::Unauthorized));
+            return Err(self
+                .out
+                .refuse(from, msg.uuid, code, 0, echo, Reject::Unauthorized));
         }
         if msg.len != s.len() {
             let code = ErrorCode::LenMismatch;
             return Err(self
                 .out
-                .refuse(from, code, s.len(), echo, Reject::LenMismatch));
+                .refuse(from, msg.uuid, code, s.len(), echo, Reject::LenMismatch));
         }
         if msg.ack > s.len() {
             let code = ErrorCode::AckOutOfRange;
-            return Err(self
-                .out
-                .refuse(from, code, s.len(), echo, Reject::AckOutOfRange));
+            return Err(self.out.refuse(
+                from,
+                msg.uuid,
+                code,
+                s.len(),
+                echo,
+                Reject::AckOutOfRange,
+            ));
         }
         if msg.ack > s.high_water() {
             return Err(Reject::AckBeyondSent);
@@ -475,7 +493,7 @@ impl Server {
         let echo = msg.timestamp;
         let reply = ServerMessage::Checksum { checksum, echo };
         s.on_reply(from, reply.encoded_len());
-        self.out.reply(from, reply);
+        self.out.reply(from, msg.uuid, reply);
         Ok(())
     }
 
@@ -492,7 +510,8 @@ impl Server {
         let echo = msg.timestamp;
         if !self.sessions.contains_key(&msg.uuid) {
             // No larger than the request.
-            self.out.reply(from, ServerMessage::Closed { echo });
+            self.out
+                .reply(from, msg.uuid, ServerMessage::Closed { echo });
             return Ok(());
         }
         self.authenticate(now, from, msg, bytes)?;
@@ -516,7 +535,8 @@ impl Server {
             uuid: msg.uuid,
             data_sent,
         });
-        self.out.reply(from, ServerMessage::Closed { echo });
+        self.out
+            .reply(from, msg.uuid, ServerMessage::Closed { echo });
         Ok(())
     }
 

@@ -223,8 +223,9 @@ const MAX_PENDING_EVENTS: usize = 1 << 16;
 /// Replies, events and counters waiting for the driver.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    /// Control replies, sent before any data.
-    pub(crate) replies: VecDeque<(SocketAddr, ServerMessage)>,
+    /// Control replies (destination, the session they are for, message),
+    /// sent before any data.
+    pub(crate) replies: VecDeque<(SocketAddr, Uuid, ServerMessage)>,
     /// Events for [`super::Server::poll_event`].
     pub(crate) events: VecDeque<ServerEvent>,
     /// Counters.
@@ -246,13 +247,14 @@ impl Outbox {
         self.events.push_back(ev);
     }
 
-    /// Queues a control reply (dropped, and counted, when the queue is full).
-    pub(crate) fn reply(&mut self, to: SocketAddr, msg: ServerMessage) {
+    /// Queues a control reply about the session `uuid` (dropped, and
+    /// counted, when the queue is full).
+    pub(crate) fn reply(&mut self, to: SocketAddr, uuid: Uuid, msg: ServerMessage) {
         if self.replies.len() >= MAX_PENDING_REPLIES {
             self.stats.replies_dropped += 1;
             return;
         }
-        self.replies.push_back((to, msg));
+        self.replies.push_back((to, uuid, msg));
     }
 
     /// Refuses a request with an error reply; returns `reason`, for the
@@ -260,12 +262,13 @@ impl Outbox {
     pub(crate) fn refuse(
         &mut self,
         to: SocketAddr,
+        uuid: Uuid,
         code: ErrorCode,
         detail: u32,
         echo: u64,
         reason: Reject,
     ) -> Reject {
-        self.reply(to, ServerMessage::Error { code, detail, echo });
+        self.reply(to, uuid, ServerMessage::Error { code, detail, echo });
         reason
     }
 

@@ -475,7 +475,7 @@ impl Session {
             };
             let off = buf.len();
             buf.resize(off + DATA_LEN, 0);
-            if msg.encode(&mut buf[off..]).is_err() {
+            if msg.encode(self.uuid, &mut buf[off..]).is_err() {
                 buf.truncate(off);
                 break;
             }

@@ -30,7 +30,7 @@ impl Server {
     ) -> Result<(), Reject> {
         let echo = msg.timestamp;
         let refuse = |out: &mut Outbox, code, detail, reason| {
-            Err(out.refuse(from, code, detail, echo, reason))
+            Err(out.refuse(from, msg.uuid, code, detail, echo, reason))
         };
         if !msg.token.is_empty() && msg.token.len() != RETRY_TOKEN_LEN {
             // Resuming a session we no longer have.
@@ -94,7 +94,7 @@ impl Server {
             addr: from,
             len: msg.len,
         });
-        self.out.reply(from, accept);
+        self.out.reply(from, msg.uuid, accept);
         self.apply_ack(now, msg.uuid, msg, AckKind::Normal);
         Ok(())
     }
@@ -130,7 +130,8 @@ impl Server {
         // 32 bytes for a 1200-byte CONNECTING: no amplification.
         let token = self.secret.retry_token(now, &msg.uuid, msg.len, from);
         let echo = msg.timestamp;
-        self.out.reply(from, ServerMessage::Retry { token, echo });
+        self.out
+            .reply(from, msg.uuid, ServerMessage::Retry { token, echo });
         Err(reason)
     }
 
