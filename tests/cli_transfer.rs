@@ -320,6 +320,13 @@ fn no_server_listening_fails_fast_with_exit_4() {
         last.starts_with("error: nothing listens on udp ") && last.contains(&closed_addr),
         "{out:?}"
     );
+    // `load` fails the same way.
+    let out = run(&["load", "2", "100", "--server", &closed_addr]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    assert!(
+        out.stderr.contains("error: nothing listens on udp "),
+        "{out:?}"
+    );
 }
 
 /// `client LEN --print | head -1`: the client stops the transfer as soon as
@@ -458,14 +465,15 @@ fn at_the_session_limit_a_client_exits_6() {
     );
 }
 
-/// A 20,000-value transfer whose socket is dropped every 20 ms completes,
-/// verified, after reconnecting.
+/// A 300,000-value transfer whose socket is dropped every 20 ms completes,
+/// verified, after reconnecting. (Long enough to meet the killswitch: with
+/// batched I/O 20,000 values take under 20 ms on loopback.)
 #[test]
 fn killswitch_every_20ms_still_verifies() {
     let server = Server::start(&[]);
     let out = run(&[
         "client",
-        "20000",
+        "300000",
         "--client-killswitch-ms",
         "20",
         "--json",
@@ -475,7 +483,7 @@ fn killswitch_every_20ms_still_verifies() {
     assert_eq!(out.code, Some(0), "{out:?}");
     let j = json(&out);
     assert_eq!(j["verified"], Value::Bool(true), "{j}");
-    assert_eq!(u64_field(&j, "delivered"), 20_000);
+    assert_eq!(u64_field(&j, "delivered"), 300_000);
     assert!(u64_field(&j, "reconnects") > 0, "{j}");
 }
 
@@ -1113,4 +1121,61 @@ fn server_histogram_file_is_named_server_ack() {
     assert!(dir.path().join("server_ack.hgrm").exists());
     assert!(dir.path().join("server_ack.hlog").exists());
     assert!(!dir.path().join("server-server_ack.hgrm").exists());
+}
+
+#[test]
+fn load_runs_many_clients_at_once_and_reports_the_aggregate() {
+    let server = Server::start(&[]);
+    let out = run(&[
+        "load",
+        "20",
+        "2000",
+        "--server",
+        &server.server_arg(),
+        "--json",
+        "--seed",
+        "3",
+        "--loss",
+        "0.05",
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let j = json(&out);
+    assert_eq!(
+        (j["clients"].as_u64(), j["verified"].as_u64()),
+        (Some(20), Some(20))
+    );
+    assert_eq!(j["all_verified"], Value::Bool(true));
+    assert_eq!(u64_field(&j, "delivered"), 40_000);
+    assert_eq!(j["completion"]["count"].as_u64(), Some(20));
+    assert!(u64_field(&j, "shim_dropped") > 0, "{j}");
+    assert!(j["errors"].as_object().is_some_and(|e| e.is_empty()), "{j}");
+    // The same load in plain I/O, to the server named by its own --port,
+    // and a human report.
+    let port = server.addr.port().to_string();
+    let out = run_with_env(
+        &["load", "5", "1000", "--port", &port],
+        &[("RISP_IO", "plain")],
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("5 of 5 clients verified"), "{out:?}");
+    // Options that make sense for one client only are refused.
+    let out = run(&["load", "2", "--print", "--server", &server.server_arg()]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    // The server's summary names the most sessions it held at once.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let line = server
+        .wait_for_line("risp-udp server stopped", Duration::from_secs(10))
+        .unwrap_or_else(|seen| panic!("no summary after SIGTERM; stderr: {seen:?}"));
+    let peak = line
+        .split(", peak ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no peak in: {line}"));
+    assert!((1..=20).contains(&peak), "{line}");
 }

@@ -52,4 +52,4 @@ pub use model::{
     flip_bit, Delivery, Direction, DirectionStats, Impairment, ImpairmentStats, Verdict,
 };
 pub use queue::DEFAULT_QUEUE_CAPACITY;
-pub use shim::{ImpairedLink, LossySocket, Side};
+pub use shim::{ImpairedLink, LossySocket, SendNow, Side};

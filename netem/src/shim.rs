@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::config::ImpairmentConfig;
-use crate::model::{flip_bit, Delivery, Direction, Impairment, ImpairmentStats, Verdict};
+use crate::model::{flip_bit, Direction, Impairment, ImpairmentStats, Verdict};
 use crate::queue::{DueQueue, DEFAULT_QUEUE_CAPACITY};
 
 /// Which end of the connection a [`LossySocket`] belongs to; this decides
@@ -77,6 +77,16 @@ pub struct LossySocket {
     socket: Arc<UdpSocket>,
     /// `None` for [`LossySocket::passthrough`].
     impaired: Option<Impaired>,
+}
+
+/// What to send at once of one outbound datagram (see
+/// [`LossySocket::admit_outbound`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendNow {
+    /// Copies to send now: 0 (dropped or delayed), 1, or 2 (duplicated).
+    pub copies: usize,
+    /// A bit to flip in the first copy (corruption).
+    pub corrupt_bit: Option<usize>,
 }
 
 /// A datagram copy waiting in a queue, with its peer address.
@@ -254,23 +264,47 @@ impl LossySocket {
     /// as a real network would not tell the sender either. Errors from
     /// sending a delayed copy later are not reported (UDP is best-effort).
     pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        let Some(imp) = &self.impaired else {
+        if self.impaired.is_none() {
             return self.socket.send_to(buf, target).await;
+        }
+        let now = self.admit_outbound(buf, target);
+        for copy in 0..now.copies {
+            match now.corrupt_bit.filter(|_| copy == 0) {
+                None => self.socket.send_to(buf, target).await?,
+                Some(bit) => {
+                    let copy = copy_with_flip(buf, Some(bit));
+                    self.socket.send_to(&copy, target).await?
+                }
+            };
+        }
+        Ok(buf.len())
+    }
+
+    /// Runs one outbound datagram through the impairments for a caller that
+    /// sends on [`get_ref`](Self::get_ref) itself (a batched sender).
+    /// Delayed copies are queued for the background sender; the answer says
+    /// how many copies the caller sends now (0, 1 or 2) and which bit of the
+    /// first to flip. A passthrough socket always answers one clean copy.
+    pub fn admit_outbound(&self, buf: &[u8], target: SocketAddr) -> SendNow {
+        let Some(imp) = &self.impaired else {
+            return SendNow {
+                copies: 1,
+                corrupt_bit: None,
+            };
         };
         let dir = imp.side.outbound();
         let now = Instant::now();
         let verdict = imp.decide(dir, now, buf.len());
-        let (immediate, delayed): (Vec<&Delivery>, Vec<&Delivery>) =
-            verdict.deliveries().iter().partition(|d| d.delay.is_zero());
-
-        if !delayed.is_empty() {
+        let deliveries = verdict.deliveries();
+        let delayed = deliveries.iter().filter(|d| !d.delay.is_zero()).count();
+        if delayed > 0 {
             let mut queue = lock(&imp.outbound.queue);
-            if !queue.has_room_for(delayed.len()) {
+            if !queue.has_room_for(delayed) {
                 drop(queue);
                 imp.record_overflow(dir, &verdict);
-                return Ok(buf.len());
+                return SendNow::default();
             }
-            for d in delayed {
+            for d in deliveries.iter().filter(|d| !d.delay.is_zero()) {
                 let copy = Datagram {
                     data: copy_with_flip(buf, d.corrupt_bit),
                     peer: target,
@@ -281,17 +315,12 @@ impl LossySocket {
             drop(queue);
             imp.outbound.wake.notify_one();
         }
-
-        for d in immediate {
-            match d.corrupt_bit {
-                None => self.socket.send_to(buf, target).await?,
-                Some(bit) => {
-                    let copy = copy_with_flip(buf, Some(bit));
-                    self.socket.send_to(&copy, target).await?
-                }
-            };
+        let mut immediate = deliveries.iter().filter(|d| d.delay.is_zero());
+        let first = immediate.next();
+        SendNow {
+            copies: usize::from(first.is_some()) + immediate.count(),
+            corrupt_bit: first.and_then(|d| d.corrupt_bit),
         }
-        Ok(buf.len())
     }
 
     /// Receives the next datagram that survives the inbound direction's
@@ -306,7 +335,6 @@ impl LossySocket {
         let Some(imp) = &self.impaired else {
             return self.socket.recv_from(buf).await;
         };
-        let dir = imp.side.inbound();
         loop {
             // Register interest before looking at the queue, so a change made
             // by a concurrent caller after the look still wakes us.
@@ -329,41 +357,75 @@ impl LossySocket {
                 () = sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => continue,
                 () = &mut changed => continue,
             };
-            let now = Instant::now();
-            let verdict = imp.decide(dir, now, len);
-            let data = &mut buf[..len];
-
-            // The first zero-delay copy is returned right away; any other copy
-            // is held (due immediately if its delay is zero).
-            let inline = verdict.deliveries().iter().position(|d| d.delay.is_zero());
-            let to_hold = verdict.deliveries().len() - usize::from(inline.is_some());
-            if to_hold > 0 {
-                let mut held = lock(&imp.inbound);
-                if !held.has_room_for(to_hold) {
-                    drop(held);
-                    imp.record_overflow(dir, &verdict);
-                    continue;
-                }
-                for (i, d) in verdict.deliveries().iter().enumerate() {
-                    if Some(i) != inline {
-                        let copy = Datagram {
-                            data: copy_with_flip(data, d.corrupt_bit),
-                            peer: from,
-                        };
-                        // Cannot fail: room was checked under the same lock.
-                        let _ = held.push(due(now, d.delay), copy);
-                    }
-                }
-                drop(held);
-                imp.inbound_changed.notify_waiters();
-            }
-            if let Some(i) = inline {
-                if let Some(bit) = verdict.deliveries()[i].corrupt_bit {
-                    flip_bit(data, bit);
-                }
+            if self.admit_inbound(&mut buf[..len], from) {
                 return Ok((len, from));
             }
         }
+    }
+
+    /// Runs one inbound datagram through the impairments for a caller that
+    /// receives on [`get_ref`](Self::get_ref) itself (a batched receiver).
+    /// Returns true when the caller is to deliver it now (with a bit
+    /// flipped in place if the model corrupted it); delayed and duplicate
+    /// copies are held and handed out by [`pop_held`](Self::pop_held) (and
+    /// by [`recv_from`](Self::recv_from)) once due. A passthrough socket
+    /// always answers true.
+    pub fn admit_inbound(&self, data: &mut [u8], from: SocketAddr) -> bool {
+        let Some(imp) = &self.impaired else {
+            return true;
+        };
+        let dir = imp.side.inbound();
+        let now = Instant::now();
+        let verdict = imp.decide(dir, now, data.len());
+        // The first zero-delay copy is delivered right away; any other copy
+        // is held (due immediately if its delay is zero).
+        let inline = verdict.deliveries().iter().position(|d| d.delay.is_zero());
+        let to_hold = verdict.deliveries().len() - usize::from(inline.is_some());
+        if to_hold > 0 {
+            let mut held = lock(&imp.inbound);
+            if !held.has_room_for(to_hold) {
+                drop(held);
+                imp.record_overflow(dir, &verdict);
+                return false;
+            }
+            for (i, d) in verdict.deliveries().iter().enumerate() {
+                if Some(i) != inline {
+                    let copy = Datagram {
+                        data: copy_with_flip(data, d.corrupt_bit),
+                        peer: from,
+                    };
+                    // Cannot fail: room was checked under the same lock.
+                    let _ = held.push(due(now, d.delay), copy);
+                }
+            }
+            drop(held);
+            imp.inbound_changed.notify_waiters();
+        }
+        match inline {
+            Some(i) => {
+                if let Some(bit) = verdict.deliveries()[i].corrupt_bit {
+                    flip_bit(data, bit);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A held inbound copy that is due now, copied into `buf` (truncated to
+    /// it), with its source; for callers that receive on
+    /// [`get_ref`](Self::get_ref) themselves.
+    pub fn pop_held(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        let imp = self.impaired.as_ref()?;
+        let d = lock(&imp.inbound).pop_due(Instant::now())?;
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        Some((n, d.peer))
+    }
+
+    /// When the earliest held inbound copy falls due (None: nothing held).
+    pub fn next_held_due(&self) -> Option<Instant> {
+        lock(&self.impaired.as_ref()?.inbound).next_due()
     }
 
     /// The local address of the underlying socket.

@@ -18,6 +18,7 @@ use super::args::NetemArgs;
 use super::exit::Exit;
 use super::output::{is_closed_pipe, Stdout};
 use super::report::{error_message, human, peak_rss_kb, ClientJson, StartInfo};
+use crate::net::batch::IoMode;
 use crate::net::client::{self, ClientOptions};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
 use crate::proto::congestion::INIT_CWND;
@@ -128,20 +129,8 @@ pub async fn run(args: ClientArgs) -> Exit {
     };
     let len = args.len.unwrap_or_else(|| rng.gen_range(1..=1000));
     let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
-    let mut config = ClientConfig::new(uuid, len);
-    config.initial_window = args.window.min(args.max_window);
-    config.max_window = args.max_window;
-    config.sack = !args.no_sack;
-    config.rtt.max_rto = Duration::from_millis(args.client_ticker_ms);
-    config.rtt.min_rto = super::args::ms_to_duration(args.min_rto_ms).min(config.rtt.max_rto);
-    config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
     let start = StartInfo::now(server, shaping_flags(&args, len));
-    let mut opts = ClientOptions::new(server, config);
-    opts.impairment = args
-        .netem
-        .config(Side::Client)
-        .map(|c| (c, args.netem.seed()));
-    opts.killswitch = args.client_killswitch_ms.map(Duration::from_millis);
+    let mut opts = transfer_options(&args, server, uuid, len, args.netem.seed());
     opts.interval = args.interval.map(Duration::from_secs_f64);
     let (interval_tx, mut intervals) = tokio::sync::mpsc::unbounded_channel();
     if opts.interval.is_some() {
@@ -365,6 +354,30 @@ fn shaping_flags(args: &ClientArgs, len: u32) -> serde_json::Value {
         "netem_seed": n.netem_seed,
         "interval_s": args.interval,
     })
+}
+
+/// The transfer the client flags describe: `len` values under `uuid` from
+/// `server`, impaired (when the flags ask) with `netem_seed` (shared with
+/// `risp-udp load`, which runs many of them).
+pub fn transfer_options(
+    args: &ClientArgs,
+    server: SocketAddr,
+    uuid: Uuid,
+    len: u32,
+    netem_seed: u64,
+) -> ClientOptions {
+    let mut config = ClientConfig::new(uuid, len);
+    config.initial_window = args.window.min(args.max_window);
+    config.max_window = args.max_window;
+    config.sack = !args.no_sack;
+    config.rtt.max_rto = Duration::from_millis(args.client_ticker_ms);
+    config.rtt.min_rto = super::args::ms_to_duration(args.min_rto_ms).min(config.rtt.max_rto);
+    config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
+    let mut opts = ClientOptions::new(server, config);
+    opts.impairment = args.netem.config(Side::Client).map(|c| (c, netem_seed));
+    opts.killswitch = args.client_killswitch_ms.map(Duration::from_millis);
+    opts.io = IoMode::from_env();
+    opts
 }
 
 /// A fresh random UUID (v4).

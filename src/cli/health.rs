@@ -201,6 +201,8 @@ fn json(s: &ServerSummary, max_sessions: usize) -> Response {
         "sessions_expired": s.stats.sessions_expired,
         "rejected": s.stats.rejected_total(),
         "send_errors": s.send_errors,
+        "peak_sessions": s.peak_sessions,
+        "peak_rss_kb": super::report::peak_rss_kb(),
     });
     Response {
         status: if below { 200 } else { 503 },
@@ -266,6 +268,8 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(j["status"], "ok");
         assert_eq!(j["sessions"], 1);
+        assert_eq!(j["peak_sessions"], 0, "{j}");
+        assert!(j.get("peak_rss_kb").is_some(), "{j}");
         let busy = answer(&get("/?x=1"), &summary(t0, 4), 4, t0);
         assert_eq!(busy.status, 503);
     }

@@ -66,6 +66,11 @@ pub fn render(summary: &ServerSummary, max_sessions: usize, now: Instant) -> Str
         "Most sessions held at once (--max-sessions); at it new clients are refused busy.",
         max_sessions as u64,
     );
+    e.gauge(
+        "risp_sessions_peak",
+        "Most sessions the server has held at once since it started.",
+        summary.peak_sessions as u64,
+    );
 
     e.family(
         "risp_datagrams_received_total",
@@ -105,6 +110,11 @@ pub fn render(summary: &ServerSummary, max_sessions: usize, now: Instant) -> Str
         "risp_send_errors_total",
         "Sends the operating system refused (one destination's problem; logged rate-limited).",
         summary.send_errors,
+    );
+    e.counter(
+        "risp_datagrams_unsent_total",
+        "Datagrams failed sends kept from going out (a failure ends the rest of its batch).",
+        summary.datagrams_unsent,
     );
 
     e.histogram(
@@ -174,6 +184,8 @@ mod tests {
             sessions: 5,
             sessions_confirmed: 3,
             send_errors: 7,
+            datagrams_unsent: 9,
+            peak_sessions: 6,
             ..ServerSummary::default()
         };
         s.heartbeat.beat(t0 + Duration::from_millis(100));
@@ -222,6 +234,8 @@ mod tests {
         assert_eq!(v["risp_probes_total{}"], 14.0);
         assert_eq!(v["risp_probes_limited_total{}"], 15.0);
         assert_eq!(v["risp_send_errors_total{}"], 7.0);
+        assert_eq!(v["risp_datagrams_unsent_total{}"], 9.0);
+        assert_eq!(v["risp_sessions_peak{}"], 6.0);
         assert_eq!(v["risp_loop_turns_total{}"], 1.0);
         assert_eq!(v["risp_loop_last_turn_age_seconds{}"], 0.5);
 

@@ -13,6 +13,7 @@ pub mod exit;
 pub mod exposition;
 pub mod health;
 pub mod hist;
+pub mod load;
 pub mod metrics;
 pub mod netem_args;
 pub mod output;
@@ -107,6 +108,9 @@ pub enum Command {
     Server(server::ServerArgs),
     /// Request a sequence, verify it, and report.
     Client(client::ClientArgs),
+    /// Run N clients at once from this process (as iperf3 -P) and report
+    /// the aggregate.
+    Load(load::LoadArgs),
     /// Run an in-process server and several lossy clients, and report.
     Demo(demo::DemoArgs),
     /// Run a loss-simulation suite (virtual time by default) and report.
@@ -224,6 +228,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Server(a) => server::run(a).await,
             Command::Client(a) => client::run(a).await,
+            Command::Load(a) => load::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::TcpServer(a) => match tcp::run_tcp_server(a).await {
                 Ok(()) => Exit::Ok,

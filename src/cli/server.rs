@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use super::args::NetemArgs;
 use super::exit::Exit;
 use super::report::peak_rss_kb;
+use crate::net::batch::IoMode;
 use crate::net::server::{self, ServerSummary, SharedSummary};
 use crate::proto::client::MAX_WINDOW;
 use crate::proto::server::{Reject, RetryPolicy, ServerConfig};
@@ -164,7 +165,8 @@ pub async fn run(args: ServerArgs) -> Exit {
     if let Some(dir) = args.hist_out.clone() {
         spawn_dump_on_signal(shared.clone(), dir);
     }
-    let result = server::serve(socket, config, shared.clone(), shutdown_signal()).await;
+    let io = IoMode::from_env();
+    let result = server::serve_with(socket, io, config, shared.clone(), shutdown_signal()).await;
     match result {
         Ok(summary) => {
             let s = &summary.stats;
@@ -174,11 +176,12 @@ pub async fn run(args: ServerArgs) -> Exit {
                 .map(|r| format!("{} {}", r.name(), s.rejected(*r)))
                 .collect();
             eprintln!(
-                "risp-udp server stopped: sessions opened {}, closed {}, aborted {}, expired {}; datagrams received {}, sent {} ({} retransmitted); rejected: {}; peak RSS {}",
+                "risp-udp server stopped: sessions opened {}, closed {}, aborted {}, expired {}, peak {}; datagrams received {}, sent {} ({} retransmitted); rejected: {}; peak RSS {}",
                 s.sessions_opened,
                 s.sessions_closed,
                 s.sessions_aborted,
                 s.sessions_expired,
+                summary.peak_sessions,
                 s.datagrams_received,
                 s.datagrams_sent,
                 s.retransmits,

@@ -5,6 +5,7 @@
 // invariant that cannot fail says why, with `expect`).
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod batch;
 pub mod client;
 pub mod heartbeat;
 pub mod log_limit;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use risp_netem::LossySocket;
 use uuid::Uuid;
 
+use super::batch::{BatchSocket, IoMode, RecvSizing};
 use super::heartbeat::Heartbeat;
 use super::metrics::DriverMetrics;
 use super::security_log::SecurityLog;
@@ -47,9 +48,14 @@ pub struct ServerSummary {
     /// Of those, sessions whose client confirmed its token (the rest are in
     /// their handshake).
     pub sessions_confirmed: usize,
+    /// Most sessions held at once.
+    pub peak_sessions: usize,
     /// Sends the operating system refused (one destination's problem, never
     /// the server's: counted and logged, rate-limited).
     pub send_errors: u64,
+    /// Datagrams those failed sends kept from going out (a failure ends the
+    /// rest of its batch).
+    pub datagrams_unsent: u64,
     /// Data datagrams sent to each session, when the summary handed to
     /// [`serve`] asks for them (see [`ServerSummary::counting_data`]). Off
     /// by default: the map grows with every session a long-lived server
@@ -67,7 +73,9 @@ impl Default for ServerSummary {
             heartbeat: Heartbeat::default(),
             sessions: 0,
             sessions_confirmed: 0,
+            peak_sessions: 0,
             send_errors: 0,
+            datagrams_unsent: 0,
             data_sent: None,
         }
     }
@@ -93,15 +101,27 @@ pub type SharedSummary = Arc<Mutex<ServerSummary>>;
 /// With `config.ack_latency_events`, the first-send-to-ack latency of every
 /// value is recorded into the summary's latency buckets (and its histogram,
 /// unless the summary handed in turned
-/// [`record_ack_latency`](ServerSummary::record_ack_latency) off).
+/// [`record_ack_latency`](ServerSummary::record_ack_latency) off). Uses
+/// batched I/O ([`IoMode::Batched`]); see [`serve_with`] to choose.
 pub async fn serve(
     socket: LossySocket,
     config: ServerConfig,
     shared: SharedSummary,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<ServerSummary> {
+    serve_with(socket, IoMode::Batched, config, shared, shutdown).await
+}
+
+/// [`serve`], with the socket driven in `mode`.
+pub async fn serve_with(
+    socket: LossySocket,
+    mode: IoMode,
+    config: ServerConfig,
+    shared: SharedSummary,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<ServerSummary> {
+    let mut socket = BatchSocket::new(socket, mode, SERVER_RECV)?;
     let mut server = Server::new(config);
-    let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
     let mut out = Vec::with_capacity(BATCH * DATA_LEN);
     let mut rec = Recorder::new(&shared);
     let mut next_publish = rec.started;
@@ -115,19 +135,22 @@ pub async fn serve(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            r = socket.recv_from(&mut buf) => {
-                match r {
-                    Ok((n, from)) => {
-                        let now = clock::now();
-                        rec.metrics.on_received(&buf[..n]);
+            r = socket.readable() => {
+                // ICMP errors (a client went away) surface here on some
+                // platforms: they concern one peer, not the server.
+                if let Err(e) = r.and_then(|()| {
+                    let now = clock::now();
+                    let (metrics, log) = (&mut rec.metrics, &mut rec.log);
+                    socket.try_recv(|from, d| {
+                        metrics.on_received(d);
                         let mark = SecurityLog::mark(server.stats());
-                        server.handle(now, from, &buf[..n]);
-                        rec.log.after_datagram(now, from, n, &mark, server.stats());
+                        server.handle(now, from, d);
+                        log.after_datagram(now, from, d.len(), &mark, server.stats());
+                    })
+                }) {
+                    if !is_transient(&e) {
+                        return Err(e);
                     }
-                    // ICMP errors (a client went away) surface here on some
-                    // platforms: they concern one peer, not the server.
-                    Err(e) if is_transient(&e) => continue,
-                    Err(e) => return Err(e),
                 }
             }
             () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
@@ -137,7 +160,7 @@ pub async fn serve(
         // The select prefers datagrams: under a sustained flood the timer
         // branch would never be chosen. Run whatever timers are due on every
         // turn, so expiry and loss checks keep their time whatever the
-        // receive rate (at most one datagram's work between two checks).
+        // receive rate (at most one receive batch between two checks).
         if server.poll_timeout().is_some_and(|t| t <= now) {
             server.handle_timeout(now);
         }
@@ -146,15 +169,19 @@ pub async fn serve(
         while let Some(ev) = server.poll_event() {
             rec.on_event(&ev, now);
         }
+        rec.peak_sessions = rec.peak_sessions.max(server.session_count());
+        // Sessions take turns, one batch each (the core's round-robin).
         while let Some(t) = server.poll_transmit(now, BATCH, &mut out) {
             rec.metrics.on_sent(&out[..t.segment_size], t.count());
-            for chunk in out[..t.size].chunks(t.segment_size) {
-                if let Err(e) = socket.send_to(chunk, t.destination).await {
-                    // A send error concerns one destination (EINVAL for port
-                    // 0, EACCES for broadcast, ICMP-reported unreachables):
-                    // the server carries on for everyone else.
-                    rec.log.send_failed(now, &e, t.destination);
-                }
+            if let Err(e) = socket
+                .send(t.destination, &out[..t.size], t.segment_size)
+                .await
+            {
+                // A send error concerns one destination (EINVAL for port
+                // 0, EACCES for broadcast, ICMP-reported unreachables):
+                // the server carries on for everyone else.
+                rec.datagrams_unsent += t.count().saturating_sub(e.sent) as u64;
+                rec.log.send_failed(now, &e.error, t.destination);
             }
         }
         if now >= next_publish {
@@ -184,6 +211,10 @@ struct Recorder {
     log: SecurityLog,
     /// Data datagrams per session, when asked.
     data: Option<DataCounts>,
+    /// Most sessions held at once.
+    peak_sessions: usize,
+    /// Datagrams failed sends kept from going out.
+    datagrams_unsent: u64,
 }
 
 impl Recorder {
@@ -204,6 +235,8 @@ impl Recorder {
             hist: want_hist.then(LatencyHistogram::new),
             log: SecurityLog::default(),
             data: want_data.then(DataCounts::default),
+            peak_sessions: 0,
+            datagrams_unsent: 0,
         }
     }
 
@@ -249,6 +282,8 @@ impl Recorder {
                 s.ack_latency = h.clone();
             }
             s.send_errors = self.log.send_error_count;
+            s.datagrams_unsent = self.datagrams_unsent;
+            s.peak_sessions = self.peak_sessions;
             s.stats = server.stats().clone();
             s.metrics = self.metrics;
             s.sessions = server.session_count();
@@ -275,8 +310,19 @@ impl DataCounts {
     }
 }
 
-/// Most datagrams taken from the core per `poll_transmit`.
+/// Most datagrams taken from the core per `poll_transmit`: one GSO send
+/// (the kernel's limit is 64 segments).
 const BATCH: usize = 64;
+
+/// The server's receive buffers: 32 datagrams per system call
+/// (`recvmmsg`), no coalescing. Client datagrams differ in size and come
+/// from many sockets, so GRO would rarely merge them, and buffers for 64
+/// full-size datagrams each would cost 3 MiB.
+const SERVER_RECV: RecvSizing = RecvSizing {
+    max_datagram: MAX_DATAGRAM_LEN,
+    segments: 1,
+    slots: 32,
+};
 
 /// How often the shared summary (health checks, histogram dumps) is updated.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use risp_netem::LossySocket;
+use risp_udp::net::batch::IoMode;
 use risp_udp::net::client::{self, ClientOptions};
 use risp_udp::net::server::{self, ServerSummary, SharedSummary};
 use risp_udp::proto::server::ServerConfig;
@@ -26,12 +27,18 @@ pub struct TestServer {
 impl TestServer {
     /// Binds 127.0.0.1:0 and serves with `config` (seed 99) until stopped.
     pub async fn start(config: ServerConfig) -> Self {
+        Self::start_with(config, IoMode::Batched).await
+    }
+
+    /// [`start`](Self::start) with the socket driven in `mode`.
+    pub async fn start_with(config: ServerConfig, mode: IoMode) -> Self {
         let socket = UdpSocket::bind(("127.0.0.1", 0)).await.unwrap();
         let addr = socket.local_addr().unwrap();
         let shared: SharedSummary = Arc::new(Mutex::new(ServerSummary::default()));
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(
+        let task = tokio::spawn(server::serve_with(
             LossySocket::passthrough(socket),
+            mode,
             ServerConfig {
                 seed: Some(99),
                 ..config

@@ -15,6 +15,16 @@
 //!
 //! Each side is its own process, so each peak RSS (the kernel's VmHWM) is
 //! that side's alone.
+//!
+//! First, in the same run, it measures the raw ceilings of loopback UDP
+//! with 24-byte datagrams (see `probe.rs`): plain `sendto`/`recvfrom`, GSO
+//! sends with `recvmmsg`, and GSO with GRO; at the end it prints risp-udp's
+//! median over each. `--io plain` runs the binary with `RISP_IO=plain` (one
+//! datagram per system call) for comparison. Each run also reads the
+//! kernel's UDP `RcvbufErrors` counter (`/proc/net/snmp`, system-wide)
+//! before and after: datagrams dropped because a receive buffer was full.
+
+mod probe;
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -50,6 +60,16 @@ struct Args {
     /// Longest a single transfer may take, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
+    /// Seconds of sending per raw-ceiling probe (0: no probes).
+    #[arg(long, default_value_t = 1.0)]
+    probe_secs: f64,
+    /// Socket I/O of the risp-udp processes: `batched` or `plain` (sets
+    /// RISP_IO).
+    #[arg(long, default_value = "batched", value_parser = ["batched", "plain"])]
+    io: String,
+    /// The client's --max-window (default: the client's own default).
+    #[arg(long)]
+    max_window: Option<u32>,
 }
 
 /// One transfer's figures.
@@ -70,6 +90,8 @@ struct Run {
     stall_max_us: u64,
     client_rss_kb: Option<u64>,
     server_rss_kb: Option<u64>,
+    /// The kernel's UDP RcvbufErrors counter's rise during the run.
+    rcvbuf_errors: Option<u64>,
 }
 
 /// A running server: the child and its stderr, line by line.
@@ -84,13 +106,14 @@ impl Server {
     /// line. The port is found by binding 127.0.0.1:0 and letting it go; if
     /// something else takes it in between the server fails to bind, and we
     /// try another.
-    fn start(bin: &Path) -> Result<Self, String> {
+    fn start(bin: &Path, io: &str) -> Result<Self, String> {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port()?;
             let mut child = Command::new(bin)
                 .args(["server", "--bind", "127.0.0.1", "--health-port", "0"])
                 .args(["--port", &port.to_string()])
+                .env("RISP_IO", io)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -201,16 +224,15 @@ fn parse_stopped(line: &str) -> Result<(u64, u64, Option<u64>), String> {
 }
 
 /// Runs one client; its JSON report.
-fn run_client(
-    bin: &Path,
-    port: u16,
-    len: u32,
-    loss: f64,
-    seed: u64,
-    timeout: Duration,
-) -> Result<Value, String> {
-    let mut child = Command::new(bin)
-        .arg("client")
+fn run_client(bin: &Path, args: &Args, port: u16, loss: f64, seed: u64) -> Result<Value, String> {
+    let len = args.len;
+    let timeout = Duration::from_secs(args.timeout_s);
+    let mut cmd = Command::new(bin);
+    cmd.env("RISP_IO", &args.io).arg("client");
+    if let Some(w) = args.max_window {
+        cmd.args(["--max-window", &w.to_string()]);
+    }
+    let mut child = cmd
         .arg(len.to_string())
         .args(["--server", &format!("127.0.0.1:{port}"), "--json"])
         .args(["--loss", &loss.to_string()])
@@ -251,11 +273,12 @@ fn run_client(
 }
 
 fn one(bin: &Path, args: &Args, loss: f64, run: u32) -> Result<Run, String> {
-    let server = Server::start(bin)?;
+    let server = Server::start(bin, &args.io)?;
     // A fixed seed per (loss, run): the same drop decisions every time.
     let seed = 1000 * u64::from(run) + (loss * 1000.0).round() as u64 + 1;
-    let timeout = Duration::from_secs(args.timeout_s);
-    let report = run_client(bin, server.port, args.len, loss, seed, timeout);
+    let drops_before = rcvbuf_errors();
+    let report = run_client(bin, args, server.port, loss, seed);
+    let drops_after = rcvbuf_errors();
     let stopped = server.stop()?;
     let report = report?;
     let (server_sent, server_retransmitted, server_rss_kb) = parse_stopped(&stopped)?;
@@ -277,7 +300,25 @@ fn one(bin: &Path, args: &Args, loss: f64, run: u32) -> Result<Run, String> {
         stall_max_us: summary(&report, "stall", "max"),
         client_rss_kb: report["peak_rss_kb"].as_u64(),
         server_rss_kb,
+        rcvbuf_errors: drops_before
+            .zip(drops_after)
+            .map(|(b, a)| a.saturating_sub(b)),
     })
+}
+
+/// The UDP `RcvbufErrors` counter of `/proc/net/snmp` (Linux; system-wide).
+fn rcvbuf_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    parse_rcvbuf_errors(&snmp)
+}
+
+/// `RcvbufErrors` from the two `Udp:` lines (names, then values).
+fn parse_rcvbuf_errors(snmp: &str) -> Option<u64> {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names = udp.next()?;
+    let values = udp.next()?;
+    let at = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }
 
 /// A percentile of one of the client report's summaries, in µs: `rtt.p50_us`
@@ -305,15 +346,15 @@ fn rss(kb: Option<u64>) -> String {
 
 fn header() {
     println!(
-        "| loss | run | values/s | elapsed ms | srv dgrams/value (min) | srv retx | cli dgrams/value | timeouts | RTT p50 µs | RTT p99 µs | max stall ms | cli RSS MiB | srv RSS MiB | verified |"
+        "| loss | run | values/s | elapsed ms | srv dgrams/value (min) | srv retx | cli dgrams/value | timeouts | RTT p50 µs | RTT p99 µs | max stall ms | cli RSS MiB | srv RSS MiB | rcvbuf drops | verified |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
 }
 
 fn row(r: &Run, len: u32) {
     let n = f64::from(len);
     println!(
-        "| {:.0}% | {} | {:.0} | {:.0} | {:.3} ({:.3}) | {} | {:.3} | {} | {} | {} | {:.2} | {} | {} | {} |",
+        "| {:.0}% | {} | {:.0} | {:.0} | {:.3} ({:.3}) | {} | {:.3} | {} | {} | {} | {:.2} | {} | {} | {} | {} |",
         r.loss * 100.0,
         r.run,
         r.values_per_sec,
@@ -328,8 +369,70 @@ fn row(r: &Run, len: u32) {
         r.stall_max_us as f64 / 1000.0,
         rss(r.client_rss_kb),
         rss(r.server_rss_kb),
+        r.rcvbuf_errors.map_or_else(|| "-".to_string(), |n| n.to_string()),
         if r.verified { "yes" } else { "NO" }
     );
+}
+
+/// Measures and prints the raw ceilings.
+fn probes(secs: f64) -> Vec<(&'static str, f64)> {
+    if secs <= 0.0 {
+        return Vec::new();
+    }
+    println!("Raw ceilings (24-byte datagrams, loopback, {secs} s of sending each):");
+    println!();
+    println!("| path | datagrams/s | delivered | GSO segments | GRO segments |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut out = Vec::new();
+    for mode in probe::MODES {
+        match probe::measure(mode, secs) {
+            Ok(c) => {
+                println!(
+                    "| {} | {:.0} | {:.1}% | {} | {} |",
+                    mode.name,
+                    c.per_sec,
+                    c.delivered * 100.0,
+                    c.gso,
+                    c.gro
+                );
+                out.push((mode.name, c.per_sec));
+            }
+            Err(e) => eprintln!("error: probe {}: {e}", mode.name),
+        }
+    }
+    println!();
+    out
+}
+
+/// risp-udp's medians over the ceilings, and each loss rate over 0%.
+fn ratios(losses: &[f64], runs: &[Run], clean: Option<f64>, ceilings: &[(&str, f64)]) {
+    println!();
+    println!("Ratios (median values/s):");
+    println!();
+    for &loss in losses {
+        let v: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.loss == loss)
+            .map(|r| r.values_per_sec)
+            .collect();
+        if v.is_empty() {
+            continue;
+        }
+        let m = median(v);
+        let mut parts: Vec<String> = ceilings
+            .iter()
+            .map(|(name, c)| format!("{:.2}× {name}", m / c))
+            .collect();
+        if let (Some(c), true) = (clean, loss > 0.0) {
+            parts.push(format!("{:.2}× risp-udp at 0%", m / c));
+        }
+        println!(
+            "- {:.0}% loss: {:.0} values/s = {}",
+            loss * 100.0,
+            m,
+            parts.join(", ")
+        );
+    }
 }
 
 fn default_bin() -> Result<PathBuf, String> {
@@ -366,12 +469,14 @@ fn main() -> ExitCode {
         eprintln!("note: this is a debug build of the bench driver; the timed binary is {} (it should be a release build)", bin.display());
     }
     println!(
-        "risp-udp loopback bench: {} values per transfer, {} run(s) per loss rate, binary {}",
+        "risp-udp loopback bench: {} values per transfer, {} run(s) per loss rate, {} I/O, binary {}",
         args.len,
         args.runs,
+        args.io,
         bin.display()
     );
     println!();
+    let ceilings = probes(args.probe_secs);
     header();
     let mut runs = Vec::new();
     let mut failed = false;
@@ -398,10 +503,15 @@ fn main() -> ExitCode {
         "| loss | runs | values/s | elapsed ms | srv dgrams/value (min) | cli dgrams/value | timeouts | RTT p50 µs | RTT p99 µs | max stall ms | cli RSS MiB | srv RSS MiB |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut clean_median = None;
     for &loss in &args.loss {
         let rs: Vec<&Run> = runs.iter().filter(|r| r.loss == loss).collect();
         if rs.is_empty() {
             continue;
+        }
+        let values_median = median(rs.iter().map(|r| r.values_per_sec).collect());
+        if loss == 0.0 {
+            clean_median = Some(values_median);
         }
         let m = |f: &dyn Fn(&Run) -> f64| median(rs.iter().map(|r| f(r)).collect());
         let m_rss = |f: &dyn Fn(&Run) -> Option<u64>| {
@@ -429,6 +539,7 @@ fn main() -> ExitCode {
             m_rss(&|r| r.server_rss_kb),
         );
     }
+    ratios(&args.loss, &runs, clean_median, &ceilings);
     if failed {
         eprintln!("error: at least one transfer was not verified");
         ExitCode::FAILURE
@@ -447,6 +558,13 @@ mod tests {
         assert_eq!(parse_stopped(line), Ok((1_111_200, 11_200, Some(7340))));
         let old = "risp-udp server stopped: sessions opened 1, closed 1, expired 0; datagrams received 4, sent 9 (0 retransmitted); rejected: none";
         assert_eq!(parse_stopped(old), Ok((9, 0, None)));
+    }
+
+    #[test]
+    fn rcvbuf_errors_are_read_from_snmp() {
+        let snmp = "Ip: Forwarding\nIp: 1\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 0 3 12 3 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
+        assert_eq!(parse_rcvbuf_errors(snmp), Some(3));
+        assert_eq!(parse_rcvbuf_errors("Udp: InDatagrams\nUdp: 5\n"), None);
     }
 
     #[test]
