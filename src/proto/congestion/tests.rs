@@ -110,6 +110,32 @@ fn random_loss_does_not_shrink_the_window() {
 }
 
 #[test]
+fn sub_millisecond_round_trip_noise_is_not_a_queue() {
+    // Loopback with batched I/O: min RTT 50 µs, but rounds take 400 µs
+    // (8×: a batch in flight, two processes on shared cores) whatever the
+    // window, and 10% random loss. Before QUEUE_FLOOR this read as a
+    // standing queue and held cwnd at MIN_CWND (10% loss ran at 0.11-0.17×
+    // the clean rate on the bench); now the window keeps growing.
+    let t0 = crate::clock::now();
+    let mut rc = RateControl::new(64, 256);
+    let mut highest = 0;
+    drive(
+        &mut rc,
+        t0,
+        1,
+        60,
+        us(400),
+        us(50),
+        |c| c * 9 / 10,
+        10,
+        &mut highest,
+    );
+    assert_eq!(rc.reductions(), 0, "no congestion response");
+    assert!(rc.random_episodes() > 0, "episodes were judged");
+    assert!(rc.get() > 64, "cwnd {} grew", rc.get());
+}
+
+#[test]
 fn heavy_loss_with_a_standing_queue_shrinks_the_window() {
     // Negative control: a bottleneck delivering 50 datagrams per 2 ms
     // (min RTT), cwnd far above that (a standing queue: RTT inflated),
