@@ -8,7 +8,7 @@ clients=${1:-1000}
 seconds=${2:-300}
 len=${3:-20000}
 loss=${4:-0.05}
-kill_ms=${5:-200}
+kill_ms=${5:-2000}
 cargo build --release --quiet --bin risp-udp --example soak
 port=$((20000 + RANDOM % 20000))
 ./target/release/risp-udp server --port "$port" --health-port 0 --max-sessions 2048 &
