@@ -24,10 +24,10 @@
 //!   `bw · (rtt − min_rtt)`. The recent round-trip time more than [`Q_REL`]
 //!   above `min_rtt` (plus [`Q_ABS`] datagrams' worth of time) means a queue
 //!   is standing at a bottleneck, and the loss is its overflow. Queueing
-//!   delays under [`QUEUE_FLOOR`] (0.5 ms) are not believed: below the
-//!   timer granularity they are scheduling noise, and on a sub-millisecond
-//!   path such a queue costs nothing worth a cut (heavy loss there is still
-//!   caught by [`LOSS_CEILING`]). (Comparing
+//!   delays under [`QUEUE_FLOOR`] (0.5 ms) are not believed whatever the
+//!   path: below the timer granularity they are scheduling noise (this
+//!   only changes the test on paths under 2 ms, and heavy loss there is
+//!   still caught by [`LOSS_CEILING`]). (Comparing
 //!   `cwnd` itself with `bw · min_rtt` does not work here: `cwnd` also
 //!   counts holes waiting for repair, which are not in flight — at 10%
 //!   random loss that alone puts `cwnd` 40–50% above `bw · min_rtt`.)
@@ -74,10 +74,11 @@ pub const Q_REL: f64 = 0.25;
 /// — an ack arriving mid-burst, timer noise — is not a standing queue.
 pub const Q_ABS: f64 = 4.0;
 
-/// The smallest queueing delay the standing-queue test believes: half the
-/// timer granularity ([`crate::proto::rtt::GRANULARITY`]). Smaller
-/// inflations of the round trip are scheduling noise (two processes on
-/// shared cores), not a queue at a bottleneck.
+/// The smallest queueing delay the standing-queue test believes (the
+/// threshold is `max(Q_REL · min_rtt + Q_ABS datagrams, QUEUE_FLOOR)`):
+/// half the timer granularity ([`crate::proto::rtt::GRANULARITY`]).
+/// Smaller inflations of the round trip are scheduling noise (two processes
+/// on shared cores), not a queue at a bottleneck.
 pub const QUEUE_FLOOR: Duration = Duration::from_micros(500);
 
 /// A loss fraction above this over the current and previous round is
@@ -487,12 +488,16 @@ impl RateControl {
         if bw <= 0.0 {
             return false;
         }
-        // Below the timer granularity a "queue" cannot be told from the
-        // scheduler: on loopback (min RTT ~50 µs) batched rounds routinely
-        // take a few hundred µs more whatever the window, which read as a
-        // standing queue held the window at its floor at 10% random loss.
-        let slack = (Q_ABS / bw).max(QUEUE_FLOOR.as_secs_f64());
-        recent.as_secs_f64() > (1.0 + Q_REL) * min_rtt.as_secs_f64() + slack
+        let min_rtt = min_rtt.as_secs_f64();
+        // The queueing delay that counts: a quarter of the smallest round
+        // trip plus a few datagrams, but never under QUEUE_FLOOR. Below the
+        // timer granularity a "queue" cannot be told from the scheduler: on
+        // loopback (min RTT ~50 µs) batched rounds routinely take a few
+        // hundred µs more whatever the window, which read as a standing
+        // queue held the window at its floor at 10% random loss. (The floor
+        // bites only on paths under 2 ms, where Q_REL · min_rtt < 0.5 ms.)
+        let threshold = (Q_REL * min_rtt + Q_ABS / bw).max(QUEUE_FLOOR.as_secs_f64());
+        recent.as_secs_f64() - min_rtt > threshold
     }
 
     /// Received and lost counts of the open round plus the last closed one.
