@@ -372,6 +372,9 @@ impl Pair {
                         ClientEvent::Restarted { uuid } => {
                             panic!("real transfer restarted as {uuid}")
                         }
+                        ClientEvent::ServerLost { reason } => {
+                            panic!("real transfer lost its only server: {reason}")
+                        }
                         ClientEvent::Connected | ClientEvent::RttSample(_) => {}
                     }
                 }
