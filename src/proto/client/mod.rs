@@ -344,7 +344,14 @@ impl Client {
                 return;
             }
         };
-        self.heard(now);
+        if self.config.servers < 2 || !matches!(msg, ServerMessage::Error { .. }) {
+            self.heard(now);
+        } else {
+            // With other servers to try, a refusal is no sign of life: the
+            // idle timeout bounds the search for a server that holds the
+            // session, however many refuse it on the way.
+            self.silent_probes = 0;
+        }
         self.take_rtt_sample(now, msg.echo());
         match msg {
             ServerMessage::Accept { token, .. } => self.on_accept(now, &token),
