@@ -182,10 +182,24 @@ pub fn error_message(e: &ClientError) -> String {
 /// Why the transfer `r` failed with `e`, for people: [`error_message`],
 /// then, with more than one server, each server and why it was left.
 pub fn failure_message(r: &TransferReport, e: &ClientError) -> String {
-    match r.servers_tried() {
-        Some(tried) => format!("{}; {tried}", error_message(e)),
-        None => error_message(e),
-    }
+    let Some(tried) = r.servers_tried() else {
+        return error_message(e);
+    };
+    let what = match e {
+        ClientError::NoAnswer(d) => format!(
+            "no answer from any server after {}",
+            format_duration_us(duration_to_us(*d))
+        ),
+        ClientError::Timeout(d) => format!(
+            "no server answered for {}",
+            format_duration_us(duration_to_us(*d))
+        ),
+        ClientError::SessionExpired => {
+            "every server refused the session (expired or unknown)".to_string()
+        }
+        e => error_message(e),
+    };
+    format!("{what}; {tried}")
 }
 
 /// The human summary of one transfer, several lines; `interrupted` when
