@@ -83,6 +83,10 @@ fn a_server_gone_silent_mid_transfer_is_left_for_the_next() {
         INIT_CWND,
         "the window starts over"
     );
+    assert!(
+        net.client.window().max_seen() > INIT_CWND,
+        "the report's extremes cover the first path too"
+    );
     assert_eq!(
         net.lost,
         vec![(

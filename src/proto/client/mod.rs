@@ -271,7 +271,8 @@ impl Client {
         self.lost = None;
         self.silent_probes = 0;
         self.rtt = RttEstimator::new(self.config.rtt);
-        self.rc = rate_control(&self.config);
+        let earlier = std::mem::replace(&mut self.rc, rate_control(&self.config));
+        self.rc.keep_extremes_of(&earlier);
         self.retry_token = None;
         self.challenge = None;
         if self.token.is_none() {
