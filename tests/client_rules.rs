@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use risp_udp::proto::client::{BadRequest, ClientConfig, ClientError, ClientEvent};
+use risp_udp::proto::client::{BadRequest, ClientConfig, ClientError, ClientEvent, LostReason};
 use risp_udp::proto::recovery::REORDER_SPAN;
 use risp_udp::proto::rtt::RttConfig;
 use risp_udp::proto::wire::{ErrorCode, ServerMessage, State, DATA_LEN, FLAG_ABORT, FLAG_PROBE};
@@ -650,4 +650,60 @@ fn a_port_another_client_just_left_delivers_none_of_its_data() {
         assert_eq!(own.get(index), Some(value), "index {index}");
     }
     assert!(verified, "{:?}", new.stats());
+}
+
+/// With two servers, an UnknownSession for a session the client holds asks
+/// to move instead of failing; the client sends nothing until the driver
+/// moves it, then resumes with CONNECTING, its token and the next index it
+/// needs, on a fresh RTT estimate.
+#[test]
+fn with_two_servers_an_unknown_session_asks_to_move_and_resumes_by_token() {
+    let mut cfg = ClientConfig::new(Uuid::from_bytes([7; 16]), 100);
+    cfg.servers = 2;
+    let mut h = ClientHarness::new(cfg);
+    h.connect();
+    for i in 0..10 {
+        h.data(i, i * 3);
+    }
+    h.sent();
+    assert!(h.client.rtt().srtt().is_some());
+    let echo = h.echo;
+    h.feed(ServerMessage::Error {
+        code: ErrorCode::UnknownSession,
+        detail: 0,
+        echo,
+    });
+    let ev = h.app_events();
+    assert_eq!(failed(&ev), None, "{ev:?}");
+    assert!(ev.contains(&ClientEvent::ServerLost {
+        reason: LostReason::UnknownSession
+    }));
+    assert_eq!(h.client.wants_failover(), Some(LostReason::UnknownSession));
+    assert!(
+        h.client.poll_timeout() > Some(h.now + ms(1_000)),
+        "only idle"
+    );
+    assert!(h.sent().is_empty(), "nothing until the driver moves");
+    h.client.failover(h.now);
+    assert_eq!(h.client.server_index(), 1);
+    assert_eq!(h.client.wants_failover(), None);
+    assert_eq!(
+        h.client.rtt().srtt(),
+        None,
+        "a new path: the RTT starts over"
+    );
+    let hello = h.sent();
+    assert_eq!(hello.len(), 1);
+    assert_eq!(hello[0].state, State::Connecting);
+    assert_eq!(hello[0].token, TOKEN);
+    assert_eq!(hello[0].ack, 10);
+    assert_eq!(h.client.stats().failovers, 1);
+    // The second server refuses too: every one has, so the transfer fails.
+    let echo = h.echo;
+    h.feed(ServerMessage::Error {
+        code: ErrorCode::UnknownSession,
+        detail: 0,
+        echo,
+    });
+    assert_eq!(failed(&h.app_events()), Some(&ClientError::SessionExpired));
 }

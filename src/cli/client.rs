@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::args::NetemArgs;
 use super::exit::Exit;
 use super::output::{is_closed_pipe, Stdout};
-use super::report::{error_message, human, peak_rss_kb, ClientJson, StartInfo};
+use super::report::{failure_message, human, peak_rss_kb, ClientJson, StartInfo};
 use crate::net::batch::IoMode;
 use crate::net::client::{self, ClientOptions};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
@@ -35,8 +35,12 @@ pub struct ClientArgs {
     #[arg(long, default_value_t = super::server::DEFAULT_PORT, env = "RISP_PORT",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
-    /// The server, as HOST:PORT (default: 127.0.0.1 and --port).
-    #[arg(long, value_name = "HOST:PORT", env = "RISP_SERVER")]
+    /// The server, as HOST:PORT (default: 127.0.0.1 and --port); or a
+    /// comma-separated list of servers that share their sessions
+    /// (A:8081,B:8081): the client starts with the first and resumes the
+    /// session on the next, round robin, when its server goes silent,
+    /// forgets the session, or does not listen.
+    #[arg(long, value_name = "HOST:PORT[,...]", env = "RISP_SERVER")]
     pub server: Option<String>,
     /// Initial congestion window (values outstanding).
     #[arg(long, default_value_t = INIT_CWND, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
@@ -113,24 +117,52 @@ pub fn resolve(server: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("server `{server}` resolves to no address"))
 }
 
+/// Resolves `--server` (one HOST:PORT or a comma-separated list of them;
+/// absent: 127.0.0.1 and `port`), each as [`resolve`] does.
+pub fn resolve_servers(server: Option<&str>, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let Some(list) = server else {
+        return resolve(&format!("127.0.0.1:{port}")).map(|a| vec![a]);
+    };
+    let addrs = list
+        .split(',')
+        .map(str::trim)
+        .map(|s| {
+            if s.is_empty() {
+                Err(format!(
+                    "empty entry in the server list `{list}` (expected HOST:PORT[,HOST:PORT...])"
+                ))
+            } else {
+                resolve(s)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(addrs)
+}
+
+/// The server list for people: "A" or "A, B".
+pub fn list_servers(servers: &[SocketAddr]) -> String {
+    let names: Vec<String> = servers.iter().map(ToString::to_string).collect();
+    names.join(", ")
+}
+
 /// Runs the client command; returns the exit status.
 pub async fn run(args: ClientArgs) -> Exit {
-    let default_server = format!("127.0.0.1:{}", args.port);
-    let server = match resolve(args.server.as_deref().unwrap_or(&default_server)) {
+    let servers = match resolve_servers(args.server.as_deref(), args.port) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
             return Exit::Usage;
         }
     };
+    let server = list_servers(&servers);
     let mut rng = match args.seed {
         Some(s) => rand::rngs::StdRng::seed_from_u64(s),
         None => rand::rngs::StdRng::from_entropy(),
     };
     let len = args.len.unwrap_or_else(|| rng.gen_range(1..=1000));
     let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
-    let start = StartInfo::now(server, shaping_flags(&args, len));
-    let mut opts = transfer_options(&args, server, uuid, len, args.netem.seed());
+    let start = StartInfo::now(&servers, shaping_flags(&args, len));
+    let mut opts = transfer_options(&args, &servers, uuid, len, args.netem.seed());
     opts.interval = args.interval.map(Duration::from_secs_f64);
     let (interval_tx, mut intervals) = tokio::sync::mpsc::unbounded_channel();
     if opts.interval.is_some() {
@@ -265,9 +297,7 @@ pub async fn run(args: ClientArgs) -> Exit {
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            eprintln!(
-                "error: nothing listens on udp {server} (the host answered: port unreachable)"
-            );
+            eprintln!("error: {}", refused_message(&servers));
             return Exit::NoAnswer;
         }
         Err(e) => {
@@ -324,9 +354,25 @@ pub async fn run(args: ClientArgs) -> Exit {
             outcome.delivered, outcome.len
         );
     } else if let Some(e) = &outcome.error {
-        eprintln!("error: {}", error_message(e));
+        eprintln!("error: {}", failure_message(&outcome, e));
     }
     exit
+}
+
+/// What a client says when the OS refused every server (nothing listens
+/// there) before any answered.
+pub fn refused_message(servers: &[SocketAddr]) -> String {
+    if servers.len() == 1 {
+        format!(
+            "nothing listens on udp {} (the host answered: port unreachable)",
+            servers[0]
+        )
+    } else {
+        format!(
+            "nothing listens on udp {} (every host answered: port unreachable)",
+            list_servers(servers)
+        )
+    }
 }
 
 /// The flags that shape a run, for the JSON `start` object.
@@ -357,11 +403,12 @@ fn shaping_flags(args: &ClientArgs, len: u32) -> serde_json::Value {
 }
 
 /// The transfer the client flags describe: `len` values under `uuid` from
-/// `server`, impaired (when the flags ask) with `netem_seed` (shared with
-/// `risp-udp load`, which runs many of them).
+/// `servers` (the first, then the others on failover), impaired (when the
+/// flags ask) with `netem_seed` (shared with `risp-udp load`, which runs
+/// many of them).
 pub fn transfer_options(
     args: &ClientArgs,
-    server: SocketAddr,
+    servers: &[SocketAddr],
     uuid: Uuid,
     len: u32,
     netem_seed: u64,
@@ -373,7 +420,8 @@ pub fn transfer_options(
     config.rtt.max_rto = Duration::from_millis(args.client_ticker_ms);
     config.rtt.min_rto = super::args::ms_to_duration(args.min_rto_ms).min(config.rtt.max_rto);
     config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
-    let mut opts = ClientOptions::new(server, config);
+    let mut opts = ClientOptions::new(servers[0], config);
+    opts.servers = servers.to_vec();
     opts.impairment = args.netem.config(Side::Client).map(|c| (c, netem_seed));
     opts.killswitch = args.client_killswitch_ms.map(Duration::from_millis);
     opts.io = IoMode::from_env();

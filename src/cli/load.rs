@@ -15,7 +15,7 @@ use clap::Args;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::client::{resolve, transfer_options, ClientArgs};
+use super::client::{list_servers, refused_message, resolve_servers, transfer_options, ClientArgs};
 use super::exit::Exit;
 use super::output::Stdout;
 use super::report::{ms, peak_rss_kb};
@@ -71,6 +71,8 @@ pub struct LoadJson {
     pub shim_dropped: u64,
     /// Killswitch reconnections, all clients.
     pub reconnects: u64,
+    /// Moves to another server of the `--server` list, all clients.
+    pub failovers: u64,
     /// Failed clients by error, e.g. `{"server busy": 3}`.
     pub errors: std::collections::BTreeMap<String, u32>,
     /// Peak resident set size of this process, KiB (Linux).
@@ -100,6 +102,7 @@ impl LoadJson {
             timeouts: 0,
             shim_dropped: 0,
             reconnects: 0,
+            failovers: 0,
             errors: std::collections::BTreeMap::new(),
             peak_rss_kb: None,
             exit_code: 0,
@@ -125,6 +128,7 @@ impl LoadJson {
             json.timeouts += r.client.timeouts;
             json.shim_dropped += r.link.to_server.dropped + r.link.to_client.dropped;
             json.reconnects += r.reconnects;
+            json.failovers += r.failovers();
         }
         let missing = clients.saturating_sub(reports.len() as u32);
         if missing > 0 {
@@ -172,6 +176,9 @@ impl LoadJson {
             self.peak_rss_kb
                 .map_or_else(|| "unknown".to_string(), |kb| format!("{kb} KiB"))
         );
+        if self.failovers > 0 {
+            s += &format!("failovers {}\n", self.failovers);
+        }
         for (what, n) in &self.errors {
             s += &format!("failed: {n} × {what}\n");
         }
@@ -186,8 +193,7 @@ pub async fn run(args: LoadArgs) -> Exit {
         eprintln!("error: --print, --output, --hist-out and --interval are for one client; `load` prints an aggregate");
         return Exit::Usage;
     }
-    let default_server = format!("127.0.0.1:{}", c.port);
-    let server = match resolve(c.server.as_deref().unwrap_or(&default_server)) {
+    let servers = match resolve_servers(c.server.as_deref(), c.port) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -201,12 +207,13 @@ pub async fn run(args: LoadArgs) -> Exit {
     // Registered before the clients start, so no signal is missed.
     let signals = super::signal::termination();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = list_servers(&servers);
     tracing::info!(clients = args.clients, len, %server, "starting load");
     let started = crate::clock::now();
     let mut tasks = Vec::with_capacity(args.clients as usize);
     for i in 0..args.clients as usize {
         let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
-        let mut opts = transfer_options(c, server, uuid, len, link_seed(netem_seed, i));
+        let mut opts = transfer_options(c, &servers, uuid, len, link_seed(netem_seed, i));
         // Only aggregates are reported: completion times and the longest
         // stall come from each report's own fields.
         opts.keep_histograms = false;
@@ -280,7 +287,7 @@ pub async fn run(args: LoadArgs) -> Exit {
     if interrupted {
         eprintln!("interrupted: every client stopped; the server frees their sessions after its session lifetime");
     } else if refused {
-        eprintln!("error: nothing listens on udp {server} (the host answered: port unreachable)");
+        eprintln!("error: {}", refused_message(&servers));
     } else if let Some(e) = local_error {
         eprintln!(
             "error: socket: {e}{}",

@@ -60,6 +60,8 @@ pub struct ClientJson {
     pub timeouts: u64,
     /// Killswitch reconnections.
     pub reconnects: u64,
+    /// Moves to another server of the `--server` list.
+    pub failovers: u64,
     /// The client's window.
     pub window: WindowStats,
     /// RTT samples.
@@ -90,7 +92,7 @@ impl ClientJson {
             delivered: r.delivered,
             verified: r.verified(),
             checksum: r.checksum,
-            error: r.error.as_ref().map(error_message),
+            error: r.error.as_ref().map(|e| failure_message(r, e)),
             interrupted: false,
             exit_code,
             elapsed_ms: ms(r.elapsed),
@@ -104,6 +106,7 @@ impl ClientJson {
             retransmit_requests: r.client.retransmit_requests,
             timeouts: r.client.timeouts,
             reconnects: r.reconnects,
+            failovers: r.failovers(),
             window: r.window,
             rtt: r.hist.rtt.summary(),
             delivery: r.hist.delivery.summary(),
@@ -127,15 +130,16 @@ pub struct StartInfo {
     pub time_unix_s: u64,
     /// This machine's host name, when the OS says.
     pub host: Option<String>,
-    /// The server's address, resolved.
+    /// The server's address, resolved (with a list, all of them, ", "
+    /// between).
     pub server: String,
     /// The flags that shape the run, as given or defaulted.
     pub flags: serde_json::Value,
 }
 
 impl StartInfo {
-    /// Start metadata for a transfer from `server` shaped by `flags`.
-    pub fn now(server: std::net::SocketAddr, flags: serde_json::Value) -> Self {
+    /// Start metadata for a transfer from `servers` shaped by `flags`.
+    pub fn now(servers: &[std::net::SocketAddr], flags: serde_json::Value) -> Self {
         let time_unix_s = crate::clock::wall_time()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -144,7 +148,7 @@ impl StartInfo {
             protocol_version: crate::proto::wire::VERSION,
             time_unix_s,
             host: host_name(),
-            server: server.to_string(),
+            server: super::client::list_servers(servers),
             flags,
         }
     }
@@ -175,6 +179,29 @@ pub fn error_message(e: &ClientError) -> String {
     }
 }
 
+/// Why the transfer `r` failed with `e`, for people: [`error_message`],
+/// then, with more than one server, each server and why it was left.
+pub fn failure_message(r: &TransferReport, e: &ClientError) -> String {
+    let Some(tried) = r.servers_tried() else {
+        return error_message(e);
+    };
+    let what = match e {
+        ClientError::NoAnswer(d) => format!(
+            "no answer from any server after {}",
+            format_duration_us(duration_to_us(*d))
+        ),
+        ClientError::Timeout(d) => format!(
+            "no server answered for {}",
+            format_duration_us(duration_to_us(*d))
+        ),
+        ClientError::SessionExpired => {
+            "every server refused the session (expired or unknown)".to_string()
+        }
+        e => error_message(e),
+    };
+    format!("{what}; {tried}")
+}
+
 /// The human summary of one transfer, several lines; `interrupted` when
 /// Ctrl-C or SIGTERM stopped it.
 pub fn human(r: &TransferReport, interrupted: bool) -> String {
@@ -185,7 +212,7 @@ pub fn human(r: &TransferReport, interrupted: bool) -> String {
         "INTERRUPTED (partial figures)".to_string()
     } else {
         match &r.error {
-            Some(e) => format!("FAILED: {}", error_message(e)),
+            Some(e) => format!("FAILED: {}", failure_message(r, e)),
             None => "FAILED: incomplete".to_string(),
         }
     };
@@ -211,7 +238,7 @@ pub fn human(r: &TransferReport, interrupted: bool) -> String {
         "  datagrams   sent {}, received {} (duplicates {}, corrupt dropped {}, invalid {})",
         c.datagrams_sent, c.datagrams_received, c.duplicates, c.corrupt, c.invalid
     );
-    let _ = writeln!(
+    let _ = write!(
         s,
         "  recovery    retransmit requests {}, timeouts {}, shim dropped {}, reconnects {}",
         c.retransmit_requests,
@@ -219,6 +246,10 @@ pub fn human(r: &TransferReport, interrupted: bool) -> String {
         r.link.to_server.dropped + r.link.to_client.dropped,
         r.reconnects
     );
+    if r.failovers() > 0 {
+        let _ = write!(s, ", failovers {}", r.failovers());
+    }
+    s.push('\n');
     let _ = writeln!(
         s,
         "  window      min {}, max {}, final {}",

@@ -1,5 +1,6 @@
-//! The client driver: one socket (replaced on each killswitch), one
-//! [`Client`] core, timers from the core.
+//! The client driver: one socket (replaced on each killswitch, and on each
+//! move to another server of the list), one [`Client`] core, timers from
+//! the core.
 
 use std::future::Future;
 use std::io;
@@ -14,13 +15,17 @@ use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::client::{Client, ClientConfig, ClientEvent, ResumeState};
 use crate::proto::wire::{MAX_DATAGRAM_LEN, MAX_SERVER_DATAGRAM_LEN};
+use crate::transfer::ServerOutcome;
 use crate::transfer::{IntervalStats, TransferRecorder, TransferReport};
 
 /// How to run one transfer.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// The server's address.
-    pub server: SocketAddr,
+    /// The servers' addresses: the transfer starts with the first and
+    /// moves round robin to the next when the core asks (the current one
+    /// went silent or forgot the session) or when the OS says nothing
+    /// listens at one. Never empty.
+    pub servers: Vec<SocketAddr>,
     /// Protocol settings (UUID, length, window...).
     pub config: ClientConfig,
     /// Resume a session another client started.
@@ -54,7 +59,7 @@ impl ClientOptions {
     /// A plain transfer of `config` from `server`.
     pub fn new(server: SocketAddr, config: ClientConfig) -> Self {
         Self {
-            server,
+            servers: vec![server],
             config,
             resume: None,
             impairment: None,
@@ -100,9 +105,11 @@ pub const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// once, and waits up to [`ABORT_GRACE`] for the server's answer.
 ///
 /// The socket is connected to the server, so where the OS learns that
-/// nothing listens there (ICMP port unreachable), the transfer fails at
-/// once with [`io::ErrorKind::ConnectionRefused`], provided nothing was
-/// heard from the server yet (later, a refusal is taken as transient).
+/// nothing listens there (ICMP port unreachable), the transfer moves on to
+/// the next server of [`ClientOptions::servers`] at once; when every
+/// server refused in a row and nothing was heard from any yet, it fails
+/// with [`io::ErrorKind::ConnectionRefused`] (later, a refusal is taken as
+/// transient).
 pub async fn run_until(
     opts: ClientOptions,
     mut on_value: impl FnMut(u32, u32) -> ControlFlow<()>,
@@ -116,8 +123,10 @@ pub async fn run_until(
         Some((cfg, seed)) if !cfg.is_clean() => Some(ImpairedLink::new(cfg.clone(), *seed)?),
         _ => None,
     };
-    let mut socket = open(opts.server, link.as_ref(), opts.io).await?;
-    let config = fit_window(opts.config.clone(), &socket);
+    let mut servers = ServerList::new(&opts.servers)?;
+    let mut socket = open(servers.current(), link.as_ref(), opts.io).await?;
+    let mut config = fit_window(opts.config.clone(), &socket);
+    config.servers = servers.len();
     let mut client = match opts.resume.clone() {
         Some(r) => Client::resume(config, r, started),
         None => Client::new(config, started),
@@ -131,21 +140,40 @@ pub async fn run_until(
     let mut moves = Moves::new(&opts, started);
     // Set once `stop` fired: the abort's deadline.
     let mut aborting: Option<Instant> = None;
+    // Set when the OS said that nothing listens at the current server.
+    let mut unreachable = false;
     loop {
         let now = clock::now();
         if aborting.is_some_and(|deadline| now >= deadline) {
             break;
         }
+        if let Some(reason) = client.wants_failover() {
+            servers.left(reason.to_string());
+            unreachable = true;
+        }
+        if std::mem::take(&mut unreachable) {
+            // A new socket: the old one's errors and stray datagrams stay
+            // with it.
+            client.failover(now);
+            servers.moved_to(client.server_index());
+            socket = open(servers.current(), link.as_ref(), opts.io).await?;
+            tracing::info!(server = %servers.current(), "failover: resuming on the next server");
+        }
         while let Some(n) = client.poll_transmit(now, &mut out) {
-            if let Err(e) = socket.send(opts.server, &out[..n], n).await {
-                if !is_transient(&e.error) || refused_before_contact(&e.error, &client) {
-                    return Err(e.error);
+            if let Err(e) = socket.send(servers.current(), &out[..n], n).await {
+                if servers.on_error(e.error, &client)?.is_break() {
+                    unreachable = true;
+                    break;
                 }
             }
         }
         let flow = drain_events(&mut client, &mut recorder, now, &mut on_value);
         if recorder.is_finished() || flow.is_break() {
             break;
+        }
+        if unreachable || client.wants_failover().is_some() {
+            // Moves at the top of the loop.
+            continue;
         }
         if opts.stop_after.is_some_and(|n| client.next_index() >= n) {
             break;
@@ -174,9 +202,9 @@ pub async fn run_until(
                 // the server until a probe timeout (10% loss fell to 63k
                 // values/s, ~4,600 timeouts per 1M values); with all of
                 // them (every quarter window) the clean rate halved.
+                let server = servers.current();
                 let r = r.and_then(|()| {
                     let now = clock::now();
-                    let server = opts.server;
                     socket.try_recv(|from, d| {
                         // Not our server: ignore.
                         if from == server {
@@ -185,16 +213,16 @@ pub async fn run_until(
                         }
                     })
                 });
-                match r {
-                    Ok(_) => {}
-                    Err(e) if is_transient(&e) && !refused_before_contact(&e, &client) => {}
-                    Err(e) => return Err(e),
+                if let Err(e) = r {
+                    // A refusal moves at the top of the loop.
+                    unreachable = servers.on_error(e, &client)?.is_break();
                 }
                 for ack in acks.last(ACKS_PER_BATCH) {
-                    if let Err(e) = socket.send(opts.server, ack, ack.len()).await {
-                        if !is_transient(&e.error) || refused_before_contact(&e.error, &client) {
-                            return Err(e.error);
-                        }
+                    if unreachable {
+                        break;
+                    }
+                    if let Err(e) = socket.send(server, ack, ack.len()).await {
+                        unreachable = servers.on_error(e.error, &client)?.is_break();
                     }
                 }
                 acks.clear();
@@ -209,13 +237,13 @@ pub async fn run_until(
                 let (kill, rebind) = moves.take_due(now);
                 if kill {
                     recorder.report_mut().reconnects += 1;
-                    socket = open(opts.server, link.as_ref(), opts.io).await?;
+                    socket = open(servers.current(), link.as_ref(), opts.io).await?;
                     tracing::debug!(port = ?socket.local_addr().ok(), "killswitch: new socket");
                     client.reconnect(now);
                 }
                 if rebind {
                     recorder.report_mut().rebinds += 1;
-                    socket = open(opts.server, link.as_ref(), opts.io).await?;
+                    socket = open(servers.current(), link.as_ref(), opts.io).await?;
                     tracing::debug!(port = ?socket.local_addr().ok(), "rebind: new socket");
                 }
                 client.handle_timeout(now);
@@ -223,6 +251,7 @@ pub async fn run_until(
         }
     }
     let mut report = recorder.finish(clock::now(), &client);
+    report.servers = servers.outcomes();
     if let Some(link) = &link {
         report.link = link.stats();
     }
@@ -326,10 +355,99 @@ fn drain_events(
     flow
 }
 
-/// True for the OS saying nothing listens at the server's address before
-/// the server was ever heard from: no point waiting for an answer.
-fn refused_before_contact(e: &io::Error, client: &Client) -> bool {
-    e.kind() == io::ErrorKind::ConnectionRefused && client.stats().datagrams_received == 0
+/// The servers of a transfer, the one in use, and why each was left.
+struct ServerList {
+    addrs: Vec<SocketAddr>,
+    current: usize,
+    /// Why the client last moved away from each.
+    left: Vec<Option<String>>,
+    /// Refusals by the OS (nothing listens there) in a row, with nothing
+    /// received in between.
+    refusals: usize,
+    /// The client's received count when `refusals` started.
+    received_mark: u64,
+}
+
+impl ServerList {
+    fn new(addrs: &[SocketAddr]) -> io::Result<Self> {
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no server address to connect to",
+            ));
+        }
+        Ok(Self {
+            addrs: addrs.to_vec(),
+            current: 0,
+            left: vec![None; addrs.len()],
+            refusals: 0,
+            received_mark: 0,
+        })
+    }
+
+    fn current(&self) -> SocketAddr {
+        self.addrs[self.current]
+    }
+
+    /// How many (for [`ClientConfig::servers`]).
+    fn len(&self) -> u32 {
+        u32::try_from(self.addrs.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The client leaves the current server, for `why`.
+    fn left(&mut self, why: String) {
+        self.left[self.current] = Some(why);
+    }
+
+    /// The client moved to server `index` of the list.
+    fn moved_to(&mut self, index: u32) {
+        self.current = index as usize % self.addrs.len();
+    }
+
+    /// What a socket error means: `Err` ends the transfer (a local error,
+    /// or every server refused before any was heard from), `Break` moves
+    /// to the next server (the OS says nothing listens at this one), and
+    /// `Continue` waits on (a transient error; or a refusal once every
+    /// server refused in a row after contact, when the probe timer decides
+    /// when to move rather than a spin through refusing servers).
+    fn on_error(&mut self, e: io::Error, client: &Client) -> io::Result<ControlFlow<()>> {
+        if !is_transient(&e) {
+            return Err(e);
+        }
+        if e.kind() != io::ErrorKind::ConnectionRefused {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let received = client.stats().datagrams_received;
+        if received != self.received_mark {
+            self.refusals = 0;
+            self.received_mark = received;
+        }
+        self.refusals += 1;
+        if self.refusals < self.addrs.len() {
+            self.left("port unreachable".to_string());
+            return Ok(ControlFlow::Break(()));
+        }
+        if received == 0 {
+            // Nothing listens anywhere: no point waiting for an answer.
+            return Err(e);
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Each server and why it was left (none with one server).
+    fn outcomes(&self) -> Vec<ServerOutcome> {
+        if self.addrs.len() < 2 {
+            return Vec::new();
+        }
+        self.addrs
+            .iter()
+            .zip(&self.left)
+            .map(|(&addr, left)| ServerOutcome {
+                addr,
+                left: left.clone(),
+            })
+            .collect()
+    }
 }
 
 /// When the driver moves to a new socket: every `killswitch` (a new

@@ -51,6 +51,24 @@ pub fn probe_deadline(rtt: &RttEstimator, now: Instant) -> Instant {
     now + rtt.pto()
 }
 
+/// Probe timeouts in a row, with nothing at all heard from the server in
+/// between, after which a client that knows more than one server takes the
+/// current one for gone and moves to the next ([`crate::proto::client`]).
+///
+/// Derived from the probe timer ([`RttEstimator::pto`]): the first expiry
+/// is usually one lost ack and is answered by the probe itself; from the
+/// second on, every probe goes out as two copies and the timer doubles. So
+/// eight expiries are seven rounds of two-copy probes, none answered, over
+/// 128 probe timeouts of silence (capped by `max_rto` per round): at 20%
+/// loss each way a round goes unanswered with probability about 0.13, seven
+/// in a row about 6·10⁻⁷, so a live but lossy server is almost never left.
+/// On a LAN (PTO of 1–2 ms) that is 128–256 ms of silence; before any RTT
+/// sample (a server that never answered) 5 ms doubled eight times, 1.3 s;
+/// either way well inside the 30 s idle timeout, which still bounds the
+/// whole search (RFC 1122 §4.2.3.5 gives TCP a similar, smaller threshold
+/// R1 for trying another route).
+pub const SILENT_PROBES_BEFORE_FAILOVER: u32 = 8;
+
 /// Smallest reorder buffer (the span past the next needed index the client
 /// holds, and the most it advertises). It is larger than the congestion
 /// window so that the window can slide on past holes under repair; the

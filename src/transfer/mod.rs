@@ -18,4 +18,4 @@ pub use bottleneck::{BottleneckConfig, BottleneckStats, SHARE_BUCKET};
 pub use config::{link_seed, RunConfig};
 pub use interval::{interval_line, si, IntervalMeter, IntervalStats};
 pub use recorder::TransferRecorder;
-pub use report::{RunReport, TransferReport, WindowStats};
+pub use report::{RunReport, ServerOutcome, TransferReport, WindowStats};

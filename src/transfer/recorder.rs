@@ -116,7 +116,7 @@ impl TransferRecorder {
         let at = now.saturating_duration_since(self.started);
         let r = &mut self.report;
         match *event {
-            ClientEvent::Connected => {}
+            ClientEvent::Connected | ClientEvent::ServerLost { .. } => {}
             ClientEvent::Restarted { uuid } => {
                 r.uuid = uuid;
                 r.restarts += 1;

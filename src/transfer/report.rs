@@ -1,5 +1,7 @@
 //! What a transfer and a run report.
 
+use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use risp_netem::ImpairmentStats;
@@ -85,6 +87,28 @@ pub struct TransferReport {
     pub max_stall: Duration,
     /// Interval reports (when the driver asked for them).
     pub intervals: Vec<IntervalStats>,
+    /// With more than one server: each, in the order given, and why the
+    /// client last left it (the moves are in `client.failovers`). Empty
+    /// for a transfer with one server.
+    pub servers: Vec<ServerOutcome>,
+}
+
+/// One server of a transfer's list, and why the client last left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOutcome {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Why the client last moved away from it (`None`: never left).
+    pub left: Option<String>,
+}
+
+impl fmt::Display for ServerOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.left {
+            Some(why) => write!(f, "{} ({why})", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
 }
 
 impl TransferReport {
@@ -117,6 +141,7 @@ impl TransferReport {
             resume: None,
             max_stall: Duration::ZERO,
             intervals: Vec::new(),
+            servers: Vec::new(),
         }
     }
 
@@ -138,6 +163,22 @@ impl TransferReport {
             && self.wrong_values == 0
             && self.delivered == self.len
             && self.finished_at.is_some()
+    }
+
+    /// Moves to another server of the list.
+    pub fn failovers(&self) -> u64 {
+        self.client.failovers
+    }
+
+    /// What a person needs to know about the servers behind a failure:
+    /// "servers tried: A (why it was left), B (...)", or `None` with one
+    /// server.
+    pub fn servers_tried(&self) -> Option<String> {
+        if self.servers.len() < 2 {
+            return None;
+        }
+        let list: Vec<String> = self.servers.iter().map(ToString::to_string).collect();
+        Some(format!("servers tried: {}", list.join(", ")))
     }
 
     /// Data datagrams sent beyond one per value.

@@ -8,7 +8,8 @@
 //!   bare [`virtual_time::ServerHarness`] fed hand-built datagrams, a bare
 //!   [`virtual_time::ClientHarness`] fed hand-built replies, and a
 //!   [`virtual_time::Pair`] of a server and real clients that moves every
-//!   datagram between them.
+//!   datagram between them, and a [`virtual_time::Failover`] network of one
+//!   client and several server addresses (lossy, each can be cut off).
 //! - [`loopback`]: an in-process tokio server on `127.0.0.1:0` that stops
 //!   with its summary, and one client transfer against it.
 //! - [`cli`]: the built `risp-udp` binary run to its end, with its exit

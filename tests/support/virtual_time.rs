@@ -372,6 +372,9 @@ impl Pair {
                         ClientEvent::Restarted { uuid } => {
                             panic!("real transfer restarted as {uuid}")
                         }
+                        ClientEvent::ServerLost { reason } => {
+                            panic!("real transfer lost its only server: {reason}")
+                        }
                         ClientEvent::Connected | ClientEvent::RttSample(_) => {}
                     }
                 }
@@ -381,5 +384,268 @@ impl Pair {
                 return;
             }
         }
+    }
+}
+
+/// A datagram on its way in a [`Failover`] network.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Hop {
+    /// From the client's address `from` to server address number `addr`.
+    ToServer {
+        addr: usize,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// From server address number `via` to the client's address `to`.
+    ToClient {
+        via: usize,
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
+}
+
+/// One client that knows several server addresses, in virtual time, and
+/// the servers behind them. Each address leads to one of `servers`; two
+/// addresses may lead to the same [`Server`], which models two instances
+/// sharing one session store exactly. Datagrams take `delay` each way and
+/// are lost with probability `loss`; an address can be cut off
+/// ([`Failover::cut`]): everything to it and from it is dropped from then
+/// on. The client moves to a new address of its own on each failover, as
+/// the tokio driver opens a new socket per server.
+pub struct Failover {
+    pub servers: Vec<Server>,
+    /// Each server address and the index of the server behind it.
+    pub addrs: Vec<(SocketAddr, usize)>,
+    /// Addresses cut off.
+    pub cut: Vec<bool>,
+    pub client: Client,
+    pub t0: Instant,
+    pub now: Instant,
+    /// The client's current address.
+    pub client_addr: SocketAddr,
+    /// Which server address each client address talks to.
+    paths: HashMap<SocketAddr, usize>,
+    delay: Duration,
+    loss: f64,
+    rng: rand::rngs::StdRng,
+    queue: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64, Hop)>>,
+    order: u64,
+    /// The session's sequence, captured from the first server that held it.
+    pub seq: Option<Sequence>,
+    /// Every value delivered, in order.
+    pub values: Vec<u32>,
+    pub verified: Option<u64>,
+    pub completed: bool,
+    pub failed: Option<risp_udp::proto::client::ClientError>,
+    /// Every `ServerLost` the client emitted, with the address it left.
+    pub lost: Vec<(usize, risp_udp::proto::client::LostReason)>,
+    /// Datagrams the client sent to each server address.
+    pub sent_to: Vec<u64>,
+    next_port: u16,
+}
+
+impl Failover {
+    /// `servers` behind `addrs` (address, server index); a client of
+    /// `config` (its `servers` set to the number of addresses) starts on
+    /// the first address. `seed` drives the loss.
+    pub fn new(
+        servers: Vec<Server>,
+        addrs: Vec<(SocketAddr, usize)>,
+        mut config: ClientConfig,
+        delay: Duration,
+        loss: f64,
+        seed: u64,
+    ) -> Self {
+        use rand::SeedableRng;
+        let t0 = risp_udp::clock::now();
+        config.servers = addrs.len() as u32;
+        let n = addrs.len();
+        let mut net = Self {
+            servers,
+            addrs,
+            cut: vec![false; n],
+            client: Client::new(config, t0),
+            t0,
+            now: t0,
+            client_addr: "10.9.0.1:1000".parse().unwrap(),
+            paths: HashMap::new(),
+            delay,
+            loss,
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            queue: std::collections::BinaryHeap::new(),
+            order: 0,
+            seq: None,
+            values: Vec::new(),
+            verified: None,
+            completed: false,
+            failed: None,
+            lost: Vec::new(),
+            sent_to: vec![0; n],
+            next_port: 1000,
+        };
+        net.paths.insert(net.client_addr, 0);
+        net
+    }
+
+    /// Cuts server address number `addr` off from now on.
+    pub fn cut(&mut self, addr: usize) {
+        self.cut[addr] = true;
+    }
+
+    /// Runs until `stop` says so, the client finished, or `limit` of
+    /// virtual time since the start passed. Returns whether `stop` ended it.
+    pub fn run_until(&mut self, limit: Duration, mut stop: impl FnMut(&Self) -> bool) -> bool {
+        let end = self.t0 + limit;
+        loop {
+            self.flush();
+            if stop(self) {
+                return true;
+            }
+            if self.client.is_finished() {
+                return false;
+            }
+            let next = [
+                self.queue.peek().map(|std::cmp::Reverse((t, _, _))| *t),
+                self.client.poll_timeout(),
+            ]
+            .into_iter()
+            .chain(self.servers.iter().map(Server::poll_timeout))
+            .flatten()
+            .min();
+            let Some(next) = next else { return false };
+            if next > end {
+                self.now = end;
+                return false;
+            }
+            self.now = self.now.max(next);
+            self.step();
+        }
+    }
+
+    /// Runs to the client's end (at most `limit` of virtual time).
+    pub fn run(&mut self, limit: Duration) {
+        self.run_until(limit, |_| false);
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        while self
+            .queue
+            .peek()
+            .is_some_and(|std::cmp::Reverse((t, _, _))| *t <= now)
+        {
+            let std::cmp::Reverse((_, _, hop)) = self.queue.pop().unwrap();
+            match hop {
+                Hop::ToServer { addr, from, bytes } => {
+                    if !self.cut[addr] {
+                        let s = self.addrs[addr].1;
+                        self.servers[s].handle(now, from, &bytes);
+                    }
+                }
+                Hop::ToClient { via, to, bytes } => {
+                    // Only while the client still listens there.
+                    if !self.cut[via] && to == self.client_addr {
+                        self.client.handle(now, &bytes);
+                        self.drain_client();
+                    }
+                }
+            }
+        }
+        for s in &mut self.servers {
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.handle_timeout(now);
+            }
+        }
+        if self.client.poll_timeout().is_some_and(|t| t <= now) {
+            self.client.handle_timeout(now);
+            self.drain_client();
+        }
+    }
+
+    /// Sends what the client and the servers have to send.
+    fn flush(&mut self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+        while let Some(n) = self.client.poll_transmit(self.now, &mut buf) {
+            let addr = self.paths[&self.client_addr];
+            self.sent_to[addr] += 1;
+            let from = self.client_addr;
+            self.send(Hop::ToServer {
+                addr,
+                from,
+                bytes: buf[..n].to_vec(),
+            });
+        }
+        let mut sbuf = Vec::new();
+        for s in 0..self.servers.len() {
+            while let Some(t) = self.servers[s].poll_transmit(self.now, 64, &mut sbuf) {
+                // The server answers through the address this client
+                // address talks to (if that leads to this server).
+                let Some(&via) = self.paths.get(&t.destination) else {
+                    continue;
+                };
+                if self.addrs[via].1 != s {
+                    continue;
+                }
+                for seg in sbuf[..t.size].chunks(t.segment_size) {
+                    self.send(Hop::ToClient {
+                        via,
+                        to: t.destination,
+                        bytes: seg.to_vec(),
+                    });
+                }
+            }
+            if self.seq.is_none() {
+                self.seq = self.servers[s].sequence(&self.client.uuid());
+            }
+            while self.servers[s].poll_event().is_some() {}
+        }
+    }
+
+    fn send(&mut self, hop: Hop) {
+        use rand::Rng;
+        if self.loss > 0.0 && self.rng.gen_bool(self.loss) {
+            return;
+        }
+        self.order += 1;
+        self.queue
+            .push(std::cmp::Reverse((self.now + self.delay, self.order, hop)));
+    }
+
+    fn drain_client(&mut self) {
+        while let Some(ev) = self.client.poll_event() {
+            match ev {
+                ClientEvent::Value { index, value, .. } => {
+                    assert_eq!(index as usize, self.values.len(), "in order, once");
+                    self.values.push(value);
+                }
+                ClientEvent::Verified { checksum } => self.verified = Some(checksum),
+                ClientEvent::Completed => self.completed = true,
+                ClientEvent::Failed(e) => self.failed = Some(e),
+                ClientEvent::ServerLost { reason } => {
+                    let left = self.paths[&self.client_addr];
+                    self.lost.push((left, reason));
+                }
+                ClientEvent::Restarted { .. }
+                | ClientEvent::Connected
+                | ClientEvent::RttSample(_) => {}
+            }
+        }
+        if self.client.wants_failover().is_some() {
+            // As the driver: a new socket for the next server.
+            self.client.failover(self.now);
+            self.next_port += 1;
+            self.client_addr = SocketAddr::from(([10, 9, 0, 1], self.next_port));
+            let to = self.client.server_index() as usize;
+            self.paths.insert(self.client_addr, to);
+        }
+    }
+
+    /// Every value delivered, in order, equal to the server's sequence.
+    pub fn values_match(&self) -> bool {
+        let Some(seq) = &self.seq else { return false };
+        self.values
+            .iter()
+            .enumerate()
+            .all(|(i, v)| seq.get(i as u32) == Some(*v))
     }
 }

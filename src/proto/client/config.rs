@@ -37,6 +37,12 @@ pub struct ClientConfig {
     /// experiments and negative controls, see
     /// [`RateControl::without_loss_response`](crate::proto::congestion::RateControl::without_loss_response)).
     pub loss_response: bool,
+    /// How many servers the driver can move the session between, tried
+    /// round robin (see [`Client::failover`](super::Client::failover)).
+    /// With one (the default) the client never asks to move: a silent
+    /// server ends the transfer at the idle timeout and a forgotten
+    /// session at once, as without failover.
+    pub servers: u32,
 }
 
 impl ClientConfig {
@@ -54,6 +60,7 @@ impl ClientConfig {
             idle_timeout: Duration::from_secs(30),
             close_retries: 3,
             loss_response: true,
+            servers: 1,
         }
     }
 }

@@ -90,6 +90,29 @@ pub enum ClientEvent {
     Completed,
     /// The transfer failed; nothing more will happen.
     Failed(ClientError),
+    /// The current server is taken for gone (only with
+    /// [`ClientConfig::servers`](super::ClientConfig::servers) above one):
+    /// the client sends nothing more until the driver moves it to the next
+    /// server with [`Client::failover`](super::Client::failover).
+    ServerLost {
+        /// Why.
+        reason: LostReason,
+    },
+}
+
+/// Why a client takes its server for gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LostReason {
+    /// Nothing heard through this many probe timeouts in a row (see
+    /// [`SILENT_PROBES_BEFORE_FAILOVER`](crate::proto::recovery::SILENT_PROBES_BEFORE_FAILOVER)).
+    #[error("silent through {timeouts} probe timeouts")]
+    Silent {
+        /// Probe timeouts without an answer.
+        timeouts: u32,
+    },
+    /// The server answered that it does not know the session.
+    #[error("does not know the session")]
+    UnknownSession,
 }
 
 /// Counters for reports.
@@ -122,4 +145,6 @@ pub struct ClientStats {
     pub retries: u64,
     /// Path challenges received (the server saw us from a new address).
     pub path_challenges: u64,
+    /// Moves to another server ([`Client::failover`](super::Client::failover)).
+    pub failovers: u64,
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use uuid::Uuid;
 
-use super::{BadRequest, Client, ClientError, ClientEvent, CHALLENGE_ANSWERS};
+use super::{BadRequest, Client, ClientError, ClientEvent, LostReason, CHALLENGE_ANSWERS};
 use crate::proto::sequence::RunningChecksum;
 use crate::proto::wire::{ErrorCode, State, CHALLENGE_LEN, RETRY_TOKEN_LEN};
 
@@ -30,6 +30,10 @@ impl Client {
         }
         if self.state != State::Connecting {
             return;
+        }
+        // This server knows the session.
+        if let Some(r) = self.refused.get_mut(self.server as usize) {
+            *r = false;
         }
         self.set_state(State::Connected);
         self.events.push_back(ClientEvent::Connected);
@@ -117,6 +121,23 @@ impl Client {
             // The server dropped the session after our CLOSED: done.
             self.complete();
             return;
+        }
+        if code == ErrorCode::UnknownSession && self.config.servers > 1 {
+            // Another server may have it (they share a session store).
+            // Once every one of them refused, none will.
+            if let Some(r) = self.refused.get_mut(self.server as usize) {
+                *r = true;
+            }
+            if self.lost.is_none()
+                && !self.refused.iter().all(|&r| r)
+                && self.lose_server(LostReason::UnknownSession)
+            {
+                return;
+            }
+            if self.lost.is_some() {
+                // A second copy of the refusal: already moving.
+                return;
+            }
         }
         let err = match code {
             ErrorCode::UnknownSession => ClientError::SessionExpired,

@@ -17,6 +17,17 @@
 //! slides with the highest index received, so holes are repaired while new
 //! data flows. At the end the running sum of the delivered values is
 //! compared with the server's checksum; a mismatch is a hard error.
+//!
+//! A client may know several servers that share their sessions
+//! ([`ClientConfig::servers`]). When the current one goes silent
+//! ([`SILENT_PROBES_BEFORE_FAILOVER`] probe timeouts in a row) or answers
+//! that it does not know the session, the client emits
+//! [`ClientEvent::ServerLost`] and waits; the driver opens a path to the
+//! next server ([`Client::server_index`]) and calls [`Client::failover`],
+//! and the client resumes there by UUID and token from the index it holds,
+//! with a fresh RTT estimate and window (a new path). The idle timeout
+//! still bounds the whole search; when every server refused the session
+//! the transfer fails at once.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -27,7 +38,7 @@ use crate::proto::congestion::RateControl;
 use crate::proto::reassembly::{Insert, ReorderBuffer};
 use crate::proto::recovery::{
     client_reorder_window, loss_threshold, probe_deadline, ACK_EVERY_MAX, ACK_EVERY_MIN,
-    REORDER_SPAN,
+    REORDER_SPAN, SILENT_PROBES_BEFORE_FAILOVER,
 };
 use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
@@ -47,7 +58,7 @@ mod handshake;
 
 pub use crate::proto::recovery::MAX_WINDOW;
 pub use config::{ClientConfig, ResumeState};
-pub use event::{BadRequest, ClientError, ClientEvent, ClientStats};
+pub use event::{BadRequest, ClientError, ClientEvent, ClientStats, LostReason};
 
 /// A client connection. See the module docs.
 #[derive(Debug)]
@@ -93,6 +104,15 @@ pub struct Client {
     sack_buf: Vec<u8>,
     stats: ClientStats,
     finished: bool,
+    /// Probe timeouts in a row with nothing heard.
+    silent_probes: u32,
+    /// The server talked to now: an index into the driver's list of
+    /// [`ClientConfig::servers`].
+    server: u32,
+    /// Which servers answered that they do not know the session.
+    refused: Vec<bool>,
+    /// Set while waiting for the driver to move to the next server.
+    lost: Option<LostReason>,
 }
 
 impl Client {
@@ -109,6 +129,7 @@ impl Client {
     fn build(mut config: ClientConfig, now: Instant, resume: Option<ResumeState>) -> Self {
         config.max_window = config.max_window.clamp(1, MAX_WINDOW);
         config.ack_frequency = config.ack_frequency.max(1);
+        config.servers = config.servers.max(1);
         let mut sum = RunningChecksum::default();
         let (token, next, clock_base) = match resume {
             Some(r) => {
@@ -118,21 +139,7 @@ impl Client {
             None => (None, 0, 0),
         };
         let mut c = Self {
-            rc: {
-                let rc = RateControl::new(config.initial_window, config.max_window);
-                // Without a bitmap the window cannot slide past holes: every
-                // loss episode halves it (see `RateControl`).
-                let rc = if config.sack {
-                    rc
-                } else {
-                    rc.without_loss_differentiation()
-                };
-                if config.loss_response {
-                    rc
-                } else {
-                    rc.without_loss_response()
-                }
-            },
+            rc: rate_control(&config),
             rtt: RttEstimator::new(config.rtt),
             state: State::Connecting,
             epoch: now,
@@ -159,6 +166,10 @@ impl Client {
             sack_buf: Vec::new(),
             stats: ClientStats::default(),
             finished: false,
+            silent_probes: 0,
+            server: 0,
+            refused: vec![false; config.servers as usize],
+            lost: None,
             config,
         };
         c.timers.set(Timer::Idle, now + c.config.idle_timeout);
@@ -231,6 +242,57 @@ impl Client {
         self.arm_retransmit(now);
     }
 
+    /// The server the client talks to now, as an index into the driver's
+    /// list of [`ClientConfig::servers`] (0 at the start; one up, round
+    /// robin, per [`Client::failover`]).
+    pub fn server_index(&self) -> u32 {
+        self.server
+    }
+
+    /// Why the client asked to leave its server, until the driver calls
+    /// [`Client::failover`] (see [`ClientEvent::ServerLost`]).
+    pub fn wants_failover(&self) -> Option<LostReason> {
+        self.lost
+    }
+
+    /// The driver now talks to the next server of its list (round robin;
+    /// [`Client::server_index`] says which), from a new socket: resume the
+    /// session there with CONNECTING, UUID and token, from the next needed
+    /// index. A different server is a different path: the RTT estimate
+    /// and the window start over. The driver may also call this unasked
+    /// (the OS said that nothing listens at the server's address).
+    pub fn failover(&mut self, now: Instant) {
+        if self.finished {
+            return;
+        }
+        self.stats.failovers += 1;
+        self.server = (self.server + 1) % self.config.servers;
+        tracing::debug!(uuid = %self.config.uuid, server = self.server, reason = ?self.lost, "failover");
+        self.lost = None;
+        self.silent_probes = 0;
+        self.rtt = RttEstimator::new(self.config.rtt);
+        let earlier = std::mem::replace(&mut self.rc, rate_control(&self.config));
+        self.rc.keep_extremes_of(&earlier);
+        self.retry_token = None;
+        self.challenge = None;
+        if self.token.is_none() {
+            // No session yet: the next server opens a new one, with another
+            // seed. What the last one sent is worth nothing there.
+            self.reorder.reset();
+            self.sum = RunningChecksum::default();
+        }
+        if matches!(self.state, State::Connected | State::Closing) {
+            self.set_state(State::Connecting);
+        }
+        self.send_pending = true;
+        self.probe_due = false;
+        self.ack_now = false;
+        self.copies = 1;
+        self.unacked = 0;
+        self.timers.stop(Timer::Ack);
+        self.arm_retransmit(now);
+    }
+
     /// Abandons the transfer (Ctrl-C): sends CLOSED with the ABORT flag, so
     /// that the server frees the session now instead of after its
     /// lifetime, retried like any CLOSED. The client completes on the
@@ -283,7 +345,14 @@ impl Client {
                 return;
             }
         };
-        self.heard(now);
+        if self.config.servers < 2 || !matches!(msg, ServerMessage::Error { .. }) {
+            self.heard(now);
+        } else {
+            // With other servers to try, a refusal is no sign of life: the
+            // idle timeout bounds the search for a server that holds the
+            // session, however many refuse it on the way.
+            self.silent_probes = 0;
+        }
         self.take_rtt_sample(now, msg.echo());
         match msg {
             ServerMessage::Accept { token, .. } => self.on_accept(now, &token),
@@ -352,7 +421,7 @@ impl Client {
     /// Writes the next datagram to send into `buf` (at least
     /// [`MAX_DATAGRAM_LEN`] bytes) and returns its length.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        if self.finished || buf.len() < MAX_DATAGRAM_LEN {
+        if self.finished || self.lost.is_some() || buf.len() < MAX_DATAGRAM_LEN {
             return None;
         }
         let probe = self.probe_due;
@@ -472,6 +541,7 @@ impl Client {
 
     fn heard(&mut self, now: Instant) {
         self.last_heard = Some(now);
+        self.silent_probes = 0;
         self.timers.set(Timer::Idle, now + self.config.idle_timeout);
     }
 
@@ -639,6 +709,15 @@ impl Client {
 
     fn on_retransmit_timeout(&mut self, now: Instant) {
         self.stats.timeouts += 1;
+        self.silent_probes += 1;
+        if self.silent_probes >= SILENT_PROBES_BEFORE_FAILOVER && self.state != State::Closed {
+            // Verified and closing (Closed) needs no server any more.
+            if self.lose_server(LostReason::Silent {
+                timeouts: self.silent_probes,
+            }) {
+                return;
+            }
+        }
         self.rtt.on_timeout();
         // Before any RTT sample the timer is short and doubles on every
         // expiry: one copy each. Afterwards, a second copy once timeouts
@@ -671,6 +750,23 @@ impl Client {
         self.arm_retransmit(now);
     }
 
+    /// Asks the driver to move to the next server, if there is one to
+    /// move to; returns whether it asked.
+    fn lose_server(&mut self, reason: LostReason) -> bool {
+        if self.config.servers < 2 {
+            return false;
+        }
+        tracing::debug!(uuid = %self.config.uuid, server = self.server, %reason, "server lost");
+        self.lost = Some(reason);
+        self.send_pending = false;
+        self.probe_due = false;
+        self.ack_now = false;
+        self.timers.stop(Timer::Ack);
+        self.timers.stop(Timer::Retransmit);
+        self.events.push_back(ClientEvent::ServerLost { reason });
+        true
+    }
+
     fn arm_retransmit(&mut self, now: Instant) {
         self.timers
             .set(Timer::Retransmit, probe_deadline(&self.rtt, now));
@@ -695,5 +791,23 @@ impl Client {
         self.finished = true;
         self.timers.clear();
         self.events.push_back(ClientEvent::Failed(err));
+    }
+}
+
+/// A fresh rate controller for `config` (at the start, and on each new
+/// path).
+fn rate_control(config: &ClientConfig) -> RateControl {
+    let rc = RateControl::new(config.initial_window, config.max_window);
+    // Without a bitmap the window cannot slide past holes: every loss
+    // episode halves it (see `RateControl`).
+    let rc = if config.sack {
+        rc
+    } else {
+        rc.without_loss_differentiation()
+    };
+    if config.loss_response {
+        rc
+    } else {
+        rc.without_loss_response()
     }
 }

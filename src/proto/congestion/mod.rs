@@ -263,6 +263,15 @@ impl RateControl {
         self.max_seen
     }
 
+    /// Takes in the extremes an earlier controller saw (the client's
+    /// previous path, before a failover), so that
+    /// [`min_seen`](Self::min_seen) and [`max_seen`](Self::max_seen)
+    /// describe the whole transfer.
+    pub fn keep_extremes_of(&mut self, earlier: &RateControl) {
+        self.min_seen = self.min_seen.min(earlier.min_seen);
+        self.max_seen = self.max_seen.max(earlier.max_seen);
+    }
+
     /// Congestion responses so far (loss episodes judged congestive, and
     /// persistent congestion).
     pub fn reductions(&self) -> u64 {
