@@ -35,10 +35,9 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::proto::congestion::RateControl;
-use crate::proto::reassembly::{Insert, ReorderBuffer};
+use crate::proto::reassembly::ReorderBuffer;
 use crate::proto::recovery::{
-    client_reorder_window, loss_threshold, probe_deadline, ACK_EVERY_MAX, ACK_EVERY_MIN,
-    REORDER_SPAN, SILENT_PROBES_BEFORE_FAILOVER,
+    probe_deadline, ACK_EVERY_MAX, ACK_EVERY_MIN, REORDER_SPAN, SILENT_PROBES_BEFORE_FAILOVER,
 };
 use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
@@ -53,7 +52,9 @@ use crate::proto::wire::{
 const CHALLENGE_ANSWERS: u8 = 3;
 
 mod config;
+mod data;
 mod event;
+mod failover;
 mod handshake;
 
 pub use crate::proto::recovery::MAX_WINDOW;
@@ -226,71 +227,6 @@ impl Client {
             sum: self.sum.sum(),
             timestamp: self.last_sent_ts,
         })
-    }
-
-    /// The driver moved to a new socket (new port or address): send
-    /// CONNECTING again to resume the session from there.
-    pub fn reconnect(&mut self, now: Instant) {
-        if self.finished {
-            return;
-        }
-        if matches!(self.state, State::Connected) {
-            self.set_state(State::Connecting);
-        }
-        self.send_pending = true;
-        self.timers.stop(Timer::Ack);
-        self.arm_retransmit(now);
-    }
-
-    /// The server the client talks to now, as an index into the driver's
-    /// list of [`ClientConfig::servers`] (0 at the start; one up, round
-    /// robin, per [`Client::failover`]).
-    pub fn server_index(&self) -> u32 {
-        self.server
-    }
-
-    /// Why the client asked to leave its server, until the driver calls
-    /// [`Client::failover`] (see [`ClientEvent::ServerLost`]).
-    pub fn wants_failover(&self) -> Option<LostReason> {
-        self.lost
-    }
-
-    /// The driver now talks to the next server of its list (round robin;
-    /// [`Client::server_index`] says which), from a new socket: resume the
-    /// session there with CONNECTING, UUID and token, from the next needed
-    /// index. A different server is a different path: the RTT estimate
-    /// and the window start over. The driver may also call this unasked
-    /// (the OS said that nothing listens at the server's address).
-    pub fn failover(&mut self, now: Instant) {
-        if self.finished {
-            return;
-        }
-        self.stats.failovers += 1;
-        self.server = (self.server + 1) % self.config.servers;
-        tracing::debug!(uuid = %self.config.uuid, server = self.server, reason = ?self.lost, "failover");
-        self.lost = None;
-        self.silent_probes = 0;
-        self.rtt = RttEstimator::new(self.config.rtt);
-        let earlier = std::mem::replace(&mut self.rc, rate_control(&self.config));
-        self.rc.keep_extremes_of(&earlier);
-        self.retry_token = None;
-        self.challenge = None;
-        if self.token.is_none() {
-            // No session yet: the next server opens a new one, with another
-            // seed. What the last one sent is worth nothing there.
-            self.reorder.reset();
-            self.sum = RunningChecksum::default();
-        }
-        if matches!(self.state, State::Connected | State::Closing) {
-            self.set_state(State::Connecting);
-        }
-        self.send_pending = true;
-        self.probe_due = false;
-        self.ack_now = false;
-        self.copies = 1;
-        self.unacked = 0;
-        self.timers.stop(Timer::Ack);
-        self.arm_retransmit(now);
     }
 
     /// Abandons the transfer (Ctrl-C): sends CLOSED with the ABORT flag, so
@@ -555,149 +491,6 @@ impl Client {
         self.events.push_back(ClientEvent::RttSample(rtt));
     }
 
-    fn on_data(&mut self, now: Instant, index: u32, value: u32, echo: u64) {
-        if index >= self.config.len {
-            self.stats.invalid += 1;
-            return;
-        }
-        if !matches!(self.state, State::Connecting | State::Connected) {
-            self.stats.duplicates += 1;
-            return;
-        }
-        let before = self.reorder.highest();
-        let in_order = match self.reorder.insert(index, value) {
-            Insert::Stored { in_order } => in_order,
-            Insert::Duplicate => {
-                self.stats.duplicates += 1;
-                return;
-            }
-            Insert::OutOfWindow => {
-                self.stats.out_of_window += 1;
-                return;
-            }
-        };
-        let highest = self.reorder.highest().unwrap_or(index);
-        if in_order && self.reorder.gap_reported() {
-            // A hole reported lost is filled. If that took longer than the
-            // reordering window it was lost and resent: a loss episode,
-            // judged now, since it was too young to judge when detected.
-            if self.reorder.gap_age(now) >= client_reorder_window(&self.rtt) {
-                self.loss_episode(highest);
-            }
-        }
-        // Indices this arrival jumped over: a new gap (lost or overtaken).
-        let skipped = match before {
-            Some(h) if index > h => index - h - 1,
-            Some(_) => 0,
-            None => index - self.reorder.next(),
-        };
-        self.rc.on_echo(now, echo, self.rtt.min());
-        self.rc.on_highest(highest);
-        self.rc.on_arrival(skipped);
-        self.unacked += 1;
-        // Something arrived: restart the probe timer from now.
-        self.arm_retransmit(now);
-        // Until the server's Accept confirms the session, hold values back:
-        // if the handshake has to start over, nothing was delivered yet.
-        if self.token.is_some() {
-            self.deliver(now);
-        }
-        if !in_order {
-            if skipped > 0 {
-                // A new gap: report it at once (fills and arrivals inside
-                // known gaps wait for the next regular ack).
-                self.ack_now = true;
-            }
-            // Count the first hole as a loss once enough later indices
-            // arrived (reorder tolerance).
-            let since = self.reorder.note_gap(now);
-            let next = self.reorder.next();
-            if highest >= next.saturating_add(loss_threshold(self.rc.get())) {
-                self.reorder.report_gap();
-                // Reordering tolerance in time (as RACK): a hole younger
-                // than a quarter RTT may only have been overtaken.
-                if now.saturating_duration_since(since) >= client_reorder_window(&self.rtt) {
-                    self.loss_episode(highest);
-                }
-            }
-        }
-        if self.state == State::Connected {
-            // Everything our last ack made eligible has arrived: the server
-            // cannot send more until it hears from us.
-            let window_used = highest.saturating_add(1) >= self.reorder.eligible_end();
-            if self.unacked >= self.ack_every() || window_used {
-                self.ack_now = true;
-            } else if !self.timers.is_set(Timer::Ack) {
-                let delay = self.config.max_ack_delay.min(self.rtt.pto() / 4);
-                self.timers.set(Timer::Ack, now + delay);
-            }
-        }
-        self.maybe_closing(now);
-    }
-
-    /// The loss detection fired (the first hole is lost): the rate
-    /// controller judges whether it is congestion. Losses up to the end of
-    /// what the latest ack made eligible belong to the same episode.
-    fn loss_episode(&mut self, highest: u32) {
-        let recovery_point = self.reorder.eligible_end().saturating_sub(1);
-        self.rc
-            .on_loss_episode(highest, recovery_point, self.rtt.min());
-    }
-
-    /// The window to advertise now (see
-    /// [`RateControl::advertised_window`]).
-    fn advertised_window(&self) -> u32 {
-        let next = self.reorder.next();
-        let base = match self.reorder.highest() {
-            // Without a bitmap the server cannot tell what arrived past the
-            // first hole: the window stays anchored at `next`.
-            Some(h) if h >= next && self.config.sack => h - next + 1,
-            _ => 0,
-        };
-        let held = if base == 0 { 0 } else { self.reorder.held() };
-        let cap = self.reorder.capacity();
-        self.rc
-            .advertised_window(base, held, cap, |k| self.reorder.nth_missing(k))
-    }
-
-    /// Delivers held values from the next needed index on; returns how many.
-    fn deliver(&mut self, now: Instant) -> u32 {
-        let mut n = 0;
-        while self.reorder.next() < self.config.len {
-            let Some((index, value, latency)) = self.reorder.pop(now) else {
-                break;
-            };
-            self.events.push_back(ClientEvent::Value {
-                index,
-                value,
-                latency,
-            });
-            self.sum.add(value);
-            n += 1;
-        }
-        self.reorder.after_delivery(now, n);
-        n
-    }
-
-    /// Records when the indices the next ack (advertising `window`) makes
-    /// eligible became so.
-    fn mark_eligible(&mut self, now: Instant, window: u32) {
-        let end = self
-            .reorder
-            .next()
-            .saturating_add(window)
-            .min(self.config.len);
-        self.reorder.mark_eligible(now, end);
-    }
-
-    fn fill_sack(&mut self) {
-        if self.config.sack {
-            self.reorder.encode_sack(&mut self.sack_buf);
-        } else {
-            self.sack_buf.clear();
-        }
-    }
-
     fn maybe_closing(&mut self, now: Instant) {
         if self.state == State::Connected && self.reorder.next() >= self.config.len {
             self.set_state(State::Closing);
@@ -748,23 +541,6 @@ impl Client {
             }
         }
         self.arm_retransmit(now);
-    }
-
-    /// Asks the driver to move to the next server, if there is one to
-    /// move to; returns whether it asked.
-    fn lose_server(&mut self, reason: LostReason) -> bool {
-        if self.config.servers < 2 {
-            return false;
-        }
-        tracing::debug!(uuid = %self.config.uuid, server = self.server, %reason, "server lost");
-        self.lost = Some(reason);
-        self.send_pending = false;
-        self.probe_due = false;
-        self.ack_now = false;
-        self.timers.stop(Timer::Ack);
-        self.timers.stop(Timer::Retransmit);
-        self.events.push_back(ClientEvent::ServerLost { reason });
-        true
     }
 
     fn arm_retransmit(&mut self, now: Instant) {
