@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `/` | the server's counters as JSON; 200 below the session limit, 503 at it (as before) |
 //! | `/healthz` | liveness: 200 if the I/O loop turned within [`LIVENESS_MAX_AGE`], else 503 |
-//! | `/readyz` | readiness: 503 at the session limit or when the loop is stuck, else 200 |
+//! | `/readyz` | readiness: 503 at the session limit, when the loop is stuck, or while the session store is unreachable; else 200 |
 //! | `/metrics` | Prometheus text format 0.0.4 ([`super::metrics`]) |
 //!
 //! Any other path is 404, any method but `GET` 405, an unreadable request
@@ -174,6 +174,10 @@ pub fn answer(head: &[u8], summary: &ServerSummary, max_sessions: usize, now: In
         "/healthz" if live => Response::text(200, "ok\n"),
         "/healthz" => Response::text(503, stuck()),
         "/readyz" if !live => Response::text(503, stuck()),
+        "/readyz" if summary.store_up == Some(false) => Response::text(
+            503,
+            "session store unreachable: new sessions are refused\n",
+        ),
         "/readyz" if at_limit => Response::text(
             503,
             format!("busy: {} of {max_sessions} sessions\n", summary.sessions),
