@@ -200,7 +200,10 @@ fn a_session_started_on_one_endpoint_finishes_on_another_verified() {
     let m = c.msg(State::Connected);
     b.send(addr(2), &m);
     assert_eq!(b.rejected(Reject::StoreLookup), 1);
-    assert!(b.drain().is_empty(), "nothing is answered before the lookup");
+    assert!(
+        b.drain().is_empty(),
+        "nothing is answered before the lookup"
+    );
     let lookups = ops(&mut b);
     assert_eq!(lookups.len(), 1);
     answer(&mut b, &store, lookups);
@@ -290,7 +293,8 @@ fn while_the_store_is_down_new_sessions_are_refused_and_held_ones_continue() {
         .collect();
     assert_eq!(lookups.len(), 1);
     for l in lookups {
-        a.server.complete_lookup(a.now, l, LookupOutcome::Unavailable);
+        a.server
+            .complete_lookup(a.now, l, LookupOutcome::Unavailable);
     }
     assert!(a.drain().is_empty());
     assert_eq!(a.server.stats().store_lookups_failed, 1);

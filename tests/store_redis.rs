@@ -155,7 +155,9 @@ fn a_session_opened_on_one_instance_is_resumed_on_another_by_uuid_and_token() {
     assert!(c.exchange(b.addr, State::Closing).is_empty());
     assert_eq!(c.checksum, Some(c.sum()), "verified on B");
     assert!(c.exchange(b.addr, State::Closed).is_empty());
-    assert_eq!(metric(b_health, "risp_sessions_restored_total"), 1);
+    eventually(5, "the session restored on B", || {
+        metric(b_health, "risp_sessions_restored_total") == 1
+    });
     // Closing removed the record; only the secret is left.
     eventually(5, "the record removed", || redis.dbsize() == 1);
     // A token that is not the session's is refused by B.
@@ -164,7 +166,8 @@ fn a_session_opened_on_one_instance_is_resumed_on_another_by_uuid_and_token() {
     thief.token = vec![0; 8];
     let mut d = RawClient::new(300);
     assert!(d.exchange(a.addr, State::Connecting).is_empty());
-    d.fetch(a.addr, 10);
+    // Confirmed (its first ack carries the token): the record is written.
+    d.fetch(a.addr, 100);
     thief.uuid = d.uuid;
     thief.len = 300;
     let errors = thief.exchange(b.addr, State::Connecting);
@@ -212,7 +215,9 @@ fn a_client_resumes_after_its_server_is_killed_and_restarted_on_the_same_port() 
     let (_second, health2) = server(&redis.url(), &paced);
     let (code, stderr) = finish(c);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(metric(health2, "risp_sessions_restored_total") >= 1);
+    eventually(5, "the session restored", || {
+        metric(health2, "risp_sessions_restored_total") >= 1
+    });
 }
 
 fn free_udp_port() -> u16 {
@@ -227,21 +232,25 @@ fn workers_share_sessions_when_the_killswitch_moves_clients_between_them() {
     let health = free_port();
     let h = health.to_string();
     let server = ServerProcess::start(&["--workers", "2", "--health-port", &h]);
-    let clients: Vec<Child> = (0..4)
-        .map(|_| {
-            client(
-                server.addr,
-                &["20000", "--client-killswitch-ms", "20", "--json"],
-            )
-        })
-        .collect();
-    for c in clients {
+    // One after another: a killswitch that fires before the client holds
+    // its token makes it repeat its token-less CONNECTING from a new port,
+    // which no server can tell from a hijack (Unauthorized with one worker
+    // too); on a loaded 2-core machine, four clients starting at once
+    // sometimes take that long.
+    for _ in 0..3 {
+        let c = client(
+            server.addr,
+            &["50000", "--client-killswitch-ms", "20", "--json"],
+        );
         let (code, stderr) = finish(c);
         assert_eq!(code, Some(0), "{stderr}");
     }
-    let moved = metric(health, "risp_sessions_restored_total")
-        + metric(health, "risp_sessions_fast_forwarded_total");
-    assert!(moved > 0, "no session was found across workers");
+    // The health endpoint's figures are at most a few publish periods old.
+    eventually(5, "a session found across workers", || {
+        metric(health, "risp_sessions_restored_total")
+            + metric(health, "risp_sessions_fast_forwarded_total")
+            > 0
+    });
 }
 
 #[test]
@@ -255,15 +264,24 @@ fn while_redis_is_down_held_sessions_continue_and_new_ones_are_refused() {
         metric(health, "risp_store_writes_total") >= 1
     });
     redis.stop();
-    eventually(10, "/readyz 503", || http(health, "GET", "/readyz").0 == 503);
+    eventually(10, "/readyz 503", || {
+        http(health, "GET", "/readyz").0 == 503
+    });
     let (code, stderr) = finish(client(s.addr, &["10"]));
     assert_eq!(code, Some(6), "refused busy: {stderr}");
-    assert!(metric(health, "risp_rejected_total{reason=\"store_unavailable\"}") >= 1);
+    eventually(5, "the refusal counted", || {
+        metric(
+            health,
+            "risp_datagrams_rejected_total{reason=\"store_unavailable\"}",
+        ) >= 1
+    });
     assert_eq!(metric(health, "risp_store_up"), 0);
     let (code, stderr) = finish(long);
     assert_eq!(code, Some(0), "the held session finished: {stderr}");
     redis.restart();
-    eventually(15, "/readyz 200", || http(health, "GET", "/readyz").0 == 200);
+    eventually(15, "/readyz 200", || {
+        http(health, "GET", "/readyz").0 == 200
+    });
     let (code, stderr) = finish(client(s.addr, &["100"]));
     assert_eq!(code, Some(0), "{stderr}");
 }

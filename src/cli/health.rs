@@ -174,10 +174,9 @@ pub fn answer(head: &[u8], summary: &ServerSummary, max_sessions: usize, now: In
         "/healthz" if live => Response::text(200, "ok\n"),
         "/healthz" => Response::text(503, stuck()),
         "/readyz" if !live => Response::text(503, stuck()),
-        "/readyz" if summary.store_up == Some(false) => Response::text(
-            503,
-            "session store unreachable: new sessions are refused\n",
-        ),
+        "/readyz" if summary.store_up == Some(false) => {
+            Response::text(503, "session store unreachable: new sessions are refused\n")
+        }
         "/readyz" if at_limit => Response::text(
             503,
             format!("busy: {} of {max_sessions} sessions\n", summary.sessions),

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
-use risp_netem::{LossySocket, Side};
 use rand::SeedableRng;
+use risp_netem::{LossySocket, Side};
 use tokio::net::{TcpListener, UdpSocket};
 
 use super::args::NetemArgs;

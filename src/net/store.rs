@@ -238,12 +238,14 @@ impl SessionStore {
                     .await
                 {
                     Ok(None) => Ok(None),
-                    Ok(Some(v)) => serde_json::from_str(&v)
-                        .map(Some)
-                        .map_err(|e| StoreError::BadRecord {
-                            key,
-                            reason: e.to_string(),
-                        }),
+                    Ok(Some(v)) => {
+                        serde_json::from_str(&v)
+                            .map(Some)
+                            .map_err(|e| StoreError::BadRecord {
+                                key,
+                                reason: e.to_string(),
+                            })
+                    }
                     Err(e) => Err(e.into()),
                 }
             }

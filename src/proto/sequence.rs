@@ -63,7 +63,9 @@ impl Sequence {
     /// from a checkpoint pays to bring its checksum to the client's ack.
     pub fn sum_range(&self, from: u32, to: u32) -> u64 {
         let to = to.min(self.len);
-        (from.min(to)..to).map(|i| u64::from(value_at(self.seed, i))).sum()
+        (from.min(to)..to)
+            .map(|i| u64::from(value_at(self.seed, i)))
+            .sum()
     }
 }
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::outbox::Outbox;
-use super::store::SessionRecord;
 use super::path::{Move, Path};
+use super::store::SessionRecord;
 use super::ServerConfig;
 use crate::proto::recovery::{LossTest, Verdict, REORDER_THRESHOLD};
 use crate::proto::rtt::{RttConfig, RttEstimator};
@@ -173,7 +173,12 @@ impl Session {
     /// record for a client at `addr` whose next needed index is `ack`.
     /// The client presented its token before the record was written, so
     /// the session is confirmed; `addr` has proven nothing here yet.
-    pub(crate) fn restored(record: &SessionRecord, addr: SocketAddr, ack: u32, now: Instant) -> Self {
+    pub(crate) fn restored(
+        record: &SessionRecord,
+        addr: SocketAddr,
+        ack: u32,
+        now: Instant,
+    ) -> Self {
         let seq = Sequence::new(record.seed, record.len);
         let mut s = Self::new(
             record.uuid,
