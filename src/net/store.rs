@@ -1,4 +1,4 @@
-//! Session stores the server driver carries the core's [`StoreOp`]s out
+//! Session stores the server driver carries the core's [`StoreOp`](crate::proto::server::StoreOp)s out
 //! against: in memory (one map shared by the workers of a process), or
 //! Redis (shared by processes and hosts).
 //!
