@@ -60,6 +60,10 @@ pub struct Server {
 /// Most store operations waiting for the driver.
 const MAX_STORE_OPS: usize = 1 << 16;
 
+/// Most values a stale session copy is carried forward over (summing them
+/// takes about 3 ms per million values).
+const MAX_FAST_FORWARD: u32 = 1 << 20;
+
 impl Server {
     /// A server with no sessions.
     pub fn new(mut config: ServerConfig) -> Self {
@@ -224,7 +228,11 @@ impl Server {
 
     /// A token-valid message reports an ack past everything this copy of
     /// the session sent: the client got there on another endpoint sharing
-    /// the store. Carries the copy forward instead of refusing the ack.
+    /// the store. Carries the copy forward instead of refusing the ack,
+    /// summing the values in between; past [`MAX_FAST_FORWARD`] values
+    /// (milliseconds of summing) the stale copy is dropped instead, and the
+    /// client's next retransmission restores the session from the store's
+    /// checkpoint.
     fn fast_forward(&mut self, uuid: Uuid, ack: u32) {
         if self.config.store.is_none() {
             return;
@@ -233,6 +241,11 @@ impl Server {
             return;
         };
         if ack <= s.high_water() || ack > s.len() {
+            return;
+        }
+        if ack - s.high_water() > MAX_FAST_FORWARD {
+            self.remove_session(&uuid);
+            tracing::debug!(%uuid, ack, "stale session copy dropped");
             return;
         }
         let held = s.slots_in_use();
@@ -510,7 +523,8 @@ impl Server {
             self.fast_forward(msg.uuid, msg.ack);
         }
         let Some(s) = self.sessions.get_mut(&msg.uuid) else {
-            return Err(Reject::UnknownSession);
+            // The stale copy was dropped: the next datagram looks it up.
+            return Err(Reject::StoreLookup);
         };
         if msg.ack > s.high_water() {
             let code = ErrorCode::AckOutOfRange;
@@ -643,7 +657,8 @@ impl Server {
             self.fast_forward(msg.uuid, msg.ack);
         }
         let Some(s) = self.sessions.get_mut(&msg.uuid) else {
-            return Err(Reject::UnknownSession);
+            // The stale copy was dropped: the next datagram looks it up.
+            return Err(Reject::StoreLookup);
         };
         if msg.ack > s.high_water() {
             return Err(Reject::AckBeyondSent);
