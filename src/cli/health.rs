@@ -247,6 +247,43 @@ mod tests {
     }
 
     #[test]
+    fn readiness_follows_the_session_store() {
+        let t0 = clock::now();
+        let mut s = summary(t0, 0);
+        s.store_up = Some(true);
+        assert_eq!(answer(&get("/readyz"), &s, 4, t0).status, 200);
+        s.store_up = Some(false);
+        let down = answer(&get("/readyz"), &s, 4, t0);
+        assert_eq!(down.status, 503);
+        assert!(
+            down.body.starts_with("session store unreachable"),
+            "{down:?}"
+        );
+        // Alive all the same: held sessions carry on.
+        assert_eq!(answer(&get("/healthz"), &s, 4, t0).status, 200);
+    }
+
+    #[test]
+    fn workers_add_up_and_the_stalest_heartbeat_speaks_for_them() {
+        let t0 = clock::now();
+        let mut a = summary(t0, 2);
+        a.stats.sessions_restored = 1;
+        a.store_up = Some(true);
+        let mut b = summary(t0, 3);
+        b.stats.sessions_restored = 2;
+        b.store_up = Some(false);
+        let stuck = Heartbeat::new(t0);
+        b.heartbeat = stuck;
+        let late = t0 + LIVENESS_MAX_AGE + Duration::from_millis(1);
+        a.heartbeat.beat(late);
+        let all = ServerSummary::merged(&[a, b], late);
+        assert_eq!(all.sessions, 5);
+        assert_eq!(all.stats.sessions_restored, 3);
+        assert_eq!(all.store_up, Some(false));
+        assert_eq!(answer(&get("/healthz"), &all, 10, late).status, 503);
+    }
+
+    #[test]
     fn readiness_fails_at_the_session_limit_or_when_stuck() {
         let t0 = clock::now();
         assert_eq!(answer(&get("/readyz"), &summary(t0, 3), 4, t0).status, 200);
