@@ -12,8 +12,8 @@ mod support;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::thread;
 use std::time::Duration;
 
@@ -23,119 +23,13 @@ use risp_udp::net::client::ClientOptions;
 use risp_udp::proto::client::{ClientConfig, ClientError};
 use risp_udp::proto::wire::State;
 use serde_json::Value;
-use support::cli::{run, run_closing_stdout_after_one_line, run_with_env, Output, BIN};
+use support::cli::{
+    http, run, run_closing_stdout_after_one_line, run_with_env, Output, ServerProcess as Server,
+    BIN,
+};
 use support::loopback::transfer;
 use support::wire::{reseal, ClientDatagram};
 use uuid::Uuid;
-
-/// A running `risp-udp server`, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    /// Every stderr line after the "listening" line, as it is printed.
-    stderr: Receiver<String>,
-}
-
-impl Server {
-    /// Starts a server on an ephemeral loopback port with `args` added and
-    /// waits for its "listening" line.
-    fn start(args: &[&str]) -> Self {
-        Self::start_with_env(args, &[])
-    }
-
-    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("server")
-            .args(["--bind", "127.0.0.1"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // Unless the test sets them, port 0 and no health endpoint.
-        if !args.iter().any(|a| a.starts_with("--port"))
-            && !env.iter().any(|(k, _)| *k == "RISP_PORT")
-        {
-            cmd.args(["--port", "0"]);
-        }
-        if !args.iter().any(|a| a.starts_with("--health")) {
-            cmd.args(["--health-port", "0"]);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn risp-udp server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            stderr: rx,
-        };
-        let line = server
-            .wait_for_line("risp-udp server listening on udp ", Duration::from_secs(10))
-            .unwrap_or_else(|seen| panic!("server never said it was listening; stderr: {seen:?}"));
-        let addr = line
-            .strip_prefix("risp-udp server listening on udp ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("address after the prefix");
-        server.addr = addr.parse().expect("a socket address");
-        assert_ne!(server.addr.port(), 0, "{line}");
-        server
-    }
-
-    /// The first stderr line starting with `prefix` within `timeout`; on
-    /// failure, every line seen.
-    fn wait_for_line(&self, prefix: &str, timeout: Duration) -> Result<String, Vec<String>> {
-        self.wait_for(|line| line.starts_with(prefix), timeout)
-    }
-
-    /// The first stderr line containing `needle` within `timeout`.
-    fn wait_for_line_containing(
-        &self,
-        needle: &str,
-        timeout: Duration,
-    ) -> Result<String, Vec<String>> {
-        self.wait_for(|line| line.contains(needle), timeout)
-    }
-
-    /// The first stderr line that `wanted` accepts within `timeout`; on
-    /// failure, every line seen.
-    fn wait_for(
-        &self,
-        wanted: impl Fn(&str) -> bool,
-        timeout: Duration,
-    ) -> Result<String, Vec<String>> {
-        let deadline = clock::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(clock::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if wanted(&line) => return Ok(line),
-                Ok(line) => seen.push(line),
-                Err(_) => return Err(seen),
-            }
-        }
-    }
-
-    fn server_arg(&self) -> String {
-        self.addr.to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn json(out: &Output) -> Value {
     serde_json::from_str(out.stdout.trim())
@@ -485,22 +379,6 @@ fn killswitch_every_20ms_still_verifies() {
     assert_eq!(j["verified"], Value::Bool(true), "{j}");
     assert_eq!(u64_field(&j, "delivered"), 300_000);
     assert!(u64_field(&j, "reconnects") > 0, "{j}");
-}
-
-/// One HTTP request against the health port: (status code, body).
-fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to health port");
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(conn, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    conn.read_to_string(&mut resp).unwrap();
-    let status: u16 = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {resp:?}"));
-    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_string())
 }
 
 /// `GET /` on the health port: (status code, JSON body).

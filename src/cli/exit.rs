@@ -28,6 +28,8 @@ pub enum Exit {
     BadRequest = 7,
     /// A simulation suite's expectation was not met.
     ExpectationFailed = 8,
+    /// The server's session store (Redis) did not answer at start.
+    StoreUnavailable = 9,
     /// Stopped by Ctrl-C or SIGTERM before the end (128 + SIGINT, as
     /// shells report an interrupted command).
     Interrupted = 130,

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `/` | the server's counters as JSON; 200 below the session limit, 503 at it (as before) |
 //! | `/healthz` | liveness: 200 if the I/O loop turned within [`LIVENESS_MAX_AGE`], else 503 |
-//! | `/readyz` | readiness: 503 at the session limit or when the loop is stuck, else 200 |
+//! | `/readyz` | readiness: 503 at the session limit, when the loop is stuck, or while the session store is unreachable; else 200 |
 //! | `/metrics` | Prometheus text format 0.0.4 ([`super::metrics`]) |
 //!
 //! Any other path is 404, any method but `GET` 405, an unreadable request
@@ -174,6 +174,9 @@ pub fn answer(head: &[u8], summary: &ServerSummary, max_sessions: usize, now: In
         "/healthz" if live => Response::text(200, "ok\n"),
         "/healthz" => Response::text(503, stuck()),
         "/readyz" if !live => Response::text(503, stuck()),
+        "/readyz" if summary.store_up == Some(false) => {
+            Response::text(503, "session store unreachable: new sessions are refused\n")
+        }
         "/readyz" if at_limit => Response::text(
             503,
             format!("busy: {} of {max_sessions} sessions\n", summary.sessions),
@@ -241,6 +244,43 @@ mod tests {
         let r = answer(&get("/healthz"), &s, 4, late);
         assert_eq!(r.status, 503);
         assert!(r.body.starts_with("stuck"), "{r:?}");
+    }
+
+    #[test]
+    fn readiness_follows_the_session_store() {
+        let t0 = clock::now();
+        let mut s = summary(t0, 0);
+        s.store_up = Some(true);
+        assert_eq!(answer(&get("/readyz"), &s, 4, t0).status, 200);
+        s.store_up = Some(false);
+        let down = answer(&get("/readyz"), &s, 4, t0);
+        assert_eq!(down.status, 503);
+        assert!(
+            down.body.starts_with("session store unreachable"),
+            "{down:?}"
+        );
+        // Alive all the same: held sessions carry on.
+        assert_eq!(answer(&get("/healthz"), &s, 4, t0).status, 200);
+    }
+
+    #[test]
+    fn workers_add_up_and_the_stalest_heartbeat_speaks_for_them() {
+        let t0 = clock::now();
+        let mut a = summary(t0, 2);
+        a.stats.sessions_restored = 1;
+        a.store_up = Some(true);
+        let mut b = summary(t0, 3);
+        b.stats.sessions_restored = 2;
+        b.store_up = Some(false);
+        let stuck = Heartbeat::new(t0);
+        b.heartbeat = stuck;
+        let late = t0 + LIVENESS_MAX_AGE + Duration::from_millis(1);
+        a.heartbeat.beat(late);
+        let all = ServerSummary::merged(&[a, b], late);
+        assert_eq!(all.sessions, 5);
+        assert_eq!(all.stats.sessions_restored, 3);
+        assert_eq!(all.store_up, Some(false));
+        assert_eq!(answer(&get("/healthz"), &all, 10, late).status, 503);
     }
 
     #[test]

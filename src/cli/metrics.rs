@@ -44,6 +44,15 @@ pub const STATS_COUNTERS: &[(&str, &str, Getter)] = &[
     ("retry_validated", "Sessions opened by a CONNECTING with a valid retry token.", |s| s.retry_validated),
     ("pending_evicted", "Unproven handshakes freed to make room for a client that proved its address.", |s| s.pending_evicted),
     ("window_budget_capped", "Windows lowered to the session's share of the server-wide window budget.", |s| s.window_budget_capped),
+    ("store_writes", "Session records handed to the shared store (first writes and refreshes).", |s| s.store_writes),
+    ("store_refreshes", "Session records written again to renew their TTL (at most one per session per refresh interval).", |s| s.store_refreshes),
+    ("store_removes", "Session records removed from the shared store (closed or aborted).", |s| s.store_removes),
+    ("store_lookups", "Shared-store lookups for a session this worker did not hold.", |s| s.store_lookups),
+    ("store_misses", "Lookups the store answered with nothing (the session is unknown).", |s| s.store_misses),
+    ("store_lookups_failed", "Lookups that failed because the store was unreachable (the datagram is dropped; the client retransmits).", |s| s.store_lookups_failed),
+    ("store_ops_dropped", "Store operations dropped because the core's queue to the driver was full.", |s| s.store_ops_dropped),
+    ("sessions_restored", "Sessions carried on from a shared-store record (another worker, instance, or this one before a restart).", |s| s.sessions_restored),
+    ("sessions_fast_forwarded", "Stale copies of a session carried forward to the ack its client reached on another worker or instance.", |s| s.sessions_fast_forwarded),
 ];
 
 /// Writes the page for `summary` at `now`.
@@ -105,6 +114,23 @@ pub fn render(summary: &ServerSummary, max_sessions: usize, now: Instant) -> Str
     }
     for (field, help, get) in STATS_COUNTERS {
         e.counter(&format!("risp_{field}_total"), help, get(s));
+    }
+    if let Some(up) = summary.store_up {
+        e.gauge(
+            "risp_store_up",
+            "1 while the shared session store answers, 0 while it does not (new sessions are refused).",
+            u64::from(up),
+        );
+        e.counter(
+            "risp_store_write_errors_total",
+            "Batches of store writes that failed (the store was unreachable).",
+            summary.store_write_errors,
+        );
+        e.counter(
+            "risp_store_writes_dropped_total",
+            "Store writes dropped because the writer task fell behind.",
+            summary.store_writes_dropped,
+        );
     }
     e.counter(
         "risp_send_errors_total",

@@ -213,8 +213,9 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
-    let threads = match cli.command {
+    let threads = match &cli.command {
         Command::Demo(_) => 2,
+        Command::Server(a) => usize::from(a.workers.max(1)),
         _ => 1,
     };
     let rt = match runtime(threads) {

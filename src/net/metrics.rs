@@ -208,6 +208,31 @@ pub struct DriverMetrics {
     pub delivery: Buckets,
 }
 
+impl std::ops::AddAssign<&DriverMetrics> for DriverMetrics {
+    /// Adds another worker's counts.
+    fn add_assign(&mut self, o: &DriverMetrics) {
+        for (a, b) in self.received.iter_mut().zip(&o.received) {
+            *a += b;
+        }
+        for (a, b) in self.sent.iter_mut().zip(&o.sent) {
+            *a += b;
+        }
+        self.rtt += &o.rtt;
+        self.delivery += &o.delivery;
+    }
+}
+
+impl std::ops::AddAssign<&Buckets> for Buckets {
+    /// Adds another histogram's samples.
+    fn add_assign(&mut self, o: &Buckets) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.sum_us = self.sum_us.saturating_add(o.sum_us);
+        self.count += o.count;
+    }
+}
+
 impl DriverMetrics {
     /// Counts one datagram received.
     pub fn on_received(&mut self, datagram: &[u8]) {

@@ -13,3 +13,4 @@ pub mod metrics;
 mod security_log;
 pub mod server;
 pub mod socket;
+pub mod store;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use risp_netem::LossySocket;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::batch::{BatchSocket, IoMode, RecvSizing};
@@ -19,8 +20,11 @@ use super::heartbeat::Heartbeat;
 use super::metrics::DriverMetrics;
 use super::security_log::SecurityLog;
 use super::socket::{is_transient, sleep_until_opt};
+use super::store::SessionStore;
 use crate::clock;
-use crate::proto::server::{Server, ServerConfig, ServerEvent, ServerStats};
+use crate::proto::server::{
+    Lookup, LookupOutcome, Server, ServerConfig, ServerEvent, ServerStats, StoreOp,
+};
 use crate::proto::wire::{DATA_LEN, MAX_DATAGRAM_LEN};
 use crate::stats::LatencyHistogram;
 
@@ -61,6 +65,12 @@ pub struct ServerSummary {
     /// by default: the map grows with every session a long-lived server
     /// ever sees.
     pub data_sent: Option<HashMap<Uuid, u64>>,
+    /// Whether the shared session store answers (`None`: no store).
+    pub store_up: Option<bool>,
+    /// Store writes dropped because the writer task fell behind.
+    pub store_writes_dropped: u64,
+    /// Store writes (batches) that failed: the store was unreachable.
+    pub store_write_errors: u64,
 }
 
 impl Default for ServerSummary {
@@ -77,6 +87,9 @@ impl Default for ServerSummary {
             send_errors: 0,
             datagrams_unsent: 0,
             data_sent: None,
+            store_up: None,
+            store_writes_dropped: 0,
+            store_write_errors: 0,
         }
     }
 }
@@ -90,6 +103,45 @@ impl ServerSummary {
             data_sent: Some(HashMap::new()),
             ..Self::default()
         }
+    }
+}
+
+impl ServerSummary {
+    /// One summary for the workers of a process: counters and sessions
+    /// added, the stalest heartbeat (a stuck worker makes the whole
+    /// server unhealthy), the store up only if every worker sees it up.
+    pub fn merged(parts: &[ServerSummary], now: Instant) -> ServerSummary {
+        let mut all = ServerSummary {
+            record_ack_latency: false,
+            ..ServerSummary::default()
+        };
+        let mut stalest: Option<&Heartbeat> = None;
+        for p in parts {
+            all.stats += &p.stats;
+            all.metrics += &p.metrics;
+            all.ack_latency.merge(&p.ack_latency);
+            all.sessions += p.sessions;
+            all.sessions_confirmed += p.sessions_confirmed;
+            all.peak_sessions += p.peak_sessions;
+            all.send_errors += p.send_errors;
+            all.datagrams_unsent += p.datagrams_unsent;
+            all.store_writes_dropped += p.store_writes_dropped;
+            all.store_write_errors += p.store_write_errors;
+            all.store_up = match (all.store_up, p.store_up) {
+                (Some(a), Some(b)) => Some(a && b),
+                (a, b) => a.or(b),
+            };
+            if let Some(d) = &p.data_sent {
+                all.data_sent.get_or_insert_with(HashMap::new).extend(d);
+            }
+            if stalest.is_none_or(|h| p.heartbeat.age(now) > h.age(now)) {
+                stalest = Some(&p.heartbeat);
+            }
+        }
+        if let Some(h) = stalest {
+            all.heartbeat = h.clone();
+        }
+        all
     }
 }
 
@@ -120,7 +172,28 @@ pub async fn serve_with(
     shared: SharedSummary,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<ServerSummary> {
+    serve_with_store(socket, mode, config, shared, None, shutdown).await
+}
+
+/// [`serve_with`], sharing sessions through `store`: the core writes
+/// records and looks up sessions it does not hold (its
+/// [`ServerConfig::store`] is filled in with the defaults if unset).
+/// Store commands run in their own tasks; the I/O loop never waits on
+/// them.
+pub async fn serve_with_store(
+    socket: LossySocket,
+    mode: IoMode,
+    mut config: ServerConfig,
+    shared: SharedSummary,
+    store: Option<SessionStore>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<ServerSummary> {
+    if store.is_some() && config.store.is_none() {
+        config.store = Some(Default::default());
+    }
     let mut socket = BatchSocket::new(socket, mode, SERVER_RECV)?;
+    let (lookup_tx, mut lookup_rx) = mpsc::unbounded_channel::<(Lookup, LookupOutcome)>();
+    let writer = store.as_ref().map(StoreWriter::spawn);
     let mut server = Server::new(config);
     let mut out = Vec::with_capacity(BATCH * DATA_LEN);
     let mut rec = Recorder::new(&shared);
@@ -153,6 +226,9 @@ pub async fn serve_with(
                     }
                 }
             }
+            Some((lookup, outcome)) = lookup_rx.recv() => {
+                server.complete_lookup(clock::now(), lookup, outcome);
+            }
             () = sleep_until_opt(Some(wake)) => server.handle_timeout(clock::now()),
         }
         let now = clock::now();
@@ -170,6 +246,15 @@ pub async fn serve_with(
             rec.on_event(&ev, now);
         }
         rec.peak_sessions = rec.peak_sessions.max(server.session_count());
+        if let (Some(store), Some(writer)) = (&store, &writer) {
+            server.set_store_available(store.is_up());
+            while let Some(op) = server.poll_store_op() {
+                match op {
+                    StoreOp::Lookup(lookup) => spawn_lookup(store, lookup, &lookup_tx),
+                    op => writer.send(op, &mut rec),
+                }
+            }
+        }
         // Sessions take turns, one batch each (the core's round-robin).
         while let Some(t) = server.poll_transmit(now, BATCH, &mut out) {
             rec.metrics.on_sent(&out[..t.segment_size], t.count());
@@ -187,10 +272,11 @@ pub async fn serve_with(
         if now >= next_publish {
             next_publish = now + PUBLISH_EVERY;
             rec.log.flush(now);
-            rec.publish(&shared, &server);
+            rec.store_write_errors = writer.as_ref().map_or(0, StoreWriter::errors);
+            rec.publish(&shared, &server, store.as_ref());
         }
     }
-    rec.publish(&shared, &server);
+    rec.publish(&shared, &server, store.as_ref());
     let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(summary)
 }
@@ -215,6 +301,10 @@ struct Recorder {
     peak_sessions: usize,
     /// Datagrams failed sends kept from going out.
     datagrams_unsent: u64,
+    /// Store writes dropped (the writer's queue was full).
+    store_writes_dropped: u64,
+    /// Store write batches that failed.
+    store_write_errors: u64,
 }
 
 impl Recorder {
@@ -237,6 +327,8 @@ impl Recorder {
             data: want_data.then(DataCounts::default),
             peak_sessions: 0,
             datagrams_unsent: 0,
+            store_writes_dropped: 0,
+            store_write_errors: 0,
         }
     }
 
@@ -273,8 +365,11 @@ impl Recorder {
     }
 
     /// Copies the current figures into the shared summary.
-    fn publish(&self, shared: &SharedSummary, server: &Server) {
+    fn publish(&self, shared: &SharedSummary, server: &Server, store: Option<&SessionStore>) {
         if let Ok(mut s) = shared.lock() {
+            s.store_up = store.map(SessionStore::is_up);
+            s.store_writes_dropped = self.store_writes_dropped;
+            s.store_write_errors = self.store_write_errors;
             if let Some(d) = &self.data {
                 s.data_sent = Some(d.sent.clone());
             }
@@ -289,6 +384,79 @@ impl Recorder {
             s.sessions = server.session_count();
             s.sessions_confirmed = server.confirmed_count();
         }
+    }
+}
+
+/// Asks the store for a session in a task of its own; the answer comes
+/// back to the I/O loop through `tx`.
+fn spawn_lookup(
+    store: &SessionStore,
+    lookup: Lookup,
+    tx: &mpsc::UnboundedSender<(Lookup, LookupOutcome)>,
+) {
+    let (store, tx) = (store.clone(), tx.clone());
+    tokio::spawn(async move {
+        let outcome = match store.get(lookup.uuid).await {
+            Ok(Some(record)) => LookupOutcome::Found(record),
+            Ok(None) => LookupOutcome::Missing,
+            Err(e) => {
+                tracing::debug!(uuid = %lookup.uuid, error = %e, "session store lookup failed");
+                LookupOutcome::Unavailable
+            }
+        };
+        let _ = tx.send((lookup, outcome));
+    });
+}
+
+/// The task that writes records and removals to the store, in order,
+/// batching whatever queued up while the previous batch was in flight.
+#[derive(Debug)]
+struct StoreWriter {
+    tx: mpsc::Sender<StoreOp>,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Most store writes queued for the writer task.
+const STORE_QUEUE: usize = 16 * 1024;
+/// Most writes in one batch (one Redis pipeline).
+const STORE_BATCH: usize = 512;
+
+impl StoreWriter {
+    fn spawn(store: &SessionStore) -> Self {
+        let (tx, mut rx) = mpsc::channel::<StoreOp>(STORE_QUEUE);
+        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (store, count) = (store.clone(), errors.clone());
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(STORE_BATCH);
+            while rx.recv_many(&mut batch, STORE_BATCH).await > 0 {
+                let mut puts = Vec::new();
+                let mut removes = Vec::new();
+                for op in batch.drain(..) {
+                    match op {
+                        StoreOp::Put(r) => puts.push(r),
+                        StoreOp::Remove(u) => removes.push(u),
+                        StoreOp::Lookup(_) => {}
+                    }
+                }
+                if let Err(e) = store.write(&puts, &removes).await {
+                    // Lost writes come back with the next refresh.
+                    tracing::debug!(error = %e, "session store write failed");
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        Self { tx, errors }
+    }
+
+    /// Queues a write; counted as dropped when the queue is full.
+    fn send(&self, op: StoreOp, rec: &mut Recorder) {
+        if self.tx.try_send(op).is_err() {
+            rec.store_writes_dropped += 1;
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.errors.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

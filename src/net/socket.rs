@@ -44,6 +44,21 @@ pub async fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket)
 }
 
+/// Binds one of several UDP sockets on the same address with
+/// `SO_REUSEPORT` (Linux then spreads clients over them by a hash of their
+/// 4-tuple), with large buffers. Every socket on the address must set it.
+#[cfg(unix)]
+pub fn bind_reuse_port(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    let socket = UdpSocket::from_std(s.into())?;
+    tune(&socket);
+    Ok(socket)
+}
+
 /// Asks for large buffers ([`buffer_size`]); failure is not fatal (the
 /// defaults still work).
 pub fn tune(socket: &UdpSocket) {

@@ -57,6 +57,16 @@ impl Sequence {
     pub fn checksum(&self) -> u64 {
         self.iter().map(u64::from).sum()
     }
+
+    /// The sum of the values of `[from, to)` (indices past the end count
+    /// nothing). O(to − from): what an endpoint that restores a session
+    /// from a checkpoint pays to bring its checksum to the client's ack.
+    pub fn sum_range(&self, from: u32, to: u32) -> u64 {
+        let to = to.min(self.len);
+        (from.min(to)..to)
+            .map(|i| u64::from(value_at(self.seed, i)))
+            .sum()
+    }
 }
 
 /// The value at `index` for `seed`: a SplitMix64 finaliser over the seed and

@@ -14,6 +14,8 @@
 //!   with its summary, and one client transfer against it.
 //! - [`cli`]: the built `risp-udp` binary run to its end, with its exit
 //!   code, stdout and stderr.
+//! - [`redis`]: a real `redis-server` on a free port, stopped, killed and
+//!   restarted on demand (the shared session store's tests).
 //! - [`fuzz`]: the fuzz harnesses (also built into the cargo-fuzz targets
 //!   in `fuzz/`), their script format and their seeds.
 #![allow(dead_code)]
@@ -23,5 +25,6 @@
 pub mod cli;
 pub mod fuzz;
 pub mod loopback;
+pub mod redis;
 pub mod virtual_time;
 pub mod wire;

@@ -2,7 +2,7 @@
 //! clients, enforces the limits, expires idle sessions, validates
 //! addresses, and hands out sends round-robin across sessions.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use super::outbox::{Outbox, Reject, ServerEvent, ServerStats};
 use super::path::Move;
 use super::secret::{constant_time_eq, Secret};
 use super::session::{AckKind, Session};
+use super::store::{Lookup, LookupOutcome, SessionRecord, StoreOp};
 use super::{is_usable_source, ServerConfig, Transmit, MIN_WINDOW_SHARE};
 use crate::proto::recovery::MAX_WINDOW;
 use crate::proto::sequence::Sequence;
@@ -45,7 +46,23 @@ pub struct Server {
     pending: usize,
     /// Window slots held over all sessions.
     slots: usize,
+    /// Operations for the shared store, drained by the driver.
+    store_ops: VecDeque<StoreOp>,
+    /// Sessions with a lookup in flight.
+    lookups: HashSet<Uuid>,
+    /// Whether the shared store answers (the driver says).
+    store_up: bool,
+    /// Set while a datagram held for a lookup is processed again: a miss
+    /// then is an unknown session, not another lookup.
+    lookup_done: bool,
 }
+
+/// Most store operations waiting for the driver.
+const MAX_STORE_OPS: usize = 1 << 16;
+
+/// Most values a stale session copy is carried forward over (summing them
+/// takes about 3 ms per million values).
+const MAX_FAST_FORWARD: u32 = 1 << 20;
 
 impl Server {
     /// A server with no sessions.
@@ -62,6 +79,7 @@ impl Server {
             }
             None => (StdRng::from_entropy(), StdRng::from_entropy().gen()),
         };
+        let key = config.secret.unwrap_or(key);
         Self {
             secret: Secret::new(key),
             rng,
@@ -73,7 +91,171 @@ impl Server {
             expiry: BTreeSet::new(),
             loss_checks: BTreeSet::new(),
             out: Outbox::default(),
+            store_ops: VecDeque::new(),
+            lookups: HashSet::new(),
+            store_up: true,
+            lookup_done: false,
         }
+    }
+
+    /// The next operation for the shared store (only with
+    /// [`ServerConfig::store`]). The driver carries it out asynchronously;
+    /// a [`StoreOp::Lookup`] must be answered with
+    /// [`Server::complete_lookup`].
+    pub fn poll_store_op(&mut self) -> Option<StoreOp> {
+        self.store_ops.pop_front()
+    }
+
+    /// Tells the endpoint whether the shared store answers. While it does
+    /// not, new sessions are refused ([`Reject::StoreUnavailable`]: no
+    /// other endpoint could resume them); sessions held here carry on.
+    pub fn set_store_available(&mut self, up: bool) {
+        self.store_up = up;
+    }
+
+    /// Whether the shared store answers, as last told.
+    pub fn store_available(&self) -> bool {
+        self.store_up
+    }
+
+    /// Sessions with a store lookup in flight.
+    pub fn lookups_in_flight(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// Answers a [`StoreOp::Lookup`]: a found record restores the session
+    /// (unless it is held here meanwhile), then the held datagram is
+    /// processed as if it had just arrived; a miss makes it an unknown
+    /// session; an unavailable store drops it (the client retransmits).
+    pub fn complete_lookup(&mut self, now: Instant, lookup: Lookup, outcome: LookupOutcome) {
+        self.lookups.remove(&lookup.uuid);
+        match outcome {
+            LookupOutcome::Found(record) => {
+                if record.uuid == lookup.uuid {
+                    self.restore(now, lookup.from, &lookup.datagram, &record);
+                }
+            }
+            LookupOutcome::Missing => self.out.stats.store_misses += 1,
+            LookupOutcome::Unavailable => {
+                self.out.stats.store_lookups_failed += 1;
+                return;
+            }
+        }
+        self.lookup_done = true;
+        self.handle(now, lookup.from, &lookup.datagram);
+        self.lookup_done = false;
+    }
+
+    /// Carries on a session from its record, at the ack the held datagram
+    /// reports (the client holds everything below it).
+    fn restore(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], record: &SessionRecord) {
+        if self.sessions.contains_key(&record.uuid) || record.len > self.config.max_len {
+            return;
+        }
+        let Ok(msg) = ClientMessage::decode(datagram) else {
+            return;
+        };
+        if msg.len != record.len || msg.ack > record.len {
+            return;
+        }
+        if self.sessions.len() >= self.config.max_sessions && !self.evict_pending() {
+            return;
+        }
+        let uuid = record.uuid;
+        let mut s = Session::restored(record, from, msg.ack, now);
+        // The record is current: the next write is a refresh.
+        s.set_stored_at(now);
+        let lifetime = s.lifetime(&self.config);
+        self.sessions.insert(uuid, s);
+        self.set_expiry(uuid, now + lifetime);
+        self.out.stats.sessions_restored += 1;
+        tracing::debug!(%uuid, %from, ack = msg.ack, "session restored from the store");
+    }
+
+    /// Queues a store operation (dropped, and counted, when the driver
+    /// does not keep up).
+    fn store_op(&mut self, op: StoreOp) {
+        if self.store_ops.len() >= MAX_STORE_OPS {
+            self.out.stats.store_ops_dropped += 1;
+            return;
+        }
+        self.store_ops.push_back(op);
+    }
+
+    /// For a session this endpoint does not hold: asks the shared store
+    /// (`Some`), or `None` when there is none (or it was just asked).
+    fn lookup_miss(&mut self, from: SocketAddr, uuid: Uuid, datagram: &[u8]) -> Option<Reject> {
+        let settings = self.config.store?;
+        if self.lookup_done {
+            return None;
+        }
+        if self.lookups.len() < settings.max_lookups && self.lookups.insert(uuid) {
+            self.out.stats.store_lookups += 1;
+            self.store_op(StoreOp::Lookup(Lookup {
+                uuid,
+                from,
+                datagram: datagram.to_vec(),
+            }));
+        }
+        Some(Reject::StoreLookup)
+    }
+
+    /// Writes a confirmed session's record when it has none yet, or when
+    /// the last write is older than the refresh interval.
+    fn store_sync(&mut self, now: Instant, uuid: Uuid) {
+        let Some(settings) = self.config.store else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&uuid) else {
+            return;
+        };
+        if !s.is_confirmed() {
+            return;
+        }
+        let refresh = match s.stored_at() {
+            None => false,
+            Some(at) if now >= at + settings.refresh => true,
+            Some(_) => return,
+        };
+        s.set_stored_at(now);
+        let record = s.record(s.lifetime(&self.config));
+        self.out.stats.store_writes += 1;
+        if refresh {
+            self.out.stats.store_refreshes += 1;
+        }
+        self.store_op(StoreOp::Put(record));
+    }
+
+    /// A token-valid message reports an ack past everything this copy of
+    /// the session sent: the client got there on another endpoint sharing
+    /// the store. Carries the copy forward instead of refusing the ack,
+    /// summing the values in between; past [`MAX_FAST_FORWARD`] values
+    /// (milliseconds of summing) the stale copy is dropped instead, and the
+    /// client's next retransmission restores the session from the store's
+    /// checkpoint.
+    fn fast_forward(&mut self, uuid: Uuid, ack: u32) {
+        if self.config.store.is_none() {
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(&uuid) else {
+            return;
+        };
+        if ack <= s.high_water() || ack > s.len() {
+            return;
+        }
+        if ack - s.high_water() > MAX_FAST_FORWARD {
+            self.remove_session(&uuid);
+            tracing::debug!(%uuid, ack, "stale session copy dropped");
+            return;
+        }
+        let held = s.slots_in_use();
+        if let Some(at) = s.loss_check() {
+            self.loss_checks.remove(&(at, uuid));
+        }
+        s.fast_forward(ack);
+        self.slots = self.slots.saturating_sub(held);
+        self.out.stats.sessions_fast_forwarded += 1;
+        tracing::debug!(%uuid, ack, "stale session copy carried forward");
     }
 
     /// The settings in force.
@@ -259,7 +441,19 @@ impl Server {
             State::Connecting if self.sessions.contains_key(&msg.uuid) => {
                 self.on_connecting_again(now, from, &msg, datagram.len())
             }
+            State::Connecting if msg.token.len() == SERVER_TOKEN_LEN => {
+                match self.lookup_miss(from, msg.uuid, datagram) {
+                    Some(reason) => Err(reason),
+                    None => self.on_connecting_new(now, from, &msg, datagram.len()),
+                }
+            }
             State::Connecting => self.on_connecting_new(now, from, &msg, datagram.len()),
+            State::Connected | State::Closing if !self.sessions.contains_key(&msg.uuid) => {
+                match self.lookup_miss(from, msg.uuid, datagram) {
+                    Some(reason) => Err(reason),
+                    None => self.on_unknown(from, &msg),
+                }
+            }
             State::Connected => {
                 let kind = self.authenticate(now, from, &msg, datagram.len())?;
                 self.apply_ack(now, msg.uuid, &msg, kind);
@@ -268,6 +462,15 @@ impl Server {
             State::Closing => self.on_closing(now, from, &msg, datagram.len()),
             State::Closed => self.on_closed(now, from, &msg, datagram.len()),
         }
+    }
+
+    /// A CONNECTED or CLOSING for a session nobody holds.
+    fn on_unknown(&mut self, from: SocketAddr, msg: &ClientMessage<'_>) -> Result<(), Reject> {
+        let code = ErrorCode::UnknownSession;
+        let echo = msg.timestamp;
+        Err(self
+            .out
+            .refuse(from, msg.uuid, code, 0, echo, Reject::UnknownSession))
     }
 
     /// A CONNECTING for a session we hold: the Accept was lost (a
@@ -316,6 +519,13 @@ impl Server {
                 .out
                 .refuse(from, msg.uuid, code, s.len(), echo, Reject::LenMismatch));
         }
+        if !unconfirmed_repeat && msg.ack > s.high_water() && self.config.store.is_some() {
+            self.fast_forward(msg.uuid, msg.ack);
+        }
+        let Some(s) = self.sessions.get_mut(&msg.uuid) else {
+            // The stale copy was dropped: the next datagram looks it up.
+            return Err(Reject::StoreLookup);
+        };
         if msg.ack > s.high_water() {
             let code = ErrorCode::AckOutOfRange;
             return Err(self.out.refuse(
@@ -443,6 +653,13 @@ impl Server {
                 Reject::AckOutOfRange,
             ));
         }
+        if msg.ack > s.high_water() && self.config.store.is_some() {
+            self.fast_forward(msg.uuid, msg.ack);
+        }
+        let Some(s) = self.sessions.get_mut(&msg.uuid) else {
+            // The stale copy was dropped: the next datagram looks it up.
+            return Err(Reject::StoreLookup);
+        };
         if msg.ack > s.high_water() {
             return Err(Reject::AckBeyondSent);
         }
@@ -522,6 +739,10 @@ impl Server {
         }
         let data_sent = s.data_sent();
         self.remove_session(&msg.uuid);
+        if self.config.store.is_some() {
+            self.out.stats.store_removes += 1;
+            self.store_op(StoreOp::Remove(msg.uuid));
+        }
         if abort {
             // The client gave up (Ctrl-C): free the session now rather
             // than after its lifetime.
@@ -566,6 +787,7 @@ impl Server {
                 self.loss_checks.insert((at, uuid));
             }
         }
+        self.store_sync(now, uuid);
     }
 
     /// Forgets a session and everything that points at it.

@@ -16,7 +16,9 @@
 //! - `path`: which addresses a session has proven, and the
 //!   anti-amplification budget for one it has not;
 //! - `secret`: the key and the retry tokens it authenticates
-//!   (the endpoint's `admission` part decides when a Retry is needed).
+//!   (the endpoint's `admission` part decides when a Retry is needed);
+//! - `store`: what the endpoint writes to, and asks of, a session store
+//!   shared with other endpoints ([`StoreOp`], [`SessionRecord`]).
 //!
 //! Every datagram that is not processed is counted under a [`Reject`]
 //! reason; `received == accepted + rejected` always holds.
@@ -29,9 +31,11 @@ mod outbox;
 mod path;
 mod secret;
 mod session;
+mod store;
 
 pub use endpoint::Server;
 pub use outbox::{Reject, ServerEvent, ServerStats};
+pub use store::{Lookup, LookupOutcome, SessionRecord, StoreOp, StoreSettings};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -65,6 +69,14 @@ pub struct ServerConfig {
     /// sessions` (at least [`MIN_WINDOW_SHARE`]), so memory stays bounded
     /// whatever windows clients ask for. Each slot costs about 60 bytes.
     pub window_budget: usize,
+    /// A session store shared with other endpoints (worker threads,
+    /// processes, hosts): `None` (the default) keeps sessions in this
+    /// endpoint only; `Some` makes it write records and look up sessions
+    /// it does not hold (see [`Server::poll_store_op`]).
+    pub store: Option<StoreSettings>,
+    /// The key of retry tokens. Endpoints that share clients share it;
+    /// `None`: drawn like the session seeds (see `seed`).
+    pub secret: Option<[u8; 32]>,
 }
 
 /// The smallest window share the budget leaves a session.
@@ -99,6 +111,8 @@ impl Default for ServerConfig {
             ack_latency_events: false,
             retry: RetryPolicy::UnderPressure,
             window_budget: 256 * 1024,
+            store: None,
+            secret: None,
         }
     }
 }

@@ -48,11 +48,19 @@ pub enum Reject {
     /// A retry token that is forged, for another client, or expired:
     /// answered with a fresh Retry.
     InvalidRetryToken,
+    /// For a session this endpoint does not hold, while a shared store is
+    /// asked for it: held and processed again when the lookup completes
+    /// (so it is counted twice in `datagrams_received`), or dropped when
+    /// too many lookups are in flight.
+    StoreLookup,
+    /// A new session refused because the shared store is unreachable
+    /// (answered Busy with detail 0): no other endpoint could resume it.
+    StoreUnavailable,
 }
 
 impl Reject {
     /// Every reason, for reports.
-    pub const ALL: [Reject; 15] = [
+    pub const ALL: [Reject; 17] = [
         Reject::Malformed,
         Reject::Corrupt,
         Reject::WrongDirection,
@@ -68,6 +76,8 @@ impl Reject {
         Reject::UnusableSource,
         Reject::RetryRequired,
         Reject::InvalidRetryToken,
+        Reject::StoreLookup,
+        Reject::StoreUnavailable,
     ];
 
     /// A short snake_case name.
@@ -88,6 +98,8 @@ impl Reject {
             Reject::UnusableSource => "unusable_source",
             Reject::RetryRequired => "retry_required",
             Reject::InvalidRetryToken => "invalid_retry_token",
+            Reject::StoreLookup => "store_lookup",
+            Reject::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -147,6 +159,102 @@ pub struct ServerStats {
     /// Probes (acks a client's timer sent) that reached their session; the
     /// client sends each probe twice.
     pub probes: u64,
+    /// Session records handed to the shared store (first writes and
+    /// refreshes).
+    pub store_writes: u64,
+    /// Of those, refreshes of a record already written.
+    pub store_refreshes: u64,
+    /// Records removed from the store (sessions closed or aborted).
+    pub store_removes: u64,
+    /// Lookups asked of the store for a session this endpoint did not hold.
+    pub store_lookups: u64,
+    /// Lookups the store answered with nothing (the session is unknown).
+    pub store_misses: u64,
+    /// Lookups that failed because the store was unreachable.
+    pub store_lookups_failed: u64,
+    /// Store operations dropped because the queue to the driver was full.
+    pub store_ops_dropped: u64,
+    /// Sessions carried on from a store record (started by another
+    /// endpoint, or by this one before a restart).
+    pub sessions_restored: u64,
+    /// Stale copies of a session carried forward to the ack its client
+    /// reached on another endpoint.
+    pub sessions_fast_forwarded: u64,
+}
+
+impl std::ops::AddAssign<&ServerStats> for ServerStats {
+    /// Adds another endpoint's counters (workers of one process).
+    fn add_assign(&mut self, o: &ServerStats) {
+        // Destructured without `..`: a new counter must be added here.
+        let ServerStats {
+            datagrams_received,
+            accepted,
+            rejected,
+            datagrams_sent,
+            retransmits,
+            sessions_opened,
+            sessions_resumed,
+            sessions_closed,
+            sessions_aborted,
+            sessions_expired,
+            migrations,
+            window_zero,
+            window_capped,
+            replies_dropped,
+            events_dropped,
+            probes_limited,
+            path_challenges,
+            path_validations,
+            amplification_limited,
+            retry_validated,
+            pending_evicted,
+            window_budget_capped,
+            probes,
+            store_writes,
+            store_refreshes,
+            store_removes,
+            store_lookups,
+            store_misses,
+            store_lookups_failed,
+            store_ops_dropped,
+            sessions_restored,
+            sessions_fast_forwarded,
+        } = o;
+        for (a, b) in self.rejected.iter_mut().zip(rejected) {
+            *a += b;
+        }
+        self.datagrams_received += datagrams_received;
+        self.accepted += accepted;
+        self.datagrams_sent += datagrams_sent;
+        self.retransmits += retransmits;
+        self.sessions_opened += sessions_opened;
+        self.sessions_resumed += sessions_resumed;
+        self.sessions_closed += sessions_closed;
+        self.sessions_aborted += sessions_aborted;
+        self.sessions_expired += sessions_expired;
+        self.migrations += migrations;
+        self.window_zero += window_zero;
+        self.window_capped += window_capped;
+        self.replies_dropped += replies_dropped;
+        self.events_dropped += events_dropped;
+        self.probes_limited += probes_limited;
+        self.path_challenges += path_challenges;
+        self.path_validations += path_validations;
+        self.amplification_limited += amplification_limited;
+        self.retry_validated += retry_validated;
+        self.pending_evicted += pending_evicted;
+        self.window_budget_capped += window_budget_capped;
+        self.probes += probes;
+        self.store_writes += store_writes;
+        self.store_refreshes += store_refreshes;
+        self.store_removes += store_removes;
+        self.store_lookups += store_lookups;
+        self.store_misses += store_misses;
+        self.store_lookups_failed += store_lookups_failed;
+        self.store_ops_dropped += store_ops_dropped;
+        self.sessions_restored += sessions_restored;
+        self.sessions_fast_forwarded += sessions_fast_forwarded;
+    }
 }
 
 impl ServerStats {

@@ -32,6 +32,11 @@ impl Server {
         let refuse = |out: &mut Outbox, code, detail, reason| {
             Err(out.refuse(from, msg.uuid, code, detail, echo, reason))
         };
+        if self.config.store.is_some() && !self.store_up {
+            // No other endpoint could resume this session: refuse it now
+            // rather than let it die with this endpoint.
+            return refuse(&mut self.out, ErrorCode::Busy, 0, Reject::StoreUnavailable);
+        }
         if !msg.token.is_empty() && msg.token.len() != RETRY_TOKEN_LEN {
             // Resuming a session we no longer have.
             return refuse(
@@ -137,7 +142,7 @@ impl Server {
 
     /// Frees the pending handshake idle longest, to make room for a client
     /// that proved its address; false if there is none.
-    fn evict_pending(&mut self) -> bool {
+    pub(super) fn evict_pending(&mut self) -> bool {
         let oldest = self
             .sessions
             .values()
