@@ -26,7 +26,7 @@ impl Client {
     }
 
     /// The server the client talks to now, as an index into the driver's
-    /// list of [`ClientConfig::servers`] (0 at the start; one up, round
+    /// list of [`ClientConfig::servers`](super::ClientConfig::servers) (0 at the start; one up, round
     /// robin, per [`Client::failover`]).
     pub fn server_index(&self) -> u32 {
         self.server
