@@ -327,3 +327,49 @@ fn an_unreachable_store_at_start_is_a_clear_error_and_exit_9() {
         out.stderr
     );
 }
+
+/// Issue 13's first scenario end to end: two instances share Redis, a
+/// `risp-udp client --server A,B` with 5% loss each way streams from A, A is
+/// killed with SIGKILL mid-transfer, and the client finishes on B from the
+/// index it holds: verified, with the failover counted in its report and
+/// the session restored from the store on B.
+#[test]
+fn a_client_fails_over_to_the_second_instance_when_the_first_is_killed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let paced = ["--server-ticker-ms", "1"];
+    let (mut a, health_a) = server(&redis.url(), &paced);
+    let (b, health_b) = server(&redis.url(), &paced);
+    let list = format!("{},{}", a.addr, b.addr);
+    let c = Command::new(BIN)
+        .args([
+            "client",
+            "3000",
+            "--json",
+            "--no-progress",
+            "--loss",
+            "0.05",
+        ])
+        .args(["--netem-seed", "5", "--server", &list])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn risp-udp client");
+    // Mid-transfer on A: the session's record is in Redis.
+    eventually(10, "the session stored by A", || {
+        metric(health_a, "risp_store_writes_total") >= 1
+    });
+    let _ = a.child.kill(); // SIGKILL
+    let _ = a.child.wait();
+    let out = c.wait_with_output().expect("client output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json");
+    assert_eq!(j["verified"], serde_json::Value::Bool(true), "{j}");
+    assert_eq!(j["delivered"].as_u64(), Some(3000), "{j}");
+    assert!(j["failovers"].as_u64().is_some_and(|n| n >= 1), "{j}");
+    assert!(j["shim_dropped"].as_u64().is_some_and(|n| n > 0), "{j}");
+    assert!(metric(health_b, "risp_sessions_restored_total") >= 1);
+}
