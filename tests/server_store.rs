@@ -365,3 +365,58 @@ fn without_a_store_nothing_changes() {
     let r = h.drain();
     assert_eq!(stranger.take(r), vec![(ErrorCode::UnknownSession, 0)]);
 }
+
+/// A client that moved mid-handshake: its first CONNECTING reached A (the
+/// Accept went to its old port and was lost), its repeat from the new port
+/// reached B, which opened a second session of the UUID and got it
+/// confirmed. When the client later lands on A with B's token, A's
+/// handshake (which nobody will finish) does not refuse it: A looks the
+/// UUID up, the stored session replaces the handshake, and the transfer
+/// goes on at A. A forged token gets nothing of the kind.
+#[test]
+fn a_handshake_left_behind_is_replaced_by_the_session_confirmed_elsewhere() {
+    let mut store = HashMap::new();
+    let mut a = ServerHarness::new(config(1));
+    let mut b = ServerHarness::new(config(2));
+    let mut c = Client::new(9);
+    let m = c.msg(State::Connecting);
+    a.send(addr(1), &m);
+    let lost = a.drain();
+    assert!(lost
+        .iter()
+        .any(|(_, m)| matches!(m, ServerMessage::Accept { .. })));
+    assert!(ops(&mut a).is_empty(), "a handshake writes nothing");
+    c.open(&mut b, addr(2), 100);
+    let w = ops(&mut b);
+    assert!(apply(&mut store, w).is_empty());
+
+    // A forger who knows the UUID, with a token of its own: looked up,
+    // no match, refused; A's handshake stays.
+    let mut forger = Client::new(9);
+    forger.token = vec![0xEE; 8];
+    forger.ts = 1_000;
+    let m = forger.msg(State::Connected);
+    a.send(addr(66), &m);
+    let lookups = ops(&mut a);
+    answer(&mut a, &store, lookups);
+    assert_eq!(a.rejected(Reject::Unauthorized), 1);
+    assert_eq!(a.server.stats().pending_evicted, 0);
+    assert_eq!(a.server.session_count(), 1);
+    a.drain();
+
+    // The client itself, on A from yet another port, with B's token.
+    let m = c.msg(State::Connected);
+    a.send(addr(3), &m);
+    assert_eq!(a.rejected(Reject::StoreLookup), 2);
+    let lookups = ops(&mut a);
+    assert_eq!(lookups.len(), 1);
+    answer(&mut a, &store, lookups);
+    assert_eq!(a.rejected(Reject::Unauthorized), 1, "not refused");
+    assert_eq!(a.server.stats().sessions_restored, 1);
+    assert_eq!(a.server.stats().pending_evicted, 1);
+    let r = a.drain();
+    assert!(c.take(r).is_empty());
+    c.ack_until(&mut a, addr(3), LEN);
+    let seq = b.server.sequence(&c.uuid).unwrap();
+    assert!(c.values.iter().copied().eq(seq.iter()));
+}

@@ -148,13 +148,25 @@ impl Server {
 
     /// Carries on a session from its record, at the ack the held datagram
     /// reports (the client holds everything below it).
+    ///
+    /// A session of that UUID held here is replaced only when it was never
+    /// confirmed and the client presents the stored session's token: the
+    /// client moved mid-handshake, opened a second session elsewhere and
+    /// confirmed that one (ours is a handshake nobody will finish).
     fn restore(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], record: &SessionRecord) {
-        if self.sessions.contains_key(&record.uuid) || record.len > self.config.max_len {
+        if record.len > self.config.max_len {
             return;
         }
         let Ok(msg) = ClientMessage::decode(datagram) else {
             return;
         };
+        if let Some(held) = self.sessions.get(&record.uuid) {
+            let (token, _) = split_token(msg.token);
+            if held.is_confirmed() || !constant_time_eq(token, &record.token) {
+                return;
+            }
+            self.evict(record.uuid);
+        }
         if msg.len != record.len || msg.ack > record.len {
             return;
         }
@@ -439,7 +451,7 @@ impl Server {
         };
         match msg.state {
             State::Connecting if self.sessions.contains_key(&msg.uuid) => {
-                self.on_connecting_again(now, from, &msg, datagram.len())
+                self.on_connecting_again(now, from, &msg, datagram)
             }
             State::Connecting if msg.token.len() == SERVER_TOKEN_LEN => {
                 match self.lookup_miss(from, msg.uuid, datagram) {
@@ -455,12 +467,12 @@ impl Server {
                 }
             }
             State::Connected => {
-                let kind = self.authenticate(now, from, &msg, datagram.len())?;
+                let kind = self.authenticate(now, from, &msg, datagram)?;
                 self.apply_ack(now, msg.uuid, &msg, kind);
                 Ok(())
             }
-            State::Closing => self.on_closing(now, from, &msg, datagram.len()),
-            State::Closed => self.on_closed(now, from, &msg, datagram.len()),
+            State::Closing => self.on_closing(now, from, &msg, datagram),
+            State::Closed => self.on_closed(now, from, &msg, datagram),
         }
     }
 
@@ -481,8 +493,9 @@ impl Server {
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
-        bytes: usize,
+        datagram: &[u8],
     ) -> Result<(), Reject> {
+        let bytes = datagram.len();
         let echo = msg.timestamp;
         let Some(s) = self.sessions.get_mut(&msg.uuid) else {
             return Err(Reject::UnknownSession);
@@ -508,6 +521,16 @@ impl Server {
             return Err(Reject::Stale);
         }
         if !unconfirmed_repeat && !constant_time_eq(msg.token, s.token()) {
+            if !s.is_confirmed() {
+                // Our handshake was never confirmed: the client may have
+                // moved mid-handshake and confirmed another session of this
+                // UUID on another worker or instance. The store says (a
+                // stored session with this token replaces ours, see
+                // `restore`); otherwise, Unauthorized below.
+                if let Some(reason) = self.lookup_miss(from, msg.uuid, datagram) {
+                    return Err(reason);
+                }
+            }
             let code = ErrorCode::Unauthorized;
             return Err(self
                 .out
@@ -620,8 +643,9 @@ impl Server {
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
-        bytes: usize,
+        datagram: &[u8],
     ) -> Result<AckKind, Reject> {
+        let bytes = datagram.len();
         let echo = msg.timestamp;
         let Some(s) = self.sessions.get_mut(&msg.uuid) else {
             let code = ErrorCode::UnknownSession;
@@ -631,6 +655,13 @@ impl Server {
         };
         let (token, response) = split_token(msg.token);
         if !constant_time_eq(token, s.token()) {
+            if !s.is_confirmed() {
+                // As in `on_connecting_again`: the client's session may be
+                // the one the store holds.
+                if let Some(reason) = self.lookup_miss(from, msg.uuid, datagram) {
+                    return Err(reason);
+                }
+            }
             let code = ErrorCode::Unauthorized;
             return Err(self
                 .out
@@ -695,9 +726,9 @@ impl Server {
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
-        bytes: usize,
+        datagram: &[u8],
     ) -> Result<(), Reject> {
-        let kind = self.authenticate(now, from, msg, bytes)?;
+        let kind = self.authenticate(now, from, msg, datagram)?;
         self.apply_ack(now, msg.uuid, msg, kind);
         let s = self
             .sessions
@@ -722,7 +753,7 @@ impl Server {
         now: Instant,
         from: SocketAddr,
         msg: &ClientMessage<'_>,
-        bytes: usize,
+        datagram: &[u8],
     ) -> Result<(), Reject> {
         let echo = msg.timestamp;
         if !self.sessions.contains_key(&msg.uuid) {
@@ -731,7 +762,7 @@ impl Server {
                 .reply(from, msg.uuid, ServerMessage::Closed { echo });
             return Ok(());
         }
-        self.authenticate(now, from, msg, bytes)?;
+        self.authenticate(now, from, msg, datagram)?;
         let s = self.sessions.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
         let abort = msg.is_abort();
         if !abort && (msg.ack < s.len() || s.high_water() < s.len()) {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::Rng;
+use uuid::Uuid;
 
 use super::{duration_ms, Server};
 use crate::proto::sequence::Sequence;
@@ -152,11 +153,16 @@ impl Server {
         let Some(uuid) = oldest else {
             return false;
         };
+        self.evict(uuid);
+        true
+    }
+
+    /// Frees a handshake nobody confirmed (counted `pending_evicted`).
+    pub(super) fn evict(&mut self, uuid: Uuid) {
         let data_sent = self.sessions.get(&uuid).map_or(0, Session::data_sent);
         self.remove_session(&uuid);
         self.out.stats.pending_evicted += 1;
         tracing::debug!(%uuid, "pending handshake evicted");
         self.out.event(ServerEvent::Expired { uuid, data_sent });
-        true
     }
 }
