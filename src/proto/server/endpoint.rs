@@ -194,6 +194,35 @@ impl Server {
         self.store_ops.push_back(op);
     }
 
+    /// A token that is not the session's. If the session here was never
+    /// confirmed, the client may have moved mid-handshake and confirmed
+    /// another session of this UUID on another worker or instance: the
+    /// store says (a stored session with exactly this token replaces ours,
+    /// see `restore`). Otherwise, and when the store was just asked:
+    /// Unauthorized.
+    fn wrong_token(
+        &mut self,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+        datagram: &[u8],
+        confirmed: bool,
+    ) -> Reject {
+        if !confirmed {
+            if let Some(reason) = self.lookup_miss(from, msg.uuid, datagram) {
+                return reason;
+            }
+        }
+        let echo = msg.timestamp;
+        self.out.refuse(
+            from,
+            msg.uuid,
+            ErrorCode::Unauthorized,
+            0,
+            echo,
+            Reject::Unauthorized,
+        )
+    }
+
     /// For a session this endpoint does not hold: asks the shared store
     /// (`Some`), or `None` when there is none (or it was just asked).
     fn lookup_miss(&mut self, from: SocketAddr, uuid: Uuid, datagram: &[u8]) -> Option<Reject> {
@@ -521,20 +550,8 @@ impl Server {
             return Err(Reject::Stale);
         }
         if !unconfirmed_repeat && !constant_time_eq(msg.token, s.token()) {
-            if !s.is_confirmed() {
-                // Our handshake was never confirmed: the client may have
-                // moved mid-handshake and confirmed another session of this
-                // UUID on another worker or instance. The store says (a
-                // stored session with this token replaces ours, see
-                // `restore`); otherwise, Unauthorized below.
-                if let Some(reason) = self.lookup_miss(from, msg.uuid, datagram) {
-                    return Err(reason);
-                }
-            }
-            let code = ErrorCode::Unauthorized;
-            return Err(self
-                .out
-                .refuse(from, msg.uuid, code, 0, echo, Reject::Unauthorized));
+            let confirmed = s.is_confirmed();
+            return Err(self.wrong_token(from, msg, datagram, confirmed));
         }
         if msg.len != s.len() {
             let code = ErrorCode::LenMismatch;
@@ -655,17 +672,8 @@ impl Server {
         };
         let (token, response) = split_token(msg.token);
         if !constant_time_eq(token, s.token()) {
-            if !s.is_confirmed() {
-                // As in `on_connecting_again`: the client's session may be
-                // the one the store holds.
-                if let Some(reason) = self.lookup_miss(from, msg.uuid, datagram) {
-                    return Err(reason);
-                }
-            }
-            let code = ErrorCode::Unauthorized;
-            return Err(self
-                .out
-                .refuse(from, msg.uuid, code, 0, echo, Reject::Unauthorized));
+            let confirmed = s.is_confirmed();
+            return Err(self.wrong_token(from, msg, datagram, confirmed));
         }
         if msg.len != s.len() {
             let code = ErrorCode::LenMismatch;
