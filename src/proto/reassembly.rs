@@ -8,9 +8,17 @@
 //! (the ack that let the server send it), for delivery latency, and how
 //! long the first hole has been missing, for the reordering window.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::sack;
+use super::sack::RangeWriter;
+
+/// Arrivals below `highest` (holes filled) that acks describe besides
+/// their newest ranges: about three acks' worth (see
+/// [`crate::proto::recovery::ACK_EVERY_MAX`]), so that one lost ack loses
+/// no news. A fill left out would go unreported until the cumulative ack
+/// passed it, and the server would resend it once more.
+const RECENT_FILLS: usize = 192;
 
 /// What [`ReorderBuffer::insert`] did with an arriving value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +54,8 @@ pub(crate) struct ReorderBuffer {
     gap_since: Option<Instant>,
     /// Enough later indices arrived to call the first hole lost.
     gap_reported: bool,
+    /// Indices that lately filled a hole below `highest`, newest last.
+    fills: VecDeque<u32>,
 }
 
 impl ReorderBuffer {
@@ -61,7 +71,32 @@ impl ReorderBuffer {
             highest: None,
             gap_since: None,
             gap_reported: false,
+            fills: VecDeque::with_capacity(RECENT_FILLS),
         }
+    }
+
+    /// Grows the buffer to hold `capacity` indices from `next` on (as TCP
+    /// receive auto-tuning grows the window it offers): everything held
+    /// is kept. O(capacity); the caller doubles, so it is amortised.
+    pub(crate) fn grow(&mut self, capacity: u32) {
+        let old = self.cap();
+        if capacity <= old {
+            return;
+        }
+        let cap = capacity as usize;
+        let mut ring = vec![None; cap];
+        let mut eligible_at = vec![None; cap];
+        for off in 0..old {
+            let Some(index) = self.next.checked_add(off) else {
+                break;
+            };
+            let from = (index % old) as usize;
+            let to = (index % capacity) as usize;
+            ring[to] = self.ring[from];
+            eligible_at[to] = self.eligible_at[from];
+        }
+        self.ring = ring;
+        self.eligible_at = eligible_at;
     }
 
     /// Next index needed.
@@ -127,6 +162,12 @@ impl ReorderBuffer {
         }
         self.ring[slot] = Some(value);
         self.held += 1;
+        if index != self.next && self.highest.is_some_and(|h| index < h) {
+            if self.fills.len() == RECENT_FILLS {
+                self.fills.pop_front();
+            }
+            self.fills.push_back(index);
+        }
         self.highest = Some(self.highest.map_or(index, |h| h.max(index)));
         Insert::Stored {
             in_order: index == self.next,
@@ -192,18 +233,54 @@ impl ReorderBuffer {
         self.gap_reported = true;
     }
 
-    /// Writes the selective-ack bitmap of what is held past `next` into
-    /// `out` (cleared when nothing is held).
-    pub(crate) fn encode_sack(&self, out: &mut Vec<u8>) {
+    /// Writes the selective-ack ranges of what is held past `next` into
+    /// `out` (cleared first; empty when nothing is held), at most `budget`
+    /// bytes: the newest ranges first, from `highest` down, then the holes
+    /// filled lately below them. Scans only what it writes.
+    pub(crate) fn encode_sack(&self, out: &mut Vec<u8>, budget: usize) {
+        // A quarter of the budget for the newest ranges, the rest for the
+        // fills (while holes are repaired, the top stands still and the
+        // news is in the fills).
+        let mut w = RangeWriter::new(out, self.next, budget / 4);
         let Some(highest) = self.highest.filter(|_| self.held > 0) else {
-            out.clear();
             return;
         };
-        let cap = self.cap();
-        let ring = &self.ring;
-        sack::encode(out, self.next, highest, |i| {
-            ring[(i % cap) as usize].is_some()
-        });
+        let mut index = highest;
+        let mut low = highest.saturating_add(1);
+        // Runs of held indices, from the top down.
+        while index > self.next {
+            if self.ring[self.slot(index)].is_none() {
+                index -= 1;
+                continue;
+            }
+            let hi = index;
+            while index > self.next && self.ring[self.slot(index - 1)].is_some() {
+                index -= 1;
+            }
+            if !w.push(index, hi) || w.is_full() {
+                low = index;
+                break;
+            }
+            low = index;
+            index -= 1;
+        }
+        w.set_budget(budget);
+        if index > self.next {
+            let mut fills: Vec<u32> = self
+                .fills
+                .iter()
+                .copied()
+                .filter(|&i| i > self.next && i < low && self.ring[self.slot(i)].is_some())
+                .collect();
+            fills.sort_unstable_by(|a, b| b.cmp(a));
+            fills.dedup();
+            for i in fills {
+                if !w.push(i, i) {
+                    break;
+                }
+            }
+        }
+        w.finish();
     }
 
     /// Empties the buffer and starts again at index 0 (a handshake that
@@ -215,12 +292,14 @@ impl ReorderBuffer {
         self.eligible_end = 0;
         self.held = 0;
         self.highest = None;
+        self.fills.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::sack;
 
     #[test]
     fn holds_out_of_order_values_and_releases_them_in_order() {
@@ -262,15 +341,50 @@ mod tests {
     #[test]
     fn sack_describes_exactly_the_held_indices() {
         let mut b = ReorderBuffer::new(64, 100);
-        let mut bitmap = Vec::new();
-        b.encode_sack(&mut bitmap);
-        assert!(bitmap.is_empty());
-        for i in [102, 105, 140] {
+        let mut ranges = Vec::new();
+        b.encode_sack(&mut ranges, 64);
+        assert!(ranges.is_empty());
+        for i in [102, 105, 140, 141] {
             b.insert(i, i);
         }
-        b.encode_sack(&mut bitmap);
-        let held: Vec<u32> = sack::held(100, &bitmap).collect();
-        assert_eq!(held, vec![102, 105, 140]);
+        b.encode_sack(&mut ranges, 64);
+        let held: Vec<u32> = sack::held(100, &ranges).collect();
+        assert_eq!(held, vec![141, 140, 105, 102]);
+    }
+
+    #[test]
+    fn a_small_budget_keeps_the_newest_ranges_and_the_latest_fills() {
+        let mut b = ReorderBuffer::new(256, 0);
+        // Every even index from 2 to 200 arrives; then 51 fills a hole.
+        for i in (2..=200).step_by(2) {
+            b.insert(i, i);
+        }
+        b.insert(51, 51);
+        let mut ranges = Vec::new();
+        // Two or three bytes a range: the newest few and the fill.
+        b.encode_sack(&mut ranges, 16);
+        let held: Vec<u32> = sack::held(0, &ranges).collect();
+        assert_eq!(held[..3], [200, 198, 196], "{held:?}");
+        assert_eq!(held.last(), Some(&51), "{held:?}");
+        assert!(held.len() < 10, "the budget holds: {held:?}");
+    }
+
+    #[test]
+    fn growing_keeps_what_is_held() {
+        let t0 = crate::clock::now();
+        let mut b = ReorderBuffer::new(4, 10);
+        b.mark_eligible(t0, 14);
+        b.insert(12, 120);
+        b.insert(13, 130);
+        b.grow(16);
+        assert_eq!(b.capacity(), 16);
+        assert_eq!(b.insert(25, 250), Insert::Stored { in_order: false });
+        assert_eq!(b.insert(12, 1), Insert::Duplicate);
+        b.insert(10, 100);
+        b.insert(11, 110);
+        let got: Vec<u32> = std::iter::from_fn(|| b.pop(t0)).map(|(i, _, _)| i).collect();
+        assert_eq!(got, vec![10, 11, 12, 13]);
+        assert_eq!(b.held(), 1);
     }
 
     #[test]

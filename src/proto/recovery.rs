@@ -15,10 +15,17 @@
 use std::time::{Duration, Instant};
 
 use super::rtt::RttEstimator;
-use super::sack;
 
-/// Largest window a client may advertise: what one bitmap can describe.
-pub const MAX_WINDOW: u32 = sack::MAX_SACK_SPAN;
+/// Largest window a client may advertise, and the largest flight a server
+/// keeps state for: 2^20 indices (a 200 ms path at 5M datagrams/s). Ack
+/// ranges describe any span; this only bounds memory (the client's
+/// reorder buffer grows to twice the window as it needs, ~24 bytes an
+/// index; the server-wide window budget bounds the server).
+pub const MAX_WINDOW: u32 = 1 << 20;
+
+/// Most bytes of selective-ack ranges a client puts in one ack: the newest
+/// ranges and about 200 holes filled lately (see [`crate::proto::sack`]).
+pub const ACK_RANGE_BUDGET: usize = 768;
 
 /// How many later indices must arrive before a missing one counts as lost
 /// (reordering tolerance, as QUIC's packet threshold).
@@ -79,7 +86,7 @@ pub const REORDER_SPAN: u32 = 1024;
 /// its congestion window, within [`ACK_EVERY_MIN`] and [`ACK_EVERY_MAX`].
 pub const ACK_EVERY_MIN: u32 = 4;
 /// Most new datagrams between two acks (see [`ACK_EVERY_MIN`]).
-pub const ACK_EVERY_MAX: u32 = 32;
+pub const ACK_EVERY_MAX: u32 = 64;
 
 /// What the server's loss detection makes of one sent, unacknowledged
 /// index.

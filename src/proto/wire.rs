@@ -22,9 +22,10 @@ pub use server::{ErrorCode, ServerMessage, DATA_LEN};
 
 /// The first two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"RU";
-/// The protocol version this build speaks (2: server CRCs keyed by the
-/// session's UUID).
-pub const VERSION: u8 = 2;
+/// The protocol version this build speaks (3: selective acks as ranges of
+/// any span, and the pacing rate a client asks for; 2 added server CRCs
+/// keyed by the session's UUID).
+pub const VERSION: u8 = 3;
 /// Bytes of the prefix (magic, version, kind).
 pub const PREFIX_LEN: usize = 4;
 /// Bytes of the CRC32C trailer.
@@ -37,7 +38,8 @@ pub const MIN_CONNECTING_LEN: usize = 1200;
 pub const MAX_DATAGRAM_LEN: usize = 1472;
 /// Longest opaque token a client may echo.
 pub const MAX_TOKEN_LEN: usize = 32;
-/// Longest selective-ack bitmap in bytes: 8192 indices after `ack`.
+/// Most bytes of selective-ack ranges in one client datagram (see
+/// [`crate::proto::sack`]: a few bytes per hole, whatever the span).
 pub const MAX_SACK_BYTES: usize = 1024;
 /// Length of the token a server issues.
 pub const SERVER_TOKEN_LEN: usize = 8;
@@ -126,9 +128,13 @@ pub enum WireError {
     /// The token is longer than [`MAX_TOKEN_LEN`].
     #[error("token too long ({0} bytes)")]
     TokenTooLong(usize),
-    /// The bitmap is longer than [`MAX_SACK_BYTES`].
-    #[error("selective-ack bitmap too long ({0} bytes)")]
+    /// The ack ranges are longer than [`MAX_SACK_BYTES`].
+    #[error("selective-ack ranges too long ({0} bytes)")]
     SackTooLong(usize),
+    /// The ack ranges are malformed (a bad varint, or ranges not strictly
+    /// descending above `ack`).
+    #[error("malformed selective-ack ranges")]
+    BadSackRanges,
     /// Padding bytes that are not zero.
     #[error("non-zero padding")]
     BadPadding,
@@ -151,9 +157,10 @@ struct ClientFixed {
     window: u32,
     ack: u32,
     timestamp: u64,
+    rate: u32,
     flags: u8,
 }
-const CLIENT_FIXED_LEN: usize = 16 + 4 + 4 + 4 + 8 + 1;
+const CLIENT_FIXED_LEN: usize = 16 + 4 + 4 + 4 + 8 + 4 + 1;
 /// Smallest client datagram: prefix, fixed part, three length fields, CRC.
 pub const MIN_CLIENT_LEN: usize = PREFIX_LEN + CLIENT_FIXED_LEN + 1 + 2 + 2 + CRC_LEN;
 
@@ -172,11 +179,16 @@ pub struct ClientMessage<'a> {
     pub ack: u32,
     /// Client clock in microseconds; the server echoes it back.
     pub timestamp: u64,
+    /// The rate, in datagrams per second, at which the client asks the
+    /// server to pace this session's data (its rate control's estimate of
+    /// the path); 0: unpaced.
+    pub rate: u32,
     /// Flag bits ([`FLAG_PROBE`], [`FLAG_ABORT`]).
     pub flags: u8,
     /// The session token the server issued (empty before it has one).
     pub token: &'a [u8],
-    /// Selective-ack bitmap: bit `k` (MSB first) marks index `ack + 1 + k`.
+    /// Selective-ack ranges of indices held past `ack`, newest first
+    /// ([`crate::proto::sack`]); checked well-formed by [`Self::decode`].
     pub sack: &'a [u8],
 }
 
@@ -225,6 +237,7 @@ impl ClientMessage<'_> {
             window: self.window,
             ack: self.ack,
             timestamp: self.timestamp,
+            rate: self.rate,
             flags: self.flags,
         });
         w.bytes(&[self.token.len() as u8]);
@@ -255,6 +268,7 @@ impl ClientMessage<'_> {
             return Err(WireError::SackTooLong(sack_len));
         }
         let sack = r.take(sack_len)?;
+        crate::proto::sack::validate(fixed.ack, sack).map_err(|_| WireError::BadSackRanges)?;
         let pad_len = usize::from(r.u16()?);
         if r.take(pad_len)?.iter().any(|&b| b != 0) {
             return Err(WireError::BadPadding);
@@ -270,6 +284,7 @@ impl ClientMessage<'_> {
             window: fixed.window,
             ack: fixed.ack,
             timestamp: fixed.timestamp,
+            rate: fixed.rate,
             flags: fixed.flags,
             token,
             sack,

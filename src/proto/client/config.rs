@@ -52,7 +52,7 @@ impl ClientConfig {
             uuid,
             len,
             initial_window: INIT_CWND,
-            max_window: 256,
+            max_window: crate::proto::recovery::MAX_WINDOW,
             sack: true,
             ack_frequency: 2,
             max_ack_delay: Duration::from_millis(5),

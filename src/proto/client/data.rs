@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{Client, ClientEvent};
 use crate::proto::reassembly::Insert;
-use crate::proto::recovery::{client_reorder_window, loss_threshold};
+use crate::proto::recovery::{client_reorder_window, loss_threshold, ACK_RANGE_BUDGET};
 use crate::proto::timer::Timer;
 use crate::proto::wire::State;
 
@@ -102,7 +102,7 @@ impl Client {
 
     /// The window to advertise now (see
     /// [`RateControl::advertised_window`]).
-    pub(super) fn advertised_window(&self) -> u32 {
+    pub(super) fn advertised_window(&mut self) -> u32 {
         let next = self.reorder.next();
         let base = match self.reorder.highest() {
             // Without a bitmap the server cannot tell what arrived past the
@@ -111,6 +111,14 @@ impl Client {
             _ => 0,
         };
         let held = if base == 0 { 0 } else { self.reorder.held() };
+        // Receive auto-tuning: the buffer doubles while the window the
+        // rate controller wants does not fit, up to its cap.
+        let wanted = base.saturating_add(self.rc.get());
+        let span = super::reorder_span(&self.config);
+        while self.reorder.capacity() < wanted.min(span) {
+            let cap = self.reorder.capacity();
+            self.reorder.grow(cap.saturating_mul(2).min(span));
+        }
         let cap = self.reorder.capacity();
         self.rc
             .advertised_window(base, held, cap, |k| self.reorder.nth_missing(k))
@@ -148,7 +156,7 @@ impl Client {
 
     pub(super) fn fill_sack(&mut self) {
         if self.config.sack {
-            self.reorder.encode_sack(&mut self.sack_buf);
+            self.reorder.encode_sack(&mut self.sack_buf, ACK_RANGE_BUDGET);
         } else {
             self.sack_buf.clear();
         }

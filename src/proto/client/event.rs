@@ -56,6 +56,14 @@ pub enum BadRequest {
         /// The session's length.
         len: u32,
     },
+    /// The server speaks another wire protocol version.
+    #[error("the server speaks protocol version {server}, this client version {client}")]
+    WrongVersion {
+        /// The server's version.
+        server: u8,
+        /// The client's version.
+        client: u8,
+    },
 }
 
 /// What the application sees.

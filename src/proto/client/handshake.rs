@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{BadRequest, Client, ClientError, ClientEvent, LostReason, CHALLENGE_ANSWERS};
 use crate::proto::sequence::RunningChecksum;
-use crate::proto::wire::{ErrorCode, State, CHALLENGE_LEN, RETRY_TOKEN_LEN};
+use crate::proto::wire::{ErrorCode, State, CHALLENGE_LEN, RETRY_TOKEN_LEN, VERSION};
 
 impl Client {
     pub(super) fn on_accept(&mut self, now: Instant, token: &[u8]) {
@@ -152,6 +152,10 @@ impl Client {
             ErrorCode::AckOutOfRange => {
                 ClientError::BadRequest(BadRequest::AckOutOfRange { len: detail })
             }
+            ErrorCode::WrongVersion => ClientError::BadRequest(BadRequest::WrongVersion {
+                server: VERSION,
+                client: u8::try_from(detail).unwrap_or(u8::MAX),
+            }),
         };
         self.fail(err);
     }

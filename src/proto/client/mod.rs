@@ -43,8 +43,8 @@ use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
 use crate::proto::timer::{Timer, TimerTable};
 use crate::proto::wire::{
-    ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN, FLAG_ABORT, FLAG_PROBE,
-    MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN,
+    ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN, FLAG_ABORT, FLAG_PROBE, MAGIC,
+    MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN, VERSION,
 };
 
 /// Messages that carry the answer to one path challenge: the first may be
@@ -150,7 +150,7 @@ impl Client {
             token,
             retry_token: None,
             challenge: None,
-            reorder: ReorderBuffer::new(REORDER_SPAN.max(config.max_window).min(MAX_WINDOW), next),
+            reorder: ReorderBuffer::new(REORDER_SPAN.min(reorder_span(&config)), next),
             sum,
             timers: TimerTable::default(),
             last_heard: None,
@@ -274,6 +274,20 @@ impl Client {
             // that client's data for a while.
             Err(WireError::BadCrc) => {
                 self.stats.corrupt += 1;
+                return;
+            }
+            // A server of another version answered our handshake in its
+            // own (its `WrongVersion` error, or anything else): say so
+            // rather than wait for the idle timeout. Once a session is
+            // open, such a datagram is not for us.
+            Err(WireError::UnknownVersion(server))
+                if self.token.is_none() && datagram.starts_with(&MAGIC) =>
+            {
+                self.stats.invalid += 1;
+                self.fail(ClientError::BadRequest(BadRequest::WrongVersion {
+                    server,
+                    client: VERSION,
+                }));
                 return;
             }
             Err(_) => {
@@ -408,6 +422,11 @@ impl Client {
             window,
             ack,
             timestamp,
+            rate: if state == State::Connected {
+                self.rc.pacing_rate()
+            } else {
+                0
+            },
             flags: if state == State::Closed && self.aborted {
                 FLAG_ABORT
             } else if probe {
@@ -568,6 +587,16 @@ impl Client {
         self.timers.clear();
         self.events.push_back(ClientEvent::Failed(err));
     }
+}
+
+/// The most the reorder buffer grows to: twice the window cap, so that the
+/// window can slide on past holes under repair, within [`REORDER_SPAN`]
+/// and [`MAX_WINDOW`].
+fn reorder_span(config: &ClientConfig) -> u32 {
+    config
+        .max_window
+        .saturating_mul(2)
+        .clamp(REORDER_SPAN, MAX_WINDOW)
 }
 
 /// A fresh rate controller for `config` (at the start, and on each new

@@ -108,8 +108,31 @@ pub const FULL_BW_GROWTH: f64 = 1.25;
 pub const FULL_BW_ROUNDS: u32 = 3;
 
 /// The bandwidth estimate is the largest delivery rate of this many recent
-/// rounds (a windowed max, as BBR: rate samples are only ever too low).
-pub const BW_ROUNDS: usize = 6;
+/// rounds (a windowed max, as BBR's ten: rate samples are only ever too
+/// low, and the window spans one whole [`PROBE_GAINS`] cycle).
+pub const BW_ROUNDS: usize = 10;
+
+/// Once the pipe is full, `cwnd` follows `CWND_GAIN · bw · min_rtt` (BBR's
+/// cwnd gain): room for one bandwidth-delay product in flight and as much
+/// again for holes under repair and acks that come late.
+pub const CWND_GAIN: f64 = 2.0;
+
+/// Pacing gain during start-up (BBR's 2/ln 2): fast enough to double the
+/// delivery rate every round trip.
+pub const STARTUP_PACING_GAIN: f64 = 2.885;
+
+/// Pacing gains of the bandwidth-probing cycle, one round trip each (as
+/// BBR's PROBE_BW): probe a quarter above the estimate, drain what that
+/// queued, then cruise at the estimate.
+pub const PROBE_GAINS: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+
+/// Largest loss fraction the pacing rate makes up for: the server is asked
+/// for `bw / (1 − loss)` so that what it sends, resends included, fills
+/// the path (the delivery rate counts only what arrived).
+pub const MAX_LOSS_COMPENSATION: f64 = 0.5;
+
+/// Weight of one round in the smoothed loss fraction.
+const LOSS_EWMA: f64 = 0.125;
 
 /// Rounds needed before the standing-queue test is trusted.
 /// The recent round-trip time is the smallest of the latest
@@ -181,6 +204,13 @@ pub struct RateControl {
     rounds: u64,
     full_bw: f64,
     full_bw_count: u32,
+    /// Position in [`PROBE_GAINS`] once start-up is over; `None` while
+    /// draining the start-up queue (one round at `1 / STARTUP_PACING_GAIN`).
+    probe_phase: Option<usize>,
+    /// Smoothed fraction of new indices lost per round.
+    loss: f64,
+    /// The smallest RTT, as last passed in (for the pacing rate).
+    min_rtt: Option<Duration>,
     /// Judge loss episodes (off: every episode is congestion, halving).
     differentiate: bool,
     /// React to congestion at all (off only for negative controls).
@@ -215,6 +245,9 @@ impl RateControl {
             rounds: 0,
             full_bw: 0.0,
             full_bw_count: 0,
+            probe_phase: None,
+            loss: 0.0,
+            min_rtt: None,
             differentiate: true,
             respond: true,
             min_seen: cwnd,
@@ -359,12 +392,58 @@ impl RateControl {
         }
         if self.slow_start {
             self.set(self.cwnd.saturating_add(1));
+        } else if let Some(target) = self.target_cwnd() {
+            // As BBR: grow by what arrives up to the model's target (a
+            // window cut by a congestion episode is back within a round
+            // trip once the episode ends), never above it.
+            if self.cwnd < target {
+                self.set(self.cwnd.saturating_add(1));
+            }
         } else {
+            // No model yet (no round closed): additive increase.
             self.credit += 1;
             if self.credit >= self.cwnd {
                 self.credit = 0;
                 self.set(self.cwnd.saturating_add(1));
             }
+        }
+    }
+
+    /// `CWND_GAIN · bw · min_rtt`, at least the minimum; `None` before the
+    /// first rate sample.
+    fn target_cwnd(&self) -> Option<u32> {
+        let bdp = self.bdp(self.min_rtt)?;
+        Some(((CWND_GAIN * bdp).ceil() as u32).max(self.min_cwnd))
+    }
+
+    /// The rate, in datagrams per second, at which the server should pace
+    /// new data (0: unpaced, before the first delivery-rate sample): the
+    /// pacing gain of the current phase times the bandwidth estimate,
+    /// raised to make up for the smoothed loss fraction.
+    pub fn pacing_rate(&self) -> u32 {
+        if !self.respond || self.rounds == 0 {
+            return 0;
+        }
+        let gain = if self.slow_start {
+            STARTUP_PACING_GAIN
+        } else {
+            match self.probe_phase {
+                None => 1.0 / STARTUP_PACING_GAIN,
+                Some(i) => PROBE_GAINS[i],
+            }
+        };
+        let compensate = 1.0 - self.loss.min(MAX_LOSS_COMPENSATION);
+        let rate = gain * self.bw() / compensate;
+        rate.clamp(1.0, f64::from(u32::MAX)) as u32
+    }
+
+    /// The pacing gain phase, for reports: 0 in start-up, 1 while
+    /// draining, else 2 + the index into [`PROBE_GAINS`].
+    pub fn phase(&self) -> u8 {
+        match (self.slow_start, self.probe_phase) {
+            (true, _) => 0,
+            (false, None) => 1,
+            (false, Some(i)) => 2 + i as u8,
         }
     }
 
@@ -401,9 +480,27 @@ impl RateControl {
             lost: 0,
         });
         self.last_round = (r.recv, r.lost);
+        if min_rtt.is_some() {
+            self.min_rtt = min_rtt;
+        }
         let elapsed = now.saturating_duration_since(r.start).as_secs_f64();
         if r.recv < MIN_ROUND_ARRIVALS || elapsed <= 0.0 {
             return;
+        }
+        let sample = f64::from(r.lost) / f64::from(r.recv + r.lost);
+        self.loss += LOSS_EWMA * (sample - self.loss);
+        if !self.slow_start {
+            // One round trip per pacing phase; after the drain round the
+            // cycle starts at its first cruising phase.
+            self.probe_phase = Some(match self.probe_phase {
+                None => 2,
+                Some(i) => (i + 1) % PROBE_GAINS.len(),
+            });
+            if let Some(target) = self.target_cwnd() {
+                if self.cwnd > target {
+                    self.set(target);
+                }
+            }
         }
         let rate = f64::from(r.recv) / elapsed;
         self.bw_samples[(self.rounds % BW_ROUNDS as u64) as usize] = rate;
@@ -424,12 +521,14 @@ impl RateControl {
         }
     }
 
-    /// The pipe is full: leave slow start at what it delivered.
+    /// The pipe is full: leave slow start at the model's window, and drain
+    /// for a round what start-up queued.
     fn exit_slow_start(&mut self, min_rtt: Option<Duration>) {
         self.slow_start = false;
         self.credit = 0;
+        self.probe_phase = None;
         if let Some(bdp) = self.bdp(min_rtt) {
-            let target = (bdp.ceil() as u32).max(self.min_cwnd);
+            let target = ((CWND_GAIN * bdp).ceil() as u32).max(self.min_cwnd);
             self.set(self.cwnd.min(target));
         }
     }

@@ -23,7 +23,7 @@ use crate::proto::recovery::MAX_WINDOW;
 use crate::proto::sequence::Sequence;
 use crate::proto::wire::{
     ClientMessage, ErrorCode, ServerMessage, State, WireError, CHALLENGE_LEN, DATA_LEN,
-    RETRY_TOKEN_LEN, SERVER_TOKEN_LEN,
+    MAX_SERVER_DATAGRAM_LEN, PREFIX_LEN, RETRY_TOKEN_LEN, SERVER_TOKEN_LEN,
 };
 
 /// The server endpoint. See the [module docs](super).
@@ -210,15 +210,16 @@ impl Server {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.expiry.first().map(|(at, _)| *at);
         let loss = self.loss_checks.first().map(|(at, _)| *at);
-        let pacing = if self.config.pacing.is_zero() {
-            None
-        } else {
-            self.ready
-                .iter()
-                .filter_map(|u| self.sessions.get(u))
-                .map(Session::next_send_at)
-                .min()
-        };
+        // Sessions with data queued that wait for their pacer (the fixed
+        // `pacing` gap, or the rate their client asked for).
+        let fixed = !self.config.pacing.is_zero();
+        let pacing = self
+            .ready
+            .iter()
+            .filter_map(|u| self.sessions.get(u))
+            .filter(|s| fixed || s.is_paced())
+            .map(Session::next_send_at)
+            .min();
         [expiry, loss, pacing].into_iter().flatten().min()
     }
 
@@ -276,6 +277,10 @@ impl Server {
             Ok(m) => m,
             Err(WireError::BadCrc) => return Err(Reject::Corrupt),
             Err(WireError::UnknownKind(k)) if k & 0x80 != 0 => return Err(Reject::WrongDirection),
+            Err(WireError::UnknownVersion(v)) => {
+                self.answer_wrong_version(from, v, datagram);
+                return Err(Reject::WrongVersion);
+            }
             Err(_) => return Err(Reject::Malformed),
         };
         match msg.state {
@@ -598,6 +603,29 @@ impl Server {
         self.out
             .reply(from, msg.uuid, ServerMessage::Closed { echo });
         Ok(())
+    }
+
+    /// Tells a client of protocol version `version` which one this server
+    /// speaks: an Error in this server's version, keyed by the UUID that
+    /// every version so far carries right after the prefix. Only for a
+    /// datagram at least as long as the answer (no amplification).
+    fn answer_wrong_version(&mut self, from: SocketAddr, version: u8, datagram: &[u8]) {
+        let Some(uuid) = datagram
+            .get(PREFIX_LEN..PREFIX_LEN + 16)
+            .filter(|_| datagram.len() >= MAX_SERVER_DATAGRAM_LEN)
+            .and_then(|b| Uuid::from_slice(b).ok())
+        else {
+            return;
+        };
+        self.out.reply(
+            from,
+            uuid,
+            ServerMessage::Error {
+                code: ErrorCode::WrongVersion,
+                detail: u32::from(version),
+                echo: 0,
+            },
+        );
     }
 
     /// Hands an ack to its session and re-indexes what it changed.

@@ -102,7 +102,7 @@ impl Default for ServerConfig {
         Self {
             max_sessions: 1024,
             max_len: 100_000_000,
-            max_window: 1024,
+            max_window: crate::proto::recovery::MAX_WINDOW,
             session_lifetime: Duration::from_secs(30),
             handshake_lifetime: Duration::from_secs(10),
             pacing: Duration::ZERO,

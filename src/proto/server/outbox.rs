@@ -56,11 +56,15 @@ pub enum Reject {
     /// A new session refused because the shared store is unreachable
     /// (answered Busy with detail 0): no other endpoint could resume it.
     StoreUnavailable,
+    /// A datagram of another protocol version: answered with a
+    /// `WrongVersion` error in this server's version (when it is at least
+    /// as long as the answer), so that the client can name both versions.
+    WrongVersion,
 }
 
 impl Reject {
     /// Every reason, for reports.
-    pub const ALL: [Reject; 17] = [
+    pub const ALL: [Reject; 18] = [
         Reject::Malformed,
         Reject::Corrupt,
         Reject::WrongDirection,
@@ -78,6 +82,7 @@ impl Reject {
         Reject::InvalidRetryToken,
         Reject::StoreLookup,
         Reject::StoreUnavailable,
+        Reject::WrongVersion,
     ];
 
     /// A short snake_case name.
@@ -100,6 +105,7 @@ impl Reject {
             Reject::InvalidRetryToken => "invalid_retry_token",
             Reject::StoreLookup => "store_lookup",
             Reject::StoreUnavailable => "store_unavailable",
+            Reject::WrongVersion => "wrong_version",
         }
     }
 }

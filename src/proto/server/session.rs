@@ -37,6 +37,15 @@ const UNVALIDATED_WINDOW: u32 =
 /// Most copies of one index queued at once (see `Slot::queued`).
 const MAX_QUEUED_COPIES: u8 = 2;
 
+/// How much sending the pacer lets out at once: a millisecond at the
+/// session's rate (the timer granularity of the tokio driver), at least
+/// [`PACING_MIN_BURST`] datagrams. On loopback the rates are so high that
+/// this is no limit at all.
+const PACING_BURST: Duration = Duration::from_millis(1);
+
+/// See [`PACING_BURST`].
+const PACING_MIN_BURST: f64 = 8.0;
+
 /// Per-index sending state, for `[ack, high_water)`.
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
@@ -98,6 +107,18 @@ pub(crate) struct Session {
     window: u32,
     slots: VecDeque<Slot>,
     send_queue: VecDeque<u32>,
+    /// Transmissions in send order, `(send_seq, index)`, for time-based
+    /// loss detection (RACK): the oldest unacknowledged transmission is at
+    /// the front, so each ack looks only at what it can declare lost.
+    /// Entries for indices since acknowledged or sent again are dropped
+    /// when they reach the front.
+    flight: VecDeque<(u64, u32)>,
+    /// The client's pacing rate (datagrams per second; 0: unpaced).
+    pace_rate: u32,
+    /// Datagrams the pacer may send now (a token bucket of at most
+    /// [`PACING_BURST`] worth), and when it was last filled.
+    pace_tokens: f64,
+    pace_filled: Instant,
     /// In the endpoint's round-robin of sessions with data queued.
     in_ready: bool,
     next_send_seq: u64,
@@ -151,6 +172,10 @@ impl Session {
             window: 1,
             slots: VecDeque::new(),
             send_queue: VecDeque::new(),
+            flight: VecDeque::new(),
+            pace_rate: 0,
+            pace_tokens: 0.0,
+            pace_filled: now,
             in_ready: false,
             next_send_seq: 0,
             largest_acked_seq: 0,
@@ -236,6 +261,7 @@ impl Session {
         self.high_water = ack;
         self.slots.clear();
         self.send_queue.clear();
+        self.flight.clear();
         self.loss_check = None;
     }
 
@@ -408,21 +434,27 @@ impl Session {
                 self.on_acked(&slot, now, latency, out);
             }
         }
-        // Selective part: only indices we have sent.
-        let limit = self.high_water;
-        for index in sack::held(msg.ack, msg.sack) {
-            if index >= limit {
-                break;
+        // Selective part: only indices we have sent. Ranges come newest
+        // first and never un-acknowledge anything (an index left out is
+        // just not described this time).
+        for (lo, hi) in sack::ranges(msg.ack, msg.sack) {
+            let lo = lo.max(self.ack);
+            let hi = hi.min(self.high_water.saturating_sub(1));
+            if lo > hi {
+                continue;
             }
-            let Some(slot) = self.slot_mut(index) else {
-                break;
-            };
-            if !slot.sacked {
-                slot.sacked = true;
-                let copy = *slot;
-                self.on_acked(&copy, now, latency, out);
+            for index in lo..=hi {
+                let Some(slot) = self.slot_mut(index) else {
+                    break;
+                };
+                if !slot.sacked && slot.sends > 0 {
+                    slot.sacked = true;
+                    let copy = *slot;
+                    self.on_acked(&copy, now, latency, out);
+                }
             }
         }
+        self.pace_rate = msg.rate;
         self.window = match msg.window {
             0 => {
                 out.stats.window_zero += 1;
@@ -453,17 +485,9 @@ impl Session {
             AckKind::Repeat => false,
             AckKind::ResendAll => true,
         };
-        // Holes exist only below the highest index the client holds; with
-        // no bitmap and no probe there is nothing to look for, which keeps
-        // the common ack O(1) instead of O(window).
-        let scan = if probe {
-            self.slots.len()
-        } else {
-            msg.sack.len() * 8 + 1
-        };
         self.echo_held = false;
         let old_loss_check = self.loss_check;
-        self.loss_check = self.detect_losses(now, probe, scan);
+        self.loss_check = self.detect_losses(now, probe);
         self.queue_new_data();
         AckOutcome {
             old_loss_check,
@@ -488,9 +512,8 @@ impl Session {
     /// The loss timer fired: queue the holes whose reordering window has
     /// passed; returns when to look again.
     pub(crate) fn on_loss_timer(&mut self, now: Instant) -> Option<Instant> {
-        let scan = self.slots.len();
         let queued = self.send_queue.len();
-        self.loss_check = self.detect_losses(now, false, scan);
+        self.loss_check = self.detect_losses(now, false);
         self.echo_held |= self.send_queue.len() > queued;
         self.loss_check
     }
@@ -507,7 +530,14 @@ impl Session {
         out: &mut Outbox,
     ) -> usize {
         buf.clear();
-        let limit = if config.pacing.is_zero() { max } else { 1 };
+        let limit = if !config.pacing.is_zero() {
+            1
+        } else if self.pace_rate > 0 {
+            self.refill_pacer(now);
+            (self.pace_tokens as usize).clamp(1, max)
+        } else {
+            max
+        };
         // An unvalidated address gets no more than its budget.
         let budget = usize::try_from(self.path.allowance() / DATA_LEN as u64).unwrap_or(usize::MAX);
         if budget < limit.min(self.send_queue.len()) {
@@ -539,6 +569,7 @@ impl Session {
             slot.sends += 1;
             slot.last_sent = Some(now);
             slot.send_seq = send_seq;
+            self.flight.push_back((send_seq, index));
             let msg = ServerMessage::Data {
                 index,
                 payload: self.seq.get(index).unwrap_or(0),
@@ -559,11 +590,29 @@ impl Session {
         self.path.on_sent(count * DATA_LEN);
         if !config.pacing.is_zero() {
             self.next_send_at = now + config.pacing;
+        } else if self.pace_rate > 0 {
+            self.pace_tokens -= count as f64;
+            let short = (1.0 - self.pace_tokens).max(0.0);
+            self.next_send_at = now + Duration::from_secs_f64(short / f64::from(self.pace_rate));
         }
         // Off the round-robin now; `enter_ready` puts it back if more is
         // queued.
         self.in_ready = false;
         count
+    }
+
+    /// Adds the tokens earned since the last fill, up to the burst.
+    fn refill_pacer(&mut self, now: Instant) {
+        let rate = f64::from(self.pace_rate);
+        let burst = (rate * PACING_BURST.as_secs_f64()).max(PACING_MIN_BURST);
+        let earned = now.saturating_duration_since(self.pace_filled).as_secs_f64() * rate;
+        self.pace_tokens = (self.pace_tokens + earned).min(burst);
+        self.pace_filled = now;
+    }
+
+    /// True when the session paces its data at the client's rate.
+    pub(crate) fn is_paced(&self) -> bool {
+        self.pace_rate > 0
     }
 
     /// Gives back memory a larger window left behind: the server-wide
@@ -576,6 +625,9 @@ impl Session {
         }
         if self.send_queue.capacity() > 4 * need && self.send_queue.len() <= need {
             self.send_queue.shrink_to(need);
+        }
+        if self.flight.capacity() > 8 * need && self.flight.len() <= need {
+            self.flight.shrink_to(need);
         }
     }
 
@@ -609,50 +661,73 @@ impl Session {
     }
 
     /// Queues the holes that count as lost (see [`LossTest`]); returns when
-    /// to look again at holes that passed the packet threshold but are
-    /// still inside the reordering window. A probe makes every hole lost.
-    fn detect_losses(&mut self, now: Instant, probe: bool, scan: usize) -> Option<Instant> {
-        // Only the count up to the reorder threshold matters.
-        let outstanding = self
-            .slots
-            .iter()
-            .filter(|x| !x.sacked && x.sends > 0)
-            .take(REORDER_THRESHOLD as usize + 1)
-            .count() as u32;
+    /// to look again at the oldest transmission that passed the packet
+    /// threshold but is still inside the reordering window. A probe makes
+    /// every hole lost.
+    ///
+    /// Walks the transmissions in send order from the oldest: each is
+    /// either acknowledged or superseded (dropped), lost (queued again and
+    /// dropped), or the first that is not yet lost, and everything after it
+    /// was sent later, so the walk stops there. An ack costs what it
+    /// declares, not the window.
+    fn detect_losses(&mut self, now: Instant, probe: bool) -> Option<Instant> {
+        if probe {
+            self.resend_every_hole();
+        }
+        let outstanding = self.flight.len().min(REORDER_THRESHOLD as usize + 1) as u32;
         let test = LossTest::new(self.largest_acked_seq, outstanding, &self.rtt);
+        while let Some(&(seq, index)) = self.flight.front() {
+            let Some(off) = index.checked_sub(self.ack).map(|o| o as usize) else {
+                self.flight.pop_front();
+                continue;
+            };
+            let Some(slot) = self.slots.get_mut(off) else {
+                self.flight.pop_front();
+                continue;
+            };
+            if slot.sacked || slot.send_seq != seq {
+                self.flight.pop_front();
+                continue;
+            }
+            if slot.queued > 0 {
+                // Already queued: judged again when it is sent again.
+                self.flight.pop_front();
+                continue;
+            }
+            // A lost transmission is resent even when the window has since
+            // shrunk below it: it was in the window when first sent, and
+            // the client's reorder buffer spans more than its window.
+            match test.verdict(seq, slot.last_sent, now) {
+                Verdict::Lost => {
+                    slot.queued += 1;
+                    self.send_queue.push_back(index);
+                    self.flight.pop_front();
+                }
+                Verdict::RecheckAt(due) => return Some(due),
+                Verdict::InFlight => return None,
+            }
+        }
+        None
+    }
+
+    /// A probe: every hole in the window is queued again (once more, up to
+    /// [`MAX_QUEUED_COPIES`]).
+    fn resend_every_hole(&mut self) {
         let in_window = self.ack.saturating_add(self.window);
-        let mut recheck: Option<Instant> = None;
         // Slots first: the index range is then never stepped past the last
         // slot (no overflow at lengths near `u32::MAX`).
-        for (slot, this) in self.slots.iter_mut().take(scan).zip(self.ack..) {
+        for (slot, this) in self.slots.iter_mut().zip(self.ack..) {
             if this >= in_window {
                 break;
             }
             if slot.sacked || slot.sends == 0 {
                 continue;
             }
-            if probe {
-                if slot.queued < MAX_QUEUED_COPIES {
-                    slot.queued += 1;
-                    self.send_queue.push_back(this);
-                }
-                continue;
-            }
-            if slot.queued > 0 {
-                continue;
-            }
-            match test.verdict(slot.send_seq, slot.last_sent, now) {
-                Verdict::Lost => {
-                    slot.queued += 1;
-                    self.send_queue.push_back(this);
-                }
-                Verdict::RecheckAt(due) => {
-                    recheck = Some(recheck.map_or(due, |r| r.min(due)));
-                }
-                Verdict::InFlight => {}
+            if slot.queued < MAX_QUEUED_COPIES {
+                slot.queued += 1;
+                self.send_queue.push_back(this);
             }
         }
-        recheck
     }
 
     /// Bookkeeping when a sent index is first acknowledged.

@@ -34,6 +34,11 @@ pub enum ErrorCode {
     Unauthorized,
     /// The ack is past the end of the sequence (detail: the length).
     AckOutOfRange,
+    /// The client's datagram was of another protocol version (detail: that
+    /// version). Sent in the server's own version: a client of another
+    /// version reads only its prefix, whose version byte names the
+    /// server's.
+    WrongVersion,
 }
 
 impl ErrorCode {
@@ -45,6 +50,7 @@ impl ErrorCode {
             Self::LenMismatch => 4,
             Self::Unauthorized => 5,
             Self::AckOutOfRange => 6,
+            Self::WrongVersion => 7,
         }
     }
 
@@ -56,6 +62,7 @@ impl ErrorCode {
             4 => Self::LenMismatch,
             5 => Self::Unauthorized,
             6 => Self::AckOutOfRange,
+            7 => Self::WrongVersion,
             _ => return None,
         })
     }
