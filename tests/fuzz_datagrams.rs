@@ -277,7 +277,8 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
             } else {
                 rng.gen_range(0..=len)
             };
-            let sack: Vec<u8> = (0..rng.gen_range(0..4)).map(|_| rng.gen()).collect();
+            let raw: Vec<u8> = (0..rng.gen_range(0..4)).map(|_| rng.gen()).collect();
+            let sack = support::fuzz::fuzz_ranges(ack, &raw);
             let token = if state == State::Connecting && rng.gen_bool(0.3) {
                 Vec::new()
             } else {

@@ -16,7 +16,7 @@ use risp_udp::proto::wire::{
     ErrorCode, ServerMessage, State, DATA_LEN, FLAG_ABORT, FLAG_PROBE, MIN_CONNECTING_LEN,
 };
 use support::virtual_time::ServerHarness;
-use support::wire::{bitmap, ClientDatagram};
+use support::wire::{sack_ranges, ClientDatagram};
 use uuid::Uuid;
 
 fn addr(n: u16) -> SocketAddr {
@@ -901,8 +901,10 @@ fn selective_ack_resends_only_the_holes() {
     let held: Vec<u32> = (1..16).filter(|i| ![5, 9].contains(i)).collect();
     let mut m = p.msg(State::Connected);
     m.ack = 0;
-    m.sack = bitmap(0, &held);
-    assert_eq!(m.sack, vec![0b1111_0111, 0b0111_1110]);
+    m.sack = sack_ranges(0, &held);
+    // Newest first: 10..=15 (top 15, length 6), gap 1 (9), 6..=8, gap 1
+    // (5), 1..=4.
+    assert_eq!(m.sack, vec![15, 5, 1, 2, 1, 3]);
     h.send(p.addr, &m);
     let out = h.drain();
     assert_eq!(p.absorb(&h, &out), vec![0, 5, 9]);
@@ -933,7 +935,7 @@ fn duplicate_acks_do_not_consume_window() {
     let mut p = Peer::connect(&mut h, 2, 100, 4);
     let mut m = p.msg(State::Connected);
     m.ack = 0;
-    m.sack = bitmap(0, &[1, 2, 3]);
+    m.sack = sack_ranges(0, &[1, 2, 3]);
     let mut resent = Vec::new();
     for _ in 0..10 {
         m.ts = p.next_ts();
@@ -948,7 +950,7 @@ fn duplicate_acks_do_not_consume_window() {
     assert_eq!(p.sent_to, 4, "nothing past ack + window");
     // Marks for indices never sent are ignored, not believed.
     m.ts = p.next_ts();
-    m.sack = bitmap(0, &[1, 2, 3, 50, 60]);
+    m.sack = sack_ranges(0, &[1, 2, 3, 50, 60]);
     h.send(p.addr, &m);
     assert_eq!(h.drain(), vec![]);
     p.ack = 4;

@@ -268,6 +268,7 @@ mod tests {
             window: 4,
             ack: 0,
             timestamp: 1,
+            rate: 0,
             flags: 0,
             token: &[],
             sack: &[],

@@ -315,6 +315,23 @@ fn check_frame(datagram: &[u8], min_len: usize, key: &[u8]) -> Result<u8, WireEr
     Ok(datagram[3])
 }
 
+/// The protocol version of a server datagram for the session `uuid` that
+/// this build cannot decode because it is of another version: `Some` only
+/// when its CRC, keyed by the UUID as every version since 2 keys it,
+/// checks out (so a damaged version byte is not taken for a server of
+/// another version).
+pub fn other_server_version(datagram: &[u8], uuid: Uuid) -> Option<u8> {
+    if datagram.len() < PREFIX_LEN + CRC_LEN
+        || datagram[..2] != MAGIC
+        || datagram[2] == VERSION
+    {
+        return None;
+    }
+    let (body, trailer) = datagram.split_at(datagram.len() - CRC_LEN);
+    let expected = u32::from_be_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    (crc(uuid.as_bytes(), body) == expected).then_some(datagram[2])
+}
+
 /// CRC32C of `key` followed by `body` (an empty key: of `body` alone).
 fn crc(key: &[u8], body: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(key), body)

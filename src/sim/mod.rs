@@ -184,16 +184,6 @@ impl<'a> Simulation<'a> {
 
     fn step(&mut self) {
         let now = self.now;
-        if std::env::var_os("RISP_SIM_DEBUG").is_some() {
-            static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
-            if ms / 50 != LAST.load(std::sync::atomic::Ordering::Relaxed) {
-                LAST.store(ms / 50, std::sync::atomic::Ordering::Relaxed);
-                let c = &self.clients[0].client;
-                let rc = c.window();
-                eprintln!("DBG t={ms} next={} cwnd={} ss={} phase={} rate={} bw={:.0} srtt={:?} to={} rr={}", c.next_index(), rc.get(), rc.in_slow_start(), rc.phase(), rc.pacing_rate(), rc.bw(), c.rtt().srtt(), c.stats().timeouts, rc.reductions());
-            }
-        }
         while self.queue.peek().is_some_and(|Reverse(f)| f.at <= now) {
             let Reverse(f) = self.queue.pop().expect("peeked");
             self.deliver(f);

@@ -69,7 +69,8 @@ pub const SEED_UUID: Uuid = Uuid::from_u128(0x5eed);
 pub fn decode_seeds() -> Vec<(String, Vec<u8>)> {
     let uuid = SEED_UUID;
     let token = [7u8; SERVER_TOKEN_LEN];
-    let sack = [0b1010_0000u8, 0x01];
+    // Held after ack 10: 11 and 13 (ranges, newest first).
+    let sack = [3u8, 0, 0, 0];
     let client = |state, ack, flags, token: &[u8], sack: &[u8]| {
         encode_client(&ClientMessage {
             state,
@@ -78,6 +79,7 @@ pub fn decode_seeds() -> Vec<(String, Vec<u8>)> {
             window: 64,
             ack,
             timestamp: 42,
+            rate: 0,
             flags,
             token,
             sack,
@@ -513,6 +515,7 @@ impl Run {
             .unwrap_or_else(|| self.next_missing.get(&uuid).copied().unwrap_or(0));
         let timestamp = b.timestamp.unwrap_or(self.last_ts.saturating_add(1));
         self.last_ts = self.last_ts.max(timestamp);
+        let sack = fuzz_ranges(ack, &b.sack);
         let msg = ClientMessage {
             state,
             uuid: Uuid::from_u128(uuid),
@@ -520,9 +523,10 @@ impl Run {
             window: u32::from(b.window),
             ack,
             timestamp,
+            rate: u32::from(b.window) * 1000,
             flags: if b.probe { FLAG_PROBE } else { 0 },
             token,
-            sack: &b.sack,
+            sack: &sack,
         };
         let mut buf = vec![0u8; msg.encoded_len()];
         let n = msg.encode(&mut buf).ok()?;
@@ -829,4 +833,31 @@ pub fn endpoint_seeds() -> Vec<(String, Vec<u8>)> {
         .op(&tx);
     seeds.push(("hostile-sources".to_string(), hostile.finish()));
     seeds
+}
+
+/// Selective-ack ranges after `ack` made from fuzz bytes: pairs of (gap,
+/// length) going up from `ack + 1`, written newest first as a client
+/// writes them, so that the range handling itself is reached; bytes that
+/// start with 0xff are sent as they are (malformed ranges, refused).
+pub fn fuzz_ranges(ack: u32, bytes: &[u8]) -> Vec<u8> {
+    if bytes.first() == Some(&0xff) {
+        return bytes[1..].to_vec();
+    }
+    let mut ranges = Vec::new();
+    let mut at = ack.saturating_add(1);
+    for pair in bytes.chunks_exact(2) {
+        let lo = at.saturating_add(u32::from(pair[0]));
+        let hi = lo.saturating_add(u32::from(pair[1]));
+        ranges.push((lo, hi));
+        at = hi.saturating_add(2);
+    }
+    let mut out = Vec::new();
+    let mut w = risp_udp::proto::sack::RangeWriter::new(&mut out, ack, usize::MAX);
+    for &(lo, hi) in ranges.iter().rev() {
+        if !w.push(lo, hi) {
+            break;
+        }
+    }
+    w.finish();
+    out
 }

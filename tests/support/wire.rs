@@ -43,6 +43,7 @@ impl ClientDatagram {
             window: self.window,
             ack: self.ack,
             timestamp: self.ts,
+            rate: 0,
             flags: self.flags,
             token: &self.token,
             sack: &self.sack,
@@ -97,15 +98,23 @@ pub fn reseal_server(d: &mut [u8], uuid: Uuid) {
     }
 }
 
-/// Bitmap for `held` indices after `ack` (bit k, MSB first, is `ack + 1 + k`).
-pub fn bitmap(ack: u32, held: &[u32]) -> Vec<u8> {
+/// Selective-ack ranges for `held` indices after `ack` (any order), as a
+/// client writes them: newest first ([`risp_udp::proto::sack`]).
+pub fn sack_ranges(ack: u32, held: &[u32]) -> Vec<u8> {
+    let mut sorted = held.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
     let mut out = Vec::new();
-    for &i in held {
-        let k = (i - ack - 1) as usize;
-        if out.len() <= k / 8 {
-            out.resize(k / 8 + 1, 0);
-        }
-        out[k / 8] |= 0x80 >> (k % 8);
+    let mut w = risp_udp::proto::sack::RangeWriter::new(&mut out, ack, usize::MAX);
+    for i in sorted {
+        assert!(w.push(i, i), "ranges fit");
     }
+    w.finish();
     out
+}
+
+/// The indices an ack's ranges mark as held, in increasing order.
+pub fn held(ack: u32, ranges: &[u8]) -> Vec<u32> {
+    let mut v: Vec<u32> = risp_udp::proto::sack::held(ack, ranges).collect();
+    v.reverse();
+    v
 }

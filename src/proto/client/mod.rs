@@ -43,8 +43,9 @@ use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
 use crate::proto::timer::{Timer, TimerTable};
 use crate::proto::wire::{
-    ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN, FLAG_ABORT, FLAG_PROBE, MAGIC,
+    ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN, FLAG_ABORT, FLAG_PROBE,
     MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN, VERSION,
+    other_server_version,
 };
 
 /// Messages that carry the answer to one path challenge: the first may be
@@ -280,9 +281,11 @@ impl Client {
             // own (its `WrongVersion` error, or anything else): say so
             // rather than wait for the idle timeout. Once a session is
             // open, such a datagram is not for us.
-            Err(WireError::UnknownVersion(server))
-                if self.token.is_none() && datagram.starts_with(&MAGIC) =>
-            {
+            Err(WireError::UnknownVersion(_)) if self.token.is_none() => {
+                let Some(server) = other_server_version(datagram, self.config.uuid) else {
+                    self.stats.corrupt += 1;
+                    return;
+                };
                 self.stats.invalid += 1;
                 self.fail(ClientError::BadRequest(BadRequest::WrongVersion {
                     server,

@@ -507,7 +507,15 @@ impl RateControl {
         self.round_rtts[(self.rounds % RECENT_ROUNDS as u64) as usize] =
             now.saturating_duration_since(acked_at);
         self.rounds += 1;
-        if self.slow_start {
+        let round_rtt = now.saturating_duration_since(acked_at);
+        if self.slow_start && self.queue_building(round_rtt, min_rtt) {
+            // A queue is building (the round trip grew past the
+            // standing-queue threshold, as HyStart's delay test): the pipe
+            // is full before the rate plateau shows it, and another round
+            // of doubling would overflow the bottleneck's buffer. Random
+            // loss does not delay anything, so it never ends start-up here.
+            self.exit_slow_start(min_rtt);
+        } else if self.slow_start {
             let bw = self.bw();
             if bw >= self.full_bw * FULL_BW_GROWTH {
                 self.full_bw = bw;
@@ -606,6 +614,23 @@ impl RateControl {
         // bites only on paths under 2 ms, where Q_REL · min_rtt < 0.5 ms.)
         let threshold = (Q_REL * min_rtt + Q_ABS / bw).max(QUEUE_FLOOR.as_secs_f64());
         recent.as_secs_f64() - min_rtt > threshold
+    }
+
+    /// Start-up's delay test: this one round trip took more than the
+    /// standing-queue threshold above `min_rtt` (one round, not the
+    /// smallest of two: in start-up the window doubles every round, and a
+    /// round's delay is all the warning there is).
+    fn queue_building(&self, round_rtt: Duration, min_rtt: Option<Duration>) -> bool {
+        let (Some(min_rtt), true) = (min_rtt, self.rounds >= MIN_BW_ROUNDS) else {
+            return false;
+        };
+        let bw = self.bw();
+        if bw <= 0.0 {
+            return false;
+        }
+        let min = min_rtt.as_secs_f64();
+        let threshold = (Q_REL * min + Q_ABS / bw).max(QUEUE_FLOOR.as_secs_f64());
+        round_rtt.as_secs_f64() - min > threshold
     }
 
     /// Received and lost counts of the open round plus the last closed one.

@@ -113,6 +113,10 @@ pub(crate) struct Session {
     /// Entries for indices since acknowledged or sent again are dropped
     /// when they reach the front.
     flight: VecDeque<(u64, u32)>,
+    /// The highest index the client said it holds (the top of its newest
+    /// ack range, or below its cumulative ack): a transmission of a higher
+    /// index cannot be a hole yet.
+    highest_held: u32,
     /// The client's pacing rate (datagrams per second; 0: unpaced).
     pace_rate: u32,
     /// Datagrams the pacer may send now (a token bucket of at most
@@ -173,6 +177,7 @@ impl Session {
             slots: VecDeque::new(),
             send_queue: VecDeque::new(),
             flight: VecDeque::new(),
+            highest_held: 0,
             pace_rate: 0,
             pace_tokens: 0.0,
             pace_filled: now,
@@ -262,6 +267,7 @@ impl Session {
         self.slots.clear();
         self.send_queue.clear();
         self.flight.clear();
+        self.highest_held = self.highest_held.max(ack.saturating_sub(1));
         self.loss_check = None;
     }
 
@@ -454,6 +460,8 @@ impl Session {
                 }
             }
         }
+        let top = sack::highest(msg.ack, msg.sack).unwrap_or(0);
+        self.highest_held = self.highest_held.max(top).max(msg.ack.saturating_sub(1));
         self.pace_rate = msg.rate;
         self.window = match msg.window {
             0 => {
@@ -697,6 +705,11 @@ impl Session {
             // A lost transmission is resent even when the window has since
             // shrunk below it: it was in the window when first sent, and
             // the client's reorder buffer spans more than its window.
+            if index > self.highest_held {
+                // Nothing past it is known to have arrived: it is no hole
+                // yet (without selective acks, only the first hole is).
+                break;
+            }
             match test.verdict(seq, slot.last_sent, now) {
                 Verdict::Lost => {
                     slot.queued += 1;
@@ -707,7 +720,26 @@ impl Session {
                 Verdict::InFlight => return None,
             }
         }
-        None
+        self.judge_first_hole(&test, now)
+    }
+
+    /// The first hole (at the cumulative ack) is judged whatever the order
+    /// of the send queue: with cumulative acks only it is the one hole the
+    /// client can reveal.
+    fn judge_first_hole(&mut self, test: &LossTest, now: Instant) -> Option<Instant> {
+        let slot = self.slots.front_mut()?;
+        if slot.sacked || slot.sends == 0 || slot.queued > 0 {
+            return None;
+        }
+        match test.verdict(slot.send_seq, slot.last_sent, now) {
+            Verdict::Lost => {
+                slot.queued += 1;
+                self.send_queue.push_back(self.ack);
+                None
+            }
+            Verdict::RecheckAt(due) => Some(due),
+            Verdict::InFlight => None,
+        }
     }
 
     /// A probe: every hole in the window is queued again (once more, up to
