@@ -8,7 +8,20 @@ use std::time::Duration;
 use risp_netem::{Blackhole, DirectionConfig, ImpairmentConfig};
 use risp_udp::proto::client::ClientError;
 use risp_udp::sim::run;
-use risp_udp::transfer::{RunConfig, RunReport};
+use risp_udp::transfer::{BottleneckConfig, RunConfig, RunReport};
+
+/// A path with a rate: 100,000 datagrams/s through a drop-tail queue of
+/// one bandwidth-delay product (200 at the 2 ms round trip of [`link`]).
+/// Without one the window grows as long as the transfer lasts (nothing
+/// caps it since wire v3), and a comparison of rates would compare how
+/// far start-up got, not the steady state.
+fn with_rate(mut cfg: RunConfig) -> RunConfig {
+    cfg.bottleneck = Some(BottleneckConfig {
+        rate: 100_000.0,
+        limit: 200,
+    });
+    cfg
+}
 
 fn link(loss: f64) -> DirectionConfig {
     DirectionConfig {
@@ -162,7 +175,12 @@ fn address_rebinding_is_followed() {
 /// The client drops its socket every 50 ms and resumes from a new port.
 #[test]
 fn killswitch_reconnects_resume_by_uuid() {
-    let mut cfg = RunConfig::new(11, 3, 20_000, ImpairmentConfig::symmetric(link(0.05)));
+    let mut cfg = with_rate(RunConfig::new(
+        11,
+        3,
+        20_000,
+        ImpairmentConfig::symmetric(link(0.05)),
+    ));
     cfg.killswitch = Some(Duration::from_millis(50));
     let r = run(&cfg);
     assert_all_verified(&r, "killswitch");
@@ -267,7 +285,12 @@ fn ten_percent_random_loss_keeps_seventy_percent_of_the_clean_rate() {
     let runs = |loss: f64| -> Vec<risp_udp::transfer::TransferReport> {
         (0..10)
             .map(|seed| {
-                let cfg = RunConfig::new(seed, 1, len, ImpairmentConfig::symmetric(link(loss)));
+                let cfg = with_rate(RunConfig::new(
+                    seed,
+                    1,
+                    len,
+                    ImpairmentConfig::symmetric(link(loss)),
+                ));
                 let r = run(&cfg);
                 assert_all_verified(&r, &format!("loss {loss}"));
                 r.transfers.into_iter().next().unwrap()
@@ -288,7 +311,9 @@ fn ten_percent_random_loss_keeps_seventy_percent_of_the_clean_rate() {
             per_value <= 1.13,
             "{per_value:.3} server datagrams per value"
         );
-        assert!(t.max_stall <= rtt * 5, "in-order stall {:?}", t.max_stall);
+        // Five round trips, each up to the 2 ms path plus the 2 ms the full
+        // queue of `with_rate` adds.
+        assert!(t.max_stall <= rtt * 10, "in-order stall {:?}", t.max_stall);
         assert!(t.max_stall > Duration::ZERO, "stalls are measured");
     }
 }
@@ -340,7 +365,12 @@ fn the_loss_table_meets_its_limits() {
         let mut times = Vec::new();
         let mut worst_per_value: f64 = 0.0;
         for seed in 0..seeds {
-            let cfg = RunConfig::new(seed, 1, len, ImpairmentConfig::symmetric(link(loss)));
+            let cfg = with_rate(RunConfig::new(
+                seed,
+                1,
+                len,
+                ImpairmentConfig::symmetric(link(loss)),
+            ));
             let r = run(&cfg);
             assert_all_verified(&r, &format!("loss {loss}"));
             let t = &r.transfers[0];
@@ -352,11 +382,14 @@ fn the_loss_table_meets_its_limits() {
     let (clean, _) = completion(0.0, 1);
     let ratio = |t: Duration| clean.as_secs_f64() / t.as_secs_f64();
     for (loss, min_ratio, max_per_value) in [
-        (0.01, 0.9, 1.02),
-        (0.05, 0.8, 1.07),
-        (0.2, 0.25, 1.3),
-        (0.3, 0.0, 1.5),
-        (0.5, 0.0, 2.1),
+        // Measured through `with_rate` (seeds 0..5): 0.972x / 1.026,
+        // 0.914x / 1.067, 0.723x / 1.254, 0.464x / 1.429, 0.035x / 2.009
+        // (the bottleneck's own drops add to datagrams per value).
+        (0.01, 0.9, 1.035),
+        (0.05, 0.8, 1.08),
+        (0.2, 0.6, 1.3),
+        (0.3, 0.35, 1.5),
+        (0.5, 0.015, 2.1),
     ] {
         let (t, per_value) = completion(loss, 5);
         println!(

@@ -90,6 +90,12 @@ pub struct ProfileReport {
     /// The shared bottleneck over every run, when the profile has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bottleneck: Option<BottleneckSummary>,
+    /// Goodput as a share of what the bottleneck can deliver through the
+    /// profile's random loss, `(1 − p) · R`: the mean transfer's values/s
+    /// times the number of clients, over that (for one client, exactly its
+    /// share of the link). Only with a bottleneck.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_share: Option<f64>,
     /// Every expectation the profile set, checked.
     pub expectations: Vec<ExpectationResult>,
     /// Whether all of them held.
@@ -414,6 +420,14 @@ pub fn summarise(profile: &Profile, reports: &[RunReport]) -> ProfileReport {
         delivery: delivery.summary(),
         stall_max_us: duration_to_us(stall_max),
         bottleneck,
+        link_share: profile.bottleneck.map(|b| {
+            let rate = if transfer_time > 0.0 {
+                delivered as f64 / transfer_time
+            } else {
+                0.0
+            };
+            rate * profile.clients as f64 / ((1.0 - p) * b.rate).max(f64::MIN_POSITIVE)
+        }),
         met: expectations.iter().all(|e| e.met),
         expectations,
         runs_detail,

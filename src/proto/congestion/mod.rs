@@ -433,7 +433,13 @@ impl RateControl {
             }
         };
         let compensate = 1.0 - self.loss.min(MAX_LOSS_COMPENSATION);
-        let rate = gain * self.bw() / compensate;
+        // Never slower than the smallest window per round trip: rate
+        // samples taken across timeouts can be far too low, and a pacer
+        // at such a rate would stall what the window allows.
+        let floor = self
+            .min_rtt
+            .map_or(0.0, |r| f64::from(self.min_cwnd) / r.as_secs_f64().max(1e-6));
+        let rate = (gain * self.bw() / compensate).max(floor);
         rate.clamp(1.0, f64::from(u32::MAX)) as u32
     }
 
@@ -590,6 +596,17 @@ impl RateControl {
         self.recovery_congestive = true;
         self.reductions += 1;
         self.set((target as u32).max(self.min_cwnd));
+        // The path is full: the windowed max may hold a rate from before
+        // others joined (or start-up's overshoot), and pacing at it keeps
+        // the queue standing. Forget the samples above the latest round's
+        // (as BBRv2's `bw_lo` on loss), so that flows sharing a bottleneck
+        // converge on their shares.
+        let latest = self.bw_samples[((self.rounds + BW_ROUNDS as u64 - 1) % BW_ROUNDS as u64) as usize];
+        if self.rounds > 0 && latest > 0.0 {
+            for b in &mut self.bw_samples {
+                *b = b.min(latest);
+            }
+        }
         LossVerdict::Congestive
     }
 

@@ -610,6 +610,12 @@ impl Server {
     /// every version so far carries right after the prefix. Only for a
     /// datagram at least as long as the answer (no amplification).
     fn answer_wrong_version(&mut self, from: SocketAddr, version: u8, datagram: &[u8]) {
+        // Every version so far ends client datagrams with an unkeyed CRC32C:
+        // a damaged version byte fails it, and gets no answer.
+        let (body, crc) = datagram.split_at(datagram.len().saturating_sub(4));
+        if crc != crc32c::crc32c(body).to_be_bytes() {
+            return;
+        }
         let Some(uuid) = datagram
             .get(PREFIX_LEN..PREFIX_LEN + 16)
             .filter(|_| datagram.len() >= MAX_SERVER_DATAGRAM_LEN)

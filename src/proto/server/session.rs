@@ -599,7 +599,9 @@ impl Session {
         if !config.pacing.is_zero() {
             self.next_send_at = now + config.pacing;
         } else if self.pace_rate > 0 {
-            self.pace_tokens -= count as f64;
+            // At most one datagram of overdraft (rounding at the edge of a
+            // token): a debt must never outlast a change of rate.
+            self.pace_tokens = (self.pace_tokens - count as f64).max(0.0);
             let short = (1.0 - self.pace_tokens).max(0.0);
             self.next_send_at = now + Duration::from_secs_f64(short / f64::from(self.pace_rate));
         }

@@ -1,0 +1,86 @@
+//! Long paths in virtual time: `netem/suites/wan.toml` (RTT 10-200 ms x
+//! loss 0/1/10% through a 100k datagrams/s bottleneck with a queue of one
+//! bandwidth-delay product, plus shallow queues at 50 ms) must fill the
+//! link. Virtual time makes every figure exact for the committed seed, so
+//! these limits are about the protocol, never about the machine.
+
+use std::path::Path;
+
+use risp_udp::suite::{run_suite, Mode, ProfileReport, Suite};
+
+/// The round trip a profile's name gives (`rtt50-...`), in ms.
+fn rtt_ms(p: &ProfileReport) -> f64 {
+    p.name
+        .strip_prefix("rtt")
+        .and_then(|s| s.split('-').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("profile {} names no RTT", p.name))
+}
+
+/// The longest in-order stall a profile may show, in ms. At 1% loss four
+/// round trips (a hole lost, detected a round trip and a quarter later,
+/// its resend lost once more) plus 10 ms. At 10% the geometric tail of
+/// one value lost again and again: among `N · p` lost values the worst is
+/// lost about `log(N·p) / log(1/p)` more times, each costing a round trip,
+/// plus two for the first loss and its detection.
+fn stall_limit_ms(p: &ProfileReport) -> f64 {
+    let rtt = rtt_ms(p);
+    let loss = p.loss_to_client;
+    if loss >= 0.05 {
+        let n = f64::from(p.len);
+        (2.0 + (n * loss).ln() / (1.0 / loss).ln()) * rtt + 10.0
+    } else {
+        4.0 * rtt + 10.0
+    }
+}
+
+#[test]
+fn wan_suite_fills_long_paths() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("netem/suites/wan.toml");
+    let suite = Suite::load(&path).expect("wan.toml parses");
+    let report = run_suite(&suite, Mode::Virtual, |_| {}).expect("virtual runs cannot fail");
+    let mut failures = Vec::new();
+    for p in &report.profiles {
+        let share = p.link_share.expect("every wan profile has a bottleneck");
+        let b = p.bottleneck.as_ref().expect("bottleneck figures");
+        let shallow = p.name.contains("shallow");
+        println!(
+            "{:<22} share {share:.3}  stall {:>5} ms (limit {:.0})  drops {:.4}  dgram/value {:.3}",
+            p.name,
+            p.stall_max_us / 1000,
+            stall_limit_ms(p),
+            b.drop_fraction,
+            p.datagrams_per_value
+        );
+        let mut check = |ok: bool, what: String| {
+            if !ok {
+                failures.push(format!("{}: {what}", p.name));
+            }
+        };
+        check(p.runs_verified == p.runs, "not every run verified".into());
+        let min_share = if shallow {
+            0.8
+        } else if p.loss_to_client >= 0.05 {
+            0.85
+        } else {
+            0.9
+        };
+        check(share >= min_share, format!("share {share:.3} < {min_share}"));
+        let stall = p.stall_max_us as f64 / 1000.0;
+        if !shallow {
+            check(
+                stall <= stall_limit_ms(p),
+                format!("stall {stall} ms > {:.0}", stall_limit_ms(p)),
+            );
+        }
+        if p.loss_to_client == 0.0 {
+            let max_drops = if shallow { 0.05 } else { 0.02 };
+            check(
+                b.drop_fraction <= max_drops,
+                format!("drops {:.4} > {max_drops}", b.drop_fraction),
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(report.profiles.len(), 14, "4 RTTs x 3 losses + 2 shallow");
+}
