@@ -45,9 +45,10 @@ pub struct ClientArgs {
     /// Initial congestion window (values outstanding).
     #[arg(long, default_value_t = INIT_CWND, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
     pub window: u32,
-    /// Largest window the client will advertise (raise it for long, fast
-    /// paths: throughput is at most window / RTT).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
+    /// An explicit cap on the window the client advertises. By default
+    /// none: the window follows the path (rate control, and a reorder
+    /// buffer that grows as it needs, up to 2^20 indices).
+    #[arg(long, default_value_t = MAX_WINDOW, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
     pub max_window: u32,
     /// Cumulative acks only (no selective-ack bitmap), for comparison.
     #[arg(long)]

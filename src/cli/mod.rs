@@ -36,7 +36,7 @@ pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("RISP_GIT_COMMIT"),
-    ", wire protocol v2)"
+    ", wire protocol v3)"
 );
 
 /// RISP (Realtime Integer Streaming Protocol) over plain UDP.

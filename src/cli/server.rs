@@ -57,8 +57,9 @@ pub struct ServerArgs {
     /// Longest sequence a client may request.
     #[arg(long, default_value_t = 100_000_000, env = "RISP_MAX_LEN")]
     pub max_len: u32,
-    /// Largest window honoured (larger requests are capped).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
+    /// An explicit cap on every session's window (larger requests are
+    /// capped). By default none beyond the window budget's share.
+    #[arg(long, default_value_t = MAX_WINDOW, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WINDOW)))]
     pub max_window: u32,
     /// Free a session after this long without hearing from its client, in ms.
     #[arg(long, default_value_t = 30_000, env = "RISP_SESSION_LIFETIME_MS",

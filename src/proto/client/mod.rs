@@ -48,6 +48,10 @@ use crate::proto::wire::{
     other_server_version,
 };
 
+/// The largest window with cumulative acks only ([`ClientConfig::sack`]
+/// off): what every client was capped at before wire v3.
+pub const CUMULATIVE_MAX_WINDOW: u32 = 256;
+
 /// Messages that carry the answer to one path challenge: the first may be
 /// lost.
 const CHALLENGE_ANSWERS: u8 = 3;
@@ -605,7 +609,14 @@ fn reorder_span(config: &ClientConfig) -> u32 {
 /// A fresh rate controller for `config` (at the start, and on each new
 /// path).
 fn rate_control(config: &ClientConfig) -> RateControl {
-    let rc = RateControl::new(config.initial_window, config.max_window);
+    // Without selective acks every probe resends the whole window: keep
+    // it as small as it always was there.
+    let max = if config.sack {
+        config.max_window
+    } else {
+        config.max_window.min(CUMULATIVE_MAX_WINDOW)
+    };
+    let rc = RateControl::new(config.initial_window, max);
     // Without a bitmap the window cannot slide past holes: every loss
     // episode halves it (see `RateControl`).
     let rc = if config.sack {

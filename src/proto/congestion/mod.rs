@@ -201,6 +201,8 @@ pub struct RateControl {
     bw_samples: [f64; BW_ROUNDS],
     /// RTTs of the latest rounds (their ack to its first echo).
     round_rtts: [Duration; RECENT_ROUNDS],
+    /// The same over the bandwidth window's rounds, for the BDP.
+    round_rtt_window: [Duration; BW_ROUNDS],
     rounds: u64,
     full_bw: f64,
     full_bw_count: u32,
@@ -242,6 +244,7 @@ impl RateControl {
             last_round: (0, 0),
             bw_samples: [0.0; BW_ROUNDS],
             round_rtts: [Duration::ZERO; RECENT_ROUNDS],
+            round_rtt_window: [Duration::ZERO; BW_ROUNDS],
             rounds: 0,
             full_bw: 0.0,
             full_bw_count: 0,
@@ -333,9 +336,25 @@ impl RateControl {
     }
 
     /// `bw · min_rtt` in datagrams: what the path holds without a queue.
+    /// The round trip is the larger of the smallest RTT sample and the
+    /// shortest recent round (ack to echo) up to [`QUEUE_FLOOR`]:
+    /// where batching or ack delay make every round longer than the
+    /// fastest datagram (loopback: 50 µs samples, 400 µs rounds), the
+    /// window must cover the round.
     fn bdp(&self, min_rtt: Option<Duration>) -> Option<f64> {
         let min_rtt = min_rtt?;
-        (self.rounds > 0).then(|| self.bw() * min_rtt.as_secs_f64())
+        let round = self
+            .round_rtt_window
+            .iter()
+            .copied()
+            .filter(|d| !d.is_zero())
+            .min()
+            .unwrap_or_default();
+        // Only up to QUEUE_FLOOR in all (scheduling noise, as the
+        // standing-queue test reads it): a longer round is a queue, which
+        // the window must not grow to keep.
+        let rtt = min_rtt.max(round.min(QUEUE_FLOOR));
+        (self.rounds > 0).then(|| self.bw() * rtt.as_secs_f64())
     }
 
     /// The window to advertise, measured from the next needed index.
@@ -392,7 +411,7 @@ impl RateControl {
         }
         if self.slow_start {
             self.set(self.cwnd.saturating_add(1));
-        } else if let Some(target) = self.target_cwnd() {
+        } else if let Some(target) = self.target_cwnd().filter(|_| self.differentiate) {
             // As BBR: grow by what arrives up to the model's target (a
             // window cut by a congestion episode is back within a round
             // trip once the episode ends), never above it.
@@ -400,7 +419,8 @@ impl RateControl {
                 self.set(self.cwnd.saturating_add(1));
             }
         } else {
-            // No model yet (no round closed): additive increase.
+            // No model yet (no round closed), or halving on every loss
+            // (cumulative acks): additive increase.
             self.credit += 1;
             if self.credit >= self.cwnd {
                 self.credit = 0;
@@ -511,6 +531,8 @@ impl RateControl {
         let rate = f64::from(r.recv) / elapsed;
         self.bw_samples[(self.rounds % BW_ROUNDS as u64) as usize] = rate;
         self.round_rtts[(self.rounds % RECENT_ROUNDS as u64) as usize] =
+            now.saturating_duration_since(acked_at);
+        self.round_rtt_window[(self.rounds % BW_ROUNDS as u64) as usize] =
             now.saturating_duration_since(acked_at);
         self.rounds += 1;
         let round_rtt = now.saturating_duration_since(acked_at);

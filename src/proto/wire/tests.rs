@@ -275,33 +275,33 @@ fn every_malformation_has_its_own_error() {
 #[test]
 fn client_field_rules_are_enforced() {
     let mut d = GOLDEN_CONNECTED;
-    d[40] = 0x04; // flags: the lowest bit not in use
+    d[44] = 0x04; // flags: the lowest bit not in use
     reseal(&mut d);
     assert_eq!(ClientMessage::decode(&d), Err(WireError::ReservedFlags(4)));
     let mut d = GOLDEN_CONNECTED;
-    d[40] = 0x83;
+    d[44] = 0x83;
     reseal(&mut d);
     assert_eq!(
         ClientMessage::decode(&d),
         Err(WireError::ReservedFlags(0x83))
     );
     let mut d = GOLDEN_CONNECTED;
-    d[41] = 40; // token length
+    d[45] = 40; // token length
     reseal(&mut d);
     assert_eq!(ClientMessage::decode(&d), Err(WireError::TokenTooLong(40)));
     let mut d = GOLDEN_CONNECTED;
-    d[44..46].copy_from_slice(&2000u16.to_be_bytes());
+    d[48..50].copy_from_slice(&2000u16.to_be_bytes());
     reseal(&mut d);
     assert_eq!(ClientMessage::decode(&d), Err(WireError::SackTooLong(2000)));
     let mut d = GOLDEN_CONNECTED;
-    d[44..46].copy_from_slice(&9u16.to_be_bytes()); // sack runs past the end
+    d[48..50].copy_from_slice(&9u16.to_be_bytes()); // sack runs past the end
     reseal(&mut d);
     assert_eq!(ClientMessage::decode(&d), Err(WireError::Truncated));
     // CONNECTING without padding.
     let mut d = GOLDEN_CONNECTED;
     d[3] = 0;
     reseal(&mut d);
-    assert_eq!(ClientMessage::decode(&d), Err(WireError::NotPadded(54)));
+    assert_eq!(ClientMessage::decode(&d), Err(WireError::NotPadded(60)));
     // Non-zero padding.
     let msg = ClientMessage {
         state: State::Connecting,
