@@ -131,6 +131,10 @@ pub const PROBE_GAINS: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 /// the path (the delivery rate counts only what arrived).
 pub const MAX_LOSS_COMPENSATION: f64 = 0.5;
 
+/// The pacing rate never falls below this many datagrams per smallest
+/// round trip.
+pub const MIN_PACING_PER_RTT: f64 = 4.0;
+
 /// Weight of one round in the smoothed loss fraction.
 const LOSS_EWMA: f64 = 0.125;
 
@@ -453,12 +457,14 @@ impl RateControl {
             }
         };
         let compensate = 1.0 - self.loss.min(MAX_LOSS_COMPENSATION);
-        // Never slower than the smallest window per round trip: rate
-        // samples taken across timeouts can be far too low, and a pacer
-        // at such a rate would stall what the window allows.
+        // Never slower than a few datagrams per round trip: rate samples
+        // taken across timeouts can be far too low, and a pacer at such a
+        // rate would stall what the window allows. (Not the whole minimum
+        // window: four flows sharing 40k/s at 2 ms get 10k/s each, under
+        // 24 per 2 ms.)
         let floor = self
             .min_rtt
-            .map_or(0.0, |r| f64::from(self.min_cwnd) / r.as_secs_f64().max(1e-6));
+            .map_or(0.0, |r| MIN_PACING_PER_RTT / r.as_secs_f64().max(1e-6));
         let rate = (gain * self.bw() / compensate).max(floor);
         rate.clamp(1.0, f64::from(u32::MAX)) as u32
     }
@@ -623,10 +629,14 @@ impl RateControl {
         // the queue standing. Forget the samples above the latest round's
         // (as BBRv2's `bw_lo` on loss), so that flows sharing a bottleneck
         // converge on their shares.
+        // At most a BETA cut per episode: a round measured across a
+        // timeout can be far too slow, and taking it whole would let the
+        // estimate collapse (at 50% loss every episode is congestive).
         let latest = self.bw_samples[((self.rounds + BW_ROUNDS as u64 - 1) % BW_ROUNDS as u64) as usize];
         if self.rounds > 0 && latest > 0.0 {
+            let cap = latest.max(BETA * self.bw());
             for b in &mut self.bw_samples {
-                *b = b.min(latest);
+                *b = b.min(cap);
             }
         }
         LossVerdict::Congestive
