@@ -235,14 +235,15 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
             reseal(&mut d);
             d
         } else if kind < 35 {
-            // A real session's datagram: with a corrupted token (the CRC
+            // A real session's datagram (token length at byte 45, the token
+            // after it): with a corrupted token (the CRC
             // fixed) or with a bad CRC. Neither may disturb it.
             let t = &w.clients[rng.gen_range(0..2)].last_sent;
-            assert_eq!(t[41], 8, "real clients hold their token");
+            assert_eq!(t[45], 8, "real clients hold their token");
             let mut d = t.clone();
             if rng.gen_bool(0.5) {
-                let token_len = usize::from(d[41]);
-                d[42 + rng.gen_range(0..token_len)] ^= 1 << rng.gen_range(0..8);
+                let token_len = usize::from(d[45]);
+                d[46 + rng.gen_range(0..token_len)] ^= 1 << rng.gen_range(0..8);
                 reseal(&mut d);
             } else {
                 let j = rng.gen_range(0..d.len() - CRC_LEN);

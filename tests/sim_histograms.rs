@@ -43,8 +43,9 @@ fn loss_makes_the_delivery_tail_heavier() {
     assert_eq!(clean.count, 20_000);
     assert_eq!(lossy.count, 20_000);
     // On a clean 10 ms-RTT link every value arrives one round trip after it
-    // became eligible.
-    assert!(clean.p99_us >= 9_000 && clean.p99_us <= 12_000, "{clean:?}");
+    // became eligible, plus what the server's pacer held it (at most a
+    // round trip: a window is spread over one).
+    assert!(clean.p99_us >= 9_000 && clean.p99_us <= 22_000, "{clean:?}");
     // Recovery costs at least one more round trip for the lost ones.
     assert!(
         lossy.p99_us > clean.p99_us + 9_000,
@@ -53,8 +54,9 @@ fn loss_makes_the_delivery_tail_heavier() {
     assert!(lossy.max_us > clean.max_us);
 }
 
-/// Every RTT sample on a fixed-delay link equals the round trip (the echoed
-/// timestamp makes samples exact even after retransmissions).
+/// Every RTT sample on a fixed-delay link equals the round trip, plus at
+/// most the millisecond the pacer may hold a datagram that still echoes
+/// (the echoed timestamp makes samples exact even after retransmissions).
 #[test]
 fn rtt_samples_match_the_link() {
     let r = run_at(0.1);
@@ -62,7 +64,10 @@ fn rtt_samples_match_the_link() {
     for t in &r.transfers {
         assert!(!t.rtt_samples.is_empty());
         for s in &t.rtt_samples {
-            assert_eq!(*s, Duration::from_millis(10));
+            assert!(
+                *s >= Duration::from_millis(10) && *s <= Duration::from_millis(11),
+                "{s:?}"
+            );
             n += 1;
         }
     }

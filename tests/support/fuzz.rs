@@ -244,6 +244,8 @@ pub struct Built {
     /// `None`: one more than the script's last timestamp.
     pub timestamp: Option<u64>,
     pub probe: bool,
+    /// Ask the server to pace (a rate of a thousand windows a second).
+    pub paced: bool,
     /// 0: no token; 255: `raw_token`; else a token seen in an Accept (1:
     /// the newest).
     pub token: u8,
@@ -316,6 +318,7 @@ impl<'a> Reader<'a> {
             ack,
             timestamp,
             probe: flags & 4 != 0,
+            paced: flags & 8 != 0,
             token,
             raw_token,
             sack,
@@ -523,7 +526,8 @@ impl Run {
             window: u32::from(b.window),
             ack,
             timestamp,
-            rate: u32::from(b.window) * 1000,
+            // Paced at a thousand of its windows a second, when asked.
+            rate: if b.paced { u32::from(b.window) * 1000 } else { 0 },
             flags: if b.probe { FLAG_PROBE } else { 0 },
             token,
             sack: &sack,
@@ -665,7 +669,8 @@ impl ScriptWriter {
         self.bytes.extend_from_slice(&b.window.to_be_bytes());
         let flags = u8::from(b.ack.is_some())
             | u8::from(b.timestamp.is_some()) << 1
-            | u8::from(b.probe) << 2;
+            | u8::from(b.probe) << 2
+            | u8::from(b.paced) << 3;
         self.bytes.push(flags);
         if let Some(ack) = b.ack {
             self.bytes.extend_from_slice(&ack.to_be_bytes());
@@ -742,6 +747,7 @@ pub fn built(state: State, uuid: u8, len: u32) -> Built {
         ack: None,
         timestamp: None,
         probe: false,
+        paced: false,
         token: if state == State::Connecting { 0 } else { 1 },
         raw_token: [0; SERVER_TOKEN_LEN],
         sack: Vec::new(),

@@ -123,6 +123,10 @@ pub(crate) struct Session {
     /// [`PACING_BURST`] worth), and when it was last filled.
     pace_tokens: f64,
     pace_filled: Instant,
+    /// When the latest ack arrived: data the pacer holds longer than
+    /// [`PACING_BURST`] after it echoes nothing, so that no RTT sample
+    /// includes the wait.
+    acked_at: Instant,
     /// In the endpoint's round-robin of sessions with data queued.
     in_ready: bool,
     next_send_seq: u64,
@@ -181,6 +185,7 @@ impl Session {
             pace_rate: 0,
             pace_tokens: 0.0,
             pace_filled: now,
+            acked_at: now,
             in_ready: false,
             next_send_seq: 0,
             largest_acked_seq: 0,
@@ -463,6 +468,7 @@ impl Session {
         let top = sack::highest(msg.ack, msg.sack).unwrap_or(0);
         self.highest_held = self.highest_held.max(top).max(msg.ack.saturating_sub(1));
         self.pace_rate = msg.rate;
+        self.acked_at = now;
         self.window = match msg.window {
             0 => {
                 out.stats.window_zero += 1;
@@ -584,7 +590,11 @@ impl Session {
                 // Datagrams queued by the loss timer were not sent in answer
                 // to the client's latest message: echo nothing, so that no
                 // RTT sample includes the time we held them.
-                echo: if self.echo_held { 0 } else { self.last_ts },
+                echo: if self.echo_held || now > self.acked_at + PACING_BURST {
+                    0
+                } else {
+                    self.last_ts
+                },
             };
             let off = buf.len();
             buf.resize(off + DATA_LEN, 0);
