@@ -67,7 +67,10 @@ fn wan_suite_fills_long_paths() {
         } else {
             0.9
         };
-        check(share >= min_share, format!("share {share:.3} < {min_share}"));
+        check(
+            share >= min_share,
+            format!("share {share:.3} < {min_share}"),
+        );
         let stall = p.stall_max_us as f64 / 1000.0;
         if !shallow {
             check(

@@ -382,7 +382,9 @@ mod tests {
         assert_eq!(b.insert(12, 1), Insert::Duplicate);
         b.insert(10, 100);
         b.insert(11, 110);
-        let got: Vec<u32> = std::iter::from_fn(|| b.pop(t0)).map(|(i, _, _)| i).collect();
+        let got: Vec<u32> = std::iter::from_fn(|| b.pop(t0))
+            .map(|(i, _, _)| i)
+            .collect();
         assert_eq!(got, vec![10, 11, 12, 13]);
         assert_eq!(b.held(), 1);
     }

@@ -186,9 +186,7 @@ fn next_range(
     let hi = match *low {
         None if first >= 1 => ack.checked_add(first),
         None => None,
-        Some(prev_lo) => prev_lo
-            .checked_sub(first)
-            .and_then(|v| v.checked_sub(1)),
+        Some(prev_lo) => prev_lo.checked_sub(first).and_then(|v| v.checked_sub(1)),
     }
     .ok_or(RangeError::OutOfOrder)?;
     let lo = hi.checked_sub(len).ok_or(RangeError::OutOfOrder)?;
@@ -276,7 +274,10 @@ mod tests {
     #[test]
     fn malformed_ranges_are_refused() {
         assert_eq!(validate(0, &[0x80]), Err(RangeError::BadVarint));
-        assert_eq!(validate(0, &[0xff, 0xff, 0xff, 0xff, 0x7f, 0]), Err(RangeError::BadVarint));
+        assert_eq!(
+            validate(0, &[0xff, 0xff, 0xff, 0xff, 0x7f, 0]),
+            Err(RangeError::BadVarint)
+        );
         // top 0: would hold `ack` itself.
         assert_eq!(validate(10, &[0, 0]), Err(RangeError::OutOfOrder));
         // Length reaching down to ack.

@@ -321,10 +321,7 @@ fn check_frame(datagram: &[u8], min_len: usize, key: &[u8]) -> Result<u8, WireEr
 /// checks out (so a damaged version byte is not taken for a server of
 /// another version).
 pub fn other_server_version(datagram: &[u8], uuid: Uuid) -> Option<u8> {
-    if datagram.len() < PREFIX_LEN + CRC_LEN
-        || datagram[..2] != MAGIC
-        || datagram[2] == VERSION
-    {
+    if datagram.len() < PREFIX_LEN + CRC_LEN || datagram[..2] != MAGIC || datagram[2] == VERSION {
         return None;
     }
     let (body, trailer) = datagram.split_at(datagram.len() - CRC_LEN);

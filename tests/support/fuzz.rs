@@ -527,7 +527,11 @@ impl Run {
             ack,
             timestamp,
             // Paced at a thousand of its windows a second, when asked.
-            rate: if b.paced { u32::from(b.window) * 1000 } else { 0 },
+            rate: if b.paced {
+                u32::from(b.window) * 1000
+            } else {
+                0
+            },
             flags: if b.probe { FLAG_PROBE } else { 0 },
             token,
             sack: &sack,

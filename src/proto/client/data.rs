@@ -156,7 +156,8 @@ impl Client {
 
     pub(super) fn fill_sack(&mut self) {
         if self.config.sack {
-            self.reorder.encode_sack(&mut self.sack_buf, ACK_RANGE_BUDGET);
+            self.reorder
+                .encode_sack(&mut self.sack_buf, ACK_RANGE_BUDGET);
         } else {
             self.sack_buf.clear();
         }

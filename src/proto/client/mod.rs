@@ -43,9 +43,8 @@ use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
 use crate::proto::timer::{Timer, TimerTable};
 use crate::proto::wire::{
-    ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN, FLAG_ABORT, FLAG_PROBE,
-    MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN, VERSION,
-    other_server_version,
+    other_server_version, ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN,
+    FLAG_ABORT, FLAG_PROBE, MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN, VERSION,
 };
 
 /// The largest window with cumulative acks only ([`ClientConfig::sack`]

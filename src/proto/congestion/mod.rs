@@ -632,7 +632,8 @@ impl RateControl {
         // At most a BETA cut per episode: a round measured across a
         // timeout can be far too slow, and taking it whole would let the
         // estimate collapse (at 50% loss every episode is congestive).
-        let latest = self.bw_samples[((self.rounds + BW_ROUNDS as u64 - 1) % BW_ROUNDS as u64) as usize];
+        let latest =
+            self.bw_samples[((self.rounds + BW_ROUNDS as u64 - 1) % BW_ROUNDS as u64) as usize];
         if self.rounds > 0 && latest > 0.0 {
             let cap = latest.max(BETA * self.bw());
             for b in &mut self.bw_samples {

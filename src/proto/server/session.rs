@@ -625,7 +625,10 @@ impl Session {
     fn refill_pacer(&mut self, now: Instant) {
         let rate = f64::from(self.pace_rate);
         let burst = (rate * PACING_BURST.as_secs_f64()).max(PACING_MIN_BURST);
-        let earned = now.saturating_duration_since(self.pace_filled).as_secs_f64() * rate;
+        let earned = now
+            .saturating_duration_since(self.pace_filled)
+            .as_secs_f64()
+            * rate;
         self.pace_tokens = (self.pace_tokens + earned).min(burst);
         self.pace_filled = now;
     }
