@@ -18,6 +18,12 @@
 //!   restarted on demand (the shared session store's tests).
 //! - [`fuzz`]: the fuzz harnesses (also built into the cargo-fuzz targets
 //!   in `fuzz/`), their script format and their seeds.
+//!
+//! A test that needs what a machine may lack (root for namespaces or raw
+//! sockets) says "skipped: why" through [`skip`] and passes, unless the
+//! variable naming that need is `1` (`RISP_REQUIRE_NETNS`,
+//! `RISP_REQUIRE_RAW`; `.ci/run` sets both as root): then it fails, so CI
+//! never skips silently. `RISP_REQUIRE_REDIS` does the same in [`redis`].
 #![allow(dead_code)]
 // Shared by many test crates, each using a part: `pub` is the point.
 #![allow(unreachable_pub)]
@@ -28,3 +34,12 @@ pub mod loopback;
 pub mod redis;
 pub mod virtual_time;
 pub mod wire;
+
+/// Reports why a test cannot run here (the test then returns and passes),
+/// or panics when `require` (e.g. `RISP_REQUIRE_RAW`) is set to `1`.
+pub fn skip(require: &str, reason: &str) {
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!("{require}=1 but this test cannot run here: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}
