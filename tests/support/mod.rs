@@ -2,6 +2,8 @@
 //! driving risp-udp. Each crate includes this module with `mod support;`
 //! and uses the parts it needs (hence `dead_code` is allowed here).
 //!
+//! - [`expected`]: what a transfer must deliver, from the session seed
+//!   through a reference written in the tests, and the per-value check.
 //! - [`wire`]: client datagrams built field by field, server datagrams
 //!   encoded, CRCs fixed up after a mutation, SACK bitmaps.
 //! - [`virtual_time`]: the sans-IO core in virtual time, with no sockets: a
@@ -29,6 +31,7 @@
 #![allow(unreachable_pub)]
 
 pub mod cli;
+pub mod expected;
 pub mod fuzz;
 pub mod loopback;
 pub mod redis;

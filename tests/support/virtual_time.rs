@@ -12,6 +12,7 @@ use risp_udp::proto::server::{Reject, Server, ServerConfig, ServerEvent};
 use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, MAX_DATAGRAM_LEN};
 use uuid::Uuid;
 
+use super::expected::Expected;
 use super::wire::{encode_server, ClientDatagram};
 
 /// The server's books balance: every datagram is accepted or rejected, and
@@ -106,6 +107,14 @@ impl ServerHarness {
 
     pub fn rejected(&self, r: Reject) -> u64 {
         self.server.stats().rejected(r)
+    }
+
+    /// What the live session `uuid` must deliver: its seed (the one thing
+    /// taken from the server) and the `len` the client asked for, through
+    /// the tests' own reference.
+    pub fn expected(&self, uuid: &Uuid, len: u32) -> Expected {
+        let seed = self.server.sequence(uuid).expect("a live session").seed();
+        Expected::new(seed, len)
     }
 
     pub fn events(&mut self) -> Vec<ServerEvent> {
