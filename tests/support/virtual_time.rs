@@ -6,9 +6,12 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
+use risp_netem::{Direction, Impairment, ImpairmentConfig};
 use risp_udp::proto::client::{Client, ClientConfig, ClientEvent};
 use risp_udp::proto::sequence::Sequence;
-use risp_udp::proto::server::{Reject, Server, ServerConfig, ServerEvent};
+use risp_udp::proto::server::{
+    LookupOutcome, Reject, Server, ServerConfig, ServerEvent, SessionRecord, StoreOp,
+};
 use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, MAX_DATAGRAM_LEN};
 use uuid::Uuid;
 
@@ -421,6 +424,14 @@ enum Hop {
 /// ([`Failover::cut`]): everything to it and from it is dropped from then
 /// on. The client moves to a new address of its own on each failover, as
 /// the tokio driver opens a new socket per server.
+///
+/// [`Failover::impaired`] puts a netem [`Impairment`] on the client's link
+/// instead (loss, duplication, reordering, corruption, delay, blackholes,
+/// rebinding), and [`Failover::kills`] kills the client's socket at given
+/// times (it reconnects from a new port). Servers configured with a store
+/// share [`Failover::store`]: their writes land there and their lookups
+/// are answered from it at once, so a server restores a session another
+/// one started.
 pub struct Failover {
     pub servers: Vec<Server>,
     /// Each server address and the index of the server behind it.
@@ -436,6 +447,21 @@ pub struct Failover {
     paths: HashMap<SocketAddr, usize>,
     delay: Duration,
     loss: f64,
+    /// The netem model of the link, when set: it decides instead of
+    /// `delay` and `loss`.
+    link: Option<Impairment>,
+    /// When (since `t0`) the client's socket is killed, earliest first.
+    pub kills: Vec<Duration>,
+    /// The session store the servers with one share.
+    pub store: HashMap<Uuid, SessionRecord>,
+    /// Socket kills and NAT rebindings carried out.
+    pub reconnects: u32,
+    pub rebinds: u32,
+    /// `Restarted` events (the transfer started over under a new UUID).
+    pub restarts: u32,
+    /// Rewrites each server datagram on its way to the client, given the
+    /// session's UUID (a test double of a faulty server or middlebox).
+    pub tamper: Option<Box<dyn FnMut(Uuid, &mut Vec<u8>)>>,
     rng: rand::rngs::StdRng,
     queue: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64, Hop)>>,
     order: u64,
@@ -480,6 +506,13 @@ impl Failover {
             paths: HashMap::new(),
             delay,
             loss,
+            link: None,
+            kills: Vec::new(),
+            store: HashMap::new(),
+            reconnects: 0,
+            rebinds: 0,
+            restarts: 0,
+            tamper: None,
             rng: rand::rngs::StdRng::seed_from_u64(seed),
             queue: std::collections::BinaryHeap::new(),
             order: 0,
@@ -494,6 +527,36 @@ impl Failover {
         };
         net.paths.insert(net.client_addr, 0);
         net
+    }
+
+    /// Like [`Failover::new`], with the client's link impaired by netem's
+    /// model of `impairment` (seeded by `seed`; time counts from `t0`).
+    pub fn impaired(
+        servers: Vec<Server>,
+        addrs: Vec<(SocketAddr, usize)>,
+        config: ClientConfig,
+        impairment: ImpairmentConfig,
+        seed: u64,
+    ) -> Self {
+        let mut net = Self::new(servers, addrs, config, Duration::ZERO, 0.0, seed);
+        net.link = Some(Impairment::new(impairment, seed));
+        net
+    }
+
+    /// The link's counters (all zero without [`Failover::impaired`]).
+    pub fn link_stats(&self) -> risp_netem::ImpairmentStats {
+        self.link
+            .as_ref()
+            .map(Impairment::stats)
+            .unwrap_or_default()
+    }
+
+    /// The client's socket moves to a new port on the same path.
+    fn move_port(&mut self) {
+        let path = self.paths[&self.client_addr];
+        self.next_port += 1;
+        self.client_addr = SocketAddr::from(([10, 9, 0, 1], self.next_port));
+        self.paths.insert(self.client_addr, path);
     }
 
     /// Cuts server address number `addr` off from now on.
@@ -516,6 +579,7 @@ impl Failover {
             let next = [
                 self.queue.peek().map(|std::cmp::Reverse((t, _, _))| *t),
                 self.client.poll_timeout(),
+                self.kills.first().map(|k| self.t0 + *k),
             ]
             .into_iter()
             .chain(self.servers.iter().map(Server::poll_timeout))
@@ -565,6 +629,23 @@ impl Failover {
                 s.handle_timeout(now);
             }
         }
+        let elapsed = now - self.t0;
+        if self.kills.first().is_some_and(|k| *k <= elapsed) {
+            self.kills.remove(0);
+            if !self.client.is_finished() {
+                // As the driver after a killswitch: a new socket, resume.
+                self.move_port();
+                self.reconnects += 1;
+                self.client.reconnect(now);
+            }
+        }
+        let rebinds = self.link.as_mut().map_or(0, |l| l.take_rebinds(elapsed));
+        if rebinds > 0 && !self.client.is_finished() {
+            // A NAT rebinding: the client does not know, the server sees
+            // datagrams from a new port.
+            self.move_port();
+            self.rebinds += 1;
+        }
         if self.client.poll_timeout().is_some_and(|t| t <= now) {
             self.client.handle_timeout(now);
             self.drain_client();
@@ -586,6 +667,23 @@ impl Failover {
         }
         let mut sbuf = Vec::new();
         for s in 0..self.servers.len() {
+            while let Some(op) = self.servers[s].poll_store_op() {
+                match op {
+                    StoreOp::Put(r) => {
+                        self.store.insert(r.uuid, r);
+                    }
+                    StoreOp::Remove(u) => {
+                        self.store.remove(&u);
+                    }
+                    StoreOp::Lookup(l) => {
+                        let outcome = match self.store.get(&l.uuid) {
+                            Some(r) => LookupOutcome::Found(r.clone()),
+                            None => LookupOutcome::Missing,
+                        };
+                        self.servers[s].complete_lookup(self.now, l, outcome);
+                    }
+                }
+            }
             while let Some(t) = self.servers[s].poll_transmit(self.now, 64, &mut sbuf) {
                 // The server answers through the address this client
                 // address talks to (if that leads to this server).
@@ -596,10 +694,14 @@ impl Failover {
                     continue;
                 }
                 for seg in sbuf[..t.size].chunks(t.segment_size) {
+                    let mut bytes = seg.to_vec();
+                    if let Some(f) = &mut self.tamper {
+                        f(self.client.uuid(), &mut bytes);
+                    }
                     self.send(Hop::ToClient {
                         via,
                         to: t.destination,
-                        bytes: seg.to_vec(),
+                        bytes,
                     });
                 }
             }
@@ -612,6 +714,35 @@ impl Failover {
 
     fn send(&mut self, hop: Hop) {
         use rand::Rng;
+        if let Some(link) = &mut self.link {
+            let (dir, len) = match &hop {
+                Hop::ToServer { bytes, .. } => (Direction::ToServer, bytes.len()),
+                Hop::ToClient { bytes, .. } => (Direction::ToClient, bytes.len()),
+            };
+            let verdict = link.decide(dir, self.now - self.t0, len);
+            for d in verdict.deliveries() {
+                let mut copy = match &hop {
+                    Hop::ToServer { addr, from, bytes } => Hop::ToServer {
+                        addr: *addr,
+                        from: *from,
+                        bytes: bytes.clone(),
+                    },
+                    Hop::ToClient { via, to, bytes } => Hop::ToClient {
+                        via: *via,
+                        to: *to,
+                        bytes: bytes.clone(),
+                    },
+                };
+                if let Some(bit) = d.corrupt_bit {
+                    let (Hop::ToServer { bytes, .. } | Hop::ToClient { bytes, .. }) = &mut copy;
+                    risp_netem::flip_bit(bytes, bit);
+                }
+                self.order += 1;
+                self.queue
+                    .push(std::cmp::Reverse((self.now + d.delay, self.order, copy)));
+            }
+            return;
+        }
         if self.loss > 0.0 && self.rng.gen_bool(self.loss) {
             return;
         }
@@ -634,9 +765,14 @@ impl Failover {
                     let left = self.paths[&self.client_addr];
                     self.lost.push((left, reason));
                 }
-                ClientEvent::Restarted { .. }
-                | ClientEvent::Connected
-                | ClientEvent::RttSample(_) => {}
+                ClientEvent::Restarted { .. } => {
+                    // Only before anything was delivered; the new UUID's
+                    // session has its own seed.
+                    assert!(self.values.is_empty(), "restarted after values");
+                    self.restarts += 1;
+                    self.seq = None;
+                }
+                ClientEvent::Connected | ClientEvent::RttSample(_) => {}
             }
         }
         if self.client.wants_failover().is_some() {
@@ -649,12 +785,17 @@ impl Failover {
         }
     }
 
-    /// Every value delivered, in order, equal to the server's sequence.
+    /// Every value delivered so far is the session's, in order: checked
+    /// against the tests' reference from the session's seed (the one thing
+    /// taken from the server).
     pub fn values_match(&self) -> bool {
-        let Some(seq) = &self.seq else { return false };
-        self.values
-            .iter()
-            .enumerate()
-            .all(|(i, v)| seq.get(i as u32) == Some(*v))
+        self.expected()
+            .is_some_and(|e| e.check_prefix(&self.values).is_ok())
+    }
+
+    /// What this session must deliver, once a server held it.
+    pub fn expected(&self) -> Option<Expected> {
+        let seq = self.seq.as_ref()?;
+        Some(Expected::new(seq.seed(), self.client.len()))
     }
 }
