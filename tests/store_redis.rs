@@ -173,8 +173,11 @@ fn a_session_opened_on_one_instance_is_resumed_on_another_by_uuid_and_token() {
     let mut c = RawClient::new(500);
     assert!(c.exchange(a.addr, State::Connecting).is_empty());
     c.fetch(a.addr, 200);
-    // The record is in Redis (written on the first token-bearing ack).
-    assert_eq!(redis.dbsize(), 2, "the record and the shared secret");
+    // The record is in Redis (written, in the background, on the first
+    // token-bearing ack), beside the shared secret.
+    eventually(5, "the record and the shared secret stored", || {
+        redis.dbsize() == 2
+    });
     // B never saw the client: it finds the session in Redis.
     c.fetch(b.addr, 500);
     assert!(c.exchange(b.addr, State::Closing).is_empty());
@@ -193,6 +196,7 @@ fn a_session_opened_on_one_instance_is_resumed_on_another_by_uuid_and_token() {
     assert!(d.exchange(a.addr, State::Connecting).is_empty());
     // Confirmed (its first ack carries the token): the record is written.
     d.fetch(a.addr, 100);
+    eventually(5, "d's record stored", || redis.dbsize() == 2);
     thief.uuid = d.uuid;
     thief.len = 300;
     let errors = thief.exchange(b.addr, State::Connecting);

@@ -474,7 +474,7 @@ async fn blackhole_applies_in_the_shim() {
     // past its end): either.
     let (mut certain, mut unsure) = (0, 0);
     for i in 0..10 {
-        send_now(&client, &datagram(i), addr(&server));
+        client.send_to(&datagram(i), addr(&server)).await.unwrap();
         if Instant::now() < made_after + length {
             certain += 1;
         } else {
