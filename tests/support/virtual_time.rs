@@ -399,6 +399,10 @@ impl Pair {
     }
 }
 
+/// Rewrites a server datagram in flight, given the session's UUID (see
+/// [`Failover::tamper`]).
+pub type Tamper = Box<dyn FnMut(Uuid, &mut Vec<u8>)>;
+
 /// A datagram on its way in a [`Failover`] network.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Hop {
@@ -461,7 +465,7 @@ pub struct Failover {
     pub restarts: u32,
     /// Rewrites each server datagram on its way to the client, given the
     /// session's UUID (a test double of a faulty server or middlebox).
-    pub tamper: Option<Box<dyn FnMut(Uuid, &mut Vec<u8>)>>,
+    pub tamper: Option<Tamper>,
     rng: rand::rngs::StdRng,
     queue: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64, Hop)>>,
     order: u64,
