@@ -5,31 +5,41 @@
 # passes alone but fails here depends on timing, not on what it checks.
 #
 # Usage: scripts/flaky.sh [N] [--no-load] [--targets "a b ..."] [--timeout S]
+#                          [--max-minutes M]
 #   N            iterations (default 5)
 #   --no-load    no CPU hog (to tell load-dependence from plain flakiness)
 #   --targets    test targets to run (default: every real-socket, netns and
 #                CLI target; shim is netem's)
 #   --timeout S  limit on one run of one test binary (default 300); a run
 #                over it counts as a failure named "<target> (timeout)"
+#   --max-minutes M  start no iteration after M minutes (default 60); the
+#                table then counts the iterations that ran
 # Builds once (cargo test --release --no-run), then runs the test binaries
 # directly, so nothing is rebuilt between iterations. Prints a table
 # "test  failures/N" of every test that failed at least once, the logs of
 # the first failures, and exits 1 if any test failed (0 when none did).
+# Where others build in the same tree meanwhile, give it a target folder of
+# its own (CARGO_TARGET_DIR=...): a risp-udp rebuilt at another commit no
+# longer matches the test binaries' idea of its version.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
-n=5 load=1 per_run_timeout=300
+n=5 load=1 per_run_timeout=300 max_minutes=60
 targets="cli_args cli_completion cli_hist cli_terminal cli_transfer loopback_transfers
 net_batch net_failover net_sessions netns_kernel store_redis tcp_transfer shim"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --no-load) load=0; shift ;;
-        --targets|--timeout)
+        --targets|--timeout|--max-minutes)
             [[ $# -ge 2 ]] || { echo "flaky.sh: $1 needs a value" >&2; exit 2; }
-            if [[ "$1" == --targets ]]; then targets="$2"; else per_run_timeout="$2"; fi
+            case "$1" in
+                --targets) targets="$2" ;;
+                --timeout) per_run_timeout="$2" ;;
+                *) max_minutes="$2" ;;
+            esac
             shift 2
             ;;
         *)
@@ -38,8 +48,10 @@ while [[ $# -gt 0 ]]; do
             ;;
     esac
 done
-[[ "$per_run_timeout" =~ ^[0-9]+$ && "$per_run_timeout" -gt 0 ]] \
-    || { echo "flaky.sh: --timeout wants a positive whole number of seconds" >&2; exit 2; }
+for v in "$per_run_timeout" "$max_minutes"; do
+    [[ "$v" =~ ^[0-9]+$ && "$v" -gt 0 ]] \
+        || { echo "flaky.sh: --timeout and --max-minutes want positive whole numbers" >&2; exit 2; }
+done
 command -v jq >/dev/null || { echo "flaky.sh: needs jq" >&2; exit 2; }
 
 work="$(mktemp -d)"
@@ -80,7 +92,13 @@ fi
 declare -A failures
 started=$SECONDS
 tests_seen=0
+ran=0
 for i in $(seq "$n"); do
+    if [[ $((SECONDS - started)) -ge $((max_minutes * 60)) ]]; then
+        echo "flaky.sh: --max-minutes $max_minutes reached: stopping after $ran of $n iterations"
+        break
+    fi
+    ran=$i
     for t in $targets; do
         log="$work/$t.$i.log"
         status=0
@@ -107,14 +125,14 @@ for i in $(seq "$n"); do
 done
 
 echo
-echo "flaky.sh: $tests_seen tests in $(wc -w <<<"$targets") binaries, $n iterations, load=$([[ $load -eq 1 ]] && echo "$(nproc) hogs" || echo none), $((SECONDS - started)) s"
+echo "flaky.sh: $tests_seen tests in $(wc -w <<<"$targets") binaries, $ran iterations, load=$([[ $load -eq 1 ]] && echo "$(nproc) hogs" || echo none), $((SECONDS - started)) s"
 if [[ ${#failures[@]} -eq 0 ]]; then
     echo "flaky.sh: 0 failures"
     exit 0
 fi
 printf '%-80s  %s\n' test failures
 for key in "${!failures[@]}"; do
-    printf '%-80s  %s/%s\n' "$key" "${failures[$key]}" "$n"
+    printf '%-80s  %s/%s\n' "$key" "${failures[$key]}" "$ran"
 done | sort
 for key in "${!failures[@]}"; do
     echo
