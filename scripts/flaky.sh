@@ -89,7 +89,7 @@ if [[ $load -eq 1 ]]; then
     echo "flaky.sh: $cores CPU hogs running (yes > /dev/null)"
 fi
 
-declare -A failures
+declare -A failures=()
 started=$SECONDS
 tests_seen=0
 ran=0
