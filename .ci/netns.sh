@@ -9,10 +9,11 @@
 # Builds nothing: RISP_UDP_BIN names the binary (default
 # target/release/risp-udp). When it is not root, namespaces cannot be made,
 # the packages cannot be installed or nothing can drop packets, it prints
-# "kernel-level tests skipped: <reason>" and exits 0. A transfer that runs
-# and is not verified exits non-zero.
+# "kernel-level tests skipped: <reason>" and exits 0, or, with
+# RISP_REQUIRE_NETNS=1 (.ci/run sets it as root), fails: CI never skips
+# silently. A transfer that runs and is not verified exits non-zero.
 #
-# env: RISP_UDP_BIN, RISP_NETNS_LEN (values in step 1, default 20000),
+# env: RISP_UDP_BIN, RISP_REQUIRE_NETNS, RISP_NETNS_LEN (values in step 1, default 20000),
 #      RISP_COMPARE_LEN (values per row in step 2, default 5000),
 #      RISP_COMPARE_TIMEOUT (seconds per row in step 2, default 60)
 set -euo pipefail
@@ -29,6 +30,10 @@ started=$SECONDS
 
 say() { printf 'netns.sh: %s\n' "$*"; }
 skip() {
+    if [[ "${RISP_REQUIRE_NETNS:-}" == 1 ]]; then
+        printf 'kernel-level tests FAILED: RISP_REQUIRE_NETNS=1 but they cannot run: %s\n' "$*" >&2
+        exit 1
+    fi
     printf 'kernel-level tests skipped: %s\n' "$*"
     exit 0
 }
@@ -123,14 +128,17 @@ status=0
 RISP_UDP_BIN="$bin" "$scripts/compare-tcp.sh" --losses "0 0.1 0.3" \
     --len "$compare_len" --timeout "$compare_timeout" >"$table" || status=$?
 cat "$table"
-# Every risp-udp row verified; a TCP row may time out (at 30 % loss its
-# handshake can be lost several times, 1 s, 2 s, 4 s ...) but not be wrong.
-bad="$(awk 'NR > 1 && ($2 == "risp-udp" ? $3 != "true" : ($3 != "true" && $3 != "timeout"))' "$table")"
+# Every risp-udp row verified, and TCP's at 0 % (nothing drops). A lossy
+# TCP row need only be reported: verified, or a named failure ("timeout",
+# "error"); which one depends on which packets nftables' unseeded numgen
+# drops (a lost handshake backs off 1 s, 2 s, 4 s ...; the tcp-server drops
+# a connection whose request takes over 10 s). Never "false" (wrong values).
+bad="$(awk 'NR > 1 && $3 != "true" && ($2 != "tcp" || $1 == "0%" || ($3 != "timeout" && $3 != "error"))' "$table")"
 rows="$(awk 'NR > 1' "$table" | wc -l)"
 rm -f "$table"
 [[ $rows -eq 6 ]] || fail "the comparison printed $rows rows, not 6 (compare-tcp.sh exit $status)"
 [[ -z "$bad" ]] || fail "comparison rows not verified:
 $bad"
-[[ $status -eq 0 ]] || say "note: a TCP row timed out (not a risp-udp failure)"
+[[ $status -eq 0 ]] || say "note: a lossy TCP row did not finish (reported above; not a risp-udp failure)"
 
 say "kernel-level tests passed in $((SECONDS - started)) s"

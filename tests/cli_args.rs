@@ -111,10 +111,28 @@ fn sim_real_smoke_suite_exits_0() {
     let out = run(&["sim", "--real", suite.to_str().unwrap(), "--json"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("JSON report");
-    let text = j.to_string();
-    for profile in ["clean", "loss-10", "mixed"] {
-        assert!(text.contains(profile), "profile {profile} in {text}");
+    assert_eq!(j["all_met"], true, "{j}");
+    let profiles = j["profiles"].as_array().expect("profiles");
+    let names: Vec<_> = profiles.iter().map(|p| p["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [Some("clean"), Some("loss-10"), Some("mixed")],
+        "{j}"
+    );
+    for p in profiles {
+        assert_eq!(p["runs"], 2, "{p}");
+        assert_eq!(p["runs_verified"], 2, "{p}");
+        assert_eq!(p["transfers_verified"], p["transfers"], "{p}");
+        // Every value reaches the client at least once.
+        let per_value = p["datagrams_per_value"].as_f64().expect("a number");
+        assert!(per_value >= 1.0, "{p}");
     }
+    // The shim's loss was applied: 8,000 values at 10 % and none resent
+    // has p = 0.9^8000, nil.
+    assert!(
+        profiles[1]["datagrams_per_value"].as_f64() > Some(1.0),
+        "{j}"
+    );
 }
 
 /// The built-in standard suite in virtual time passes, and its JSON report

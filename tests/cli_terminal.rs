@@ -7,9 +7,10 @@ mod support;
 
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use risp_udp::proto::server::ServerConfig;
-use support::cli::{run, BIN};
+use support::cli::{run, wait_bounded, BIN};
 use support::loopback::TestServer;
 
 /// Runs `risp-udp ARGS` with stdout and stderr on a pseudo-terminal and
@@ -21,14 +22,20 @@ fn run_on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> Option<String> {
         line.push_str(&a.replace('\'', r"'\''"));
         line.push('\'');
     }
-    let out = Command::new("script")
+    let child = Command::new("script")
         .args(["-q", "-e", "-c", &line, "/dev/null"])
         .env_remove("NO_COLOR")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(out) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    match child {
+        // Bounded: a hang fails with a message instead of hanging the suite.
+        Ok(child) => {
+            let out = wait_bounded(child, Duration::from_secs(60));
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
         Err(e) => {
             eprintln!("skipped: `script` (util-linux) cannot run here: {e}");
             None

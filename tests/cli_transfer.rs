@@ -84,8 +84,12 @@ fn client_json_and_output_agree_with_what_was_transferred() {
         file.to_str().unwrap(),
     ]);
     assert_eq!(out.code, Some(0), "{out:?}");
+    // Far below the 30 s idle timeout a stuck client would wait out: over
+    // 15 s needs ~18 expiries in a row of one datagram's timer (5 ms
+    // doubling to the 2 s cap), each lost with p <= 0.19 at 10 % each way:
+    // 0.19^18 < 1e-12 for each of the ~60 datagrams.
     assert!(
-        out.elapsed < Duration::from_secs(2),
+        out.elapsed < Duration::from_secs(15),
         "50 values took {:?}",
         out.elapsed
     );
@@ -506,12 +510,20 @@ fn health_paths_answer_liveness_readiness_and_metrics() {
     assert_eq!(out.code, Some(0), "{out:?}");
     let after = metrics_when(health_port, |m| m["risp_sessions_closed_total{}"] == 1.0);
     assert_eq!(after["risp_sessions_opened_total{}"], 1.0);
-    assert_eq!(after["risp_datagrams_received_total{kind=connecting}"], 1.0);
+    // Per-kind message counts are at least one: the client's first timer
+    // is 5 ms, so on a loaded machine CONNECTING or CLOSED (and the answer
+    // to each copy) may go twice. Sessions and deliveries are exact.
+    let connecting = after["risp_datagrams_received_total{kind=connecting}"];
+    let accepts = after["risp_datagrams_sent_total{kind=accept}"];
+    assert!(connecting >= 1.0, "{after:?}");
+    assert!(
+        accepts >= 1.0 && accepts <= connecting,
+        "an Accept answers a CONNECTING: {after:?}"
+    );
     assert!(after["risp_datagrams_received_total{kind=connected}"] > 0.0);
-    assert_eq!(after["risp_datagrams_received_total{kind=closed}"], 1.0);
-    assert_eq!(after["risp_datagrams_sent_total{kind=accept}"], 1.0);
+    assert!(after["risp_datagrams_received_total{kind=closed}"] >= 1.0);
     assert!(after["risp_datagrams_sent_total{kind=data}"] >= 2000.0);
-    assert_eq!(after["risp_datagrams_sent_total{kind=checksum}"], 1.0);
+    assert!(after["risp_datagrams_sent_total{kind=checksum}"] >= 1.0);
     assert_eq!(after["risp_delivery_seconds_count{}"], 2000.0);
     assert_eq!(after["risp_delivery_seconds_bucket{le=inf}"], 2000.0);
     assert!(after["risp_rtt_seconds_count{}"] > 0.0);

@@ -50,28 +50,98 @@ fn files(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// The inputs kept under `fuzz/regressions/<target>/`: datagrams and
+/// scripts that once mattered. They are written from code, like the seeds,
+/// so that they follow a change of the wire or script format; each has a
+/// test below of what it must do.
+fn regressions(target: &str) -> Vec<(String, Vec<u8>)> {
+    use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, CRC_LEN};
+    use support::fuzz::{built, Addr, Op, ScriptWriter};
+    use support::wire::{encode_server, reseal, ClientDatagram};
+    match target {
+        "decode" => {
+            // A CLOSING with three bytes of zero padding: the decoder takes
+            // zero padding on any state, the encoder writes none there, so
+            // it re-encodes shorter (fuzz_datagrams once assumed otherwise).
+            let mut closing = ClientDatagram::new(State::Closing, fuzz::SEED_UUID, 1000).encode();
+            let pad_at = closing.len() - CRC_LEN - 2;
+            closing[pad_at..pad_at + 2].copy_from_slice(&3u16.to_be_bytes());
+            closing.splice(pad_at + 2..pad_at + 2, [0; 3]);
+            reseal(&mut closing);
+            assert!(ClientMessage::decode(&closing).is_ok());
+            // A data datagram sealed for another session: before the CRC was
+            // keyed by the session (wire v2), a client took data meant for
+            // the session that held its port before.
+            let other = encode_server(
+                uuid::Uuid::from_u128(0x07e4),
+                ServerMessage::Data {
+                    index: 3,
+                    payload: 0xdead_beef,
+                    echo: 42,
+                },
+            );
+            vec![
+                ("closing-extra-padding".to_string(), closing),
+                ("server-data-other-session".to_string(), other),
+            ]
+        }
+        _ => {
+            // The one crash the fuzzers found (the `endpoint` target, in its
+            // first minute): the harness's own "next timestamp" after a
+            // message stamped 2^64 - 1 overflowed.
+            let mut last = built(State::Connecting, 0, 10);
+            last.timestamp = Some(u64::MAX);
+            let script = ScriptWriter::new(2, 100, 8)
+                .op(&Op::Client {
+                    from: Addr::Client(0),
+                    msg: last,
+                })
+                .op(&Op::Transmit { max: 8 })
+                .op(&Op::Client {
+                    from: Addr::Client(0),
+                    msg: built(State::Connected, 0, 10),
+                })
+                .op(&Op::Transmit { max: 8 })
+                .finish();
+            vec![("timestamp-max".to_string(), script)]
+        }
+    }
+}
+
+/// The committed file `fuzz/regressions/<target>/<name>`.
+fn regression(target: &str, name: &str) -> Vec<u8> {
+    let path = dir("regressions", target).join(name);
+    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 #[test]
 fn committed_seeds_are_the_generated_ones() {
     let write = std::env::var_os("RISP_WRITE_FUZZ_SEEDS").is_some();
     for target in TARGETS {
-        for (name, bytes) in seeds(target) {
-            let path = dir("corpus", target).join(&name);
-            if write {
-                fs::create_dir_all(dir("corpus", target)).unwrap();
-                fs::write(&path, &bytes).unwrap();
-                continue;
-            }
-            let committed = fs::read(&path).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e} (RISP_WRITE_FUZZ_SEEDS=1 writes the seeds)",
+        let inputs = [
+            ("corpus", seeds(target)),
+            ("regressions", regressions(target)),
+        ];
+        for (kind, inputs) in inputs {
+            for (name, bytes) in inputs {
+                let path = dir(kind, target).join(&name);
+                if write {
+                    fs::create_dir_all(dir(kind, target)).unwrap();
+                    fs::write(&path, &bytes).unwrap();
+                    continue;
+                }
+                let committed = fs::read(&path).unwrap_or_else(|e| {
+                    panic!(
+                        "{}: {e} (RISP_WRITE_FUZZ_SEEDS=1 writes the seeds)",
+                        path.display()
+                    )
+                });
+                assert!(
+                    committed == bytes,
+                    "{} is stale (RISP_WRITE_FUZZ_SEEDS=1 rewrites it)",
                     path.display()
-                )
-            });
-            assert!(
-                committed == bytes,
-                "{} is stale (RISP_WRITE_FUZZ_SEEDS=1 rewrites it)",
-                path.display()
-            );
+                );
+            }
         }
     }
 }
@@ -84,6 +154,13 @@ fn every_committed_input_and_past_crash_replays_cleanly() {
             .flat_map(|kind| files(kind, target))
             .collect();
         assert!(inputs.len() >= seeds(target).len(), "{target}: {inputs:?}");
+        // A missing or empty folder would make this test replay nothing.
+        let past = files("regressions", target);
+        assert!(
+            past.len() >= regressions(target).len() && !past.is_empty(),
+            "fuzz/regressions/{target}/ holds {} inputs",
+            past.len()
+        );
         for (path, bytes) in inputs {
             eprintln!("{target}: {}", path.display());
             match target {
@@ -128,32 +205,37 @@ fn endpoint_seeds_reach_what_they_are_named_for() {
     assert_eq!(hostile.datagrams_sent, 0, "{hostile:?}");
 }
 
-/// The one crash the fuzzers found (the `endpoint` target, in its first
-/// minute): the harness's own "next timestamp" after a message stamped
-/// 2^64 - 1 overflowed. The server was fine; the script builder saturates
-/// now.
+/// The one crash the fuzzers found (`fuzz/regressions/endpoint/timestamp-max`):
+/// the harness's own "next timestamp" after a message stamped 2^64 - 1
+/// overflowed. The server was fine; the script builder saturates now.
 #[test]
 fn a_script_past_the_largest_timestamp_runs() {
-    use risp_udp::proto::wire::State;
-    use support::fuzz::{built, Addr, Op, ScriptWriter};
-    let mut last = built(State::Connecting, 0, 10);
-    last.timestamp = Some(u64::MAX);
-    let script = ScriptWriter::new(2, 100, 8)
-        .op(&Op::Client {
-            from: Addr::Client(0),
-            msg: last,
-        })
-        .op(&Op::Transmit { max: 8 })
-        .op(&Op::Client {
-            from: Addr::Client(0),
-            msg: built(State::Connected, 0, 10),
-        })
-        .op(&Op::Transmit { max: 8 })
-        .finish();
-    let stats = fuzz::endpoint(&script).expect("a config");
+    let stats = fuzz::endpoint(&regression("endpoint", "timestamp-max")).expect("a config");
     // Saturated, the second message carries 2^64 - 1 again and is taken;
     // wrapped to 0 (release builds do not trap), it would be stale.
     assert_eq!(stats.accepted, 2, "{stats:?}");
+}
+
+/// The committed decode regressions do what they are named for.
+#[test]
+fn decode_regressions_hold() {
+    use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, WireError};
+    let padded = regression("decode", "closing-extra-padding");
+    let m = ClientMessage::decode(&padded).expect("zero padding on any state");
+    assert_eq!(m.state, State::Closing);
+    assert_eq!(m.encoded_len() + 3, padded.len(), "re-encodes without it");
+    fuzz::decode(&padded);
+
+    let other = regression("decode", "server-data-other-session");
+    assert_eq!(
+        ServerMessage::decode(&other, fuzz::SEED_UUID),
+        Err(WireError::BadCrc),
+        "data sealed for another session is not believed"
+    );
+    assert!(
+        ServerMessage::decode_unchecked(&other).is_ok(),
+        "only the key is wrong"
+    );
 }
 
 #[test]

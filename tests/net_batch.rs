@@ -22,8 +22,27 @@ use risp_udp::proto::server::ServerConfig;
 use support::loopback::{transfer, TestServer};
 use uuid::Uuid;
 
+/// Receive buffer every test socket asks for. A test sends at most
+/// [`MAX_QUEUED`] small datagrams before receiving them, and the kernel
+/// charges each its buffer's true size (832 B for 32 bytes on loopback
+/// here; 1.5 KiB allowed): they need under 330 KiB, which the default
+/// (often 208 KiB) is not. The kernel doubles what is asked, up to twice
+/// net.core.rmem_max (416 KiB granted with the usual 208 KiB cap).
+const RECV_BUFFER: usize = 1 << 20;
+/// Datagrams a test may have queued at the receiver at once.
+const MAX_QUEUED: usize = 215;
+/// What that needs (checked: a smaller grant fails with the reason).
+const RECV_BUFFER_NEEDED: usize = MAX_QUEUED * 1536;
+
 async fn socket(mode: IoMode, segments: usize) -> BatchSocket {
     let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sock = socket2::SockRef::from(&s);
+    sock.set_recv_buffer_size(RECV_BUFFER).unwrap();
+    let granted = sock.recv_buffer_size().unwrap();
+    assert!(
+        granted >= RECV_BUFFER_NEEDED,
+        "receive buffer {granted} B < {RECV_BUFFER_NEEDED} B (raise net.core.rmem_max)"
+    );
     let sizing = RecvSizing {
         max_datagram: 64,
         segments,
@@ -67,6 +86,10 @@ async fn round_trip(recv_mode: IoMode, segments: usize, batches: &[(usize, usize
         tx.send(to, &data, size).await.unwrap();
         expected.extend(data.chunks(size).map(<[u8]>::to_vec));
     }
+    assert!(
+        expected.len() <= MAX_QUEUED,
+        "more than RECV_BUFFER_NEEDED allows"
+    );
     let got = receive(&mut rx, expected.len()).await;
     let from = tx.local_addr().unwrap();
     assert!(got.iter().all(|(a, _)| *a == from));

@@ -1,6 +1,12 @@
 //! The tokio drivers over real loopback sockets: a session handed from one
 //! client to another, a session that expires while its client is stalled,
 //! and garbage sprayed at the server during a transfer.
+//!
+//! Counts here are exact only where they are by construction: a client's
+//! first timer is 5 ms, so on a loaded machine any handshake message may
+//! be sent twice, and what counts messages (resumes, Retry round trips)
+//! is checked as "at least". The raw-socket tests skip without root,
+//! unless `RISP_REQUIRE_RAW=1` (`.ci/run` as root): then they fail.
 
 mod support;
 
@@ -70,7 +76,8 @@ async fn a_second_client_resumes_the_session_by_uuid_and_verifies() {
 
     let s = server.stop().await.stats;
     assert_eq!(s.sessions_opened, 1, "B resumed A's session, not a new one");
-    assert_eq!(s.sessions_resumed, 1, "{s:?}");
+    // A resume repeated before its answer (5 ms timer) counts again.
+    assert!(s.sessions_resumed >= 1, "{s:?}");
     assert_eq!(s.sessions_closed, 1, "{s:?}");
     assert_eq!(s.sessions_expired, 0, "{s:?}");
 }
@@ -280,6 +287,23 @@ fn send_from_port(port: u16, to: SocketAddr, payload: &[u8]) -> std::io::Result<
     Ok(true)
 }
 
+/// Datagrams the kernel dropped for the UDP socket bound to `addr` (its
+/// receive buffer was full): the last column of its /proc/net/udp line.
+fn kernel_drops(addr: SocketAddr) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+    let local = format!(":{:04X}", addr.port());
+    table
+        .lines()
+        .skip(1)
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&local))
+        })
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .expect("the server's socket is in /proc/net/udp")
+}
+
 fn send_from_port_zero(to: SocketAddr, payload: &[u8]) -> std::io::Result<bool> {
     send_from_port(0, to, payload)
 }
@@ -352,7 +376,7 @@ async fn spoofed_acks_do_not_turn_the_server_into_an_amplifier() {
         ack.flags = if k % 2 == 0 { FLAG_PROBE } else { 0 };
         let d = ack.encode();
         if !send_from_port(victim_port, server.addr, &d).unwrap() {
-            eprintln!("skipped: raw sockets need root (CAP_NET_RAW)");
+            support::skip("RISP_REQUIRE_RAW", "raw sockets need root (CAP_NET_RAW)");
             return;
         }
         spoofed += d.len();
@@ -401,21 +425,25 @@ async fn a_spoofed_connecting_flood_does_not_lock_out_a_real_client() {
         let mut m = ClientDatagram::new(State::Connecting, Uuid::from_u128(rng.gen()), 10_000);
         m.ts = k + 1;
         if !send_from_port(rng.gen_range(20_000..60_000), server.addr, &m.encode()).unwrap() {
-            eprintln!("skipped: raw sockets need root (CAP_NET_RAW)");
+            support::skip("RISP_REQUIRE_RAW", "raw sockets need root (CAP_NET_RAW)");
             return;
         }
     }
-    // The kernel may drop part of the flood (the server's receive buffer);
-    // wait (bounded) until what arrived was handled: the count published
-    // (every 200 ms) stops moving.
-    let mut seen = 0;
-    for _ in 0..40 {
-        let now_seen = server.summary().stats.datagrams_received;
-        if now_seen >= flood || (now_seen == seen && seen > 0) {
+    // The kernel may drop part of the flood (the server's receive buffer):
+    // wait (bounded) until the server has handled all that the kernel did
+    // not drop (its socket's drop counter in /proc/net/udp).
+    let deadline = clock::now() + Duration::from_secs(20);
+    loop {
+        let arrived = flood - kernel_drops(server.addr);
+        let handled = server.summary().stats.datagrams_received;
+        if handled >= arrived {
             break;
         }
-        seen = now_seen;
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            clock::now() < deadline,
+            "handled {handled} of the {arrived} flood datagrams that arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let flooded = server.summary().stats.datagrams_received;
     assert!(
@@ -437,7 +465,8 @@ async fn a_spoofed_connecting_flood_does_not_lock_out_a_real_client() {
         s.rejected(Reject::RetryRequired) >= flooded - max_sessions as u64 / 8,
         "{s:?}"
     );
-    assert_eq!(s.retry_validated, 1, "the real client proved its address");
+    // At least: a CONNECTING repeated before its Accept proves it again.
+    assert!(s.retry_validated >= 1, "the real client proved its address");
 }
 
 /// Retry always on, over real sockets: every client pays one round trip,
@@ -459,11 +488,11 @@ async fn retry_always_over_real_sockets_verifies() {
         assert_eq!(got.len(), 2_000);
     }
     let s = server.stop().await.stats;
-    assert_eq!(
-        (s.rejected(Reject::RetryRequired), s.retry_validated),
-        (3, 3),
-        "{s:?}"
-    );
+    // One session each; a CONNECTING repeated before its answer pays (and
+    // proves) again, so those two counts are at least one per client.
+    assert_eq!(s.sessions_opened, 3, "{s:?}");
+    assert!(s.rejected(Reject::RetryRequired) >= 3, "{s:?}");
+    assert!(s.retry_validated >= 3, "{s:?}");
 }
 
 /// A well-formed CONNECTED for an unknown session from source port 0 would
@@ -477,7 +506,7 @@ async fn a_datagram_from_source_port_zero_does_not_stop_the_server() {
     msg.window = 8;
     msg.token = vec![7u8; 8];
     if !send_from_port_zero(server.addr, &msg.encode()).unwrap() {
-        eprintln!("skipped: raw sockets need root (CAP_NET_RAW)");
+        support::skip("RISP_REQUIRE_RAW", "raw sockets need root (CAP_NET_RAW)");
         return;
     }
     // Wait (bounded) until the server has counted it.

@@ -28,7 +28,8 @@ fn uuid(n: u8) -> Uuid {
 }
 
 /// A client session set up by hand: it knows its token and the next index
-/// it needs, and checks every value against the server's sequence.
+/// it needs, and checks every value against the value the tests' own
+/// reference derives from the session's seed (`support::expected`).
 struct Peer {
     uuid: Uuid,
     addr: SocketAddr,
@@ -89,7 +90,7 @@ impl Peer {
     }
 
     fn seq_value(&self, h: &ServerHarness, i: u32) -> u32 {
-        h.server.sequence(&self.uuid).unwrap().get(i).unwrap()
+        h.expected(&self.uuid, self.len).value(i)
     }
 
     /// Checks data for this peer: right address, right values, and the next
@@ -197,13 +198,14 @@ fn new_session_gets_accept_then_exactly_its_initial_window() {
     assert_eq!(max_window, 64);
     assert_eq!(echo, 77);
     let seq = h.server.sequence(&uuid(2)).unwrap();
+    let want = h.expected(&uuid(2), 50);
     for (i, (to, msg)) in out[1..].iter().enumerate() {
         assert_eq!(*to, addr(2));
         assert_eq!(
             *msg,
             ServerMessage::Data {
                 index: i as u32,
-                payload: seq.get(i as u32).unwrap(),
+                payload: want.value(i as u32),
                 echo: 77
             }
         );
@@ -637,7 +639,7 @@ fn closing_after_everything_was_acked_returns_the_sequence_checksum() {
     let mut by = Peer::open(&mut h, 1, 100, 4);
     h.guard = Some(by.addr);
     let mut p = Peer::open(&mut h, 2, 10, 4);
-    let seq = h.server.sequence(&p.uuid).unwrap();
+    let want = h.expected(&p.uuid, p.len);
     // Receive everything.
     while p.sent_to < p.len {
         let out = p.ack_all(&mut h);
@@ -653,7 +655,7 @@ fn closing_after_everything_was_acked_returns_the_sequence_checksum() {
             vec![(
                 p.addr,
                 ServerMessage::Checksum {
-                    checksum: seq.checksum(),
+                    checksum: want.checksum(),
                     echo: m.ts
                 }
             )]
@@ -1188,4 +1190,15 @@ fn a_spoofed_connecting_with_a_huge_timestamp_cannot_make_acks_stale() {
     let out = p.ack_all(&mut h);
     assert_eq!(p.absorb(&h, &out), (4..8).collect::<Vec<u32>>());
     assert_eq!(h.server.stats().rejected(Reject::Stale), 0);
+}
+
+/// The tests' reference for the values (`support::expected`) gives the
+/// numbers pinned for the value function, so checks against it are checks
+/// against the protocol, not against the server's own `Sequence`.
+#[test]
+fn the_reference_values_are_the_pinned_ones() {
+    use support::expected::reference_value;
+    assert_eq!(reference_value(0, 0), 3_793_791_033);
+    assert_eq!(reference_value(0, 1), 1_853_398_634);
+    assert_eq!(reference_value(42, 999), 2_584_618_845);
 }

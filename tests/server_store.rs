@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use risp_udp::proto::sequence::Sequence;
 use risp_udp::proto::server::{
     LookupOutcome, Reject, ServerConfig, SessionRecord, StoreOp, StoreSettings,
 };
 use risp_udp::proto::wire::{ErrorCode, ServerMessage, State};
+use support::expected::Expected;
 use support::virtual_time::ServerHarness;
 use support::wire::ClientDatagram;
 use uuid::Uuid;
@@ -175,8 +175,14 @@ fn records_are_written_on_confirmation_throttled_refresh_and_close_only() {
     let [StoreOp::Put(rec)] = refreshed.as_slice() else {
         panic!("{refreshed:?}")
     };
-    let seq = Sequence::new(rec.seed, LEN);
-    assert_eq!(rec.checkpoint_sum, seq.sum_range(0, rec.checkpoint_index));
+    let want = Expected::new(rec.seed, LEN);
+    assert_eq!(rec.checkpoint_sum, want.sum_range(0, rec.checkpoint_index));
+    assert_eq!(
+        rec.seed,
+        h.expected(&c.uuid, LEN).seed,
+        "the session's seed"
+    );
+    want.check_prefix(&c.values).unwrap();
     assert!(rec.checkpoint_index >= 200);
     assert_eq!(h.server.stats().store_writes, 2);
     assert_eq!(h.server.stats().store_refreshes, 1);
@@ -215,8 +221,8 @@ fn a_session_started_on_one_endpoint_finishes_on_another_verified() {
     c.ack_until(&mut b, addr(2), LEN);
     // The values B sent are the session's, and B's checksum is the whole
     // sequence's.
-    let seq = a.server.sequence(&c.uuid).unwrap();
-    assert!(c.values.iter().copied().eq(seq.iter()));
+    let want = a.expected(&c.uuid, LEN);
+    want.check(&c.values).unwrap();
     let m = c.msg(State::Closing);
     b.send(addr(2), &m);
     let r = b.drain();
@@ -224,7 +230,7 @@ fn a_session_started_on_one_endpoint_finishes_on_another_verified() {
         ServerMessage::Checksum { checksum, .. } => Some(*checksum),
         _ => None,
     });
-    assert_eq!(sum, Some(seq.checksum()));
+    assert_eq!(sum, Some(want.checksum()));
     let m = c.msg(State::Closed);
     b.send(addr(2), &m);
     let w = ops(&mut b);
@@ -324,13 +330,13 @@ fn a_stale_copy_is_carried_forward_to_where_the_client_got_elsewhere() {
     // transfer ends there verified.
     c.ack_until(&mut a, addr(1), LEN);
     assert_eq!(a.server.stats().sessions_fast_forwarded, 1);
-    let seq = a.server.sequence(&c.uuid).unwrap();
-    assert!(c.values.iter().copied().eq(seq.iter()));
+    let want = a.expected(&c.uuid, LEN);
+    want.check(&c.values).unwrap();
     let m = c.msg(State::Closing);
     a.send(addr(1), &m);
     let r = a.drain();
     assert!(r.iter().any(
-        |(_, m)| matches!(m, ServerMessage::Checksum { checksum, .. } if *checksum == seq.checksum())
+        |(_, m)| matches!(m, ServerMessage::Checksum { checksum, .. } if *checksum == want.checksum())
     ));
 }
 
@@ -417,6 +423,5 @@ fn a_handshake_left_behind_is_replaced_by_the_session_confirmed_elsewhere() {
     let r = a.drain();
     assert!(c.take(r).is_empty());
     c.ack_until(&mut a, addr(3), LEN);
-    let seq = b.server.sequence(&c.uuid).unwrap();
-    assert!(c.values.iter().copied().eq(seq.iter()));
+    b.expected(&c.uuid, LEN).check(&c.values).unwrap();
 }

@@ -347,17 +347,19 @@ fn short_lossy_transfers_finish_in_milliseconds() {
     assert!(times[100] < max / 4, "the tail comes from retries");
 }
 
-/// The rest of the loss table (1 ms one way, 30k values, 5 seeds each),
-/// with limits from what the design does and why:
+/// The rest of the loss table (1 ms one way through `with_rate`'s 100k/s
+/// bottleneck, 30k values, 5 seeds each), with limits from what the design
+/// does and why:
 /// - 1% and 5%: random loss is never judged congestion, so the rate stays
-///   near the clean one (measured 0.96× and 0.88×: each loss still costs a
-///   reordering window plus an RTT before its resend lands);
+///   near the clean one (each loss still costs a reordering window plus an
+///   RTT before its resend lands);
 /// - 20%: a round's loss fraction comes close to the 25% ceiling above
-///   which loss counts as congestion, so some rounds shrink the window
-///   (measured 0.33×);
-/// - 30% and 50%: past the ceiling, the window sits at its minimum; the
+///   which loss counts as congestion, so some rounds shrink the window;
+/// - 30% and 50%: past the ceiling, every episode is congestion; the
 ///   transfers must still complete, resending little more than the
-///   1/(1 − p) minimum (measured 1.43 and 2.00 datagrams per value).
+///   1/(1 − p) minimum. The rate is bounded by the floors (`MIN_CWND`, and
+///   `MIN_PACING_PER_RTT` once the bandwidth estimate has been cut again
+///   and again): see the limits' comment.
 #[test]
 fn the_loss_table_meets_its_limits() {
     let len = 30_000;

@@ -361,7 +361,9 @@ mod tests {
 
     #[test]
     fn each_getter_reads_the_field_it_names() {
-        // Distinct values, so a getter reading a neighbour is caught.
+        // A distinct, non-zero value in every field (no `..Default`: a new
+        // field must be given one here), so a getter reading a neighbour, a
+        // missing one, or a zero that happens to match is caught.
         let stats = ServerStats {
             datagrams_received: 1,
             accepted: 2,
@@ -370,16 +372,40 @@ mod tests {
             sessions_opened: 5,
             sessions_resumed: 6,
             sessions_closed: 7,
-            sessions_expired: 8,
-            migrations: 9,
-            window_zero: 10,
-            window_capped: 11,
-            replies_dropped: 12,
-            events_dropped: 13,
-            probes_limited: 14,
-            probes: 15,
-            ..ServerStats::default()
+            sessions_aborted: 8,
+            sessions_expired: 9,
+            migrations: 10,
+            window_zero: 11,
+            window_capped: 12,
+            replies_dropped: 13,
+            events_dropped: 14,
+            probes_limited: 15,
+            path_challenges: 16,
+            path_validations: 17,
+            amplification_limited: 18,
+            retry_validated: 19,
+            pending_evicted: 20,
+            window_budget_capped: 21,
+            probes: 22,
+            store_writes: 23,
+            store_refreshes: 24,
+            store_removes: 25,
+            store_lookups: 26,
+            store_misses: 27,
+            store_lookups_failed: 28,
+            store_ops_dropped: 29,
+            sessions_restored: 30,
+            sessions_fast_forwarded: 31,
+            rejected: std::array::from_fn(|i| 1_000 + i as u64),
         };
+        let scalars: Vec<_> = stats_fields(&stats)
+            .into_iter()
+            .filter(|(f, _)| f != "rejected")
+            .map(|(_, v)| v.parse::<u64>().expect("a counter"))
+            .collect();
+        let distinct: BTreeSet<_> = scalars.iter().copied().collect();
+        assert_eq!(distinct.len(), scalars.len(), "distinct: {scalars:?}");
+        assert!(!distinct.contains(&0), "non-zero: {scalars:?}");
         let by_name: HashMap<_, _> = stats_fields(&stats).into_iter().collect();
         let t0 = clock::now();
         let summary = ServerSummary {

@@ -258,6 +258,7 @@ impl DriverMetrics {
 mod tests {
     use super::*;
     use crate::proto::wire::{ClientMessage, ErrorCode, SERVER_TOKEN_LEN};
+    use std::collections::HashSet;
     use uuid::Uuid;
 
     fn client(state: State) -> Vec<u8> {
@@ -356,15 +357,13 @@ mod tests {
 
     #[test]
     fn kind_names_are_distinct_label_values() {
-        let mut names: Vec<_> = InKind::ALL.iter().map(|k| k.name()).collect();
-        names.dedup();
-        assert_eq!(names.len(), InKind::ALL.len());
+        let names: HashSet<_> = InKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), InKind::ALL.len(), "{names:?}");
         for (i, k) in InKind::ALL.iter().enumerate() {
             assert_eq!(*k as usize, i, "ALL is in declaration order");
         }
-        let mut names: Vec<_> = OutKind::ALL.iter().map(|k| k.name()).collect();
-        names.dedup();
-        assert_eq!(names.len(), OutKind::ALL.len());
+        let names: HashSet<_> = OutKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), OutKind::ALL.len(), "{names:?}");
         for (i, k) in OutKind::ALL.iter().enumerate() {
             assert_eq!(*k as usize, i, "ALL is in declaration order");
         }

@@ -39,26 +39,31 @@ pub fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .stderr(Stdio::piped());
     let started = clock::now();
     let child = cmd.spawn().expect("spawn risp-udp");
+    let out = wait_bounded(child, PROCESS_DEADLINE);
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Waits for `child` to end and collects its output; kills it (SIGKILL)
+/// and fails the test if it runs longer than `limit`, so a hang is a
+/// failure with a message, never a hung test.
+pub fn wait_bounded(child: Child, limit: Duration) -> std::process::Output {
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(PROCESS_DEADLINE) {
-        Ok(out) => {
-            let out = out.expect("wait for risp-udp");
-            Output {
-                code: out.status.code(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                elapsed: started.elapsed(),
-            }
-        }
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait for the process"),
         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
-            panic!("risp-udp {args:?} did not finish within {PROCESS_DEADLINE:?}");
+            panic!("process {pid} did not finish within {limit:?}");
         }
     }
 }

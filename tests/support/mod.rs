@@ -2,6 +2,8 @@
 //! driving risp-udp. Each crate includes this module with `mod support;`
 //! and uses the parts it needs (hence `dead_code` is allowed here).
 //!
+//! - [`expected`]: what a transfer must deliver, from the session seed
+//!   through a reference written in the tests, and the per-value check.
 //! - [`wire`]: client datagrams built field by field, server datagrams
 //!   encoded, CRCs fixed up after a mutation, SACK bitmaps.
 //! - [`virtual_time`]: the sans-IO core in virtual time, with no sockets: a
@@ -18,13 +20,29 @@
 //!   restarted on demand (the shared session store's tests).
 //! - [`fuzz`]: the fuzz harnesses (also built into the cargo-fuzz targets
 //!   in `fuzz/`), their script format and their seeds.
+//!
+//! A test that needs what a machine may lack (root for namespaces or raw
+//! sockets) says "skipped: why" through [`skip`] and passes, unless the
+//! variable naming that need is `1` (`RISP_REQUIRE_NETNS`,
+//! `RISP_REQUIRE_RAW`; `.ci/run` sets both as root): then it fails, so CI
+//! never skips silently. `RISP_REQUIRE_REDIS` does the same in [`redis`].
 #![allow(dead_code)]
 // Shared by many test crates, each using a part: `pub` is the point.
 #![allow(unreachable_pub)]
 
 pub mod cli;
+pub mod expected;
 pub mod fuzz;
 pub mod loopback;
 pub mod redis;
 pub mod virtual_time;
 pub mod wire;
+
+/// Reports why a test cannot run here (the test then returns and passes),
+/// or panics when `require` (e.g. `RISP_REQUIRE_RAW`) is set to `1`.
+pub fn skip(require: &str, reason: &str) {
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!("{require}=1 but this test cannot run here: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}

@@ -6,12 +6,16 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
+use risp_netem::{Direction, Impairment, ImpairmentConfig};
 use risp_udp::proto::client::{Client, ClientConfig, ClientEvent};
 use risp_udp::proto::sequence::Sequence;
-use risp_udp::proto::server::{Reject, Server, ServerConfig, ServerEvent};
+use risp_udp::proto::server::{
+    LookupOutcome, Reject, Server, ServerConfig, ServerEvent, SessionRecord, StoreOp,
+};
 use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, MAX_DATAGRAM_LEN};
 use uuid::Uuid;
 
+use super::expected::Expected;
 use super::wire::{encode_server, ClientDatagram};
 
 /// The server's books balance: every datagram is accepted or rejected, and
@@ -106,6 +110,14 @@ impl ServerHarness {
 
     pub fn rejected(&self, r: Reject) -> u64 {
         self.server.stats().rejected(r)
+    }
+
+    /// What the live session `uuid` must deliver: its seed (the one thing
+    /// taken from the server) and the `len` the client asked for, through
+    /// the tests' own reference.
+    pub fn expected(&self, uuid: &Uuid, len: u32) -> Expected {
+        let seed = self.server.sequence(uuid).expect("a live session").seed();
+        Expected::new(seed, len)
     }
 
     pub fn events(&mut self) -> Vec<ServerEvent> {
@@ -387,6 +399,10 @@ impl Pair {
     }
 }
 
+/// Rewrites a server datagram in flight, given the session's UUID (see
+/// [`Failover::tamper`]).
+pub type Tamper = Box<dyn FnMut(Uuid, &mut Vec<u8>)>;
+
 /// A datagram on its way in a [`Failover`] network.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Hop {
@@ -412,6 +428,14 @@ enum Hop {
 /// ([`Failover::cut`]): everything to it and from it is dropped from then
 /// on. The client moves to a new address of its own on each failover, as
 /// the tokio driver opens a new socket per server.
+///
+/// [`Failover::impaired`] puts a netem [`Impairment`] on the client's link
+/// instead (loss, duplication, reordering, corruption, delay, blackholes,
+/// rebinding), and [`Failover::kills`] kills the client's socket at given
+/// times (it reconnects from a new port). Servers configured with a store
+/// share [`Failover::store`]: their writes land there and their lookups
+/// are answered from it at once, so a server restores a session another
+/// one started.
 pub struct Failover {
     pub servers: Vec<Server>,
     /// Each server address and the index of the server behind it.
@@ -427,6 +451,21 @@ pub struct Failover {
     paths: HashMap<SocketAddr, usize>,
     delay: Duration,
     loss: f64,
+    /// The netem model of the link, when set: it decides instead of
+    /// `delay` and `loss`.
+    link: Option<Impairment>,
+    /// When (since `t0`) the client's socket is killed, earliest first.
+    pub kills: Vec<Duration>,
+    /// The session store the servers with one share.
+    pub store: HashMap<Uuid, SessionRecord>,
+    /// Socket kills and NAT rebindings carried out.
+    pub reconnects: u32,
+    pub rebinds: u32,
+    /// `Restarted` events (the transfer started over under a new UUID).
+    pub restarts: u32,
+    /// Rewrites each server datagram on its way to the client, given the
+    /// session's UUID (a test double of a faulty server or middlebox).
+    pub tamper: Option<Tamper>,
     rng: rand::rngs::StdRng,
     queue: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64, Hop)>>,
     order: u64,
@@ -471,6 +510,13 @@ impl Failover {
             paths: HashMap::new(),
             delay,
             loss,
+            link: None,
+            kills: Vec::new(),
+            store: HashMap::new(),
+            reconnects: 0,
+            rebinds: 0,
+            restarts: 0,
+            tamper: None,
             rng: rand::rngs::StdRng::seed_from_u64(seed),
             queue: std::collections::BinaryHeap::new(),
             order: 0,
@@ -485,6 +531,36 @@ impl Failover {
         };
         net.paths.insert(net.client_addr, 0);
         net
+    }
+
+    /// Like [`Failover::new`], with the client's link impaired by netem's
+    /// model of `impairment` (seeded by `seed`; time counts from `t0`).
+    pub fn impaired(
+        servers: Vec<Server>,
+        addrs: Vec<(SocketAddr, usize)>,
+        config: ClientConfig,
+        impairment: ImpairmentConfig,
+        seed: u64,
+    ) -> Self {
+        let mut net = Self::new(servers, addrs, config, Duration::ZERO, 0.0, seed);
+        net.link = Some(Impairment::new(impairment, seed));
+        net
+    }
+
+    /// The link's counters (all zero without [`Failover::impaired`]).
+    pub fn link_stats(&self) -> risp_netem::ImpairmentStats {
+        self.link
+            .as_ref()
+            .map(Impairment::stats)
+            .unwrap_or_default()
+    }
+
+    /// The client's socket moves to a new port on the same path.
+    fn move_port(&mut self) {
+        let path = self.paths[&self.client_addr];
+        self.next_port += 1;
+        self.client_addr = SocketAddr::from(([10, 9, 0, 1], self.next_port));
+        self.paths.insert(self.client_addr, path);
     }
 
     /// Cuts server address number `addr` off from now on.
@@ -507,6 +583,7 @@ impl Failover {
             let next = [
                 self.queue.peek().map(|std::cmp::Reverse((t, _, _))| *t),
                 self.client.poll_timeout(),
+                self.kills.first().map(|k| self.t0 + *k),
             ]
             .into_iter()
             .chain(self.servers.iter().map(Server::poll_timeout))
@@ -556,6 +633,23 @@ impl Failover {
                 s.handle_timeout(now);
             }
         }
+        let elapsed = now - self.t0;
+        if self.kills.first().is_some_and(|k| *k <= elapsed) {
+            self.kills.remove(0);
+            if !self.client.is_finished() {
+                // As the driver after a killswitch: a new socket, resume.
+                self.move_port();
+                self.reconnects += 1;
+                self.client.reconnect(now);
+            }
+        }
+        let rebinds = self.link.as_mut().map_or(0, |l| l.take_rebinds(elapsed));
+        if rebinds > 0 && !self.client.is_finished() {
+            // A NAT rebinding: the client does not know, the server sees
+            // datagrams from a new port.
+            self.move_port();
+            self.rebinds += 1;
+        }
         if self.client.poll_timeout().is_some_and(|t| t <= now) {
             self.client.handle_timeout(now);
             self.drain_client();
@@ -577,6 +671,23 @@ impl Failover {
         }
         let mut sbuf = Vec::new();
         for s in 0..self.servers.len() {
+            while let Some(op) = self.servers[s].poll_store_op() {
+                match op {
+                    StoreOp::Put(r) => {
+                        self.store.insert(r.uuid, r);
+                    }
+                    StoreOp::Remove(u) => {
+                        self.store.remove(&u);
+                    }
+                    StoreOp::Lookup(l) => {
+                        let outcome = match self.store.get(&l.uuid) {
+                            Some(r) => LookupOutcome::Found(r.clone()),
+                            None => LookupOutcome::Missing,
+                        };
+                        self.servers[s].complete_lookup(self.now, l, outcome);
+                    }
+                }
+            }
             while let Some(t) = self.servers[s].poll_transmit(self.now, 64, &mut sbuf) {
                 // The server answers through the address this client
                 // address talks to (if that leads to this server).
@@ -587,10 +698,14 @@ impl Failover {
                     continue;
                 }
                 for seg in sbuf[..t.size].chunks(t.segment_size) {
+                    let mut bytes = seg.to_vec();
+                    if let Some(f) = &mut self.tamper {
+                        f(self.client.uuid(), &mut bytes);
+                    }
                     self.send(Hop::ToClient {
                         via,
                         to: t.destination,
-                        bytes: seg.to_vec(),
+                        bytes,
                     });
                 }
             }
@@ -603,6 +718,35 @@ impl Failover {
 
     fn send(&mut self, hop: Hop) {
         use rand::Rng;
+        if let Some(link) = &mut self.link {
+            let (dir, len) = match &hop {
+                Hop::ToServer { bytes, .. } => (Direction::ToServer, bytes.len()),
+                Hop::ToClient { bytes, .. } => (Direction::ToClient, bytes.len()),
+            };
+            let verdict = link.decide(dir, self.now - self.t0, len);
+            for d in verdict.deliveries() {
+                let mut copy = match &hop {
+                    Hop::ToServer { addr, from, bytes } => Hop::ToServer {
+                        addr: *addr,
+                        from: *from,
+                        bytes: bytes.clone(),
+                    },
+                    Hop::ToClient { via, to, bytes } => Hop::ToClient {
+                        via: *via,
+                        to: *to,
+                        bytes: bytes.clone(),
+                    },
+                };
+                if let Some(bit) = d.corrupt_bit {
+                    let (Hop::ToServer { bytes, .. } | Hop::ToClient { bytes, .. }) = &mut copy;
+                    risp_netem::flip_bit(bytes, bit);
+                }
+                self.order += 1;
+                self.queue
+                    .push(std::cmp::Reverse((self.now + d.delay, self.order, copy)));
+            }
+            return;
+        }
         if self.loss > 0.0 && self.rng.gen_bool(self.loss) {
             return;
         }
@@ -625,9 +769,14 @@ impl Failover {
                     let left = self.paths[&self.client_addr];
                     self.lost.push((left, reason));
                 }
-                ClientEvent::Restarted { .. }
-                | ClientEvent::Connected
-                | ClientEvent::RttSample(_) => {}
+                ClientEvent::Restarted { .. } => {
+                    // Only before anything was delivered; the new UUID's
+                    // session has its own seed.
+                    assert!(self.values.is_empty(), "restarted after values");
+                    self.restarts += 1;
+                    self.seq = None;
+                }
+                ClientEvent::Connected | ClientEvent::RttSample(_) => {}
             }
         }
         if self.client.wants_failover().is_some() {
@@ -640,12 +789,17 @@ impl Failover {
         }
     }
 
-    /// Every value delivered, in order, equal to the server's sequence.
+    /// Every value delivered so far is the session's, in order: checked
+    /// against the tests' reference from the session's seed (the one thing
+    /// taken from the server).
     pub fn values_match(&self) -> bool {
-        let Some(seq) = &self.seq else { return false };
-        self.values
-            .iter()
-            .enumerate()
-            .all(|(i, v)| seq.get(i as u32) == Some(*v))
+        self.expected()
+            .is_some_and(|e| e.check_prefix(&self.values).is_ok())
+    }
+
+    /// What this session must deliver, once a server held it.
+    pub fn expected(&self) -> Option<Expected> {
+        let seq = self.seq.as_ref()?;
+        Some(Expected::new(seq.seed(), self.client.len()))
     }
 }
