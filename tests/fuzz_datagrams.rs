@@ -33,8 +33,8 @@ use uuid::Uuid;
 const FUZZ_DATAGRAMS: usize = 120_000;
 const MAX_SESSIONS: usize = 24;
 /// The fixed part of a client datagram after the prefix (uuid, len,
-/// window, ack, timestamp, flags), as docs/PROTOCOL.md lays it out.
-const CLIENT_FIXED_LEN: usize = 16 + 4 + 4 + 4 + 8 + 1;
+/// window, ack, timestamp, rate, flags), as docs/PROTOCOL.md lays it out.
+const CLIENT_FIXED_LEN: usize = 16 + 4 + 4 + 4 + 8 + 4 + 1;
 const _: () = assert!(MIN_CLIENT_LEN == PREFIX_LEN + CLIENT_FIXED_LEN + 1 + 2 + 2 + CRC_LEN);
 
 fn addr(n: u32) -> SocketAddr {
@@ -454,9 +454,17 @@ fn framed_noise(rng: &mut StdRng) -> Vec<u8> {
         let token = rng.gen_range(0..=MAX_TOKEN_LEN + 1);
         d.push(token as u8);
         d.extend((0..token).map(|_| rng.gen::<u8>()));
-        let sack = rng.gen_range(0..64);
-        d.extend((sack as u16).to_be_bytes());
-        d.extend((0..sack).map(|_| rng.gen::<u8>()));
+        // Ranges after the ack (bytes 28..32): well formed mostly, so that
+        // decoding gets past them; raw noise (malformed) otherwise.
+        let raw: Vec<u8> = (0..rng.gen_range(0..64)).map(|_| rng.gen()).collect();
+        let ack = u32::from_be_bytes([d[28], d[29], d[30], d[31]]);
+        let sack = if rng.gen_bool(0.8) {
+            support::fuzz::fuzz_ranges(ack, &raw)
+        } else {
+            raw
+        };
+        d.extend((sack.len() as u16).to_be_bytes());
+        d.extend(&sack);
         // CONNECTING must reach its minimum length; padding must be zeros.
         let bare = d.len() + 2 + CRC_LEN;
         let pad = if d[3] == 0 && rng.gen_bool(0.9) {
