@@ -7,9 +7,9 @@
 //! previous range and its length. Every number is an unsigned LEB128 varint,
 //! so a flight of any size is described in a few bytes per hole, and a
 //! client whose holes do not all fit in one datagram sends the newest ones
-//! (plus the holes it filled lately, see
-//! [`crate::proto::reassembly`]): an index left out is *not described*,
-//! never "missing", and the server keeps what earlier acks told it.
+//! (plus the holes it filled lately, see the client's reorder buffer): an
+//! index left out is *not described*, never "missing", and the server
+//! keeps what earlier acks told it.
 //!
 //! Layout of the range bytes (empty: nothing held past `ack`):
 //!

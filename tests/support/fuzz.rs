@@ -69,8 +69,9 @@ pub const SEED_UUID: Uuid = Uuid::from_u128(0x5eed);
 pub fn decode_seeds() -> Vec<(String, Vec<u8>)> {
     let uuid = SEED_UUID;
     let token = [7u8; SERVER_TOKEN_LEN];
-    // Held after ack 10: 11 and 13 (ranges, newest first).
-    let sack = [3u8, 0, 0, 0];
+    // Held after ack 10: 13 and 11 (ranges, newest first: top 3, length
+    // 1; gap 1, length 1).
+    let sack = [3u8, 0, 1, 0];
     let client = |state, ack, flags, token: &[u8], sack: &[u8]| {
         encode_client(&ClientMessage {
             state,

@@ -138,7 +138,8 @@ fn connected_matches_golden_bytes_both_ways() {
         rate: 100_000,
         flags: FLAG_PROBE,
         token: &[0xaa, 0xbb],
-        // 11 and 13 held after ack 10 (top 3, length 1; gap 1, length 1).
+        // 13, then 12 held after ack 10 (top 3, length 1; gap 0, length
+        // 1): two touching ranges, which the client's writer would merge.
         sack: &[3, 0, 0, 0],
     };
     let mut buf = [0u8; 128];
