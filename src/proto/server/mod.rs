@@ -13,6 +13,7 @@
 //! - `session`: one client's send state, acknowledgements, loss detection
 //!   and resends;
 //! - `outbox`: the replies, events and counters both write to;
+//! - `pacer`: a session's token bucket at the rate its client asks for;
 //! - `path`: which addresses a session has proven, and the
 //!   anti-amplification budget for one it has not;
 //! - `secret`: the key and the retry tokens it authenticates
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 mod endpoint;
 mod outbox;
+mod pacer;
 mod path;
 mod secret;
 mod session;

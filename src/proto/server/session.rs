@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::outbox::Outbox;
+use super::pacer::{self, Pacer};
 use super::path::{Move, Path};
 use super::store::SessionRecord;
 use super::ServerConfig;
@@ -36,15 +37,6 @@ const UNVALIDATED_WINDOW: u32 =
 
 /// Most copies of one index queued at once (see `Slot::queued`).
 const MAX_QUEUED_COPIES: u8 = 2;
-
-/// How much sending the pacer lets out at once: a millisecond at the
-/// session's rate (the timer granularity of the tokio driver), at least
-/// [`PACING_MIN_BURST`] datagrams. On loopback the rates are so high that
-/// this is no limit at all.
-const PACING_BURST: Duration = Duration::from_millis(1);
-
-/// See [`PACING_BURST`].
-const PACING_MIN_BURST: f64 = 8.0;
 
 /// Per-index sending state, for `[ack, high_water)`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -117,14 +109,10 @@ pub(crate) struct Session {
     /// ack range, or below its cumulative ack): a transmission of a higher
     /// index cannot be a hole yet.
     highest_held: u32,
-    /// The client's pacing rate (datagrams per second; 0: unpaced).
-    pace_rate: u32,
-    /// Datagrams the pacer may send now (a token bucket of at most
-    /// [`PACING_BURST`] worth), and when it was last filled.
-    pace_tokens: f64,
-    pace_filled: Instant,
+    /// Paces new data and resends at the client's rate.
+    pacer: Pacer,
     /// When the latest ack arrived: data the pacer holds longer than
-    /// [`PACING_BURST`] after it echoes nothing, so that no RTT sample
+    /// [`pacer::BURST`] after it echoes nothing, so that no RTT sample
     /// includes the wait.
     acked_at: Instant,
     /// In the endpoint's round-robin of sessions with data queued.
@@ -182,9 +170,7 @@ impl Session {
             send_queue: VecDeque::new(),
             flight: VecDeque::new(),
             highest_held: 0,
-            pace_rate: 0,
-            pace_tokens: 0.0,
-            pace_filled: now,
+            pacer: Pacer::new(now),
             acked_at: now,
             in_ready: false,
             next_send_seq: 0,
@@ -467,7 +453,7 @@ impl Session {
         }
         let top = sack::highest(msg.ack, msg.sack).unwrap_or(0);
         self.highest_held = self.highest_held.max(top).max(msg.ack.saturating_sub(1));
-        self.pace_rate = msg.rate;
+        self.pacer.set_rate(msg.rate);
         self.acked_at = now;
         self.window = match msg.window {
             0 => {
@@ -546,9 +532,8 @@ impl Session {
         buf.clear();
         let limit = if !config.pacing.is_zero() {
             1
-        } else if self.pace_rate > 0 {
-            self.refill_pacer(now);
-            (self.pace_tokens as usize).clamp(1, max)
+        } else if self.pacer.is_paced() {
+            self.pacer.allowance(now, max)
         } else {
             max
         };
@@ -590,7 +575,7 @@ impl Session {
                 // Datagrams queued by the loss timer were not sent in answer
                 // to the client's latest message: echo nothing, so that no
                 // RTT sample includes the time we held them.
-                echo: if self.echo_held || now > self.acked_at + PACING_BURST {
+                echo: if self.echo_held || now > self.acked_at + pacer::BURST {
                     0
                 } else {
                     self.last_ts
@@ -608,12 +593,8 @@ impl Session {
         self.path.on_sent(count * DATA_LEN);
         if !config.pacing.is_zero() {
             self.next_send_at = now + config.pacing;
-        } else if self.pace_rate > 0 {
-            // At most one datagram of overdraft (rounding at the edge of a
-            // token): a debt must never outlast a change of rate.
-            self.pace_tokens = (self.pace_tokens - count as f64).max(0.0);
-            let short = (1.0 - self.pace_tokens).max(0.0);
-            self.next_send_at = now + Duration::from_secs_f64(short / f64::from(self.pace_rate));
+        } else if self.pacer.is_paced() {
+            self.next_send_at = self.pacer.spend(now, count);
         }
         // Off the round-robin now; `enter_ready` puts it back if more is
         // queued.
@@ -621,21 +602,9 @@ impl Session {
         count
     }
 
-    /// Adds the tokens earned since the last fill, up to the burst.
-    fn refill_pacer(&mut self, now: Instant) {
-        let rate = f64::from(self.pace_rate);
-        let burst = (rate * PACING_BURST.as_secs_f64()).max(PACING_MIN_BURST);
-        let earned = now
-            .saturating_duration_since(self.pace_filled)
-            .as_secs_f64()
-            * rate;
-        self.pace_tokens = (self.pace_tokens + earned).min(burst);
-        self.pace_filled = now;
-    }
-
     /// True when the session paces its data at the client's rate.
     pub(crate) fn is_paced(&self) -> bool {
-        self.pace_rate > 0
+        self.pacer.is_paced()
     }
 
     /// Gives back memory a larger window left behind: the server-wide
