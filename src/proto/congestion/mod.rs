@@ -644,12 +644,21 @@ impl RateControl {
     }
 
     /// True when the recent round trips show a standing queue (see the
-    /// module docs).
+    /// module docs): the smallest of the latest [`RECENT_ROUNDS`], so that
+    /// one delayed echo is no queue.
     fn standing_queue(&self, min_rtt: Option<Duration>) -> bool {
+        let recent = self.round_rtts.iter().min().copied().unwrap_or_default();
+        self.queue_building(recent, min_rtt)
+    }
+
+    /// True when a round trip of `round_rtt` took more than the
+    /// standing-queue threshold above `min_rtt`. Start-up asks it of each
+    /// round on its own: there the window doubles every round, and one
+    /// round's delay is all the warning there is.
+    fn queue_building(&self, round_rtt: Duration, min_rtt: Option<Duration>) -> bool {
         let (Some(min_rtt), true) = (min_rtt, self.rounds >= MIN_BW_ROUNDS) else {
             return false;
         };
-        let recent = self.round_rtts.iter().min().copied().unwrap_or_default();
         let bw = self.bw();
         if bw <= 0.0 {
             return false;
@@ -663,24 +672,7 @@ impl RateControl {
         // queue held the window at its floor at 10% random loss. (The floor
         // bites only on paths under 2 ms, where Q_REL · min_rtt < 0.5 ms.)
         let threshold = (Q_REL * min_rtt + Q_ABS / bw).max(QUEUE_FLOOR.as_secs_f64());
-        recent.as_secs_f64() - min_rtt > threshold
-    }
-
-    /// Start-up's delay test: this one round trip took more than the
-    /// standing-queue threshold above `min_rtt` (one round, not the
-    /// smallest of two: in start-up the window doubles every round, and a
-    /// round's delay is all the warning there is).
-    fn queue_building(&self, round_rtt: Duration, min_rtt: Option<Duration>) -> bool {
-        let (Some(min_rtt), true) = (min_rtt, self.rounds >= MIN_BW_ROUNDS) else {
-            return false;
-        };
-        let bw = self.bw();
-        if bw <= 0.0 {
-            return false;
-        }
-        let min = min_rtt.as_secs_f64();
-        let threshold = (Q_REL * min + Q_ABS / bw).max(QUEUE_FLOOR.as_secs_f64());
-        round_rtt.as_secs_f64() - min > threshold
+        round_rtt.as_secs_f64() - min_rtt > threshold
     }
 
     /// Received and lost counts of the open round plus the last closed one.
