@@ -103,7 +103,25 @@ fn regressions(target: &str) -> Vec<(String, Vec<u8>)> {
                 })
                 .op(&Op::Transmit { max: 8 })
                 .finish();
-            vec![("timestamp-max".to_string(), script)]
+            // Found in CI's first fuzz run of wire v3: a CONNECTING of
+            // another version is answered with a WrongVersion keyed by the
+            // UUID bytes the datagram carries, which the harness did not yet
+            // count as a UUID that address sent.
+            let mut other_version =
+                ClientDatagram::new(State::Connecting, fuzz::SEED_UUID, 1000).encode();
+            other_version[2] = 2;
+            reseal(&mut other_version);
+            let wrong_version = ScriptWriter::new(2, 100, 8)
+                .op(&Op::Raw {
+                    from: Addr::Client(0),
+                    bytes: other_version,
+                })
+                .op(&Op::Transmit { max: 8 })
+                .finish();
+            vec![
+                ("timestamp-max".to_string(), script),
+                ("wrong-version-answer".to_string(), wrong_version),
+            ]
         }
     }
 }
@@ -214,6 +232,17 @@ fn a_script_past_the_largest_timestamp_runs() {
     // Saturated, the second message carries 2^64 - 1 again and is taken;
     // wrapped to 0 (release builds do not trap), it would be stale.
     assert_eq!(stats.accepted, 2, "{stats:?}");
+}
+
+/// A datagram of another protocol version gets one `WrongVersion` answer
+/// and is counted (`fuzz/regressions/endpoint/wrong-version-answer`).
+#[test]
+fn another_version_is_answered_and_counted() {
+    use risp_udp::proto::server::Reject;
+    let stats = fuzz::endpoint(&regression("endpoint", "wrong-version-answer")).expect("a config");
+    assert_eq!(stats.rejected(Reject::WrongVersion), 1, "{stats:?}");
+    assert_eq!(stats.datagrams_sent, 1, "{stats:?}");
+    assert_eq!(stats.sessions_opened, 0, "{stats:?}");
 }
 
 /// The committed decode regressions do what they are named for.

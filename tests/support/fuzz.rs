@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use risp_udp::proto::server::{is_usable_source, RetryPolicy, Server, ServerConfig, ServerStats};
 use risp_udp::proto::wire::{
     ClientMessage, ErrorCode, ServerMessage, State, WireError, CRC_LEN, FLAG_PROBE,
-    MAX_DATAGRAM_LEN, MAX_SERVER_DATAGRAM_LEN, SERVER_TOKEN_LEN,
+    MAX_DATAGRAM_LEN, MAX_SERVER_DATAGRAM_LEN, PREFIX_LEN, SERVER_TOKEN_LEN,
 };
 use uuid::Uuid;
 
@@ -430,12 +430,22 @@ impl Run {
         }
     }
 
-    /// Hands a datagram to the server, noting the UUID it carries.
+    /// Hands a datagram to the server, noting the UUID it carries: a
+    /// client datagram's, or for one of another protocol version the bytes
+    /// where every version carries it (the server answers those with a
+    /// `WrongVersion` keyed by them).
     fn handle(&mut self, from: SocketAddr, d: &[u8]) {
-        if let Ok(m) = ClientMessage::decode(d) {
+        let uuid = match ClientMessage::decode(d) {
+            Ok(m) => Some(m.uuid),
+            Err(WireError::UnknownVersion(_)) => d
+                .get(PREFIX_LEN..PREFIX_LEN + 16)
+                .and_then(|b| Uuid::from_slice(b).ok()),
+            Err(_) => None,
+        };
+        if let Some(uuid) = uuid {
             let seen = self.uuids_from.entry(from).or_default();
-            if !seen.contains(&m.uuid) {
-                seen.push(m.uuid);
+            if !seen.contains(&uuid) {
+                seen.push(uuid);
             }
         }
         self.server.handle(self.now, from, d);
