@@ -11,7 +11,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
 use std::thread;
@@ -24,9 +24,10 @@ use risp_udp::proto::client::{ClientConfig, ClientError};
 use risp_udp::proto::wire::State;
 use serde_json::Value;
 use support::cli::{
-    http, run, run_closing_stdout_after_one_line, run_with_env, Output, ServerProcess as Server,
-    BIN,
+    check_values_text, http, reported_uuid, run, run_client_checked,
+    run_closing_stdout_after_one_line, run_with_env, Output, ServerProcess as Server, BIN,
 };
+use support::expected::SessionSeeds;
 use support::loopback::transfer;
 use support::wire::{reseal, ClientDatagram};
 use uuid::Uuid;
@@ -44,15 +45,15 @@ fn u64_field(j: &Value, name: &str) -> u64 {
 
 /// Opens a session of `len` values on `server`, takes `take` values and
 /// walks away, leaving the session open on the server (until its lifetime
-/// ends).
-fn stall_a_session(server: SocketAddr, len: u32, take: u32) -> u32 {
+/// ends). The values it took are the session's first ones.
+fn stall_a_session(server: &Server, len: u32, take: u32) -> u32 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut opts = ClientOptions::new(server, ClientConfig::new(Uuid::new_v4(), len));
+    let mut opts = ClientOptions::new(server.addr, ClientConfig::new(Uuid::new_v4(), len));
     opts.stop_after = Some(take);
-    let (outcome, _) = rt.block_on(transfer(opts));
+    let (outcome, got) = rt.block_on(transfer(opts));
     assert_eq!(
         outcome.result(),
         Ok(()),
@@ -60,11 +61,16 @@ fn stall_a_session(server: SocketAddr, len: u32, take: u32) -> u32 {
     );
     assert!(outcome.checksum.is_none(), "it stopped before the end");
     assert!(outcome.delivered >= take && outcome.delivered < len);
+    let expected = server.expected(outcome.uuid, len);
+    if let Err(e) = expected.check_indexed_prefix(&got) {
+        panic!("stalled session {}: {e}", outcome.uuid);
+    }
     outcome.delivered
 }
 
-/// `risp-udp client 50 --loss 0.1 --json --output FILE`: verified, and the
-/// JSON agrees with the values written.
+/// `risp-udp client 50 --loss 0.1 --json --output FILE`: verified, the
+/// JSON agrees with the values written, and each value is the session's
+/// (from the seed in the server's "session opened" line).
 #[test]
 fn client_json_and_output_agree_with_what_was_transferred() {
     let server = Server::start(&[]);
@@ -140,6 +146,20 @@ fn client_json_and_output_agree_with_what_was_transferred() {
         u64_field(&j, "checksum"),
         "the checksum is the sum of the values"
     );
+    let uuid: Uuid = j["uuid"].as_str().unwrap().parse().unwrap();
+    let expected = server.expected(uuid, 50);
+    check_values_text(&expected, &text, true).unwrap_or_else(|e| panic!("{e}: {text}"));
+    // The check can fail where the sum cannot: two lines swapped, one
+    // value changed, one missing.
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_ne!(lines[0], lines[1], "two different values to swap");
+    lines.swap(0, 1);
+    let swapped = lines.join("\n");
+    assert!(check_values_text(&expected, &swapped, true).is_err());
+    lines.swap(0, 1);
+    let changed = format!("{}\n{}", expected.value(0) ^ 1, lines[1..].join("\n"));
+    assert!(check_values_text(&expected, &changed, true).is_err());
+    assert!(check_values_text(&expected, &lines[..49].join("\n"), true).is_err());
 }
 
 /// `--print` writes exactly LEN values to stdout and the report to stderr.
@@ -150,6 +170,8 @@ fn client_print_writes_the_values_to_stdout_and_the_report_to_stderr() {
     assert_eq!(out.code, Some(0), "{out:?}");
     let values: Vec<u64> = out.stdout.lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(values.len(), 300);
+    let expected = server.expected(reported_uuid(&out), 300);
+    check_values_text(&expected, &out.stdout, true).unwrap_or_else(|e| panic!("{e}"));
     assert!(out.stderr.contains("risp-udp client: verified"), "{out:?}");
     let sum = values.iter().sum::<u64>().to_string();
     assert!(
@@ -245,6 +267,10 @@ fn client_print_into_a_closed_pipe_stops_the_transfer_quietly() {
     assert!(first.parse::<u32>().is_ok(), "a value: {first:?}");
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stderr.is_empty(), "quiet: {out:?}");
+    // The client names no session when quiet; the server opened one.
+    let (_, seed) = server.sole_session();
+    let expected = support::expected::Expected::new(seed, 100_000_000);
+    check_values_text(&expected, &first, false).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// SIGINT (and SIGTERM) mid-transfer: the client prints its partial report
@@ -259,10 +285,13 @@ fn interrupted_client_prints_a_partial_report_and_exits_130() {
     let health_port = free_tcp_port();
     let hp = health_port.to_string();
     let server = Server::start(&["--health-port", &hp, "--session-lifetime-ms", "30000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.txt");
     for signal in ["-INT", "-TERM"] {
         let mut child = Command::new(BIN)
             .args(["client", "100000000", "--json", "--log-level", "info"])
             .args(["--server", &server.server_arg()])
+            .args(["--output", file.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -301,6 +330,12 @@ fn interrupted_client_prints_a_partial_report_and_exits_130() {
         assert_eq!(u64_field(&j, "exit_code"), 130, "{j}");
         assert!(u64_field(&j, "delivered") < 100_000_000, "{j}");
         assert!(rest.contains("interrupted after"), "{rest}");
+        // What it wrote before the signal is the session's first values.
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().count() as u64, u64_field(&j, "delivered"));
+        let uuid: Uuid = j["uuid"].as_str().unwrap().parse().unwrap();
+        let expected = server.expected(uuid, 100_000_000);
+        check_values_text(&expected, &text, false).unwrap_or_else(|e| panic!("{signal}: {e}"));
         // Freed at once, not after the 30 s lifetime.
         let j = poll_health(health_port, |j| u64_field(j, "sessions") == 0);
         assert_eq!(u64_field(&j, "sessions"), 0, "{signal}: not closed: {j}");
@@ -342,7 +377,11 @@ fn over_max_len_exits_7_naming_the_limit() {
     assert!(last.starts_with("error: bad request"), "{out:?}");
     assert!(last.contains("100"), "the message names the limit: {last}");
     // At the limit is fine.
-    let ok = run(&["client", "100", "--server", &server.server_arg()]);
+    let ok = run_client_checked(
+        &server,
+        &["client", "100", "--server", &server.server_arg()],
+        &[],
+    );
     assert_eq!(ok.code, Some(0), "{ok:?}");
 }
 
@@ -351,7 +390,7 @@ fn over_max_len_exits_7_naming_the_limit() {
 #[test]
 fn at_the_session_limit_a_client_exits_6() {
     let server = Server::start(&["--max-sessions", "1"]);
-    stall_a_session(server.addr, 10_000, 5);
+    stall_a_session(&server, 10_000, 5);
     let out = run(&["client", "50", "--server", &server.server_arg()]);
     assert_eq!(out.code, Some(6), "{out:?}");
     let last = out.stderr.lines().last().unwrap_or_default();
@@ -369,15 +408,19 @@ fn at_the_session_limit_a_client_exits_6() {
 #[test]
 fn killswitch_every_20ms_still_verifies() {
     let server = Server::start(&[]);
-    let out = run(&[
-        "client",
-        "300000",
-        "--client-killswitch-ms",
-        "20",
-        "--json",
-        "--server",
-        &server.server_arg(),
-    ]);
+    let out = run_client_checked(
+        &server,
+        &[
+            "client",
+            "300000",
+            "--client-killswitch-ms",
+            "20",
+            "--json",
+            "--server",
+            &server.server_arg(),
+        ],
+        &[],
+    );
     assert_eq!(out.code, Some(0), "{out:?}");
     let j = json(&out);
     assert_eq!(j["verified"], Value::Bool(true), "{j}");
@@ -458,7 +501,7 @@ fn health_endpoint_answers_200_then_503_at_the_session_limit() {
     assert_eq!(u64_field(&j, "sessions"), 0, "{j}");
     assert_eq!(u64_field(&j, "max_sessions"), 1, "{j}");
 
-    stall_a_session(server.addr, 10_000, 5);
+    stall_a_session(&server, 10_000, 5);
     // The server publishes its counters periodically (every 200 ms): poll
     // until the held session shows, with a deadline.
     let deadline = clock::now() + Duration::from_secs(5);
@@ -506,7 +549,11 @@ fn health_paths_answer_liveness_readiness_and_metrics() {
         assert_eq!(before.get(&key), Some(&0.0), "{key}");
     }
 
-    let out = run(&["client", "2000", "--server", &server.server_arg()]);
+    let out = run_client_checked(
+        &server,
+        &["client", "2000", "--server", &server.server_arg()],
+        &[],
+    );
     assert_eq!(out.code, Some(0), "{out:?}");
     let after = metrics_when(health_port, |m| m["risp_sessions_closed_total{}"] == 1.0);
     assert_eq!(after["risp_sessions_opened_total{}"], 1.0);
@@ -543,7 +590,7 @@ fn health_paths_answer_liveness_readiness_and_metrics() {
     assert_eq!(after["risp_sessions{state=established}"], 0.0);
 
     // Hold the one session allowed: not ready, still alive.
-    stall_a_session(server.addr, 10_000, 5);
+    stall_a_session(&server, 10_000, 5);
     let deadline = clock::now() + Duration::from_secs(10);
     let (status, body) = loop {
         let (status, body) = http(health_port, "GET", "/readyz");
@@ -578,14 +625,18 @@ fn metrics_page_passes_the_reference_python_parser() {
     let health_port = free_tcp_port();
     let hp = health_port.to_string();
     let server = Server::start(&["--health-port", &hp]);
-    let out = run(&[
-        "client",
-        "500",
-        "--loss",
-        "0.1",
-        "--server",
-        &server.server_arg(),
-    ]);
+    let out = run_client_checked(
+        &server,
+        &[
+            "client",
+            "500",
+            "--loss",
+            "0.1",
+            "--server",
+            &server.server_arg(),
+        ],
+        &[],
+    );
     assert_eq!(out.code, Some(0), "{out:?}");
     metrics_when(health_port, |m| m["risp_sessions_closed_total{}"] == 1.0);
     let (_, page) = http(health_port, "GET", "/metrics");
@@ -753,7 +804,11 @@ fn health_endpoint_survives_running_out_of_file_descriptors() {
 #[test]
 fn sigterm_stops_the_server_with_its_summary_and_exit_0() {
     let mut server = Server::start(&[]);
-    let ok = run(&["client", "500", "--server", &server.server_arg()]);
+    let ok = run_client_checked(
+        &server,
+        &["client", "500", "--server", &server.server_arg()],
+        &[],
+    );
     assert_eq!(ok.code, Some(0), "{ok:?}");
     let pid = server.child.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -794,15 +849,17 @@ fn snake_case_aliases_and_env_vars_are_accepted() {
             "4",
             "--server_ticker_ms",
             "0",
+            // Info: the session seeds the clients' values are checked by.
             "--log_level",
-            "warn",
+            "info",
         ],
         &[("RISP_PORT", &port_s)],
     );
     assert_eq!(server.addr.port(), port, "RISP_PORT was used");
     // Client: the server's port from RISP_PORT (default host 127.0.0.1),
     // the old ticker and killswitch names.
-    let out = run_with_env(
+    let out = run_client_checked(
+        &server,
         &[
             "client",
             "2000",
@@ -824,7 +881,7 @@ fn snake_case_aliases_and_env_vars_are_accepted() {
         ("RISP_LOSS", "0.05"),
         ("RISP_NETEM_SEED", "3"),
     ];
-    let out = run_with_env(&["client", "1000", "--json"], &env);
+    let out = run_client_checked(&server, &["client", "1000", "--json"], &env);
     assert_eq!(out.code, Some(0), "{out:?}");
     let j = json(&out);
     assert_eq!(u64_field(&j, "delivered"), 1000);
@@ -839,17 +896,21 @@ fn snake_case_aliases_and_env_vars_are_accepted() {
 #[test]
 fn interval_reports_on_stderr_and_in_json() {
     let server = Server::start(&[]);
-    let out = run(&[
-        "client",
-        "200000",
-        "--max-window",
-        "32",
-        "--interval",
-        "0.02",
-        "--json",
-        "--server",
-        &server.server_arg(),
-    ]);
+    let out = run_client_checked(
+        &server,
+        &[
+            "client",
+            "200000",
+            "--max-window",
+            "32",
+            "--interval",
+            "0.02",
+            "--json",
+            "--server",
+            &server.server_arg(),
+        ],
+        &[],
+    );
     assert_eq!(out.code, Some(0), "{out:?}");
     let j = json(&out);
     let intervals = j["intervals"].as_array().expect("an intervals array");
@@ -879,7 +940,11 @@ fn interval_reports_on_stderr_and_in_json() {
     assert_eq!(lines.len(), intervals.len(), "{}", out.stderr);
     assert!(lines[0].contains("rtt p50"), "{}", lines[0]);
     // Without --interval there is no array.
-    let plain = run(&["client", "100", "--json", "--server", &server.server_arg()]);
+    let plain = run_client_checked(
+        &server,
+        &["client", "100", "--json", "--server", &server.server_arg()],
+        &[],
+    );
     assert!(json(&plain).get("intervals").is_none(), "{plain:?}");
 }
 
@@ -907,10 +972,17 @@ fn output_dash_writes_values_to_stdout() {
     assert_eq!(stdout.lines().count(), 100, "{stdout}");
     assert!(stdout.lines().all(|l| l.parse::<u32>().is_ok()), "{stdout}");
     assert!(!cwd.path().join("-").exists(), "no file named -");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("verified"),
-        "{out:?}"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("verified"), "{out:?}");
+    // The values are the session's (the report on stderr names it).
+    let report = Output {
+        code: out.status.code(),
+        stdout: String::new(),
+        stderr: stderr.into_owned(),
+        elapsed: Duration::ZERO,
+    };
+    let expected = server.expected(reported_uuid(&report), 100);
+    check_values_text(&expected, &stdout, true).unwrap_or_else(|e| panic!("{e}"));
     let both = run(&[
         "client",
         "10",
@@ -996,7 +1068,11 @@ fn free_tcp_port_v6() -> u16 {
 fn server_histogram_file_is_named_server_ack() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&["--hist-out", dir.path().to_str().unwrap()]);
-    let out = run(&["client", "500", "--server", &server.server_arg()]);
+    let out = run_client_checked(
+        &server,
+        &["client", "500", "--server", &server.server_arg()],
+        &[],
+    );
     assert_eq!(out.code, Some(0), "{out:?}");
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
@@ -1034,6 +1110,8 @@ fn load_runs_many_clients_at_once_and_reports_the_aggregate() {
         (j["clients"].as_u64(), j["verified"].as_u64()),
         (Some(20), Some(20))
     );
+    // `load` keeps its values in the process (it takes no --output): its
+    // clients' own checksum checks are what covers them.
     assert_eq!(j["all_verified"], Value::Bool(true));
     assert_eq!(u64_field(&j, "delivered"), 40_000);
     assert_eq!(j["completion"]["count"].as_u64(), Some(20));

@@ -1,10 +1,19 @@
-//! Transfers over real loopback sockets, through the lossy-socket shim.
+//! Transfers over real loopback sockets, through the lossy-socket shim:
+//! an in-process server (`support::loopback`) and clients of the library's
+//! driver, each client socket impaired as `risp_udp::suite::real` impairs
+//! it, every delivered value checked against the session's seed.
+
+mod support;
 
 use std::time::Duration;
 
 use risp_netem::{DirectionConfig, ImpairmentConfig};
-use risp_udp::suite::real;
-use risp_udp::transfer::RunConfig;
+use risp_udp::net::client::ClientOptions;
+use risp_udp::proto::client::ClientConfig;
+use risp_udp::proto::server::ServerConfig;
+use risp_udp::transfer::link_seed;
+use support::loopback::{transfer_within, TestServer};
+use uuid::Uuid;
 
 fn lossy(p: f64) -> ImpairmentConfig {
     ImpairmentConfig::symmetric(DirectionConfig {
@@ -13,57 +22,79 @@ fn lossy(p: f64) -> ImpairmentConfig {
     })
 }
 
+/// Client `client` of a run seeded `seed`: `len` values from `server`,
+/// its socket impaired by `imp` (both directions, with its rebinds).
+fn impaired(
+    server: &TestServer,
+    seed: u64,
+    client: usize,
+    len: u32,
+    imp: &ImpairmentConfig,
+) -> ClientOptions {
+    let mut opts = ClientOptions::new(server.addr, ClientConfig::new(Uuid::new_v4(), len));
+    opts.impairment = Some((imp.clone(), link_seed(seed, client)));
+    opts.rebind_at = imp.rebind_at.clone();
+    opts
+}
+
 /// 50 concurrent clients against one server at 10% loss each way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_clients_at_ten_percent_loss_all_verify() {
-    let mut cfg = RunConfig::new(42, 50, 2_000, lossy(0.1));
-    cfg.time_limit = Duration::from_secs(120);
-    let r = real::run(&cfg).await.unwrap();
-    for t in &r.transfers {
+    const CLIENTS: usize = 50;
+    let server = TestServer::start(ServerConfig::default()).await;
+    let imp = lossy(0.1);
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let opts = impaired(&server, 42, i, 2_000, &imp);
+            tokio::spawn(transfer_within(opts, Duration::from_secs(120)))
+        })
+        .collect();
+    let mut dropped = 0;
+    for task in tasks {
+        let (t, got) = task.await.unwrap();
         assert!(t.verified(), "{:?} delivered {}", t.error, t.delivered);
         assert!(
             t.client.retransmit_requests > 0,
             "loss must have been recovered from"
         );
+        server.check(&t, &got);
+        dropped += t.link.to_client.dropped + t.link.to_server.dropped;
     }
-    assert_eq!(r.server.sessions_opened, 50);
+    let summary = server.stop().await;
+    let s = &summary.stats;
+    assert_eq!(s.sessions_opened, CLIENTS as u64);
     // A client finishes after its CLOSED and three retries even unanswered,
     // so a session is left open only if all four drop (p = 0.1^4): every
     // session is closed, expired or still held, none aborted; and more than
     // 10 of 50 left open has p < C(50,11)·1e-44 < 1e-33.
-    assert_eq!(r.server.sessions_aborted, 0, "{:?}", r.server);
+    assert_eq!(s.sessions_aborted, 0, "{s:?}");
     assert_eq!(
-        r.server.sessions_closed + r.server.sessions_expired + r.sessions_left as u64,
-        50,
-        "{:?}",
-        r.server
+        s.sessions_closed + s.sessions_expired + summary.sessions as u64,
+        CLIENTS as u64,
+        "{s:?}"
     );
-    assert!(r.server.sessions_closed >= 40, "{:?}", r.server);
-    let dropped: u64 = r
-        .transfers
-        .iter()
-        .map(|t| &t.link)
-        .map(|l| l.to_client.dropped + l.to_server.dropped)
-        .sum();
+    assert!(s.sessions_closed >= 40, "{s:?}");
     assert!(dropped > 0);
 }
 
-/// The client's source port changes twice mid-transfer (NAT rebinding):
-/// the server follows the session's token.
+/// The client's source port changes three times mid-transfer (NAT
+/// rebinding): the server follows the session's token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebinding_mid_transfer_over_real_sockets() {
+    let server = TestServer::start(ServerConfig::default()).await;
     let mut imp = lossy(0.02);
     imp.to_client.delay = Duration::from_millis(1);
     imp.rebind_at = [20, 60, 250].map(Duration::from_millis).to_vec();
-    let mut cfg = RunConfig::new(3, 1, 20_000, imp);
-    cfg.client.max_window = 64;
-    let r = real::run(&cfg).await.unwrap();
-    let t = &r.transfers[0];
+    let mut opts = impaired(&server, 3, 0, 20_000, &imp);
+    opts.config.max_window = 64;
+    let (t, got) = transfer_within(opts, Duration::from_secs(60)).await;
     assert!(t.verified(), "{:?}", t.error);
+    server.check(&t, &got);
     // At most 64 values per 1 ms round trip: the transfer lasts >= 312 ms,
     // so every rebind happens before it ends.
     assert_eq!(t.rebinds, 3, "{t:?}");
+    let s = server.stop().await.stats;
     // A rebind before the handshake completes is no migration; the last
     // one comes after it unless the handshake took over 250 ms.
-    assert!(r.server.migrations >= 1, "{:?}", r.server);
+    assert!(s.migrations >= 1, "{s:?}");
 }

@@ -190,6 +190,7 @@ async fn transfers_verify_batched_and_plain_in_every_combination() {
                 r.error
             );
             assert_eq!(got.len(), 20_000);
+            server.check(&r, &got);
         }
         let s = server.stop().await;
         assert_eq!(s.stats.sessions_closed, 2);
@@ -213,6 +214,7 @@ async fn a_lossy_batched_transfer_verifies() {
     assert!(r.verified(), "{:?}", r.error);
     assert_eq!(got.len(), 20_000);
     assert!(r.link.to_client.dropped > 0 && r.client.corrupt > 0);
+    server.check(&r, &got);
     server.stop().await;
 }
 
@@ -224,8 +226,9 @@ async fn the_summary_reports_the_peak_of_live_sessions() {
     for _ in 0..5 {
         let mut opts = options(server.addr, 1_000, IoMode::Batched);
         opts.stop_after = Some(10);
-        let (r, _) = transfer(opts).await;
+        let (r, got) = transfer(opts).await;
         assert!(r.delivered >= 10);
+        server.check_prefix(&r, &got);
     }
     let s = server.stop().await;
     assert_eq!((s.sessions, s.peak_sessions), (5, 5));

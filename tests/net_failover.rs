@@ -18,7 +18,7 @@ use risp_udp::net::client::ClientOptions;
 use risp_udp::proto::client::ClientConfig;
 use risp_udp::proto::server::ServerConfig;
 use serde_json::Value;
-use support::cli::{run, run_with_env, Output};
+use support::cli::{run, run_client_checked, Output};
 use support::loopback::{transfer, TestServer};
 use uuid::Uuid;
 
@@ -53,6 +53,7 @@ async fn the_driver_leaves_a_silent_first_server_and_verifies_on_the_next() {
     assert_eq!(report.servers[0].addr, dead);
     let why = report.servers[0].left.as_deref().unwrap_or_default();
     assert!(why.contains("silent"), "{why}");
+    live.check(&report, &got);
     let summary = live.stop().await;
     assert_eq!(summary.stats.sessions_opened, 1);
 }
@@ -63,7 +64,8 @@ fn client_with_a_list_fails_over_from_a_silent_server_and_counts_it() {
     let live = rt.block_on(TestServer::start(ServerConfig::default()));
     let (_dead, dead) = silent_socket();
     let list = format!("{dead},{}", live.addr);
-    let out = run(&["client", "1000", "--server", &list, "--json"]);
+    // Every value is checked against the seed the live server drew.
+    let out = run_client_checked(&live, &["client", "1000", "--server", &list, "--json"], &[]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let j = json(&out);
     assert_eq!(j["verified"], Value::Bool(true), "{j}");
@@ -73,7 +75,7 @@ fn client_with_a_list_fails_over_from_a_silent_server_and_counts_it() {
         Some(format!("{dead}, {}", live.addr).as_str())
     );
     // The human summary names the failover; RISP_SERVER takes the list too.
-    let out = run_with_env(&["client", "1000"], &[("RISP_SERVER", &list)]);
+    let out = run_client_checked(&live, &["client", "1000"], &[("RISP_SERVER", &list)]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let failovers = out
         .stdout
@@ -82,7 +84,8 @@ fn client_with_a_list_fails_over_from_a_silent_server_and_counts_it() {
         .and_then(|rest| rest.lines().next()?.parse::<u64>().ok());
     assert!(failovers.is_some_and(|n| n >= 1), "{out:?}");
     // `load` takes the same list and sums the failovers (one at least per
-    // client).
+    // client). Its values never leave the process (no --output), so only
+    // its own checksum check covers them.
     let out = run(&["load", "3", "500", "--server", &list, "--json"]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let j = json(&out);
@@ -98,7 +101,7 @@ fn a_refusing_first_server_is_skipped_at_once() {
     let live = rt.block_on(TestServer::start(ServerConfig::default()));
     let closed = closed_addr();
     let list = format!("{closed},{}", live.addr);
-    let out = run(&["client", "1000", "--server", &list, "--json"]);
+    let out = run_client_checked(&live, &["client", "1000", "--server", &list, "--json"], &[]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let j = json(&out);
     assert_eq!(j["verified"], Value::Bool(true), "{j}");
@@ -110,6 +113,7 @@ fn a_refusing_first_server_is_skipped_at_once() {
     let (report, got) = rt.block_on(transfer(opts));
     assert!(report.verified(), "{:?}", report.error);
     assert_eq!(got.len(), 1_000);
+    live.check(&report, &got);
     assert_eq!(
         report.servers[0].left.as_deref(),
         Some("port unreachable"),

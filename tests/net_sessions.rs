@@ -21,6 +21,7 @@ use risp_udp::net::client::{self, ClientOptions};
 use risp_udp::proto::client::{ClientConfig, ClientError};
 use risp_udp::proto::server::{Reject, RetryPolicy, ServerConfig};
 use risp_udp::proto::wire::{ServerMessage, State, FLAG_PROBE, MAX_DATAGRAM_LEN};
+use support::expected::SessionSeeds;
 use support::loopback::{transfer, TestServer};
 use support::wire::{encode_server, reseal, ClientDatagram};
 use uuid::Uuid;
@@ -53,6 +54,7 @@ async fn a_second_client_resumes_the_session_by_uuid_and_verifies() {
         state.sum,
         a_vals.iter().map(|(_, v)| u64::from(*v)).sum::<u64>()
     );
+    server.check_prefix(&a_out, &a_vals);
 
     let mut b = ClientOptions::new(server.addr, ClientConfig::new(uuid, LEN));
     b.resume = Some(state.clone());
@@ -73,6 +75,35 @@ async fn a_second_client_resumes_the_session_by_uuid_and_verifies() {
         all.iter().map(|(_, v)| u64::from(*v)).sum::<u64>(),
         checksum
     );
+    // And each value is the session's, at its index, across the hand-over.
+    assert_eq!(b_out.uuid, uuid, "B resumed under A's UUID");
+    server.check(&b_out, &all);
+    // The check can fail where the checksum cannot: the payloads of the
+    // last value A took and the first B took swapped leave the sum (all the
+    // client compares) unchanged; one flipped bit does not.
+    let expected = server.expected(uuid, LEN);
+    let seam = a_out.delivered as usize;
+    let mut swapped = all.clone();
+    let (x, y) = (swapped[seam - 1].1, swapped[seam].1);
+    // Fixed by the test server's seed; equal with p = 2^-32 otherwise.
+    assert_ne!(x, y, "two different values to swap");
+    swapped[seam - 1].1 = y;
+    swapped[seam].1 = x;
+    assert_eq!(
+        swapped.iter().map(|(_, v)| u64::from(*v)).sum::<u64>(),
+        checksum
+    );
+    let err = expected.check_indexed(&swapped).unwrap_err();
+    assert!(err.starts_with(&format!("index {}:", seam - 1)), "{err}");
+    let mut flipped = all.clone();
+    flipped[LEN as usize - 1].1 ^= 1;
+    let err = expected.check_indexed(&flipped).unwrap_err();
+    assert!(err.starts_with(&format!("index {}:", LEN - 1)), "{err}");
+    // Out of order, or one missing, is caught too.
+    let mut reordered = all.clone();
+    reordered.swap(0, 1);
+    assert!(expected.check_indexed(&reordered).is_err());
+    assert!(expected.check_indexed(&all[..all.len() - 1]).is_err());
 
     let s = server.stop().await.stats;
     assert_eq!(s.sessions_opened, 1, "B resumed A's session, not a new one");
@@ -97,8 +128,9 @@ async fn a_stalled_session_past_its_lifetime_fails_expired_with_exit_5() {
     let uuid = Uuid::new_v4();
     let mut a = ClientOptions::new(server.addr, ClientConfig::new(uuid, 10_000));
     a.stop_after = Some(1_000);
-    let (a_out, _) = transfer(a).await;
+    let (a_out, a_vals) = transfer(a).await;
     assert_eq!(a_out.result(), Ok(()));
+    server.check_prefix(&a_out, &a_vals);
     let state = a_out.resume.expect("resume state");
     let stalled_at = clock::now();
     assert_eq!(server.summary().stats.sessions_expired, 0);
@@ -205,11 +237,13 @@ async fn datagrams_sprayed_at_the_server_during_a_transfer_do_not_disturb_it() {
     opts.config.idle_timeout = Duration::from_secs(10);
     let mut values = 0u64;
     let mut sum = 0u64;
+    let mut got = Vec::with_capacity(LEN as usize);
     let outcome = tokio::time::timeout(
         Duration::from_secs(40),
-        client::run(opts, |_, v| {
+        client::run(opts, |i, v| {
             values += 1;
             sum += u64::from(v);
+            got.push((i, v));
             if values % 10 == 0 && sent < SPRAY {
                 // Loopback UDP: a send completes at once.
                 if sprayer.send_to(&spray[sent], server.addr).is_ok() {
@@ -225,6 +259,8 @@ async fn datagrams_sprayed_at_the_server_during_a_transfer_do_not_disturb_it() {
     assert_eq!(outcome.delivered, LEN);
     assert_eq!(values, u64::from(LEN));
     assert_eq!(outcome.checksum, Some(sum));
+    // Untouched: every value the session's own, at its index.
+    server.check(&outcome, &got);
     assert_eq!(
         outcome.client.corrupt, 0,
         "the spray never reached the client"
@@ -457,6 +493,7 @@ async fn a_spoofed_connecting_flood_does_not_lock_out_a_real_client() {
     .await;
     assert_eq!(out.result(), Ok(()), "{:?}", out.result());
     assert_eq!(got.len(), 5_000);
+    server.check(&out, &got);
     let s = server.stop().await.stats;
     assert_eq!(s.rejected(Reject::Busy), 0, "{s:?}");
     // Allocation stopped at an eighth of the table; the rest got Retry.
@@ -486,6 +523,7 @@ async fn retry_always_over_real_sockets_verifies() {
         .await;
         assert_eq!(out.result(), Ok(()), "{:?}", out.result());
         assert_eq!(got.len(), 2_000);
+        server.check(&out, &got);
     }
     let s = server.stop().await.stats;
     // One session each; a CONNECTING repeated before its answer pays (and
@@ -526,6 +564,7 @@ async fn a_datagram_from_source_port_zero_does_not_stop_the_server() {
     .await;
     assert_eq!(out.result(), Ok(()), "{:?}", out.result());
     assert_eq!(got.len(), 1000);
+    server.check(&out, &got);
     let summary = server.stop().await;
     assert_eq!(summary.stats.rejected(Reject::UnusableSource), 1);
     assert_eq!(summary.stats.rejected(Reject::UnknownSession), 0);

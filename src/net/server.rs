@@ -5,7 +5,7 @@
 //! core, and sends what the core hands out. Nothing is queued outside the
 //! core, whose queues are bounded.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -65,6 +65,20 @@ pub struct ServerSummary {
     /// by default: the map grows with every session a long-lived server
     /// ever sees.
     pub data_sent: Option<HashMap<Uuid, u64>>,
+    /// The seed of each session's value sequence, keyed by its UUID, when
+    /// the summary handed to [`serve`] asks for them (see
+    /// [`ServerSummary::with_session_seeds`]): what lets a test check every
+    /// value a client received, not only their sum. Off by default, since
+    /// only tests want it. Sessions opened (or resumed from the store) are
+    /// added as they are, before the server's first answer to them goes
+    /// out, rather than with the periodic figures; at most
+    /// [`MAX_SESSION_SEEDS`] are held (later sessions are not recorded), so
+    /// a forgotten opt-in costs a few megabytes at worst. A seed (also
+    /// logged, in the "session opened" line) says nothing about tokens:
+    /// session tokens come from the same generator, but it is a CSPRNG
+    /// (ChaCha), whose outputs do not reveal one another, and Retry
+    /// tokens are keyed by the server's secret.
+    pub session_seeds: Option<BTreeMap<Uuid, u64>>,
     /// Whether the shared session store answers (`None`: no store).
     pub store_up: Option<bool>,
     /// Store writes dropped because the writer task fell behind.
@@ -87,6 +101,7 @@ impl Default for ServerSummary {
             send_errors: 0,
             datagrams_unsent: 0,
             data_sent: None,
+            session_seeds: None,
             store_up: None,
             store_writes_dropped: 0,
             store_write_errors: 0,
@@ -102,6 +117,16 @@ impl ServerSummary {
         Self {
             data_sent: Some(HashMap::new()),
             ..Self::default()
+        }
+    }
+
+    /// This summary, asking [`serve`] to record each session's seed into
+    /// [`session_seeds`](Self::session_seeds) (for tests that check every
+    /// value a transfer delivered).
+    pub fn with_session_seeds(self) -> Self {
+        Self {
+            session_seeds: Some(BTreeMap::new()),
+            ..self
         }
     }
 }
@@ -133,6 +158,11 @@ impl ServerSummary {
             };
             if let Some(d) = &p.data_sent {
                 all.data_sent.get_or_insert_with(HashMap::new).extend(d);
+            }
+            if let Some(seeds) = &p.session_seeds {
+                all.session_seeds
+                    .get_or_insert_with(BTreeMap::new)
+                    .extend(seeds);
             }
             if stalest.is_none_or(|h| p.heartbeat.age(now) > h.age(now)) {
                 stalest = Some(&p.heartbeat);
@@ -243,8 +273,11 @@ pub async fn serve_with_store(
         // The core raises events only in `handle` and `handle_timeout`, so
         // none is missed by sending afterwards.
         while let Some(ev) = server.poll_event() {
-            rec.on_event(&ev, now);
+            rec.on_event(&ev, now, &server);
         }
+        // Before anything goes out: a client never sees a value of a
+        // session whose seed is not yet in the summary.
+        rec.publish_seeds(&shared);
         rec.peak_sessions = rec.peak_sessions.max(server.session_count());
         if let (Some(store), Some(writer)) = (&store, &writer) {
             server.set_store_available(store.is_up());
@@ -297,6 +330,9 @@ struct Recorder {
     log: SecurityLog,
     /// Data datagrams per session, when asked.
     data: Option<DataCounts>,
+    /// Seeds of sessions opened or resumed since the last
+    /// `publish_seeds`, when asked.
+    seeds: Option<Vec<(Uuid, u64)>>,
     /// Most sessions held at once.
     peak_sessions: usize,
     /// Datagrams failed sends kept from going out.
@@ -310,13 +346,14 @@ struct Recorder {
 impl Recorder {
     /// Takes what the summary handed to [`serve`] asks for.
     fn new(shared: &SharedSummary) -> Self {
-        let (heartbeat, want_hist, want_data) = match shared.lock() {
+        let (heartbeat, want_hist, want_data, want_seeds) = match shared.lock() {
             Ok(s) => (
                 s.heartbeat.clone(),
                 s.record_ack_latency,
                 s.data_sent.is_some(),
+                s.session_seeds.is_some(),
             ),
-            Err(_) => (Heartbeat::default(), true, false),
+            Err(_) => (Heartbeat::default(), true, false, false),
         };
         Self {
             started: clock::now(),
@@ -325,6 +362,7 @@ impl Recorder {
             hist: want_hist.then(LatencyHistogram::new),
             log: SecurityLog::default(),
             data: want_data.then(DataCounts::default),
+            seeds: want_seeds.then(Vec::new),
             peak_sessions: 0,
             datagrams_unsent: 0,
             store_writes_dropped: 0,
@@ -332,11 +370,22 @@ impl Recorder {
         }
     }
 
-    /// Records and logs a session event that happened at `now`.
-    fn on_event(&mut self, ev: &ServerEvent, now: Instant) {
+    /// Records and logs a session event that happened at `now` on
+    /// `server` (which still holds the session an open or resume names).
+    fn on_event(&mut self, ev: &ServerEvent, now: Instant, server: &Server) {
         if let Some(d) = self.data.as_mut() {
             d.on_event(ev);
         }
+        let seed = match *ev {
+            ServerEvent::Opened { uuid, .. } | ServerEvent::Resumed { uuid, .. } => {
+                server.sequence(&uuid).map(|s| (uuid, s.seed()))
+            }
+            _ => None,
+        };
+        if let (Some(pending), Some(entry)) = (self.seeds.as_mut(), seed) {
+            pending.push(entry);
+        }
+        let seed = seed.map(|(_, seed)| seed);
         match *ev {
             ServerEvent::AckLatency {
                 latency,
@@ -349,7 +398,7 @@ impl Recorder {
                 }
             }
             ServerEvent::Opened { uuid, addr, len } => {
-                tracing::info!(%uuid, %addr, len, "session opened")
+                tracing::info!(%uuid, %addr, len, seed, "session opened")
             }
             ServerEvent::Resumed { uuid, addr } => tracing::info!(%uuid, %addr, "session resumed"),
             ServerEvent::Migrated { uuid, addr } => {
@@ -362,6 +411,23 @@ impl Recorder {
                 tracing::info!(%uuid, data_sent, "session expired")
             }
         }
+    }
+
+    /// Adds the seeds recorded since the last call to the shared summary
+    /// (no lock taken when there are none), up to [`MAX_SESSION_SEEDS`].
+    fn publish_seeds(&mut self, shared: &SharedSummary) {
+        let Some(pending) = self.seeds.as_mut().filter(|p| !p.is_empty()) else {
+            return;
+        };
+        if let Ok(mut s) = shared.lock() {
+            let seeds = s.session_seeds.get_or_insert_with(BTreeMap::new);
+            for (uuid, seed) in pending.drain(..) {
+                if seeds.len() < MAX_SESSION_SEEDS || seeds.contains_key(&uuid) {
+                    seeds.insert(uuid, seed);
+                }
+            }
+        }
+        pending.clear();
     }
 
     /// Copies the current figures into the shared summary.
@@ -494,6 +560,10 @@ const SERVER_RECV: RecvSizing = RecvSizing {
 
 /// How often the shared summary (health checks, histogram dumps) is updated.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+
+/// Most sessions whose seeds [`ServerSummary::session_seeds`] holds (about
+/// 2 MiB); sessions opened after that are not recorded.
+pub const MAX_SESSION_SEEDS: usize = 1 << 16;
 
 /// Default time a server keeps an idle session.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(30);

@@ -1,13 +1,24 @@
 //! The built `risp-udp` binary, run to its end.
+//!
+//! A `risp-udp server` process logs each session's seed in its "session
+//! opened" line (at `--log-level info`, which [`ServerProcess`] turns on
+//! unless the test chooses a level), and [`run_client_checked`] runs a
+//! client with `--output FILE` and checks every value it wrote against
+//! [`super::expected`]'s reference.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use risp_udp::clock;
+use uuid::Uuid;
+
+use super::expected::{Expected, SessionSeeds};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_risp-udp");
@@ -122,11 +133,34 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// Every stderr line after the "listening" line, as it is printed.
     pub stderr: Receiver<String>,
+    /// Session seeds from its "session opened" lines, whoever reads
+    /// [`stderr`](Self::stderr); notified as each arrives.
+    seeds: Arc<(Mutex<HashMap<Uuid, u64>>, Condvar)>,
+}
+
+/// The UUID and seed of a server's "session opened" log line, in the text
+/// format (`uuid=... seed=...`) or `--env prod`'s JSON.
+fn opened_session(line: &str) -> Option<(Uuid, u64)> {
+    if !line.contains("session opened") {
+        return None;
+    }
+    if line.starts_with('{') {
+        let j: serde_json::Value = serde_json::from_str(line).ok()?;
+        let f = &j["fields"];
+        return Some((f["uuid"].as_str()?.parse().ok()?, f["seed"].as_u64()?));
+    }
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .map(str::to_string)
+    };
+    Some((field("uuid=")?.parse().ok()?, field("seed=")?.parse().ok()?))
 }
 
 impl ServerProcess {
     /// Starts a server on an ephemeral loopback port with `args` added and
-    /// waits for its "listening" line.
+    /// waits for its "listening" line. It logs at `info` (its session
+    /// seeds) unless `args` or the environment set a level.
     pub fn start(args: &[&str]) -> Self {
         Self::start_with_env(args, &[])
     }
@@ -148,24 +182,38 @@ impl ServerProcess {
         if !args.iter().any(|a| a.starts_with("--health")) {
             cmd.args(["--health-port", "0"]);
         }
+        if !args.iter().any(|a| a.starts_with("--log"))
+            && std::env::var_os("RISP_LOG_LEVEL").is_none()
+            && !env.iter().any(|(k, _)| *k == "RISP_LOG_LEVEL")
+        {
+            cmd.args(["--log-level", "info"]);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn risp-udp server");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
+        let seeds = Arc::new((Mutex::new(HashMap::new()), Condvar::new()));
+        let record = seeds.clone();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
+                if let Some((uuid, seed)) = opened_session(&line) {
+                    let (map, arrived) = &*record;
+                    map.lock().unwrap().insert(uuid, seed);
+                    arrived.notify_all();
                 }
+                // The receiver may be gone (dropped with the test's
+                // interest); seeds are still recorded.
+                let _ = tx.send(line);
             }
         });
         let mut server = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stderr: rx,
+            seeds,
         };
         let line = server
             .wait_for_line("risp-udp server listening on udp ", Duration::from_secs(10))
@@ -216,6 +264,131 @@ impl ServerProcess {
     pub fn server_arg(&self) -> String {
         self.addr.to_string()
     }
+}
+
+impl SessionSeeds for ServerProcess {
+    /// From its "session opened" line, waiting up to 10 s for it (the line
+    /// is written before the server's first answer, but read by a thread).
+    fn session_seed(&self, uuid: Uuid) -> u64 {
+        let (map, arrived) = &*self.seeds;
+        let (map, _) = arrived
+            .wait_timeout_while(map.lock().unwrap(), Duration::from_secs(10), |m| {
+                !m.contains_key(&uuid)
+            })
+            .unwrap();
+        *map.get(&uuid).unwrap_or_else(|| {
+            panic!("no \"session opened\" line with seed= for {uuid} (is the server at --log-level info?)")
+        })
+    }
+}
+
+impl ServerProcess {
+    /// The one session this server opened (waiting up to 10 s for its
+    /// line): for a client whose report names no UUID. Panics if there
+    /// were more.
+    pub fn sole_session(&self) -> (Uuid, u64) {
+        let (map, arrived) = &*self.seeds;
+        let (map, _) = arrived
+            .wait_timeout_while(map.lock().unwrap(), Duration::from_secs(10), |m| {
+                m.is_empty()
+            })
+            .unwrap();
+        assert_eq!(map.len(), 1, "sessions opened: {map:?}");
+        map.iter().map(|(u, s)| (*u, *s)).next().unwrap()
+    }
+}
+
+/// The session UUID a client's report names: `uuid` of its `--json`
+/// object on stdout, or the `uuid` line of its human report (stdout, or
+/// stderr with `--print`).
+pub fn reported_uuid(out: &Output) -> Uuid {
+    report_field(out, "uuid")
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("no session UUID in the report: {out:?}"))
+}
+
+/// The length a client's report names (`len` in JSON, `N of LEN
+/// delivered` in the human report).
+pub fn reported_len(out: &Output) -> u32 {
+    report_field(out, "len")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no length in the report: {out:?}"))
+}
+
+/// `name` (`uuid` or `len`) from a client's JSON or human report.
+fn report_field(out: &Output, name: &str) -> Option<String> {
+    if let Ok(j) = serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
+        return match &j[name] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+    }
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    let line = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim_start().strip_prefix(key))
+            .map(str::trim)
+    };
+    match name {
+        "uuid" => line("uuid ").map(str::to_string),
+        // "values      D of LEN delivered, checksum C"
+        _ => line("values ")?
+            .split(" of ")
+            .nth(1)?
+            .split_whitespace()
+            .next()
+            .map(str::to_string),
+    }
+}
+
+/// Checks the values a client wrote (`--output FILE` or `--print`: one
+/// decimal value a line, in index order) against `expected`: all of them,
+/// or with `complete` false the first ones.
+pub fn check_values_text(expected: &Expected, text: &str, complete: bool) -> Result<(), String> {
+    let values = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            l.parse::<u32>()
+                .map_err(|_| format!("line {}: not a value: {l:?}", i + 1))
+        })
+        .collect::<Result<Vec<u32>, String>>()?;
+    if complete {
+        expected.check(&values)
+    } else {
+        expected.check_prefix(&values)
+    }
+}
+
+/// Runs `risp-udp client ARGS` (with `env`) adding `--output FILE`; when
+/// it exits 0, checks every value in the file against the session the
+/// report names, the seed coming from `server`. Returns the output for the
+/// test's own assertions (an exit other than 0 is left to them).
+pub fn run_client_checked(
+    server: &impl SessionSeeds,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    assert!(
+        !args.iter().any(|a| a.starts_with("--output")),
+        "run_client_checked adds its own --output"
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("values.txt");
+    let file_arg = file.to_str().expect("a UTF-8 path").to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--output", &file_arg]);
+    let out = run_with_env(&all, env);
+    if out.code == Some(0) {
+        let uuid = reported_uuid(&out);
+        let expected = server.expected(uuid, reported_len(&out));
+        let text = std::fs::read_to_string(&file).expect("the --output file");
+        if let Err(e) = check_values_text(&expected, &text, true) {
+            panic!("session {uuid}: {e}; {out:?}");
+        }
+    }
+    out
 }
 
 impl Drop for ServerProcess {

@@ -8,6 +8,26 @@
 //! client's checksum compares, stays the same), or that breaks the value
 //! function itself fails [`Expected::check`] even when the server's own
 //! `Sequence` and checksum agree with what it sent.
+//!
+//! Over real sockets the client never learns its session's seed: the
+//! server under test tells it ([`SessionSeeds`]), the in-process one
+//! through its summary, a `risp-udp server` process in its "session
+//! opened" log line. Only the seed comes from the server; the values are
+//! worked out here.
+
+use uuid::Uuid;
+
+/// Where a test learns the seed a server drew for a session.
+pub trait SessionSeeds {
+    /// The seed of session `uuid`; panics (failing the test) when the
+    /// server never opened it.
+    fn session_seed(&self, uuid: Uuid) -> u64;
+
+    /// What session `uuid` of `len` values must deliver.
+    fn expected(&self, uuid: Uuid, len: u32) -> Expected {
+        Expected::new(self.session_seed(uuid), len)
+    }
+}
 
 /// The value at `index` of the session drawn from `seed`: SplitMix64's
 /// finaliser applied to `seed XOR (index + 1) * golden gamma`, high 32 bits.
@@ -82,15 +102,14 @@ impl Expected {
     /// [`check`](Self::check) for `(index, value)` pairs as the drivers
     /// hand them out: indices must run 0, 1, 2, ...
     pub fn check_indexed(&self, delivered: &[(u32, u32)]) -> Result<(), String> {
-        if let Some((at, (i, _))) = delivered
-            .iter()
-            .enumerate()
-            .find(|(at, (i, _))| *i as usize != *at)
-        {
-            return Err(format!("delivery {at} carries index {i}"));
-        }
-        let values: Vec<u32> = delivered.iter().map(|&(_, v)| v).collect();
-        self.check(&values)
+        self.check(&in_index_order(delivered)?)
+    }
+
+    /// [`check_prefix`](Self::check_prefix) for `(index, value)` pairs: a
+    /// transfer that stopped early delivered indices 0, 1, 2, ... with the
+    /// session's values.
+    pub fn check_indexed_prefix(&self, delivered: &[(u32, u32)]) -> Result<(), String> {
+        self.check_prefix(&in_index_order(delivered)?)
     }
 
     /// The checksum the client's own check compares: the order-insensitive
@@ -98,4 +117,17 @@ impl Expected {
     pub fn sum_of(delivered: &[u32]) -> u64 {
         delivered.iter().map(|&v| u64::from(v)).sum()
     }
+}
+
+/// The values of `(index, value)` pairs whose indices run 0, 1, 2, ...;
+/// `Err` names the first delivery out of place.
+fn in_index_order(delivered: &[(u32, u32)]) -> Result<Vec<u32>, String> {
+    if let Some((at, (i, _))) = delivered
+        .iter()
+        .enumerate()
+        .find(|(at, (i, _))| *i as usize != *at)
+    {
+        return Err(format!("delivery {at} carries index {i}"));
+    }
+    Ok(delivered.iter().map(|&(_, v)| v).collect())
 }
