@@ -268,6 +268,13 @@ async fn datagrams_sprayed_at_the_server_during_a_transfer_do_not_disturb_it() {
     assert_eq!(outcome.client.invalid, 0);
     assert_eq!(sent, SPRAY, "every spray datagram was sent");
 
+    // On a loaded machine the server is descheduled while its receive
+    // buffer fills, and the kernel drops spray datagrams it never sees
+    // (4,000 of 20,000 seen with two busy loops beside the test). The
+    // client has its checksum, so the server has read every spray datagram
+    // the kernel did not drop: the floors below allow for the drops counted
+    // on its socket (read while it is still bound).
+    let drops = kernel_drops(server.addr);
     let s = server.stop().await.stats;
     assert_eq!(s.datagrams_received, s.accepted + s.rejected_total());
     assert_eq!(s.sessions_opened, 1, "the spray opened no session: {s:?}");
@@ -283,20 +290,23 @@ async fn datagrams_sprayed_at_the_server_during_a_transfer_do_not_disturb_it() {
     .iter()
     .map(|r| s.rejected(*r))
     .sum();
-    let floor = SPRAY as u64 * 9 / 10;
+    let floor = (SPRAY as u64 * 9 / 10).saturating_sub(drops);
     assert!(
         spray_rejects >= floor && spray_rejects <= SPRAY as u64,
-        "spray rejects {spray_rejects} of {SPRAY} sent: {s:?}"
+        "spray rejects {spray_rejects} of {SPRAY} sent, {drops} dropped by the kernel: {s:?}"
     );
     assert!(s.rejected_total() >= floor, "{s:?}");
     // The kinds were told apart: random bytes and server datagrams (shorter
     // than any client datagram) are malformed, flipped bits fail the CRC,
     // a wrong token is unauthorised. A quarter of the spray each, at most.
     let quarter = SPRAY as u64 / 4;
-    assert!(s.rejected(Reject::Malformed) >= quarter, "{s:?}");
+    assert!(
+        s.rejected(Reject::Malformed) >= quarter.saturating_sub(drops),
+        "{s:?}"
+    );
     assert!(s.rejected(Reject::Corrupt) > 0, "{s:?}");
     assert!(
-        s.rejected(Reject::Unauthorized) >= quarter * 9 / 10
+        s.rejected(Reject::Unauthorized) >= (quarter * 9 / 10).saturating_sub(drops)
             && s.rejected(Reject::Unauthorized) <= quarter,
         "{s:?}"
     );
