@@ -145,6 +145,13 @@ mod tests {
         for s in &shares {
             assert!((s - 0.5).abs() < 0.06, "{shares:?}");
         }
+        // Both sent from flow 1's first arrival (101 ms) to flow 0's last
+        // (198 ms). From 150 to 199 ms there are four whole buckets (150 to
+        // 190 ms by departure), 20 datagrams of each flow.
+        assert_eq!(b.stats().overlap(), Some((ms(101), ms(198))));
+        let half = b.stats().shares_between(1000.0, ms(150), ms(199)).unwrap();
+        assert_eq!(half, vec![0.5, 0.5]);
+        assert_eq!(b.stats().shares_between(1000.0, ms(151), ms(159)), None);
         // A flow that never sent: no overlap at all.
         let idle = Bottleneck::new(config(1000.0, 100), 3, t0);
         assert_eq!(idle.stats().overlap_shares(1000.0), None);

@@ -10,8 +10,14 @@
 //! Besides the client's own checksum check, the simulator checks every value
 //! against the server's sequence as it is delivered: in order, exactly once,
 //! the right value.
+//!
+//! A run may add loss-based reference flows ([`reference`]) that cross the
+//! same bottleneck, and give each flow extra delay of its own
+//! ([`RunConfig::flow_delays`]), to measure how the clients share a link
+//! with each other and with other kinds of flow.
 
 pub mod bottleneck;
+pub mod reference;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -28,14 +34,23 @@ use crate::proto::server::{Server, ServerEvent};
 use crate::proto::wire::MAX_DATAGRAM_LEN;
 use crate::transfer::{RunConfig, RunReport, TransferRecorder};
 use bottleneck::Bottleneck;
+use reference::{Packet, ReferenceStats, RenoReceiver, RenoSender};
 
 const SERVER_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 8081));
+
+/// Where reference flows' receivers live (never routed to a client).
+const REFERENCE_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 2, 0, 1), 9000));
 
 /// Where a simulated datagram goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Node {
     Server,
     Client(usize),
+    /// Reference flow `k`'s sender (its acks go there).
+    RefSender(usize),
+    /// Reference flow `k`'s receiver (its data goes there).
+    RefReceiver(usize),
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,9 +74,24 @@ struct SimClient {
     recorder: TransferRecorder,
 }
 
+/// One reference flow: its sender on the server's side of the bottleneck,
+/// its receiver at the end of its own link.
+struct SimReference {
+    sender: RenoSender,
+    receiver: RenoReceiver,
+    link: Impairment,
+    started: Instant,
+}
+
 /// Runs one simulation to completion (every client finished) or to the time
 /// limit, and reports.
 pub fn run(config: &RunConfig) -> RunReport {
+    Simulation::new(config).run().0
+}
+
+/// As [`run`], and what each reference flow
+/// ([`RunConfig::reference_flows`]) did.
+pub fn run_with_reference_stats(config: &RunConfig) -> (RunReport, Vec<ReferenceStats>) {
     Simulation::new(config).run()
 }
 
@@ -83,6 +113,8 @@ struct Simulation<'a> {
     server_buf: Vec<u8>,
     /// The shared server-to-client bottleneck, if the run has one.
     bottleneck: Option<Bottleneck>,
+    /// The reference flows; flow `clients + k` at the bottleneck.
+    refs: Vec<SimReference>,
 }
 
 impl<'a> Simulation<'a> {
@@ -107,7 +139,8 @@ impl<'a> Simulation<'a> {
             server_buf: Vec::new(),
             bottleneck: config
                 .bottleneck
-                .map(|b| Bottleneck::new(b, config.clients, epoch)),
+                .map(|b| Bottleneck::new(b, config.clients + config.reference_flows, epoch)),
+            refs: Vec::with_capacity(config.reference_flows),
         };
         for i in 0..config.clients {
             let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
@@ -128,6 +161,18 @@ impl<'a> Simulation<'a> {
                     .check_values(),
             });
         }
+        for k in 0..config.reference_flows {
+            let started = epoch + config.reference_start;
+            sim.refs.push(SimReference {
+                sender: RenoSender::new(config.reference_packets, started),
+                receiver: RenoReceiver::new(),
+                link: Impairment::new(
+                    config.impairment.clone(),
+                    config.link_seed(config.clients + k),
+                ),
+                started,
+            });
+        }
         sim
     }
 
@@ -139,7 +184,7 @@ impl<'a> Simulation<'a> {
         addr
     }
 
-    fn run(mut self) -> RunReport {
+    fn run(mut self) -> (RunReport, Vec<ReferenceStats>) {
         let deadline = self.epoch + self.config.time_limit;
         loop {
             self.flush();
@@ -177,6 +222,14 @@ impl<'a> Simulation<'a> {
         }
         if !any_active {
             return None;
+        }
+        for r in &self.refs {
+            let t = if self.now < r.started {
+                Some(r.started)
+            } else {
+                r.sender.poll_timeout()
+            };
+            next = min_opt(next, t);
         }
         next = min_opt(next, self.queue.peek().map(|Reverse(f)| f.at));
         min_opt(next, self.server.poll_timeout())
@@ -217,6 +270,11 @@ impl<'a> Simulation<'a> {
             }
             self.drain_client_events(i);
         }
+        for r in &mut self.refs {
+            if now >= r.started && r.sender.poll_timeout().is_some_and(|t| t <= now) {
+                r.sender.handle_timeout(now);
+            }
+        }
     }
 
     fn deliver(&mut self, f: InFlight) {
@@ -235,6 +293,20 @@ impl<'a> Simulation<'a> {
                 let now = self.now;
                 self.clients[i].client.handle(now, &f.bytes);
                 self.drain_client_events(i);
+            }
+            Node::RefSender(k) => {
+                if let Some(ack) = Packet::decode(&f.bytes) {
+                    self.refs[k].sender.on_ack(self.now, ack);
+                }
+            }
+            Node::RefReceiver(k) => {
+                if let Some(p) = Packet::decode(&f.bytes) {
+                    let ack = self.refs[k].receiver.on_packet(p);
+                    let elapsed = self.now.saturating_duration_since(self.epoch);
+                    let flow = self.clients.len() + k;
+                    let bytes = ack.encode().to_vec();
+                    self.send(flow, Direction::ToServer, elapsed, f.dest, f.from, bytes);
+                }
             }
         }
     }
@@ -278,11 +350,31 @@ impl<'a> Simulation<'a> {
                 );
             }
         }
+        for k in 0..self.refs.len() {
+            if now < self.refs[k].started {
+                continue;
+            }
+            while let Some(p) = self.refs[k].sender.poll_transmit(now) {
+                let flow = self.clients.len() + k;
+                let bytes = p.encode().to_vec();
+                self.send(
+                    flow,
+                    Direction::ToClient,
+                    elapsed,
+                    SERVER_ADDR,
+                    REFERENCE_ADDR,
+                    bytes,
+                );
+            }
+        }
     }
 
+    /// Sends `bytes` over flow `flow`'s link (a client's, or past the
+    /// clients a reference flow's), through the bottleneck on the way to
+    /// the client side.
     fn send(
         &mut self,
-        client: usize,
+        flow: usize,
         dir: Direction,
         elapsed: Duration,
         from: SocketAddr,
@@ -292,25 +384,40 @@ impl<'a> Simulation<'a> {
         // The shared bottleneck comes first, on the server's side: a datagram
         // it drops never reaches the client's own link.
         let queued = match (&mut self.bottleneck, dir) {
-            (Some(b), Direction::ToClient) => match b.admit(self.now, client) {
+            (Some(b), Direction::ToClient) => match b.admit(self.now, flow) {
                 Some(d) => d,
                 None => return,
             },
             _ => Duration::ZERO,
         };
-        let verdict = self.clients[client].link.decide(dir, elapsed, bytes.len());
-        let to = match dir {
-            Direction::ToServer => Node::Server,
-            Direction::ToClient => Node::Client(client),
+        let clients = self.clients.len();
+        let reference = flow >= clients;
+        let (link, to) = match (reference, dir) {
+            (false, Direction::ToServer) => (&mut self.clients[flow].link, Node::Server),
+            (false, Direction::ToClient) => (&mut self.clients[flow].link, Node::Client(flow)),
+            (true, Direction::ToServer) => (
+                &mut self.refs[flow - clients].link,
+                Node::RefSender(flow - clients),
+            ),
+            (true, Direction::ToClient) => (
+                &mut self.refs[flow - clients].link,
+                Node::RefReceiver(flow - clients),
+            ),
         };
+        let verdict = link.decide(dir, elapsed, bytes.len());
+        let extra = self.config.flow_delay(flow);
         for d in verdict.deliveries() {
             let mut b = bytes.clone();
             if let Some(bit) = d.corrupt_bit {
+                if reference {
+                    // A reference packet's checksum would catch it.
+                    continue;
+                }
                 risp_netem::flip_bit(&mut b, bit);
             }
             self.order += 1;
             self.queue.push(Reverse(InFlight {
-                at: self.now + queued + d.delay,
+                at: self.now + queued + d.delay + extra,
                 order: self.order,
                 to,
                 from,
@@ -355,6 +462,8 @@ impl<'a> Simulation<'a> {
         let to = match f.to {
             Node::Server => u64::MAX,
             Node::Client(i) => i as u64,
+            Node::RefSender(k) => (1 << 40) + k as u64,
+            Node::RefReceiver(k) => (1 << 41) + k as u64,
         };
         for word in [t, to, f.bytes.len() as u64] {
             self.trace = fnv(self.trace, &word.to_le_bytes());
@@ -362,7 +471,7 @@ impl<'a> Simulation<'a> {
         self.trace = fnv(self.trace, &f.bytes);
     }
 
-    fn finish(self) -> RunReport {
+    fn finish(self) -> (RunReport, Vec<ReferenceStats>) {
         let elapsed = self.now.saturating_duration_since(self.epoch);
         let mut transfers = Vec::with_capacity(self.clients.len());
         for c in self.clients {
@@ -373,7 +482,15 @@ impl<'a> Simulation<'a> {
             r.link = c.link.stats();
             transfers.push(r);
         }
-        RunReport {
+        let refs = self
+            .refs
+            .iter()
+            .map(|r| ReferenceStats {
+                delivered: r.receiver.delivered(),
+                ..r.sender.stats().clone()
+            })
+            .collect();
+        let report = RunReport {
             seed: self.config.seed,
             elapsed,
             transfers,
@@ -381,7 +498,8 @@ impl<'a> Simulation<'a> {
             sessions_left: self.server.session_count(),
             trace_hash: self.trace,
             bottleneck: self.bottleneck.map(|b| b.stats().clone()),
-        }
+        };
+        (report, refs)
     }
 }
 

@@ -70,6 +70,14 @@ impl BottleneckStats {
     /// [`SHARE_BUCKET`]s); `None` when the flows never overlapped by a
     /// bucket.
     pub fn overlap_shares(&self, rate: f64) -> Option<Vec<f64>> {
+        let (from, until) = self.overlap()?;
+        self.shares_between(rate, from, until)
+    }
+
+    /// While every flow was active: from the last first arrival to the
+    /// first last arrival, since the simulation's start (`None` when some
+    /// flow never sent).
+    pub fn overlap(&self) -> Option<(Duration, Duration)> {
         let mut from = Duration::ZERO;
         let mut until = Duration::MAX;
         for a in &self.active {
@@ -77,6 +85,13 @@ impl BottleneckStats {
             from = from.max(first);
             until = until.min(last);
         }
+        Some((from, until))
+    }
+
+    /// Each flow's share of the capacity between `from` and `until` (since
+    /// the simulation's start), counting the whole [`SHARE_BUCKET`]s inside
+    /// that span by departure; `None` when no whole bucket fits.
+    pub fn shares_between(&self, rate: f64, from: Duration, until: Duration) -> Option<Vec<f64>> {
         let b = SHARE_BUCKET.as_nanos();
         let (lo, hi) = (from.as_nanos().div_ceil(b), until.as_nanos() / b);
         if hi <= lo {

@@ -39,6 +39,23 @@ pub struct RunConfig {
     /// A bottleneck every server-to-client datagram crosses before its
     /// client's own link (simulator only).
     pub bottleneck: Option<BottleneckConfig>,
+    /// Extra one-way delay of each flow's link, in each direction, on top
+    /// of `impairment`'s (simulator only): entry `i` is client `i`'s, then
+    /// entry `clients + k` is reference flow `k`'s. Missing entries (the
+    /// default: none) add nothing, so flows of different round trips can
+    /// share one bottleneck.
+    pub flow_delays: Vec<Duration>,
+    /// Reno-style reference flows ([`crate::sim::reference`]) that send
+    /// through the same bottleneck as the clients, each over its own link
+    /// impaired like the clients' (simulator only; default 0). They count
+    /// in the bottleneck's statistics as flows `clients..clients + k`, and
+    /// stop when every client finished.
+    pub reference_flows: usize,
+    /// When the reference flows start, from the run's start.
+    pub reference_start: Duration,
+    /// Most new packets each reference flow sends (`None`: no limit, it
+    /// sends until the clients finish).
+    pub reference_packets: Option<u64>,
 }
 
 impl RunConfig {
@@ -56,12 +73,22 @@ impl RunConfig {
             time_limit: Duration::from_secs(600),
             record_latencies: false,
             bottleneck: None,
+            flow_delays: Vec::new(),
+            reference_flows: 0,
+            reference_start: Duration::ZERO,
+            reference_packets: None,
         }
     }
 
     /// The seed of client `client`'s impairment model (see [`link_seed`]).
     pub fn link_seed(&self, client: usize) -> u64 {
         link_seed(self.seed, client)
+    }
+
+    /// The extra one-way delay of flow `flow` (see
+    /// [`flow_delays`](Self::flow_delays)).
+    pub fn flow_delay(&self, flow: usize) -> Duration {
+        self.flow_delays.get(flow).copied().unwrap_or_default()
     }
 }
 
