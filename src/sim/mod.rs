@@ -11,7 +11,7 @@
 //! against the server's sequence as it is delivered: in order, exactly once,
 //! the right value.
 //!
-//! A run may add loss-based reference flows ([`reference`]) that cross the
+//! A run may add loss-based reference flows ([`mod@reference`]) that cross the
 //! same bottleneck, and give each flow extra delay of its own
 //! ([`RunConfig::flow_delays`]), to measure how the clients share a link
 //! with each other and with other kinds of flow.
