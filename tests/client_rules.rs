@@ -707,3 +707,33 @@ fn with_two_servers_an_unknown_session_asks_to_move_and_resumes_by_token() {
     });
     assert_eq!(failed(&h.app_events()), Some(&ClientError::SessionExpired));
 }
+
+/// Each ack says how many changes to the held ranges it is the first to
+/// carry (new holes, holes filled past the next needed index): what the
+/// driver needs to know which acks of a batch it must not drop.
+#[test]
+fn each_ack_counts_the_range_changes_it_is_first_to_carry() {
+    let mut h = ClientHarness::len(100);
+    h.connect();
+    h.sent();
+    let news_after = |h: &mut ClientHarness| {
+        let acks = h.sent();
+        assert!(!acks.is_empty(), "an ack was due");
+        h.client.last_ack_news()
+    };
+    // In order, then a new hole (4..=5): an ack at once, one change.
+    for i in 0..4 {
+        h.data(i, i);
+    }
+    h.data(6, 6);
+    assert_eq!(news_after(&mut h), 1);
+    // Another hole (7..=8): one change.
+    h.data(9, 9);
+    assert_eq!(news_after(&mut h), 1);
+    // Two holes filled past the next needed index (7, 5: no ack of their
+    // own) and a new hole (10): the next ack carries all three.
+    h.data(7, 7);
+    h.data(5, 5);
+    h.data(11, 11);
+    assert_eq!(news_after(&mut h), 3);
+}

@@ -14,6 +14,7 @@ use super::batch::{BatchSocket, IoMode, RecvSizing};
 use super::socket::{is_transient, sleep_until_opt};
 use crate::clock;
 use crate::proto::client::{Client, ClientConfig, ClientEvent, ResumeState};
+use crate::proto::recovery::ACK_NEWS_STRIDE;
 use crate::proto::wire::{MAX_DATAGRAM_LEN, MAX_SERVER_DATAGRAM_LEN};
 use crate::transfer::ServerOutcome;
 use crate::transfer::{IntervalStats, TransferRecorder, TransferReport};
@@ -125,7 +126,11 @@ pub async fn run_until(
     };
     let mut servers = ServerList::new(&opts.servers)?;
     let mut socket = open(servers.current(), link.as_ref(), opts.io).await?;
-    let mut config = fit_window(opts.config.clone(), &socket);
+    // No cap at the socket's receive buffer: the server paces each
+    // session (bursts of about a millisecond), so the flight is in the
+    // network, not in the buffer, and a long path needs a window far
+    // larger than any buffer holds.
+    let mut config = opts.config.clone();
     config.servers = servers.len();
     let mut client = match opts.resume.clone() {
         Some(r) => Client::resume(config, r, started),
@@ -201,11 +206,14 @@ pub async fn run_until(
                 // out after the batch: with one, every lost ack stalled
                 // the server until a probe timeout (10% loss fell to 63k
                 // values/s, ~4,600 timeouts per 1M values); with all of
-                // them (every quarter window) the clean rate halved.
+                // them (every quarter window) the clean rate halved. An
+                // earlier ack goes too when later ones cannot repeat its
+                // news (see `PendingAcks::selected`).
                 let server = servers.current();
                 let r = r.and_then(|()| {
-                    let now = clock::now();
+                    let mut clock = clock::BatchClock::start();
                     socket.try_recv(|from, d| {
+                        let now = clock.tick();
                         // Not our server: ignore.
                         if from == server {
                             client.handle(now, d);
@@ -217,7 +225,7 @@ pub async fn run_until(
                     // A refusal moves at the top of the loop.
                     unreachable = servers.on_error(e, &client)?.is_break();
                 }
-                for ack in acks.last(ACKS_PER_BATCH) {
+                for ack in acks.selected(ACKS_PER_BATCH) {
                     if unreachable {
                         break;
                     }
@@ -261,26 +269,6 @@ pub async fn run_until(
     Ok(report)
 }
 
-/// Caps the window at what the socket's receive buffer holds: the server
-/// sends up to a window at once (in GSO batches of 64), and a burst the
-/// buffer cannot hold would be self-inflicted loss. With the kernel's
-/// default buffer (208 KiB: 256 small datagrams) this is the default
-/// window; larger `--max-window`s need a larger buffer (`net.core.rmem_max`).
-fn fit_window(mut config: ClientConfig, socket: &BatchSocket) -> ClientConfig {
-    if let Some(cap) = super::socket::recv_capacity(socket.get_ref().get_ref()) {
-        if cap < config.max_window {
-            tracing::debug!(
-                cap,
-                asked = config.max_window,
-                "window capped at the receive buffer"
-            );
-            config.max_window = cap.max(1);
-            config.initial_window = config.initial_window.min(config.max_window);
-        }
-    }
-    config
-}
-
 /// Acks sent per received batch: the last two the core wrote (same
 /// timestamp: the server reads the second as a plain ack), so that a batch
 /// is answered unless both are lost.
@@ -294,6 +282,10 @@ struct PendingAcks {
     bytes: Vec<u8>,
     /// Where each datagram ends in `bytes`.
     ends: Vec<usize>,
+    /// What [`Client::last_ack_news`] said after each.
+    news: Vec<u32>,
+    /// Which to send, reused by [`selected`](Self::selected).
+    send: Vec<bool>,
 }
 
 impl PendingAcks {
@@ -306,6 +298,7 @@ impl PendingAcks {
                 Some(n) => {
                     self.bytes.truncate(off + n);
                     self.ends.push(off + n);
+                    self.news.push(client.last_ack_news());
                 }
                 None => {
                     self.bytes.truncate(off);
@@ -315,19 +308,42 @@ impl PendingAcks {
         }
     }
 
-    /// The last `n` datagrams, in the order written.
-    fn last(&self, n: usize) -> impl Iterator<Item = &[u8]> {
+    /// The datagrams to send, in the order written: the last `last`, and
+    /// every earlier one after which [`ACK_NEWS_STRIDE`] changes to the
+    /// held ranges came. Each ack lists only the newest ranges and the
+    /// latest fills, so at 10% loss a batch of a few thousand datagrams
+    /// holds more news than its last ack can carry: dropping every ack but
+    /// the last two left the server blind to the ranges between, and it
+    /// resent them (70% duplicates at 25 ms each way). Clean, acks carry
+    /// no news and only the last two go.
+    fn selected(&mut self, last: usize) -> impl Iterator<Item = &[u8]> {
+        let n = self.ends.len();
+        self.send.clear();
+        self.send.resize(n, false);
+        let mut since = 0u32;
+        for j in (0..n).rev() {
+            if j + last >= n {
+                self.send[j] = true;
+                continue;
+            }
+            since = since.saturating_add(self.news[j + 1]);
+            if since >= ACK_NEWS_STRIDE {
+                self.send[j] = true;
+                since = 0;
+            }
+        }
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        let skip = self.ends.len().saturating_sub(n);
         starts
             .zip(self.ends.iter())
-            .skip(skip)
-            .map(|(a, &b)| &self.bytes[a..b])
+            .zip(self.send.iter())
+            .filter(|(_, &send)| send)
+            .map(|((a, &b), _)| &self.bytes[a..b])
     }
 
     fn clear(&mut self) {
         self.bytes.clear();
         self.ends.clear();
+        self.news.clear();
     }
 }
 
@@ -528,5 +544,62 @@ async fn open_lossy(server: SocketAddr, link: Option<&ImpairedLink>) -> io::Resu
     match link {
         Some(link) => LossySocket::on_link(socket, Side::Client, link),
         None => Ok(LossySocket::passthrough(socket)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch of acks, each one byte (its position), with `news` each.
+    fn batch(news: &[u32]) -> PendingAcks {
+        let mut p = PendingAcks::default();
+        for (i, &n) in news.iter().enumerate() {
+            p.bytes.push(i as u8);
+            p.ends.push(i + 1);
+            p.news.push(n);
+        }
+        p
+    }
+
+    fn sent(p: &mut PendingAcks) -> Vec<u8> {
+        p.selected(ACKS_PER_BATCH).map(|d| d[0]).collect()
+    }
+
+    #[test]
+    fn clean_batches_send_only_their_last_two_acks() {
+        let mut p = batch(&[0; 40]);
+        assert_eq!(sent(&mut p), vec![38, 39]);
+        let mut one = batch(&[5]);
+        assert_eq!(sent(&mut one), vec![0]);
+        assert_eq!(sent(&mut PendingAcks::default()), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn an_earlier_ack_goes_when_later_news_would_push_its_own_out() {
+        // One change per ack: every ACK_NEWS_STRIDE-th ack back from the
+        // last two goes too, so no run of unsent acks holds a stride.
+        let n = 100;
+        let mut p = batch(&vec![1; n]);
+        let got = sent(&mut p);
+        let stride = i64::from(ACK_NEWS_STRIDE);
+        // 98 - 24k: each sent ack has exactly a stride of news after it.
+        let mut want: Vec<u8> = (1..)
+            .map(|k| 98 - stride as i64 * k)
+            .take_while(|&i| i >= 0)
+            .map(|i| i as u8)
+            .collect();
+        want.reverse();
+        want.extend([98, 99]);
+        assert_eq!(got, want);
+        for pair in got.windows(2) {
+            let gap: u32 = p.news[usize::from(pair[0]) + 1..=usize::from(pair[1])]
+                .iter()
+                .sum();
+            assert!(gap <= ACK_NEWS_STRIDE, "{got:?}");
+        }
+        // A burst of news in one ack sends the one before it.
+        let mut q = batch(&[0, 0, 0, 30, 0, 0]);
+        assert_eq!(sent(&mut q), vec![2, 4, 5]);
     }
 }

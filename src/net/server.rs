@@ -242,9 +242,10 @@ pub async fn serve_with_store(
                 // ICMP errors (a client went away) surface here on some
                 // platforms: they concern one peer, not the server.
                 if let Err(e) = r.and_then(|()| {
-                    let now = clock::now();
+                    let mut clock = clock::BatchClock::start();
                     let (metrics, log) = (&mut rec.metrics, &mut rec.log);
                     socket.try_recv(|from, d| {
+                        let now = clock.tick();
                         metrics.on_received(d);
                         let mark = SecurityLog::mark(server.stats());
                         server.handle(now, from, d);

@@ -27,6 +27,14 @@ pub const MAX_WINDOW: u32 = 1 << 20;
 /// ranges and about 200 holes filled lately (see [`crate::proto::sack`]).
 pub const ACK_RANGE_BUDGET: usize = 768;
 
+/// A driver that sends only the last acks of a received batch also sends
+/// every earlier ack after which this many changes to the held ranges came
+/// (see [`crate::proto::client::Client::last_ack_news`]). An ack's newest ranges
+/// (a quarter of [`ACK_RANGE_BUDGET`], about 96 ranges at a few bytes
+/// each) then reach back over four such strides, so each change is in
+/// several acks that go out: one lost ack does not hide it.
+pub const ACK_NEWS_STRIDE: u32 = 24;
+
 /// How many later indices must arrive before a missing one counts as lost
 /// (reordering tolerance, as QUIC's packet threshold).
 pub const REORDER_THRESHOLD: u32 = 3;

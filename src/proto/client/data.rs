@@ -33,6 +33,11 @@ impl Client {
             }
         };
         let highest = self.reorder.highest().unwrap_or(index);
+        // A new hole, or a hole filled that is not the next needed index
+        // (that one the cumulative ack reports): news for the next ack.
+        if before.is_some_and(|h| index > h.saturating_add(1) || (index < h && !in_order)) {
+            self.ack_news = self.ack_news.saturating_add(1);
+        }
         if in_order && self.reorder.gap_reported() {
             // A hole reported lost is filled. If that took longer than the
             // reordering window it was lost and resent: a loss episode,

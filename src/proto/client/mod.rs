@@ -96,6 +96,11 @@ pub struct Client {
     /// Newest echo an RTT sample was taken from.
     sampled_echo: u64,
     unacked: u32,
+    /// Changes to the held ranges (new holes, holes filled past the
+    /// next needed index) since the last ack was written.
+    ack_news: u32,
+    /// The same, carried by the last ack written.
+    last_ack_news: u32,
     ack_now: bool,
     probe_due: bool,
     send_pending: bool,
@@ -161,6 +166,8 @@ impl Client {
             started: now,
             sampled_echo: 0,
             unacked: 0,
+            ack_news: 0,
+            last_ack_news: 0,
             ack_now: false,
             probe_due: false,
             send_pending: true,
@@ -331,6 +338,19 @@ impl Client {
         }
     }
 
+    /// How many changes to the held ranges (a new hole, a hole filled past
+    /// the next needed index) the ack [`poll_transmit`](Self::poll_transmit)
+    /// wrote last carries that the ack before it did not. Each ack lists
+    /// the newest ranges and the latest fills, so a later ack repeats an
+    /// earlier one's news only while it is recent: a driver that sends just
+    /// the last acks of a received batch must also send an earlier one
+    /// whenever
+    /// [`ACK_NEWS_STRIDE`](crate::proto::recovery::ACK_NEWS_STRIDE) changes came after it, or the server
+    /// never hears of the ranges in between and resends them.
+    pub fn last_ack_news(&self) -> u32 {
+        self.last_ack_news
+    }
+
     /// Ack after this many new datagrams: a quarter of the congestion
     /// window within [[`ACK_EVERY_MIN`], [`ACK_EVERY_MAX`]] (at least
     /// `ack_frequency`): four acks per window, so one lost ack costs no
@@ -407,6 +427,7 @@ impl Client {
         let timestamp = self.timestamp(now);
         if state == State::Connected {
             self.stats.acks_sent += 1;
+            self.last_ack_news = std::mem::take(&mut self.ack_news);
             self.fill_sack();
             if probe || !self.sack_buf.is_empty() || (self.reorder.held() > 0 && !self.config.sack)
             {

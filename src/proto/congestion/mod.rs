@@ -615,6 +615,17 @@ impl RateControl {
             self.random_episodes += 1;
             return LossVerdict::Random;
         }
+        tracing::debug!(
+            lossy,
+            queue,
+            recent_rtt_us = self.round_rtts.iter().min().map_or(0, |d| d.as_micros()),
+            min_rtt_us = min_rtt.map_or(0, |d| d.as_micros()),
+            bw = self.bw() as u64,
+            cwnd = self.cwnd,
+            recv,
+            lost,
+            "loss episode judged congestive"
+        );
         let mut target = BETA * f64::from(self.cwnd);
         if let Some(b) = bdp.filter(|_| self.rounds >= MIN_BW_ROUNDS) {
             target = target.min((1.0 + Q_REL) * b);

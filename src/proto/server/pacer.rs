@@ -15,6 +15,15 @@ pub(crate) const BURST: Duration = Duration::from_millis(1);
 /// See [`BURST`].
 const MIN_BURST: f64 = 8.0;
 
+/// Most lateness the bucket makes up for: a driver that wakes later than
+/// [`Pacer::spend`] asked (tokio's timers round up to the millisecond, and
+/// a busy machine adds more) may send what it earned meanwhile, up to this
+/// much more than [`BURST`]. Without it every late wake-up lost tokens, the
+/// session sent less than its rate, the client measured less delivered and
+/// asked for less: at 25 ms each way the rate decayed from 60k to 5k values/s
+/// (where [`MIN_BURST`] covers a wake-up's lateness) with no loss to cause it.
+pub(crate) const MAX_LATENESS: Duration = Duration::from_millis(4);
+
 /// A session's token bucket. See the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
@@ -23,6 +32,8 @@ pub(crate) struct Pacer {
     /// Datagrams that may go now, and when the bucket was last filled.
     tokens: f64,
     filled: Instant,
+    /// When [`Pacer::spend`] said the next datagram may go.
+    due: Option<Instant>,
 }
 
 impl Pacer {
@@ -32,6 +43,7 @@ impl Pacer {
             rate: 0,
             tokens: 0.0,
             filled: now,
+            due: None,
         }
     }
 
@@ -49,20 +61,30 @@ impl Pacer {
     /// (the caller asks only once [`Pacer::spend`] said it may).
     pub(crate) fn allowance(&mut self, now: Instant, max: usize) -> usize {
         let rate = f64::from(self.rate);
-        let burst = (rate * BURST.as_secs_f64()).max(MIN_BURST);
+        let late = self
+            .due
+            .take()
+            .map_or(Duration::ZERO, |d| now.saturating_duration_since(d))
+            .min(MAX_LATENESS);
+        let burst = (rate * (BURST + late).as_secs_f64()).max(MIN_BURST);
         let earned = now.saturating_duration_since(self.filled).as_secs_f64() * rate;
         self.tokens = (self.tokens + earned).min(burst);
         self.filled = now;
         (self.tokens as usize).clamp(1, max)
     }
 
-    /// `count` datagrams went at `now`; returns when the next may.
-    pub(crate) fn spend(&mut self, now: Instant, count: usize) -> Instant {
+    /// `count` datagrams went at `now`; returns when the next may. With
+    /// `waiting` (more is queued behind the pacer) a later wake-up than
+    /// that is made up for (see [`MAX_LATENESS`]); a session with nothing
+    /// queued earns at most one [`BURST`] however long it idles.
+    pub(crate) fn spend(&mut self, now: Instant, count: usize, waiting: bool) -> Instant {
         // At most one datagram of overdraft (rounding at the edge of a
         // token): a debt must never outlast a change of rate.
         self.tokens = (self.tokens - count as f64).max(0.0);
         let short = (1.0 - self.tokens).max(0.0);
-        now + Duration::from_secs_f64(short / f64::from(self.rate.max(1)))
+        let due = now + Duration::from_secs_f64(short / f64::from(self.rate.max(1)));
+        self.due = waiting.then_some(due);
+        due
     }
 }
 
@@ -80,7 +102,7 @@ mod tests {
         // A millisecond later: 100 datagrams may go (the burst), no more.
         let t1 = t0 + Duration::from_millis(1);
         assert_eq!(p.allowance(t1, 1000), 100);
-        let next = p.spend(t1, 100);
+        let next = p.spend(t1, 100, false);
         assert_eq!(next, t1 + Duration::from_micros(10), "one token at 100k/s");
         // Ten seconds idle still earns only one burst.
         let t2 = t1 + Duration::from_secs(10);
@@ -89,12 +111,36 @@ mod tests {
     }
 
     #[test]
+    fn a_late_wake_up_sends_what_it_earned_up_to_the_lateness_cap() {
+        let t0 = crate::clock::now();
+        let mut p = Pacer::new(t0);
+        p.set_rate(100_000);
+        let t1 = t0 + Duration::from_millis(1);
+        assert_eq!(p.allowance(t1, 10_000), 100);
+        let due = p.spend(t1, 100, true);
+        // Woken 2 ms after the due time: 2.01 ms earned, none of it lost
+        // to the 1 ms burst.
+        let t2 = due + Duration::from_millis(2);
+        assert_eq!(p.allowance(t2, 10_000), 201);
+        let due = p.spend(t2, 201, true);
+        // 50 ms late: one burst plus at most MAX_LATENESS.
+        let t3 = due + Duration::from_millis(50);
+        assert_eq!(p.allowance(t3, 10_000), 500);
+        // On time again: one token.
+        let due = p.spend(t3, 500, true);
+        assert_eq!(p.allowance(due, 10_000), 1);
+        // Idle (nothing was waiting on the pacer): one burst, no credit.
+        p.spend(due, 1, false);
+        assert_eq!(p.allowance(due + Duration::from_secs(10), 10_000), 100);
+    }
+
+    #[test]
     fn a_slow_rate_still_sends_one_and_carries_no_debt() {
         let t0 = crate::clock::now();
         let mut p = Pacer::new(t0);
         p.set_rate(10);
         assert_eq!(p.allowance(t0, 64), 1, "at least one once asked");
-        let next = p.spend(t0, 1);
+        let next = p.spend(t0, 1, true);
         assert_eq!(next, t0 + Duration::from_millis(100));
         // A faster rate takes effect at once: no debt from the slow one.
         p.set_rate(1_000_000);

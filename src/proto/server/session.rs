@@ -594,7 +594,8 @@ impl Session {
         if !config.pacing.is_zero() {
             self.next_send_at = now + config.pacing;
         } else if self.pacer.is_paced() {
-            self.next_send_at = self.pacer.spend(now, count);
+            let waiting = !self.send_queue.is_empty();
+            self.next_send_at = self.pacer.spend(now, count, waiting);
         }
         // Off the round-robin now; `enter_ready` puts it back if more is
         // queued.
