@@ -585,7 +585,7 @@ mod tests {
         let stride = i64::from(ACK_NEWS_STRIDE);
         // 98 - 24k: each sent ack has exactly a stride of news after it.
         let mut want: Vec<u8> = (1..)
-            .map(|k| 98 - stride as i64 * k)
+            .map(|k| 98 - stride * k)
             .take_while(|&i| i >= 0)
             .map(|i| i as u8)
             .collect();
