@@ -599,15 +599,17 @@ fn ratios(cells: &[Cell], ceilings: &[(&str, f64)]) {
     }
 }
 
-/// Prints [`long_path_ratios`] (nothing when no delay above 0 ran).
+/// Prints [`long_path_ratios`] (nothing when no delay above 0 ran, or
+/// there is no clean median to divide by).
 fn print_long_path_ratios(cells: &[Cell]) {
-    if !cells.iter().any(|c| c.delay_ms > 0.0) {
+    let ratios = long_path_ratios(cells);
+    if ratios.is_empty() || !cells.iter().any(|c| c.delay_ms > 0.0) {
         return;
     }
     println!();
     println!("Long-path ratios (median values/s):");
     println!();
-    for r in long_path_ratios(cells) {
+    for r in ratios {
         println!(
             "- {} / {}: {:.3}× ({:.0} / {:.0})",
             label(true, r.of.delay_ms, r.of.loss),
