@@ -16,5 +16,6 @@ pub mod rtt;
 pub mod sack;
 pub mod sequence;
 pub mod server;
+mod slot_bits;
 pub(crate) mod timer;
 pub mod wire;

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::sack::RangeWriter;
+use super::slot_bits::SlotBits;
 
 /// Arrivals below `highest` (holes filled) that acks describe besides
 /// their newest ranges: about three acks' worth (see
@@ -41,6 +42,8 @@ pub(crate) struct ReorderBuffer {
     next: u32,
     /// Received values for `[next, next + cap)` at `index % cap`.
     ring: Vec<Option<u32>>,
+    /// Which slots of `ring` hold a value, for word-at-a-time searches.
+    held_bits: SlotBits,
     /// When each index in `[next, eligible_end)` became eligible, at
     /// `index % cap`.
     eligible_at: Vec<Option<Instant>>,
@@ -61,10 +64,12 @@ pub(crate) struct ReorderBuffer {
 impl ReorderBuffer {
     /// An empty buffer of `capacity` (at least 1) indices from `next` on.
     pub(crate) fn new(capacity: u32, next: u32) -> Self {
-        let cap = capacity.max(1) as usize;
+        // A power of two, so that a slot is a mask, not a division.
+        let cap = (capacity.max(1) as usize).next_power_of_two();
         Self {
             next,
             ring: vec![None; cap],
+            held_bits: SlotBits::new(cap),
             eligible_at: vec![None; cap],
             eligible_end: next,
             held: 0,
@@ -83,8 +88,10 @@ impl ReorderBuffer {
         if capacity <= old {
             return;
         }
-        let cap = capacity as usize;
+        let cap = (capacity as usize).next_power_of_two();
+        let capacity = cap as u32;
         let mut ring = vec![None; cap];
+        let mut held_bits = SlotBits::new(cap);
         let mut eligible_at = vec![None; cap];
         for off in 0..old {
             let Some(index) = self.next.checked_add(off) else {
@@ -93,9 +100,13 @@ impl ReorderBuffer {
             let from = (index % old) as usize;
             let to = (index % capacity) as usize;
             ring[to] = self.ring[from];
+            if ring[to].is_some() {
+                held_bits.set(to);
+            }
             eligible_at[to] = self.eligible_at[from];
         }
         self.ring = ring;
+        self.held_bits = held_bits;
         self.eligible_at = eligible_at;
     }
 
@@ -131,21 +142,43 @@ impl ReorderBuffer {
     /// Offset from `next` of the `k`-th missing index (`k` ≥ 1), or the
     /// last offset when fewer are missing.
     pub(crate) fn nth_missing(&self, k: u32) -> u32 {
-        let cap = self.cap();
-        let mut missing = 0;
-        for off in 0..cap {
-            if self.ring[self.slot(self.next.wrapping_add(off))].is_none() {
-                missing += 1;
-                if missing >= k {
-                    return off;
-                }
+        let cap = self.ring.len();
+        let first = self.slot(self.next);
+        let mut k = k.max(1);
+        // Offsets 0.. are slots `first..cap`, then `0..first`.
+        if let Some(s) = self.held_bits.nth(first, cap - 1, false, &mut k) {
+            return (s - first) as u32;
+        }
+        if first > 0 {
+            if let Some(s) = self.held_bits.nth(0, first - 1, false, &mut k) {
+                return (cap - first + s) as u32;
             }
         }
-        cap - 1
+        self.cap() - 1
+    }
+
+    /// The highest index in `floor..=from` that is held (`held`) or
+    /// missing (`!held`); `from - floor` must be under the capacity.
+    fn find_down(&self, from: u32, floor: u32, held: bool) -> Option<u32> {
+        let mut hi = from;
+        loop {
+            let s = self.slot(hi);
+            let span = (hi - floor) as usize;
+            // The slots down from `s` without wrapping, as far as `floor`.
+            let lo = s.saturating_sub(span);
+            if let Some(k) = self.held_bits.rfind(lo, s, held) {
+                return Some(hi - (s - k) as u32);
+            }
+            let covered = s - lo;
+            if covered == span {
+                return None;
+            }
+            hi -= covered as u32 + 1;
+        }
     }
 
     fn slot(&self, index: u32) -> usize {
-        (index % self.cap()) as usize
+        index as usize & (self.ring.len() - 1)
     }
 
     /// Stores `value` for `index`.
@@ -161,6 +194,7 @@ impl ReorderBuffer {
             return Insert::Duplicate;
         }
         self.ring[slot] = Some(value);
+        self.held_bits.set(slot);
         self.held += 1;
         if index != self.next && self.highest.is_some_and(|h| index < h) {
             if self.fills.len() == RECENT_FILLS {
@@ -179,6 +213,7 @@ impl ReorderBuffer {
     pub(crate) fn pop(&mut self, now: Instant) -> Option<(u32, u32, Duration)> {
         let slot = self.slot(self.next);
         let value = self.ring[slot].take()?;
+        self.held_bits.clear(slot);
         let latency = self.eligible_at[slot]
             .take()
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
@@ -250,19 +285,29 @@ impl ReorderBuffer {
         // Runs of held indices, from the top down.
         while index > self.next {
             if self.ring[self.slot(index)].is_none() {
-                index -= 1;
-                continue;
+                // Down to the next held index above `next`, if any.
+                let below = (index - 1 > self.next)
+                    .then(|| self.find_down(index - 1, self.next + 1, true))
+                    .flatten();
+                match below {
+                    Some(i) => index = i,
+                    None => {
+                        index = self.next;
+                        break;
+                    }
+                }
             }
             let hi = index;
-            while index > self.next && self.ring[self.slot(index - 1)].is_some() {
-                index -= 1;
-            }
+            // Down to the start of the run (at most `next`).
+            index = self
+                .find_down(index - 1, self.next, false)
+                .map_or(self.next, |m| m + 1);
             if !w.push(index, hi) || w.is_full() {
                 low = index;
                 break;
             }
             low = index;
-            index -= 1;
+            index = index.saturating_sub(1);
         }
         w.set_budget(budget);
         if index > self.next {
@@ -287,6 +332,7 @@ impl ReorderBuffer {
     /// starts over under a new UUID).
     pub(crate) fn reset(&mut self) {
         self.ring.iter_mut().for_each(|v| *v = None);
+        self.held_bits.clear_all();
         self.eligible_at.iter_mut().for_each(|v| *v = None);
         self.next = 0;
         self.eligible_end = 0;
@@ -404,5 +450,93 @@ mod tests {
         b.after_delivery(t1, n);
         assert!(!b.gap_reported());
         assert_eq!(b.gap_age(t1), Duration::ZERO, "hole at 1 is new");
+    }
+
+    /// The ranges and holes the word-at-a-time searches find, against a
+    /// walk of the ring slot by slot (the code before them), over random
+    /// arrivals, deliveries and growth.
+    #[test]
+    fn word_searches_write_the_same_acks_as_a_walk() {
+        use rand::{Rng, SeedableRng};
+        fn walk_sack(b: &ReorderBuffer, budget: usize) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut w = RangeWriter::new(&mut out, b.next, budget / 4);
+            let Some(highest) = b.highest.filter(|_| b.held > 0) else {
+                return out;
+            };
+            let (mut index, mut low) = (highest, highest + 1);
+            while index > b.next {
+                if b.ring[b.slot(index)].is_none() {
+                    index -= 1;
+                    continue;
+                }
+                let hi = index;
+                while index > b.next && b.ring[b.slot(index - 1)].is_some() {
+                    index -= 1;
+                }
+                low = index;
+                if !w.push(index, hi) || w.is_full() {
+                    break;
+                }
+                index -= 1;
+            }
+            w.set_budget(budget);
+            if index > b.next {
+                let mut fills: Vec<u32> = b
+                    .fills
+                    .iter()
+                    .copied()
+                    .filter(|&i| i > b.next && i < low && b.ring[b.slot(i)].is_some())
+                    .collect();
+                fills.sort_unstable_by(|a, b| b.cmp(a));
+                fills.dedup();
+                for i in fills {
+                    if !w.push(i, i) {
+                        break;
+                    }
+                }
+            }
+            w.finish();
+            out
+        }
+        fn walk_nth_missing(b: &ReorderBuffer, k: u32) -> u32 {
+            let mut missing = 0;
+            for off in 0..b.cap() {
+                if b.ring[b.slot(b.next + off)].is_none() {
+                    missing += 1;
+                    if missing >= k {
+                        return off;
+                    }
+                }
+            }
+            b.cap() - 1
+        }
+        let t0 = crate::clock::now();
+        for seed in 0..40u64 {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+            let mut b = ReorderBuffer::new(rng.gen_range(1..100), rng.gen_range(0..1000));
+            let loss = rng.gen_range(0.0..0.6);
+            let mut out = Vec::new();
+            for _ in 0..3000 {
+                let cap = b.capacity();
+                if cap < 2048 && rng.gen_bool(0.02) {
+                    b.grow(cap * 2);
+                }
+                let index = b.next() + rng.gen_range(0..b.capacity());
+                if !rng.gen_bool(loss) || index == b.next() {
+                    b.insert(index, index);
+                }
+                while b.pop(t0).is_some() {}
+                let budget = rng.gen_range(8..600);
+                b.encode_sack(&mut out, budget);
+                assert_eq!(out, walk_sack(&b, budget), "seed {seed}");
+                let k = rng.gen_range(1..b.capacity() + 2);
+                assert_eq!(
+                    b.nth_missing(k),
+                    walk_nth_missing(&b, k),
+                    "seed {seed}, k {k}"
+                );
+            }
+        }
     }
 }

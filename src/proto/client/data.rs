@@ -124,7 +124,8 @@ impl Client {
             let cap = self.reorder.capacity();
             self.reorder.grow(cap.saturating_mul(2).min(span));
         }
-        let cap = self.reorder.capacity();
+        // The ring rounds its size up to a power of two; the span is the cap.
+        let cap = self.reorder.capacity().min(span);
         self.rc
             .advertised_window(base, held, cap, |k| self.reorder.nth_missing(k))
     }
