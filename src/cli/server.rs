@@ -12,9 +12,8 @@ use tokio::net::UdpSocket;
 
 use super::args::NetemArgs;
 use super::exit::Exit;
-use super::report::peak_rss_kb;
 use crate::net::batch::IoMode;
-use crate::net::ops::{OpsServer, OpsState};
+use crate::net::ops::{peak_rss_kb, OpsServer, OpsState};
 use crate::net::server::{self, ServerSummary, SharedSummary};
 use crate::net::store::{SessionStore, StoreError};
 use crate::proto::client::MAX_WINDOW;
