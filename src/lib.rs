@@ -26,9 +26,10 @@
 //! - [`net`] drives the core with tokio: [`net::server::serve`] runs every
 //!   session on one UDP socket, [`net::client::run`] runs one transfer,
 //!   [`net::batch`] moves their datagrams in batches (GSO/GRO, quinn-udp),
-//!   [`net::socket`] holds the socket helpers both share, and
+//!   [`net::socket`] holds the socket helpers both share,
 //!   [`net::store`] the session stores workers and instances share
-//!   (in memory, Redis).
+//!   (in memory, Redis), and [`net::ops`] the operations endpoints
+//!   (health, readiness, Prometheus metrics) over HTTP.
 //! - [`sim`] drives the same core in virtual time over links impaired by
 //!   the `risp-netem` crate: one thread, many endpoints, same seed, same
 //!   trace.

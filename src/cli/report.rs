@@ -274,53 +274,11 @@ pub fn percentiles_row(p: &Summary) -> String {
     format!("{}  ({} {noun})", p.format_row(), p.count)
 }
 
-/// Peak resident set size of this process so far, in KiB.
-///
-/// On Linux this is the `VmHWM` ("high water mark") line of
-/// `/proc/self/status`, which the kernel keeps for the whole life of the
-/// process; elsewhere, or if the file cannot be read or parsed, `None`.
-/// Call it last: the figure only grows.
-pub fn peak_rss_kb() -> Option<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        parse_vm_hwm(&status)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
-}
-
-/// The KiB figure of the `VmHWM:` line of a `/proc/PID/status` text.
-fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    let mut fields = line.split_whitespace();
-    let kb = fields.next()?.parse().ok()?;
-    matches!(fields.next(), Some("kB") | None).then_some(kb)
-}
+/// Peak resident set size of this process so far, in KiB (the library's,
+/// which the health JSON reports too).
+pub use crate::net::ops::peak_rss_kb;
 
 /// Milliseconds as a duration.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vm_hwm_is_parsed() {
-        let status =
-            "Name:\trisp-udp\nVmPeak:\t  20000 kB\nVmHWM:\t    5432 kB\nVmRSS:\t 5000 kB\n";
-        assert_eq!(parse_vm_hwm(status), Some(5432));
-        assert_eq!(parse_vm_hwm("VmRSS:\t 5000 kB\n"), None);
-        assert_eq!(parse_vm_hwm("VmHWM:\t lots kB\n"), None);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn peak_rss_of_this_process_is_known() {
-        assert!(peak_rss_kb().is_some_and(|kb| kb > 0));
-    }
 }

@@ -8,12 +8,12 @@ use std::time::Duration;
 use clap::Args;
 use rand::SeedableRng;
 use risp_netem::{LossySocket, Side};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 
 use super::args::NetemArgs;
 use super::exit::Exit;
-use super::report::peak_rss_kb;
 use crate::net::batch::IoMode;
+use crate::net::ops::{peak_rss_kb, OpsServer, OpsState};
 use crate::net::server::{self, ServerSummary, SharedSummary};
 use crate::net::store::{SessionStore, StoreError};
 use crate::proto::client::MAX_WINDOW;
@@ -183,12 +183,11 @@ pub async fn run(args: ServerArgs) -> Exit {
         tokio::spawn(merge_summaries(parts.clone(), merged.clone()));
         merged
     };
+    let mut ops = None;
     if health_port != 0 {
         let haddr = SocketAddr::new(args.bind, health_port);
-        match TcpListener::bind(haddr).await {
-            Ok(l) => {
-                tokio::spawn(super::health::serve(l, shared.clone(), max_sessions));
-            }
+        match OpsServer::bind(haddr, OpsState::new(shared.clone(), max_sessions)).await {
+            Ok(handle) => ops = Some(handle),
             Err(e) => {
                 eprintln!("error: cannot listen on health port {haddr}: {e} (use --health-port 0 to disable)");
                 return Exit::Failure;
@@ -252,6 +251,9 @@ pub async fn run(args: ServerArgs) -> Exit {
     let _ = stop_tx.send(true);
     while let Some(r) = tasks.join_next().await {
         results.push(r);
+    }
+    if let Some(ops) = ops {
+        ops.shutdown().await;
     }
     let mut summaries = Vec::with_capacity(workers);
     let mut failed = None;

@@ -1,7 +1,7 @@
 //! What the server driver counts beside the core's [`ServerStats`]:
 //! datagrams in and out by kind, and the acknowledgement latencies as
 //! fixed-bucket histograms, ready for a Prometheus exposition
-//! (`cli::metrics` writes the page).
+//! ([`net::ops::metrics`](crate::net::ops::metrics) writes the page).
 //!
 //! The core counts what it decides (accepted, rejected by reason, resends);
 //! the driver sees every datagram go by, so it classifies them here, at the
@@ -175,6 +175,16 @@ impl Buckets {
     /// Sum of all samples.
     pub fn sum(&self) -> Duration {
         Duration::from_micros(self.sum_us)
+    }
+
+    /// `(upper bound, samples in that bucket)` for every bound, ending
+    /// with `(None, samples above the largest bound)` for `+Inf`.
+    pub fn per_bucket(&self) -> impl Iterator<Item = (Option<Duration>, u64)> + '_ {
+        let bounds = LATENCY_BOUNDS_US
+            .iter()
+            .map(|&us| Some(Duration::from_micros(us)))
+            .chain(std::iter::once(None));
+        bounds.zip(self.counts.iter().copied())
     }
 
     /// `(upper bound, samples at or below it)` for every bound, ending with
@@ -390,6 +400,13 @@ mod tests {
             Duration::from_micros(100 + 101 + 3_000 + 60_000_000)
         );
         assert!(cum.windows(2).all(|w| w[0].1 <= w[1].1), "{cum:?}");
+        // The buckets one by one add up to the cumulative counts.
+        let mut running = 0;
+        for ((bound, n), (cum_bound, c)) in h.per_bucket().zip(&cum) {
+            running += n;
+            assert_eq!((bound, running), (*cum_bound, *c));
+        }
+        assert_eq!(h.per_bucket().filter(|&(_, n)| n > 0).count(), 4);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod client;
 pub mod heartbeat;
 pub mod log_limit;
 pub mod metrics;
+pub mod ops;
 mod security_log;
 pub mod server;
 pub mod socket;
