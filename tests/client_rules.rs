@@ -737,3 +737,40 @@ fn each_ack_counts_the_range_changes_it_is_first_to_carry() {
     h.data(11, 11);
     assert_eq!(news_after(&mut h), 3);
 }
+
+/// Inside a received batch a new gap's ack waits for the end of the batch
+/// (or for `ACK_NEWS_STRIDE` changes), and then carries every gap; outside
+/// a batch each new gap is acked at once.
+#[test]
+fn a_batch_acks_its_gaps_at_its_end_or_every_stride_of_news() {
+    use risp_udp::proto::recovery::ACK_NEWS_STRIDE;
+    let mut h = ClientHarness::len(10_000);
+    h.connect();
+    h.sent();
+    h.client.begin_batch();
+    // Three new gaps (1, 3, 5 missing): no ack yet.
+    for i in [0, 2, 4, 6] {
+        h.data(i, i);
+    }
+    assert!(h.sent().is_empty(), "gap acks wait for the batch's end");
+    h.client.end_batch();
+    let acks = h.sent();
+    assert_eq!(acks.len(), 1, "one ack at the end of the batch");
+    assert_eq!(held(1, &acks[0].sack), vec![2, 4, 6]);
+    // A batch with more news than a stride: an ack goes once the stride's
+    // news gathered, before the batch ends.
+    h.client.begin_batch();
+    let mut index = 8;
+    let mut written = 0;
+    for _ in 0..ACK_NEWS_STRIDE + 2 {
+        h.data(index, index);
+        index += 2;
+        written += h.sent().len();
+    }
+    assert!(written >= 1, "the stride's news was acked within the batch");
+    h.client.end_batch();
+    assert_eq!(h.sent().len(), 1, "the rest at the end");
+    // Outside a batch, each new gap at once, as before.
+    h.data(index, index);
+    assert_eq!(h.sent().len(), 1);
+}

@@ -210,6 +210,7 @@ pub async fn run_until(
                 // earlier ack goes too when later ones cannot repeat its
                 // news (see `PendingAcks::selected`).
                 let server = servers.current();
+                client.begin_batch();
                 let r = r.and_then(|()| {
                     let mut clock = clock::BatchClock::start();
                     socket.try_recv(|from, d| {
@@ -221,6 +222,8 @@ pub async fn run_until(
                         }
                     })
                 });
+                client.end_batch();
+                acks.take_from(&mut client, clock::now());
                 if let Err(e) = r {
                     // A refusal moves at the top of the loop.
                     unreachable = servers.on_error(e, &client)?.is_break();

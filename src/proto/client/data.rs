@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use super::{Client, ClientEvent};
 use crate::proto::reassembly::Insert;
-use crate::proto::recovery::{client_reorder_window, loss_threshold, ACK_RANGE_BUDGET};
+use crate::proto::recovery::{
+    client_reorder_window, loss_threshold, ACK_NEWS_STRIDE, ACK_RANGE_BUDGET,
+};
 use crate::proto::timer::Timer;
 use crate::proto::wire::State;
 
@@ -66,8 +68,14 @@ impl Client {
         if !in_order {
             if skipped > 0 {
                 // A new gap: report it at once (fills and arrivals inside
-                // known gaps wait for the next regular ack).
-                self.ack_now = true;
+                // known gaps wait for the next regular ack); inside a
+                // received batch, once enough news gathered or at its end
+                // (see `Client::begin_batch`).
+                if self.batching && self.ack_news < ACK_NEWS_STRIDE {
+                    self.gap_ack_deferred = true;
+                } else {
+                    self.ack_now = true;
+                }
             }
             // Count the first hole as a loss once enough later indices
             // arrived (reorder tolerance).

@@ -38,6 +38,11 @@ const MAX_LATE_CREDIT: f64 = 512.0;
 /// settled near 700k/s, where 512 datagrams per wake-up make up the loss).
 const LATE_BURSTS: f64 = 2.0;
 
+/// One [`BURST`] at `rate`, at least [`MIN_BURST`] datagrams.
+fn burst_at(rate: u32) -> f64 {
+    (f64::from(rate) * BURST.as_secs_f64()).max(MIN_BURST)
+}
+
 /// A session's token bucket. See the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
@@ -63,6 +68,10 @@ impl Pacer {
 
     /// The client's latest rate.
     pub(crate) fn set_rate(&mut self, rate: u32) {
+        if rate < self.rate {
+            // Tokens earned at the faster rate are no credit at the slower.
+            self.tokens = self.tokens.min(burst_at(rate));
+        }
         self.rate = rate;
     }
 
@@ -80,7 +89,7 @@ impl Pacer {
             .take()
             .map_or(Duration::ZERO, |d| now.saturating_duration_since(d))
             .min(MAX_LATENESS);
-        let burst = (rate * BURST.as_secs_f64()).max(MIN_BURST);
+        let burst = burst_at(self.rate);
         let credit = (rate * late.as_secs_f64()).min(MAX_LATE_CREDIT.max(LATE_BURSTS * burst));
         let earned = now.saturating_duration_since(self.filled).as_secs_f64() * rate;
         // Tokens already in the bucket stay: a wake-up's credit is spent
@@ -101,8 +110,7 @@ impl Pacer {
         self.tokens = (self.tokens - count as f64).max(0.0);
         if !waiting {
             // Nothing queued: what is left is no credit for later.
-            let burst = (f64::from(self.rate) * BURST.as_secs_f64()).max(MIN_BURST);
-            self.tokens = self.tokens.min(burst);
+            self.tokens = self.tokens.min(burst_at(self.rate));
         }
         let short = (1.0 - self.tokens).max(0.0);
         let due = now + Duration::from_secs_f64(short / f64::from(self.rate.max(1)));
