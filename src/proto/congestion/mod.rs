@@ -217,6 +217,11 @@ pub struct RateControl {
     loss: f64,
     /// The smallest RTT, as last passed in (for the pacing rate).
     min_rtt: Option<Duration>,
+    /// [`RateControl::target_cwnd`] as of its inputs' last change (it is
+    /// asked on every arrival and changes once a round).
+    target: Option<u32>,
+    /// The inputs changed since `target` was computed.
+    target_stale: bool,
     /// Judge loss episodes (off: every episode is congestion, halving).
     differentiate: bool,
     /// React to congestion at all (off only for negative controls).
@@ -255,6 +260,8 @@ impl RateControl {
             probe_phase: None,
             loss: 0.0,
             min_rtt: None,
+            target: None,
+            target_stale: true,
             differentiate: true,
             respond: true,
             min_seen: cwnd,
@@ -272,6 +279,7 @@ impl RateControl {
     pub fn without_loss_differentiation(mut self) -> Self {
         self.differentiate = false;
         self.min_cwnd = 1;
+        self.target_stale = true;
         self
     }
 
@@ -435,9 +443,14 @@ impl RateControl {
 
     /// `CWND_GAIN · bw · min_rtt`, at least the minimum; `None` before the
     /// first rate sample.
-    fn target_cwnd(&self) -> Option<u32> {
-        let bdp = self.bdp(self.min_rtt)?;
-        Some(((CWND_GAIN * bdp).ceil() as u32).max(self.min_cwnd))
+    fn target_cwnd(&mut self) -> Option<u32> {
+        if self.target_stale {
+            self.target_stale = false;
+            self.target = self
+                .bdp(self.min_rtt)
+                .map(|bdp| ((CWND_GAIN * bdp).ceil() as u32).max(self.min_cwnd));
+        }
+        self.target
     }
 
     /// The rate, in datagrams per second, at which the server should pace
@@ -512,6 +525,7 @@ impl RateControl {
             lost: 0,
         });
         self.last_round = (r.recv, r.lost);
+        self.target_stale = true;
         if min_rtt.is_some() {
             self.min_rtt = min_rtt;
         }
@@ -541,6 +555,7 @@ impl RateControl {
         self.round_rtt_window[(self.rounds % BW_ROUNDS as u64) as usize] =
             now.saturating_duration_since(acked_at);
         self.rounds += 1;
+        self.target_stale = true;
         let round_rtt = now.saturating_duration_since(acked_at);
         if self.slow_start && self.queue_building(round_rtt, min_rtt) {
             // A queue is building (the round trip grew past the
@@ -647,6 +662,7 @@ impl RateControl {
             self.bw_samples[((self.rounds + BW_ROUNDS as u64 - 1) % BW_ROUNDS as u64) as usize];
         if self.rounds > 0 && latest > 0.0 {
             let cap = latest.max(BETA * self.bw());
+            self.target_stale = true;
             for b in &mut self.bw_samples {
                 *b = b.min(cap);
             }
