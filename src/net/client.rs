@@ -203,12 +203,12 @@ pub async fn run_until(
                 // Everything waiting, in one or a few system calls. The
                 // core is asked for its acks after every datagram, as if
                 // they had come one by one, and the last two it wrote go
-                // out after the batch: with one, every lost ack stalled
-                // the server until a probe timeout (10% loss fell to 63k
-                // values/s, ~4,600 timeouts per 1M values); with all of
-                // them (every quarter window) the clean rate halved. An
-                // earlier ack goes too when later ones cannot repeat its
-                // news (see `PendingAcks::selected`).
+                // out after the batch (one alone, when lost, leaves the
+                // server waiting for a probe timeout; all of them cost
+                // more than they tell), with every earlier ack that later
+                // ones cannot repeat the news of (see
+                // `PendingAcks::selected`). docs/PERFORMANCE.md has the
+                // measurements behind these choices.
                 let server = servers.current();
                 client.begin_batch();
                 let r = r.and_then(|()| {
@@ -316,9 +316,9 @@ impl PendingAcks {
     /// held ranges came. Each ack lists only the newest ranges and the
     /// latest fills, so at 10% loss a batch of a few thousand datagrams
     /// holds more news than its last ack can carry: dropping every ack but
-    /// the last two left the server blind to the ranges between, and it
-    /// resent them (70% duplicates at 25 ms each way). Clean, acks carry
-    /// no news and only the last two go.
+    /// the last two would leave the server blind to the ranges between,
+    /// and it would resend them. Clean, acks carry no news and only the
+    /// last two go.
     fn selected(&mut self, last: usize) -> impl Iterator<Item = &[u8]> {
         let n = self.ends.len();
         self.send.clear();

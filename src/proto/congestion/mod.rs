@@ -217,8 +217,8 @@ pub struct RateControl {
     loss: f64,
     /// The smallest RTT, as last passed in (for the pacing rate).
     min_rtt: Option<Duration>,
-    /// [`RateControl::target_cwnd`] as of its inputs' last change (it is
-    /// asked on every arrival and changes once a round).
+    /// `target_cwnd` as of its inputs' last change (it is asked on every
+    /// arrival and changes at most once a round).
     target: Option<u32>,
     /// The inputs changed since `target` was computed.
     target_stale: bool,

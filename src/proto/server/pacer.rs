@@ -18,24 +18,21 @@ const MIN_BURST: f64 = 8.0;
 /// Most lateness the bucket makes up for: a driver that wakes later than
 /// [`Pacer::spend`] asked (tokio's timers round up to the millisecond, and
 /// a busy machine adds more) may send what it earned meanwhile, up to this
-/// much more than [`BURST`]. Without it every late wake-up lost tokens, the
-/// session sent less than its rate, the client measured less delivered and
-/// asked for less: at 25 ms each way the rate decayed from 60k to 5k values/s
-/// (where [`MIN_BURST`] covers a wake-up's lateness) with no loss to cause it.
+/// much more than [`BURST`]. Without it every late wake-up loses tokens,
+/// the session sends less than its rate, the client measures less
+/// delivered and asks for less, and the rate decays with no loss to cause
+/// it (docs/PERFORMANCE.md, *Long paths over real sockets*).
 pub(crate) const MAX_LATENESS: Duration = Duration::from_millis(4);
 
-/// Most datagrams the lateness credit adds to a burst: at loopback rates
-/// (millions a second) 4 ms is more than a receive buffer holds (about
-/// 5,000 small datagrams in 4 MiB), and such bursts overflowed it (10% loss
-/// fell from 0.96M to 0.75M values/s). Where a wake-up's lateness matters,
-/// at thousands a second, this is no limit.
+/// Most datagrams the lateness credit adds to a burst, unless
+/// [`LATE_BURSTS`] bursts are more: at loopback rates (millions a second)
+/// 4 ms is more than a receive buffer holds (about 5,000 small datagrams
+/// in 4 MiB).
 const MAX_LATE_CREDIT: f64 = 512.0;
 
-/// The lateness credit covers at least this many bursts: tokio's timers
-/// wake 1-2 ms after the due time and a busy machine adds more, so at
-/// rates where [`MAX_LATE_CREDIT`] is under a millisecond's sending it
-/// would lose what every such wake-up earned (at 25 ms each way the rate
-/// settled near 700k/s, where 512 datagrams per wake-up make up the loss).
+/// The lateness credit always covers this many bursts: tokio's timers
+/// wake 1-2 ms after the due time, so a cap under two milliseconds of
+/// sending would lose part of what every wake-up earned.
 const LATE_BURSTS: f64 = 2.0;
 
 /// One [`BURST`] at `rate`, at least [`MIN_BURST`] datagrams.
