@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use risp_netem::{DirectionConfig, ImpairmentConfig};
 use risp_udp::sim::run;
+use risp_udp::stats::duration_to_ms;
 use risp_udp::transfer::{RunConfig, TransferReport};
 
 fn arg(name: &str) -> Option<String> {
@@ -56,10 +57,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 fn main() {
     let short = std::env::args().any(|a| a == "--short");
     let seeds: u64 = arg("--seeds")
@@ -67,7 +64,7 @@ fn main() {
         .unwrap_or(if short { 200 } else { 10 });
     if short {
         let mut t: Vec<f64> = (0..seeds)
-            .map(|s| ms(completion(&one(s, 50, 0.1, Duration::from_micros(50)))))
+            .map(|s| duration_to_ms(completion(&one(s, 50, 0.1, Duration::from_micros(50)))))
             .collect();
         t.sort_by(f64::total_cmp);
         println!(
@@ -86,7 +83,7 @@ fn main() {
             println!(
                 "seed {seed}: {:.1} ms, cwnd min/max/final {}/{}/{}, expiries {}, acks {}, \
                  retransmit requests {}, out of window {}, srv dg/val {:.3}, stall {:.2} ms",
-                ms(completion(&t)),
+                duration_to_ms(completion(&t)),
                 t.window.min,
                 t.window.max,
                 t.window.last,
@@ -95,13 +92,13 @@ fn main() {
                 t.client.retransmit_requests,
                 t.client.out_of_window,
                 t.datagrams_to_client as f64 / f64::from(len),
-                ms(t.max_stall)
+                duration_to_ms(t.max_stall)
             );
         }
         return;
     }
     let delay = Duration::from_millis(1);
-    let rtt = 2.0 * ms(delay);
+    let rtt = 2.0 * duration_to_ms(delay);
     println!("{len} values, 1 ms one way, {seeds} seeds (median; stall and expiries: worst seed)");
     println!(
         "{:>5} {:>10} {:>8} {:>12} {:>10} {:>9} {:>9} {:>9} {:>10}",
@@ -118,7 +115,7 @@ fn main() {
     let mut clean = None;
     for loss in [0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5] {
         let runs: Vec<TransferReport> = (0..seeds).map(|s| one(s, len, loss, delay)).collect();
-        let mut time: Vec<f64> = runs.iter().map(|t| ms(completion(t))).collect();
+        let mut time: Vec<f64> = runs.iter().map(|t| duration_to_ms(completion(t))).collect();
         time.sort_by(f64::total_cmp);
         let mut dg: Vec<f64> = runs
             .iter()
@@ -130,7 +127,10 @@ fn main() {
             .map(|t| t.client.acks_sent as f64 / f64::from(len))
             .collect();
         acks.sort_by(f64::total_cmp);
-        let stall = runs.iter().map(|t| ms(t.max_stall)).fold(0.0, f64::max);
+        let stall = runs
+            .iter()
+            .map(|t| duration_to_ms(t.max_stall))
+            .fold(0.0, f64::max);
         let expiries = runs.iter().map(|t| t.client.timeouts).max().unwrap_or(0);
         let median = percentile(&time, 0.5);
         let clean_median = *clean.get_or_insert(median);

@@ -11,8 +11,8 @@ use risp_netem::{DirectionConfig, ImpairmentConfig};
 
 use super::args::probability;
 use super::exit::Exit;
-use super::report::{ms, percentiles_row};
-use crate::stats::{plot_percentiles, HistogramSet};
+use super::report::percentiles_row;
+use crate::stats::{duration_to_ms, plot_percentiles, HistogramSet};
 use crate::suite::real;
 use crate::transfer::RunConfig;
 
@@ -71,7 +71,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<Exit> {
             "  {}  {}  {:>8.1} ms  {:>9.0} values/s  sent {:>6}  recv {:>6}  retx req {:>5}  window {}..{}",
             t.uuid,
             if t.verified() { "verified" } else { "FAILED  " },
-            ms(t.elapsed),
+            duration_to_ms(t.elapsed),
             t.values_per_sec(),
             t.client.datagrams_sent,
             t.client.datagrams_received,
@@ -99,7 +99,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<Exit> {
         "all clients: {}; {} values in {:.1} ms ({:.0} values/s overall)",
         if all_ok { "verified" } else { "SOME FAILED" },
         total_values,
-        longest.as_secs_f64() * 1000.0,
+        duration_to_ms(longest),
         total_values as f64 / longest.as_secs_f64().max(1e-9)
     );
     crate::outln!(

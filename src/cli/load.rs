@@ -18,9 +18,9 @@ use serde::Serialize;
 use super::client::{list_servers, refused_message, resolve_servers, transfer_options, ClientArgs};
 use super::exit::Exit;
 use super::output::Stdout;
-use super::report::{ms, peak_rss_kb};
+use super::report::peak_rss_kb;
 use crate::net::client;
-use crate::stats::{LatencyHistogram, Summary};
+use crate::stats::{duration_to_ms, LatencyHistogram, Summary};
 use crate::transfer::{link_seed, TransferReport};
 
 /// Flags of `risp-udp load`.
@@ -93,7 +93,7 @@ impl LoadJson {
             verified: 0,
             all_verified: false,
             delivered: 0,
-            elapsed_ms: ms(elapsed),
+            elapsed_ms: duration_to_ms(elapsed),
             values_per_sec: 0.0,
             completion: Summary::default(),
             longest_stall_ms: 0.0,
@@ -136,7 +136,7 @@ impl LoadJson {
         }
         json.all_verified = json.verified == clients;
         json.completion = completion.summary();
-        json.longest_stall_ms = ms(longest_stall);
+        json.longest_stall_ms = duration_to_ms(longest_stall);
         json.errors = errors;
         let secs = elapsed.as_secs_f64();
         json.values_per_sec = if secs > 0.0 {

@@ -2,13 +2,12 @@
 //! object: two renderings of one [`TransferReport`].
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::proto::client::ClientError;
-use crate::stats::{duration_to_us, format_duration_us, Summary};
+use crate::stats::{duration_to_ms, duration_to_us, format_duration_us, Summary};
 use crate::transfer::{IntervalStats, TransferReport, WindowStats};
 
 /// The `--json` object of `risp-udp client`: one [`TransferReport`] with
@@ -95,7 +94,7 @@ impl ClientJson {
             error: r.error.as_ref().map(|e| failure_message(r, e)),
             interrupted: false,
             exit_code,
-            elapsed_ms: ms(r.elapsed),
+            elapsed_ms: duration_to_ms(r.elapsed),
             values_per_sec: r.values_per_sec(),
             datagrams_sent: r.client.datagrams_sent,
             datagrams_received: r.client.datagrams_received,
@@ -277,8 +276,3 @@ pub fn percentiles_row(p: &Summary) -> String {
 /// Peak resident set size of this process so far, in KiB (the library's,
 /// which the health JSON reports too).
 pub use crate::net::ops::peak_rss_kb;
-
-/// Milliseconds as a duration.
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}

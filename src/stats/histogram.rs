@@ -104,6 +104,11 @@ pub fn duration_to_us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// A duration in milliseconds, fractions kept (for reports and messages).
+pub fn duration_to_ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// A latency histogram in microseconds (HdrHistogram, 3 significant digits,
 /// auto-resizing), optionally with a one-second interval series for `.hlog`.
 #[derive(Debug, Clone)]

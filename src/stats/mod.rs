@@ -34,7 +34,9 @@ pub use error::{PlotError, StatsError, NO_FILE};
 pub use hgrm::{
     read_hgrm, read_hgrm_in, write_hgrm, HgrmUnit, HGRM_HEADER, TICKS_PER_HALF_DISTANCE,
 };
-pub use histogram::{duration_to_us, LatencyHistogram, MAX_RECORDABLE_US, SIGNIFICANT_DIGITS};
+pub use histogram::{
+    duration_to_ms, duration_to_us, LatencyHistogram, MAX_RECORDABLE_US, SIGNIFICANT_DIGITS,
+};
 pub use hlog::{read_hlog, write_hlog, write_hlog_with_start, HLOG_COMMENT};
 pub use load::{load, load_in, parse_bytes, parse_bytes_in, sniff, FileFormat, MAX_FILE_BYTES};
 pub use plot::{

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::error::SuiteError;
 use super::profile::{Profile, Suite};
-use crate::stats::{duration_to_us, LatencyHistogram, Summary};
+use crate::stats::{duration_to_ms, duration_to_us, LatencyHistogram, Summary};
 use crate::transfer::{BottleneckStats, RunConfig, RunReport};
 
 /// Where the transfers run.
@@ -357,16 +357,16 @@ pub fn summarise(profile: &Profile, reports: &[RunReport]) -> ProfileReport {
     if let Some(limit) = e.max_completion {
         expectations.push(ExpectationResult {
             name: "max_completion_ms",
-            limit: limit.as_secs_f64() * 1000.0,
-            actual: max.as_secs_f64() * 1000.0,
+            limit: duration_to_ms(limit),
+            actual: duration_to_ms(max),
             met: max <= limit,
         });
     }
     if let Some(limit) = e.max_stall {
         expectations.push(ExpectationResult {
             name: "max_stall_ms",
-            limit: limit.as_secs_f64() * 1000.0,
-            actual: stall_max.as_secs_f64() * 1000.0,
+            limit: duration_to_ms(limit),
+            actual: duration_to_ms(stall_max),
             met: stall_max <= limit,
         });
     }

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::wire::{encode_request, StreamDecoder, TrailingBytes};
+use crate::stats::duration_to_ms;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -168,13 +169,9 @@ pub async fn fetch_with(
         len,
         verified: decoder.is_verified(),
         checksum: decoder.checksum(),
-        elapsed_ms: millis(elapsed),
+        elapsed_ms: duration_to_ms(elapsed),
         values_per_sec: f64::from(len) / elapsed.as_secs_f64().max(1e-9),
-        longest_stall_ms: millis(longest_stall),
-        connect_ms: millis(connected - start),
+        longest_stall_ms: duration_to_ms(longest_stall),
+        connect_ms: duration_to_ms(connected - start),
     })
-}
-
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
