@@ -18,6 +18,9 @@
 //!   bit). The deterministic simulator drives it directly.
 //! * [`shim`]: [`LossySocket`], a tokio UDP socket wrapper that applies the
 //!   model to real traffic, with bounded due-time queues for delayed copies.
+//! * [`spec`]: [`ImpairmentSpec`], the settings as people write them:
+//!   command-line flags (feature `clap`) and file keys (feature `serde`),
+//!   turned into an [`ImpairmentConfig`].
 //!
 //! # Example
 //!
@@ -46,6 +49,7 @@ pub mod config;
 pub mod model;
 mod queue;
 pub mod shim;
+pub mod spec;
 
 pub use config::{Blackhole, ConfigError, DirectionConfig, ImpairmentConfig, DEFAULT_REORDER_GAP};
 pub use model::{
@@ -53,3 +57,4 @@ pub use model::{
 };
 pub use queue::DEFAULT_QUEUE_CAPACITY;
 pub use shim::{ImpairedLink, LossySocket, SendNow, Side};
+pub use spec::ImpairmentSpec;

@@ -11,10 +11,9 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use rand::{Rng, SeedableRng};
-use risp_netem::Side;
+use risp_netem::{ImpairmentSpec, Side};
 use uuid::Uuid;
 
-use super::args::NetemArgs;
 use super::exit::Exit;
 use super::output::{is_closed_pipe, Stdout};
 use super::report::{failure_message, human, peak_rss_kb, ClientJson, StartInfo};
@@ -96,7 +95,7 @@ pub struct ClientArgs {
     pub interval: Option<f64>,
     /// Impairments on this end's socket.
     #[command(flatten)]
-    pub netem: NetemArgs,
+    pub netem: ImpairmentSpec,
 }
 
 /// How long a client waits for its first value before saying, on a
@@ -378,8 +377,7 @@ pub fn refused_message(servers: &[SocketAddr]) -> String {
 
 /// The flags that shape a run, for the JSON `start` object.
 fn shaping_flags(args: &ClientArgs, len: u32) -> serde_json::Value {
-    let n = &args.netem;
-    serde_json::json!({
+    let mut flags = serde_json::json!({
         "len": len,
         "window": args.window,
         "max_window": args.max_window,
@@ -389,18 +387,15 @@ fn shaping_flags(args: &ClientArgs, len: u32) -> serde_json::Value {
         "client_killswitch_ms": args.client_killswitch_ms,
         "idle_timeout_ms": args.idle_timeout_ms,
         "seed": args.seed,
-        "loss": n.loss,
-        "loss_in": n.loss_in,
-        "loss_out": n.loss_out,
-        "burst": n.burst,
-        "reorder": n.reorder,
-        "duplicate": n.duplicate,
-        "corrupt": n.corrupt,
-        "delay_ms": n.delay_ms,
-        "jitter_ms": n.jitter_ms,
-        "netem_seed": n.netem_seed,
         "interval_s": args.interval,
-    })
+    });
+    // The impairment flags under their own names (`loss`, `delay_ms`, ...).
+    if let (Some(map), Ok(serde_json::Value::Object(netem))) =
+        (flags.as_object_mut(), serde_json::to_value(&args.netem))
+    {
+        map.extend(netem);
+    }
+    flags
 }
 
 /// The transfer the client flags describe: `len` values under `uuid` from
@@ -419,7 +414,8 @@ pub fn transfer_options(
     config.max_window = args.max_window;
     config.sack = !args.no_sack;
     config.rtt.max_rto = Duration::from_millis(args.client_ticker_ms);
-    config.rtt.min_rto = super::args::ms_to_duration(args.min_rto_ms).min(config.rtt.max_rto);
+    config.rtt.min_rto =
+        risp_netem::spec::duration_from_ms(args.min_rto_ms).min(config.rtt.max_rto);
     config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
     let mut opts = ClientOptions::new(servers[0], config);
     opts.servers = servers.to_vec();

@@ -113,7 +113,7 @@ pub enum Command {
     /// Run a loss-simulation suite (virtual time by default) and report.
     Sim(sim::SimArgs),
     /// Print the netns-impair.sh flags that apply a suite profile's link.
-    NetemArgs(netem_args::NetemArgsArgs),
+    NetemArgs(netem_args::ScriptFlagsArgs),
     /// Read, compare, merge and plot saved latency histograms.
     Hist(hist::HistArgs),
     /// Plain-TCP comparison server (same sequence, same checksum).
@@ -268,7 +268,7 @@ fn run_sim(a: &sim::SimArgs) -> Exit {
     }
 }
 
-fn run_netem_args(a: &netem_args::NetemArgsArgs) -> Exit {
+fn run_netem_args(a: &netem_args::ScriptFlagsArgs) -> Exit {
     let mut out = output::Stdout::lock();
     match netem_args::run_netem_args(a, &mut out) {
         Ok(()) => {

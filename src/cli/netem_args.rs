@@ -8,9 +8,10 @@ use std::path::PathBuf;
 
 use crate::suite::{Suite, SuiteError};
 
-/// Arguments of `risp-udp netem-args`.
+/// Arguments of `risp-udp netem-args`: the suite profile whose link to
+/// print as the kernel scripts' flags.
 #[derive(Debug, Clone, clap::Args)]
-pub struct NetemArgsArgs {
+pub struct ScriptFlagsArgs {
     /// Suite file (TOML).
     #[arg(long, value_name = "FILE")]
     pub suite: PathBuf,
@@ -21,7 +22,7 @@ pub struct NetemArgsArgs {
 
 /// Prints the profile's script flags on one line to `out`. A profile the
 /// scripts cannot apply the same way is an error listing every reason.
-pub fn run_netem_args(args: &NetemArgsArgs, out: &mut impl Write) -> Result<(), SuiteError> {
+pub fn run_netem_args(args: &ScriptFlagsArgs, out: &mut impl Write) -> Result<(), SuiteError> {
     let mut suite = Suite::load(&args.suite)?;
     suite.select(std::slice::from_ref(&args.profile))?;
     let profile = &suite.profiles[0];

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 use rand::SeedableRng;
-use risp_netem::{LossySocket, Side};
+use risp_netem::{ImpairmentSpec, LossySocket, Side};
 use tokio::net::UdpSocket;
 
-use super::args::NetemArgs;
 use super::exit::Exit;
 use crate::net::batch::IoMode;
 use crate::net::ops::{peak_rss_kb, OpsServer, OpsState};
@@ -101,7 +100,7 @@ pub struct ServerArgs {
     pub workers: u16,
     /// Impairments on this end's socket.
     #[command(flatten)]
-    pub netem: NetemArgs,
+    pub netem: ImpairmentSpec,
 }
 
 /// `--retry` values.

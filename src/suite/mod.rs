@@ -76,6 +76,7 @@
 //! clock, so the same suite and seeds give a byte-identical JSON report.
 
 mod error;
+mod link_keys;
 mod output;
 mod parse;
 mod plot;

@@ -1,11 +1,12 @@
 //! Reading a suite file: TOML → checked [`Suite`].
 //!
 //! The file is deserialised with serde into `*Def` structs that keep the
-//! byte span of every value the checks look at ([`toml::Spanned`]), so a
-//! semantic error (a probability of 1.5, a zero length) points at its line
-//! just as a syntax error does. Nothing here panics on bad input: every
-//! number goes through a checked conversion before it becomes a
-//! [`Duration`].
+//! byte span of every value the checks look at ([`toml::Spanned`]; the
+//! impairment keys, an [`ImpairmentSpec`](risp_netem::ImpairmentSpec)
+//! shared with the command line, through [`WithLink`]), so a semantic
+//! error (a probability of 1.5, a zero length) points at its line just as
+//! a syntax error does. Nothing here panics on bad input: every number goes
+//! through a checked conversion before it becomes a [`Duration`].
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -18,14 +19,16 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::error::{line_column, SuiteError};
+use super::link_keys::{LinkKeys, WithLink};
 use super::profile::{Expectations, Profile, Suite, DEFAULT_LEN, MAX_CLIENTS, MAX_SEEDS};
 use crate::proto::client::MAX_WINDOW;
 use crate::transfer::BottleneckConfig;
 
 /// A check that failed, with the span it concerns.
-pub(super) struct Problem {
-    pub(super) span: Option<Range<usize>>,
-    pub(super) reason: String,
+struct Problem {
+    span: Option<Range<usize>>,
+    reason: String,
 }
 
 fn problem<T>(span: Option<Range<usize>>, reason: impl Into<String>) -> Result<T, Problem> {
@@ -38,14 +41,10 @@ fn problem<T>(span: Option<Range<usize>>, reason: impl Into<String>) -> Result<T
 /// `Option<Spanned<T>>` as used throughout the definitions.
 type Sp<T> = Option<Spanned<T>>;
 
-fn span_of<T>(v: &Sp<T>) -> Option<Range<usize>> {
-    v.as_ref().map(Spanned::span)
-}
-
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SuiteDef {
+struct SuiteDef {
     name: Option<String>,
     #[allow(dead_code)]
     description: Option<String>,
@@ -58,10 +57,11 @@ pub(super) struct SuiteDef {
     stagger_ms: Sp<f64>,
     expect: Option<ExpectDef>,
     #[serde(default)]
-    profile: Vec<Spanned<ProfileDef>>,
+    profile: Vec<Spanned<WithLink<ProfileDef>>>,
 }
 
-/// One `[[profile]]`.
+/// One `[[profile]]`, less its impairment keys for both directions (read
+/// beside it, see [`WithLink`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfileDef {
@@ -77,18 +77,9 @@ struct ProfileDef {
     time_limit_ms: Sp<f64>,
     stagger_ms: Sp<f64>,
     plot: Option<bool>,
-    // Both directions.
-    loss: Sp<f64>,
-    burst: Sp<f64>,
-    duplicate: Sp<f64>,
-    corrupt: Sp<f64>,
-    reorder: Sp<f64>,
-    reorder_gap_ms: Sp<f64>,
-    delay_ms: Sp<f64>,
-    jitter_ms: Sp<f64>,
-    // One direction, overriding the above key by key.
-    to_client: Option<DirectionDef>,
-    to_server: Option<DirectionDef>,
+    // One direction, overriding the keys for both key by key.
+    to_client: Option<WithLink<DirectionDef>>,
+    to_server: Option<WithLink<DirectionDef>>,
     #[serde(default)]
     blackhole: Vec<Spanned<BlackholeDef>>,
     #[serde(default)]
@@ -106,79 +97,42 @@ struct BottleneckDef {
     queue: usize,
 }
 
-/// `to_client = { ... }` / `to_server = { ... }`.
-#[derive(Debug, Default, Clone, Deserialize)]
+/// `to_client = { ... }` / `to_server = { ... }`: impairment keys only.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DirectionDef {
-    loss: Sp<f64>,
-    burst: Sp<f64>,
-    duplicate: Sp<f64>,
-    corrupt: Sp<f64>,
-    reorder: Sp<f64>,
-    reorder_gap_ms: Sp<f64>,
-    delay_ms: Sp<f64>,
-    jitter_ms: Sp<f64>,
-}
+struct DirectionDef {}
 
-impl DirectionDef {
-    /// `self` with unset keys taken from `base`.
-    fn over(self, base: &DirectionDef) -> DirectionDef {
-        DirectionDef {
-            loss: self.loss.or_else(|| base.loss.clone()),
-            burst: self.burst.or_else(|| base.burst.clone()),
-            duplicate: self.duplicate.or_else(|| base.duplicate.clone()),
-            corrupt: self.corrupt.or_else(|| base.corrupt.clone()),
-            reorder: self.reorder.or_else(|| base.reorder.clone()),
-            reorder_gap_ms: self.reorder_gap_ms.or_else(|| base.reorder_gap_ms.clone()),
-            delay_ms: self.delay_ms.or_else(|| base.delay_ms.clone()),
-            jitter_ms: self.jitter_ms.or_else(|| base.jitter_ms.clone()),
+/// One direction's impairments, checked; `dir` names it in messages. The
+/// checks run in this order, so a table with several bad values names the
+/// same one as ever.
+fn check_direction(link: &LinkKeys, dir: &str) -> Result<DirectionConfig, Problem> {
+    let s = &link.spec;
+    finite(
+        &link.at("burst", s.burst),
+        Zero::Allowed,
+        &format!("{dir}.burst must be a mean burst length >= 0 (datagrams)"),
+    )?;
+    for (key, p) in [
+        ("loss", s.loss),
+        ("duplicate", s.duplicate),
+        ("corrupt", s.corrupt),
+        ("reorder", s.reorder),
+    ] {
+        if let Some(p) = p.filter(|p| !(0.0..=1.0).contains(p)) {
+            return problem(
+                link.span(key),
+                format!("{dir}.{key} must be a probability in [0, 1], got {p}"),
+            );
         }
     }
-
-    /// The span of the key behind a `risp_netem` field name such as `burst`.
-    fn span_of_field(&self, field: &str) -> Option<Range<usize>> {
-        match field {
-            "loss" => span_of(&self.loss),
-            "burst" => span_of(&self.burst),
-            "duplicate" => span_of(&self.duplicate),
-            "corrupt" => span_of(&self.corrupt),
-            "reorder" => span_of(&self.reorder),
-            _ => None,
-        }
+    for (key, ms) in [
+        ("reorder_gap_ms", s.reorder_gap_ms),
+        ("delay_ms", s.delay_ms),
+        ("jitter_ms", s.jitter_ms),
+    ] {
+        millis(&link.at(key, ms), key, Zero::Allowed)?;
     }
-
-    fn check(&self, dir: &str) -> Result<DirectionConfig, Problem> {
-        let prob = |v: &Sp<f64>, key: &str| -> Result<f64, Problem> {
-            match v {
-                None => Ok(0.0),
-                Some(s) if (0.0..=1.0).contains(s.get_ref()) => Ok(*s.get_ref()),
-                Some(s) => problem(
-                    Some(s.span()),
-                    format!(
-                        "{dir}.{key} must be a probability in [0, 1], got {}",
-                        s.get_ref()
-                    ),
-                ),
-            }
-        };
-        let burst = finite(
-            &self.burst,
-            Zero::Allowed,
-            &format!("{dir}.burst must be a mean burst length >= 0 (datagrams)"),
-        )?
-        .unwrap_or(0.0);
-        Ok(DirectionConfig {
-            loss: prob(&self.loss, "loss")?,
-            burst,
-            duplicate: prob(&self.duplicate, "duplicate")?,
-            corrupt: prob(&self.corrupt, "corrupt")?,
-            reorder: prob(&self.reorder, "reorder")?,
-            reorder_gap: millis(&self.reorder_gap_ms, "reorder_gap_ms", Zero::Allowed)?
-                .unwrap_or_default(),
-            delay: millis(&self.delay_ms, "delay_ms", Zero::Allowed)?.unwrap_or_default(),
-            jitter: millis(&self.jitter_ms, "jitter_ms", Zero::Allowed)?.unwrap_or_default(),
-        })
-    }
+    Ok(s.direction())
 }
 
 /// `{ start_ms = ..., duration_ms = ... }`.
@@ -392,7 +346,7 @@ struct Defaults {
 }
 
 impl SuiteDef {
-    pub(super) fn check(self, path: &Path) -> Result<Suite, Problem> {
+    fn check(self, path: &Path) -> Result<Suite, Problem> {
         let defaults = Defaults {
             len: match &self.len {
                 Some(s) => positive(s, "len", u32::MAX)?,
@@ -431,7 +385,7 @@ impl SuiteDef {
         let mut profiles = Vec::with_capacity(self.profile.len());
         for p in self.profile {
             let span = p.span();
-            let p = p.into_inner();
+            let WithLink { table: p, link } = p.into_inner();
             let name = p.name.get_ref().trim().to_string();
             if name.is_empty() {
                 return problem(Some(p.name.span()), "profile name must not be empty");
@@ -443,7 +397,7 @@ impl SuiteDef {
                 );
             }
             let profile = p
-                .check(name.clone(), &defaults, span.clone())
+                .check(name.clone(), link, &defaults, span.clone())
                 .map_err(|mut e| {
                     e.reason = format!("profile {name:?}: {}", e.reason);
                     e
@@ -460,7 +414,13 @@ impl SuiteDef {
 }
 
 impl ProfileDef {
-    fn check(self, name: String, d: &Defaults, span: Range<usize>) -> Result<Profile, Problem> {
+    fn check(
+        self,
+        name: String,
+        both: LinkKeys,
+        d: &Defaults,
+        span: Range<usize>,
+    ) -> Result<Profile, Problem> {
         let len = match &self.len {
             Some(s) => positive(s, "len", u32::MAX)?,
             None => d.len,
@@ -482,21 +442,12 @@ impl ProfileDef {
             millis(&self.time_limit_ms, "time_limit_ms", Zero::Refused)?.or(d.time_limit);
         let stagger = millis(&self.stagger_ms, "stagger_ms", Zero::Allowed)?.unwrap_or(d.stagger);
 
-        let both = DirectionDef {
-            loss: self.loss,
-            burst: self.burst,
-            duplicate: self.duplicate,
-            corrupt: self.corrupt,
-            reorder: self.reorder,
-            reorder_gap_ms: self.reorder_gap_ms,
-            delay_ms: self.delay_ms,
-            jitter_ms: self.jitter_ms,
-        };
-        let to_client = self.to_client.unwrap_or_default().over(&both);
-        let to_server = self.to_server.unwrap_or_default().over(&both);
+        let one_way = |d: Option<WithLink<DirectionDef>>| d.map(|d| d.link).unwrap_or_default();
+        let to_client = one_way(self.to_client).or(&both);
+        let to_server = one_way(self.to_server).or(&both);
         let mut impairment = ImpairmentConfig {
-            to_server: to_server.check("to_server")?,
-            to_client: to_client.check("to_client")?,
+            to_server: check_direction(&to_server, "to_server")?,
+            to_client: check_direction(&to_client, "to_client")?,
             blackholes: Vec::with_capacity(self.blackhole.len()),
             rebind_at: Vec::with_capacity(self.rebind_at_ms.len()),
         };
@@ -524,8 +475,8 @@ impl ProfileDef {
             let at = field
                 .and_then(|f| f.split_once('.'))
                 .and_then(|(dir, key)| match dir {
-                    "to_client" => to_client.span_of_field(key),
-                    "to_server" => to_server.span_of_field(key),
+                    "to_client" => to_client.span(key),
+                    "to_server" => to_server.span(key),
                     _ => None,
                 })
                 .unwrap_or(span);
@@ -587,5 +538,34 @@ impl ProfileDef {
             bottleneck,
             expect,
         })
+    }
+}
+
+impl Suite {
+    /// Reads and checks the suite file at `path`.
+    pub fn load(path: &Path) -> Result<Suite, SuiteError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Suite::parse(&text, path)
+    }
+
+    /// Parses and checks suite text; `path` is used in messages and for the
+    /// default name.
+    pub fn parse(text: &str, path: &Path) -> Result<Suite, SuiteError> {
+        let located = |span: Option<Range<usize>>, reason: String| {
+            let (line, column) = span.map_or((0, 0), |s| line_column(text, s.start));
+            SuiteError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                reason,
+            }
+        };
+        let def: SuiteDef =
+            toml::from_str(text).map_err(|e| located(e.span(), e.message().to_string()))?;
+        def.check(path)
+            .map_err(|Problem { span, reason }| located(span, reason))
     }
 }

@@ -1,17 +1,15 @@
 //! A checked suite: its profiles, their settings and expectations, and
 //! the run configuration each seed of a profile becomes. Reading the TOML
-//! is [`super::parse`]'s job.
+//! ([`Suite::load`], [`Suite::parse`]) is [`super::parse`]'s job.
 
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use risp_netem::ImpairmentConfig;
 
-use super::error::{line_column, SuiteError};
-use super::parse::{Problem, SuiteDef};
-use crate::transfer::BottleneckConfig;
-use crate::transfer::RunConfig;
+use super::error::SuiteError;
+use crate::transfer::{BottleneckConfig, RunConfig};
+
 /// Most concurrent clients a profile may ask for.
 pub const MAX_CLIENTS: usize = 10_000;
 /// Most seeds a profile may ask for.
@@ -123,33 +121,6 @@ impl Profile {
 }
 
 impl Suite {
-    /// Reads and checks the suite file at `path`.
-    pub fn load(path: &Path) -> Result<Suite, SuiteError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Suite::parse(&text, path)
-    }
-
-    /// Parses and checks suite text; `path` is used in messages and for the
-    /// default name.
-    pub fn parse(text: &str, path: &Path) -> Result<Suite, SuiteError> {
-        let located = |span: Option<Range<usize>>, reason: String| {
-            let (line, column) = span.map_or((0, 0), |s| line_column(text, s.start));
-            SuiteError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                column,
-                reason,
-            }
-        };
-        let def: SuiteDef =
-            toml::from_str(text).map_err(|e| located(e.span(), e.message().to_string()))?;
-        def.check(path)
-            .map_err(|Problem { span, reason }| located(span, reason))
-    }
-
     /// Keeps only the named profiles (in suite order). An empty list keeps
     /// everything; an unknown name is an error that lists the known ones.
     pub fn select(&mut self, names: &[String]) -> Result<(), SuiteError> {
@@ -201,6 +172,7 @@ impl Suite {
         Ok(())
     }
 }
+
 /// The name used in messages for the built-in standard suite.
 pub fn builtin_path() -> PathBuf {
     PathBuf::from("<built-in standard suite>")

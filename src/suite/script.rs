@@ -9,9 +9,10 @@
 
 use std::time::Duration;
 
-use risp_netem::DirectionConfig;
+use risp_netem::{DirectionConfig, ImpairmentSpec};
 
 use super::profile::Profile;
+use crate::stats::duration_to_ms;
 
 impl Profile {
     /// The `netns-impair.sh` flags that apply this profile's link, or every
@@ -55,16 +56,13 @@ impl Profile {
 
 /// The flags of one direction; what cannot be expressed goes to `refused`.
 fn direction_flags(d: &DirectionConfig, refused: &mut Vec<String>) -> Vec<String> {
-    let mut flags = Vec::new();
-    for (flag, p) in [
-        ("--loss", d.loss),
-        ("--duplicate", d.duplicate),
-        ("--corrupt", d.corrupt),
-    ] {
-        if p > 0.0 {
-            flags.extend([flag.to_string(), p.to_string()]);
-        }
-    }
+    let some = |p: f64| (p > 0.0).then_some(p);
+    let mut spec = ImpairmentSpec {
+        loss: some(d.loss),
+        duplicate: some(d.duplicate),
+        corrupt: some(d.corrupt),
+        ..ImpairmentSpec::default()
+    };
     // The model adds a uniform [0, jitter] to `delay`; netem's `delay D J`
     // varies D by ±J: the same spread is D = delay + jitter/2, J = jitter/2.
     let half_jitter = d.jitter / 2;
@@ -72,30 +70,23 @@ fn direction_flags(d: &DirectionConfig, refused: &mut Vec<String>) -> Vec<String
     if !delay.is_zero() {
         match (whole_ms(delay), whole_ms(half_jitter)) {
             (Some(delay_ms), Some(jitter_ms)) => {
-                flags.extend(["--delay-ms".to_string(), delay_ms.to_string()]);
-                if jitter_ms > 0 {
-                    flags.extend(["--jitter-ms".to_string(), jitter_ms.to_string()]);
-                }
+                spec.delay_ms = Some(delay_ms as f64);
+                spec.jitter_ms = (jitter_ms > 0).then_some(jitter_ms as f64);
             }
             _ => refused.push(format!(
                 "delay_ms {} / jitter_ms {}: the scripts take whole milliseconds \
                  (delay + jitter/2 and jitter/2)",
-                ms(d.delay),
-                ms(d.jitter)
+                duration_to_ms(d.delay),
+                duration_to_ms(d.jitter)
             )),
         }
     }
-    flags
+    spec.to_args()
 }
 
 /// `d` in whole milliseconds, if it is one.
-fn whole_ms(d: Duration) -> Option<u128> {
-    (d.as_nanos() % 1_000_000 == 0).then_some(d.as_millis())
-}
-
-/// `d` in milliseconds, for messages.
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+fn whole_ms(d: Duration) -> Option<u64> {
+    (d.as_nanos() % 1_000_000 == 0).then(|| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
