@@ -569,3 +569,73 @@ impl Suite {
             .map_err(|Problem { span, reason }| located(span, reason))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "[[profile]]\nname = \"a\"\n";
+
+    /// (line, column, reason) of the error `text` gives.
+    fn refused(text: &str) -> (usize, usize, String) {
+        match Suite::parse(text, Path::new("t.toml")) {
+            Err(SuiteError::Invalid {
+                line,
+                column,
+                reason,
+                ..
+            }) => (line, column, reason),
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn impairment_errors_point_at_the_key_that_gave_the_value() {
+        // A one-direction table of its own: the value's line.
+        let (line, column, reason) = refused(&format!(
+            "{HEAD}[profile.to_client]\nloss = 0.1\nreorder = 3\n"
+        ));
+        assert_eq!((line, column), (5, 11), "{reason}");
+        assert!(reason.contains("to_client.reorder"), "{reason}");
+        // The model's own check names the burst; the key stands in the
+        // one-direction table, the loss it conflicts with among the keys
+        // for both.
+        let (line, _, reason) = refused(&format!(
+            "{HEAD}loss = 0.6\nto_server = {{ burst = 1.2 }}\n"
+        ));
+        assert_eq!(line, 4, "{reason}");
+        assert!(
+            reason.starts_with("profile \"a\": to_server.burst = 1.2"),
+            "{reason}"
+        );
+        // A delay for both directions, refused once, where it was written.
+        let (line, column, reason) = refused(&format!("{HEAD}loss = 0.1\ndelay_ms = -5\n"));
+        assert_eq!((line, column), (4, 12), "{reason}");
+        assert!(
+            reason.contains("delay_ms must be a number of milliseconds"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn the_keys_for_one_end_are_no_suite_keys() {
+        for key in ["loss_in", "loss_out", "netem_seed"] {
+            let (line, column, reason) = refused(&format!("{HEAD}{key} = 0.1\n"));
+            assert_eq!((line, column), (3, 1), "{reason}");
+            assert!(
+                reason.starts_with(&format!("unknown field `{key}`")),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_direction_overrides_both_key_by_key() {
+        let text = format!("{HEAD}loss = 0.1\ndelay_ms = 2\nto_client = {{ loss = 0.3 }}\n");
+        let suite = Suite::parse(&text, Path::new("t.toml")).unwrap();
+        let link = &suite.profiles[0].impairment;
+        assert_eq!((link.to_client.loss, link.to_server.loss), (0.3, 0.1));
+        assert_eq!(link.to_client.delay, Duration::from_millis(2));
+        assert_eq!(link.to_server.delay, Duration::from_millis(2));
+    }
+}
