@@ -84,6 +84,7 @@ mod profile;
 pub mod real;
 mod run;
 mod script;
+mod seeds;
 
 pub use error::{line_column, SuiteError};
 pub use output::{table_row, write_csv, write_markdown, write_table, CSV_HEADERS, TABLE_HEADERS};

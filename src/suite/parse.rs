@@ -15,13 +15,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use risp_netem::{Blackhole, ConfigError, DirectionConfig, ImpairmentConfig};
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::{line_column, SuiteError};
 use super::link_keys::{LinkKeys, WithLink};
-use super::profile::{Expectations, Profile, Suite, DEFAULT_LEN, MAX_CLIENTS, MAX_SEEDS};
+use super::profile::{Expectations, Profile, Suite, DEFAULT_LEN, MAX_CLIENTS};
+use super::seeds::SeedsDef;
 use crate::proto::client::MAX_WINDOW;
 use crate::transfer::BottleneckConfig;
 
@@ -173,82 +173,11 @@ impl ExpectDef {
     }
 }
 
-/// `seeds = [1, 2, 3]` or `seeds = { from = 0, count = 20 }`.
-#[derive(Debug, Clone, PartialEq)]
-enum SeedsDef {
-    List(Vec<u64>),
-    Range { from: u64, count: u64 },
-}
-
-impl SeedsDef {
-    fn check(&self, span: Range<usize>) -> Result<Vec<u64>, Problem> {
-        match self {
-            SeedsDef::List(v) if v.is_empty() => problem(Some(span), "seeds must not be empty"),
-            SeedsDef::List(v) if v.len() as u64 > MAX_SEEDS => {
-                problem(Some(span), format!("at most {MAX_SEEDS} seeds"))
-            }
-            SeedsDef::List(v) => {
-                let distinct: BTreeSet<u64> = v.iter().copied().collect();
-                if distinct.len() != v.len() {
-                    return problem(Some(span), "seeds must not repeat");
-                }
-                Ok(v.clone())
-            }
-            SeedsDef::Range { count, .. } if *count == 0 || *count > MAX_SEEDS => problem(
-                Some(span),
-                format!("seeds.count must be between 1 and {MAX_SEEDS}, got {count}"),
-            ),
-            SeedsDef::Range { from, count } => match from.checked_add(*count) {
-                Some(end) => Ok((*from..end).collect()),
-                None => problem(
-                    Some(span),
-                    "seeds.from + seeds.count overflows a 64-bit seed",
-                ),
-            },
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for SeedsDef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct SeedsVisitor;
-        impl<'de> Visitor<'de> for SeedsVisitor {
-            type Value = SeedsDef;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "a list of seeds such as [1, 2, 3] or a range such as { from = 0, count = 20 }",
-                )
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SeedsDef, A::Error> {
-                let mut v = Vec::new();
-                while let Some(s) = seq.next_element::<u64>()? {
-                    v.push(s);
-                }
-                Ok(SeedsDef::List(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SeedsDef, A::Error> {
-                let (mut from, mut count) = (None, None);
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "from" if from.is_none() => from = Some(map.next_value::<u64>()?),
-                        "count" if count.is_none() => count = Some(map.next_value::<u64>()?),
-                        "from" | "count" => {
-                            return Err(de::Error::custom(format!(
-                                "duplicate key `{key}` in seeds"
-                            )))
-                        }
-                        other => return Err(de::Error::unknown_field(other, &["from", "count"])),
-                    }
-                }
-                let count = count.ok_or_else(|| de::Error::missing_field("count"))?;
-                Ok(SeedsDef::Range {
-                    from: from.unwrap_or(0),
-                    count,
-                })
-            }
-        }
-        d.deserialize_any(SeedsVisitor)
-    }
+/// The seeds `seeds = ...` gives, checked.
+fn seeds(s: &Spanned<SeedsDef>) -> Result<Vec<u64>, Problem> {
+    s.get_ref()
+        .check()
+        .or_else(|reason| problem(Some(s.span()), reason))
 }
 
 /// Whether a zero duration is acceptable.
@@ -357,7 +286,7 @@ impl SuiteDef {
                 None => 1,
             },
             seeds: match &self.seeds {
-                Some(s) => s.get_ref().check(s.span())?,
+                Some(s) => seeds(s)?,
                 None => vec![0],
             },
             sack: self.sack.unwrap_or(true),
@@ -430,7 +359,7 @@ impl ProfileDef {
             None => d.clients,
         };
         let seeds = match &self.seeds {
-            Some(s) => s.get_ref().check(s.span())?,
+            Some(s) => seeds(s)?,
             None => d.seeds.clone(),
         };
         let max_window = match &self.max_window {
