@@ -18,6 +18,7 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -172,24 +173,42 @@ fn draw_chart<DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
     for (i, (name, pts)) in lines.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
         let visible = pts.iter().copied().filter(|p| p.0 <= x_max);
-        chart
-            .draw_series(LineSeries::new(visible, Color::stroke_width(&color, 2)))
-            .map_err(e)?
-            .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], Color::stroke_width(&color, 3))
-            });
+        draw_line(&mut chart, name, visible, Palette99::pick(i).to_rgba()).map_err(e)?;
     }
+    draw_legend(&mut chart).map_err(e)
+}
+
+/// A chart of `f64` against `f64`.
+pub(crate) type F64Chart<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws the line `name` through `points` in `color`, with its legend
+/// entry (a short stroke of the line's colour).
+pub(crate) fn draw_line<'a, DB: DrawingBackend + 'a>(
+    chart: &mut F64Chart<'a, DB>,
+    name: &str,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    color: RGBAColor,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+    Ok(())
+}
+
+/// Draws the legend as every chart here has it: upper left, on a light
+/// background.
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut F64Chart<'a, DB>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(e)?;
-    Ok(())
 }
 
 /// Encode an RGB buffer as PNG.

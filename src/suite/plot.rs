@@ -10,7 +10,7 @@ use plotters::prelude::*;
 
 use super::error::SuiteError;
 use super::run::{ProfileReport, SuiteReport};
-use crate::stats::PlotError;
+use crate::stats::{draw_legend, draw_line, PlotError};
 
 /// File name of the datagrams-per-value plot.
 pub const DATAGRAMS_PLOT: &str = "datagrams-per-value.svg";
@@ -149,23 +149,11 @@ fn draw(
         .map_err(e)?;
     for (i, (name, pts)) in lines.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            .map_err(e)?
-            .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
-            });
+        draw_line(&mut chart, name, pts.iter().copied(), color).map_err(e)?;
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(e)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(e)?;
+    draw_legend(&mut chart).map_err(e)?;
     root.present().map_err(e)
 }
