@@ -399,7 +399,7 @@ async fn merge_summaries(parts: Vec<SharedSummary>, merged: SharedSummary) {
             all.record_ack_latency = m.record_ack_latency;
             *m = all;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(server::PUBLISH_EVERY).await;
     }
 }
 

@@ -559,8 +559,9 @@ const SERVER_RECV: RecvSizing = RecvSizing {
     slots: 32,
 };
 
-/// How often the shared summary (health checks, histogram dumps) is updated.
-const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+/// How often a worker updates its shared summary (health checks,
+/// histogram dumps), and the merged summary of all workers follows.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
 /// Most sessions whose seeds [`ServerSummary::session_seeds`] holds (about
 /// 2 MiB); sessions opened after that are not recorded.
