@@ -214,7 +214,7 @@ fn flow_delays_lengthen_one_flows_round_trip() {
     let min: Vec<Duration> = r
         .transfers
         .iter()
-        .map(|t| *t.rtt_samples.iter().min().expect("RTT samples"))
+        .map(|t| t.min_rtt.expect("RTT samples"))
         .collect();
     println!("smallest RTTs: {min:?}");
     let ms = Duration::from_millis;

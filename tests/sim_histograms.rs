@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use risp_netem::{DirectionConfig, ImpairmentConfig};
 use risp_udp::sim::run;
-use risp_udp::stats::LatencyHistogram;
+use risp_udp::stats::{duration_to_us, LatencyHistogram};
 use risp_udp::transfer::{RunConfig, RunReport};
 
 fn run_at(loss: f64) -> RunReport {
@@ -22,10 +22,8 @@ fn delivery(r: &RunReport) -> LatencyHistogram {
     let mut h = LatencyHistogram::new();
     for t in &r.transfers {
         assert!(t.verified(), "{:?}", t.error);
-        assert_eq!(t.delivery_latencies.len(), t.len as usize);
-        for d in &t.delivery_latencies {
-            h.record(*d);
-        }
+        assert_eq!(t.hist.delivery.len(), u64::from(t.len));
+        h.merge(&t.hist.delivery);
     }
     h
 }
@@ -57,19 +55,23 @@ fn loss_makes_the_delivery_tail_heavier() {
 /// Every RTT sample on a fixed-delay link equals the round trip, plus at
 /// most the millisecond the pacer may hold a datagram that still echoes
 /// (the echoed timestamp makes samples exact even after retransmissions).
+/// The smallest is exact; the largest as exact as the histogram keeps it
+/// (three significant digits).
 #[test]
 fn rtt_samples_match_the_link() {
     let r = run_at(0.1);
     let mut n = 0;
     for t in &r.transfers {
-        assert!(!t.rtt_samples.is_empty());
-        for s in &t.rtt_samples {
-            assert!(
-                *s >= Duration::from_millis(10) && *s <= Duration::from_millis(11),
-                "{s:?}"
-            );
-            n += 1;
-        }
+        let h = &t.hist.rtt;
+        assert_eq!(h.len(), t.rtt_count, "every sample is in the histogram");
+        let min = t.min_rtt.expect("RTT samples");
+        assert!(min >= Duration::from_millis(10), "{min:?}");
+        // The histogram's smallest is the exact one, to its precision.
+        let min_us = duration_to_us(min);
+        assert_eq!(h.inner().min(), h.inner().lowest_equivalent(min_us));
+        let max = h.inner().max();
+        assert!(h.inner().lowest_equivalent(max) <= 11_000, "{max} us");
+        n += h.len();
     }
     assert!(n > 100, "{n} samples");
 }

@@ -38,8 +38,6 @@ pub struct ClientOptions {
     /// Move to a fresh port at these offsets without telling the core (NAT
     /// rebinding: the server must follow the token, not the address).
     pub rebind_at: Vec<Duration>,
-    /// Keep every RTT sample and delivery latency in the outcome.
-    pub keep_samples: bool,
     /// Record the rtt, delivery and stall histograms (on by default; a
     /// load of thousands of clients that reports only aggregates turns
     /// them off: each costs hundreds of KiB).
@@ -66,7 +64,6 @@ impl ClientOptions {
             impairment: None,
             killswitch: None,
             rebind_at: Vec::new(),
-            keep_samples: false,
             keep_histograms: true,
             stop_after: None,
             io: IoMode::Batched,
@@ -78,8 +75,7 @@ impl ClientOptions {
 
 /// Runs one transfer to its end (or to [`ClientOptions::stop_after`]);
 /// `on_value` sees each value in order. The report's histograms are
-/// recorded with [`ClientOptions::keep_histograms`]; samples with
-/// [`ClientOptions::keep_samples`].
+/// recorded with [`ClientOptions::keep_histograms`].
 ///
 /// Fails only on local socket errors; protocol failures are in
 /// [`TransferReport::error`].
@@ -137,7 +133,6 @@ pub async fn run_until(
         None => Client::new(config, started),
     };
     let mut recorder = TransferRecorder::new(client.uuid(), opts.config.len, started)
-        .keep_samples(opts.keep_samples)
         .keep_histograms(opts.keep_histograms)
         .intervals(opts.interval);
     let mut out = vec![0u8; MAX_DATAGRAM_LEN];

@@ -157,7 +157,7 @@ impl<'a> Simulation<'a> {
                 started,
                 next_kill: config.killswitch.map(|k| started + k),
                 recorder: TransferRecorder::new(uuid, config.len, started)
-                    .keep_samples(config.record_latencies)
+                    .keep_histograms(config.record_latencies)
                     .check_values(),
             });
         }

@@ -51,7 +51,7 @@ pub async fn run_with_server(config: &RunConfig) -> io::Result<(RunReport, Serve
         opts.impairment = Some((config.impairment.clone(), config.link_seed(i)));
         opts.killswitch = config.killswitch;
         opts.rebind_at = config.impairment.rebind_at.clone();
-        opts.keep_samples = config.record_latencies;
+        opts.keep_histograms = config.record_latencies;
         let stagger = config.stagger * i as u32;
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(stagger).await;

@@ -286,12 +286,8 @@ pub fn summarise(profile: &Profile, reports: &[RunReport]) -> ProfileReport {
             retransmits += t.retransmits();
             delivered += u64::from(t.delivered);
             values += u64::from(t.len);
-            for &s in &t.rtt_samples {
-                rtt.record(s);
-            }
-            for &s in &t.delivery_latencies {
-                delivery.record(s);
-            }
+            rtt.add_total(t.hist.rtt.inner());
+            delivery.add_total(t.hist.delivery.inner());
         }
         runs_detail.push(RunSummary {
             seed: r.seed,

@@ -34,7 +34,8 @@ pub struct RunConfig {
     pub stagger: Duration,
     /// Stop after this much (virtual or wall) time.
     pub time_limit: Duration,
-    /// Keep every RTT sample and delivery latency in the report.
+    /// Record each transfer's rtt, delivery and stall histograms
+    /// ([`TransferReport::hist`](super::TransferReport::hist)).
     pub record_latencies: bool,
     /// A bottleneck every server-to-client datagram crosses before its
     /// client's own link (simulator only).

@@ -18,8 +18,6 @@ pub struct TransferRecorder {
     report: TransferReport,
     /// When the transfer started (times in the report count from here).
     started: Instant,
-    /// Keep every RTT sample and delivery latency.
-    keep_samples: bool,
     /// Record the rtt, delivery and stall histograms.
     keep_histograms: bool,
     /// `Some` when values are checked against the server's sequence; that
@@ -34,13 +32,12 @@ pub struct TransferRecorder {
 
 impl TransferRecorder {
     /// A recorder for a transfer of `len` values under `uuid` that starts
-    /// at `started`; it keeps neither samples nor histograms and checks no
-    /// values until told to.
+    /// at `started`; it keeps no histograms and checks no values until told
+    /// to.
     pub fn new(uuid: Uuid, len: u32, started: Instant) -> Self {
         Self {
             report: TransferReport::new(uuid, len),
             started,
-            keep_samples: false,
             keep_histograms: false,
             check: None,
             last_delivery: None,
@@ -67,12 +64,6 @@ impl TransferRecorder {
         let done = self.intervals.as_mut()?.tick(now, delivered, client)?;
         self.report.intervals.push(done);
         self.report.intervals.last()
-    }
-
-    /// Also keeps every RTT sample and delivery latency.
-    pub fn keep_samples(mut self, keep: bool) -> Self {
-        self.keep_samples = keep;
-        self
     }
 
     /// Also records the rtt, delivery and stall histograms.
@@ -133,9 +124,6 @@ impl TransferRecorder {
                     }
                 }
                 r.delivered += 1;
-                if self.keep_samples {
-                    r.delivery_latencies.push(latency);
-                }
                 if self.keep_histograms {
                     r.hist.delivery.record_at(at, latency);
                     if let Some(prev) = self.last_delivery {
@@ -151,11 +139,9 @@ impl TransferRecorder {
             }
             ClientEvent::RttSample(rtt) => {
                 r.rtt_count += 1;
+                r.min_rtt = Some(r.min_rtt.map_or(rtt, |m| m.min(rtt)));
                 if let Some(m) = &mut self.intervals {
                     m.on_rtt(rtt);
-                }
-                if self.keep_samples {
-                    r.rtt_samples.push(rtt);
                 }
                 if self.keep_histograms {
                     r.hist.rtt.record_at(at, rtt);

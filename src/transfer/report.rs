@@ -68,11 +68,11 @@ pub struct TransferReport {
     pub server_expired: bool,
     /// RTT samples taken.
     pub rtt_count: u64,
-    /// Every RTT sample (when the recorder keeps samples).
-    pub rtt_samples: Vec<Duration>,
-    /// Every delivery latency (when the recorder keeps samples).
-    pub delivery_latencies: Vec<Duration>,
-    /// rtt, delivery and stall histograms (when the recorder keeps them).
+    /// The smallest RTT sample, exactly (the histogram keeps three
+    /// significant digits).
+    pub min_rtt: Option<Duration>,
+    /// rtt, delivery and stall histograms (when the recorder keeps them):
+    /// every latency sample of the transfer.
     pub hist: HistogramSet,
     /// The client core's counters.
     pub client: ClientStats,
@@ -132,8 +132,7 @@ impl TransferReport {
             restarts: 0,
             server_expired: false,
             rtt_count: 0,
-            rtt_samples: Vec::new(),
-            delivery_latencies: Vec::new(),
+            min_rtt: None,
             hist: HistogramSet::default(),
             client: ClientStats::default(),
             window: WindowStats::default(),
