@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::error::SuiteError;
-use super::profile::{Profile, Suite};
+use super::profile::{Expectations, Profile, Suite};
 use crate::stats::{duration_to_ms, duration_to_us, LatencyHistogram, Summary};
 use crate::transfer::{BottleneckStats, RunConfig, RunReport};
 
@@ -234,12 +234,13 @@ pub fn run_suite(
     })
 }
 
-/// Runs every seed of `profile` through `runner` and summarises.
+/// Runs every seed of `profile` through `runner` and summarises (each
+/// run's report is let go once it is added up).
 pub fn run_profile(
     profile: &Profile,
     mut runner: impl FnMut(&RunConfig) -> std::io::Result<RunReport>,
 ) -> Result<ProfileReport, SuiteError> {
-    let mut reports = Vec::with_capacity(profile.seeds.len());
+    let mut tally = Tally::new(profile.seeds.len());
     for &seed in &profile.seeds {
         let cfg = profile.run_config(seed);
         let r = runner(&cfg).map_err(|source| SuiteError::Run {
@@ -247,26 +248,72 @@ pub fn run_profile(
             seed,
             source,
         })?;
-        reports.push(r);
+        tally.add(profile, &r);
     }
-    Ok(summarise(profile, &reports))
+    Ok(tally.report(profile))
 }
 
-/// Boils the runs of `profile` down to one [`ProfileReport`].
+/// Boils the runs of `profile` down to one [`ProfileReport`]: adds them
+/// up, checks the expectations against the sums, and reports both with a
+/// line per run.
 pub fn summarise(profile: &Profile, reports: &[RunReport]) -> ProfileReport {
-    let mut completions: Vec<Duration> = Vec::new();
-    let mut rtt = LatencyHistogram::new();
-    let mut delivery = LatencyHistogram::new();
-    let (mut to_client, mut to_server, mut retransmits) = (0u64, 0u64, 0u64);
-    let (mut delivered, mut values) = (0u64, 0u64);
-    let mut transfer_time = 0f64;
-    let mut runs_detail = Vec::with_capacity(reports.len());
-    let mut stall_max = Duration::ZERO;
-    let mut bottleneck: Option<BottleneckSummary> = None;
+    let mut tally = Tally::new(reports.len());
     for r in reports {
+        tally.add(profile, r);
+    }
+    tally.report(profile)
+}
+
+/// A profile's runs added up, run by run.
+struct Tally {
+    /// Each transfer's completion time (an unfinished one: its run's).
+    completions: Vec<Duration>,
+    rtt: LatencyHistogram,
+    delivery: LatencyHistogram,
+    to_client: u64,
+    to_server: u64,
+    retransmits: u64,
+    delivered: u64,
+    /// Values asked for.
+    values: u64,
+    /// Σ completion time, in seconds.
+    transfer_time: f64,
+    stall_max: Duration,
+    /// The worst run's bottleneck figures.
+    bottleneck: Option<BottleneckSummary>,
+    runs: usize,
+    runs_verified: usize,
+    transfers_verified: usize,
+    /// One line per run.
+    runs_detail: Vec<RunSummary>,
+}
+
+impl Tally {
+    fn new(runs: usize) -> Self {
+        Tally {
+            completions: Vec::new(),
+            rtt: LatencyHistogram::new(),
+            delivery: LatencyHistogram::new(),
+            to_client: 0,
+            to_server: 0,
+            retransmits: 0,
+            delivered: 0,
+            values: 0,
+            transfer_time: 0.0,
+            stall_max: Duration::ZERO,
+            bottleneck: None,
+            runs: 0,
+            runs_verified: 0,
+            transfers_verified: 0,
+            runs_detail: Vec::with_capacity(runs),
+        }
+    }
+
+    /// Adds one run of `profile`.
+    fn add(&mut self, profile: &Profile, r: &RunReport) {
         if let (Some(cfg), Some(b)) = (profile.bottleneck, &r.bottleneck) {
             let one = bottleneck_summary(cfg.rate, b);
-            bottleneck = Some(match bottleneck {
+            self.bottleneck = Some(match self.bottleneck.take() {
                 None => one,
                 Some(w) => BottleneckSummary {
                     utilisation: w.utilisation.min(one.utilisation),
@@ -278,155 +325,160 @@ pub fn summarise(profile: &Profile, reports: &[RunReport]) -> ProfileReport {
         }
         for t in &r.transfers {
             let done = t.finished_at.unwrap_or(r.elapsed);
-            completions.push(done);
-            transfer_time += done.as_secs_f64();
-            stall_max = stall_max.max(t.max_stall);
-            to_client += t.datagrams_to_client;
-            to_server += t.datagrams_to_server;
-            retransmits += t.retransmits();
-            delivered += u64::from(t.delivered);
-            values += u64::from(t.len);
-            rtt.add_total(t.hist.rtt.inner());
-            delivery.add_total(t.hist.delivery.inner());
+            self.completions.push(done);
+            self.transfer_time += done.as_secs_f64();
+            self.stall_max = self.stall_max.max(t.max_stall);
+            self.to_client += t.datagrams_to_client;
+            self.to_server += t.datagrams_to_server;
+            self.retransmits += t.retransmits();
+            self.delivered += u64::from(t.delivered);
+            self.values += u64::from(t.len);
+            self.rtt.add_total(t.hist.rtt.inner());
+            self.delivery.add_total(t.hist.delivery.inner());
         }
-        runs_detail.push(RunSummary {
-            seed: r.seed,
-            verified: r.verified_count(),
-            transfers: r.transfers.len(),
-            elapsed_us: duration_to_us(r.elapsed),
-            trace_hash: format!("{:016x}", r.trace_hash),
-            first_error: r
-                .transfers
-                .iter()
-                .find(|t| !t.verified())
-                .map(|t| match &t.error {
-                    Some(e) => format!("{e:?}"),
-                    None => format!(
-                        "delivered {}/{}, {} wrong, checksum ok: {}",
-                        t.delivered,
-                        t.len,
-                        t.wrong_values,
-                        t.checksum_ok()
-                    ),
-                }),
-        });
+        self.runs += 1;
+        self.runs_verified += usize::from(r.all_verified());
+        self.transfers_verified += r.verified_count();
+        self.runs_detail.push(run_summary(r));
     }
-    completions.sort_unstable();
-    let median = completions
-        .get(completions.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or_default();
-    let max = completions.last().copied().unwrap_or_default();
-    let runs = reports.len();
-    let runs_verified = reports.iter().filter(|r| r.all_verified()).count();
-    let p = profile.to_client_loss();
-    let datagrams_per_value = if values == 0 {
-        0.0
-    } else {
-        to_client as f64 / values as f64
-    };
-    let mut expectations = Vec::new();
-    let e = &profile.expect;
-    // Every transfer verified is expected unless a profile says
-    // `all_verified = false`.
-    if e.all_verified != Some(false) {
-        let frac = if runs == 0 {
+
+    /// `datagrams_to_client` per value asked for.
+    fn datagrams_per_value(&self) -> f64 {
+        if self.values == 0 {
             0.0
         } else {
-            runs_verified as f64 / runs as f64
+            self.to_client as f64 / self.values as f64
+        }
+    }
+
+    /// Values delivered per second of transfer time.
+    fn values_per_sec(&self) -> f64 {
+        if self.transfer_time > 0.0 {
+            self.delivered as f64 / self.transfer_time
+        } else {
+            0.0
+        }
+    }
+
+    /// The profile's report: the sums, the expectations checked against
+    /// them, and the runs.
+    fn report(mut self, profile: &Profile) -> ProfileReport {
+        self.completions.sort_unstable();
+        let median = self
+            .completions
+            .get(self.completions.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or_default();
+        let max = self.completions.last().copied().unwrap_or_default();
+        let expectations = self.check(&profile.expect, max);
+        let p = profile.to_client_loss();
+        ProfileReport {
+            name: profile.name.clone(),
+            sack: profile.sack,
+            len: profile.len,
+            clients: profile.clients,
+            loss_to_client: p,
+            loss_to_server: {
+                let d = &profile.impairment.to_server;
+                1.0 - (1.0 - d.loss) * (1.0 - d.corrupt)
+            },
+            plot: profile.plot,
+            runs: self.runs,
+            runs_verified: self.runs_verified,
+            transfers: self.completions.len(),
+            transfers_verified: self.transfers_verified,
+            completion_p50_us: duration_to_us(median),
+            completion_max_us: duration_to_us(max),
+            values_per_sec: self.values_per_sec(),
+            datagrams_to_client: self.to_client,
+            datagrams_to_server: self.to_server,
+            datagrams_per_value: self.datagrams_per_value(),
+            min_datagrams_per_value: (p < 1.0).then(|| 1.0 / (1.0 - p)),
+            retransmits: self.retransmits,
+            rtt: self.rtt.summary(),
+            delivery: self.delivery.summary(),
+            stall_max_us: duration_to_us(self.stall_max),
+            link_share: profile.bottleneck.map(|b| {
+                self.values_per_sec() * profile.clients as f64
+                    / ((1.0 - p) * b.rate).max(f64::MIN_POSITIVE)
+            }),
+            bottleneck: self.bottleneck,
+            met: expectations.iter().all(|e| e.met),
+            expectations,
+            runs_detail: self.runs_detail,
+        }
+    }
+
+    /// Every expectation `e` sets, checked against the sums (`max`: the
+    /// longest completion).
+    fn check(&self, e: &Expectations, max: Duration) -> Vec<ExpectationResult> {
+        let mut out = Vec::new();
+        let mut expect = |name, limit, actual, met| {
+            out.push(ExpectationResult {
+                name,
+                limit,
+                actual,
+                met,
+            })
         };
-        expectations.push(ExpectationResult {
-            name: "all_verified",
-            limit: 1.0,
-            actual: frac,
-            met: runs > 0 && runs_verified == runs,
-        });
-    }
-    if let Some(limit) = e.max_datagrams_per_value {
-        expectations.push(ExpectationResult {
-            name: "max_datagrams_per_value",
-            limit,
-            actual: datagrams_per_value,
-            met: datagrams_per_value <= limit,
-        });
-    }
-    if let Some(limit) = e.max_completion {
-        expectations.push(ExpectationResult {
-            name: "max_completion_ms",
-            limit: duration_to_ms(limit),
-            actual: duration_to_ms(max),
-            met: max <= limit,
-        });
-    }
-    if let Some(limit) = e.max_stall {
-        expectations.push(ExpectationResult {
-            name: "max_stall_ms",
-            limit: duration_to_ms(limit),
-            actual: duration_to_ms(stall_max),
-            met: stall_max <= limit,
-        });
-    }
-    let b = bottleneck.as_ref();
-    if let Some(limit) = e.min_utilisation {
-        let actual = b.map_or(0.0, |b| b.utilisation);
-        expectations.push(ExpectationResult {
-            name: "min_utilisation",
-            limit,
-            actual,
-            met: actual >= limit,
-        });
-    }
-    if let Some(limit) = e.max_bottleneck_drops {
-        let actual = b.map_or(0.0, |b| b.drop_fraction);
-        expectations.push(ExpectationResult {
-            name: "max_bottleneck_drops",
-            limit,
-            actual,
-            met: actual <= limit,
-        });
-    }
-    ProfileReport {
-        name: profile.name.clone(),
-        sack: profile.sack,
-        len: profile.len,
-        clients: profile.clients,
-        loss_to_client: p,
-        loss_to_server: {
-            let d = &profile.impairment.to_server;
-            1.0 - (1.0 - d.loss) * (1.0 - d.corrupt)
-        },
-        plot: profile.plot,
-        runs,
-        runs_verified,
-        transfers: completions.len(),
-        transfers_verified: reports.iter().map(RunReport::verified_count).sum(),
-        completion_p50_us: duration_to_us(median),
-        completion_max_us: duration_to_us(max),
-        values_per_sec: if transfer_time > 0.0 {
-            delivered as f64 / transfer_time
-        } else {
-            0.0
-        },
-        datagrams_to_client: to_client,
-        datagrams_to_server: to_server,
-        datagrams_per_value,
-        min_datagrams_per_value: (p < 1.0).then(|| 1.0 / (1.0 - p)),
-        retransmits,
-        rtt: rtt.summary(),
-        delivery: delivery.summary(),
-        stall_max_us: duration_to_us(stall_max),
-        bottleneck,
-        link_share: profile.bottleneck.map(|b| {
-            let rate = if transfer_time > 0.0 {
-                delivered as f64 / transfer_time
-            } else {
+        // Every transfer verified is expected unless a profile says
+        // `all_verified = false`.
+        if e.all_verified != Some(false) {
+            let (runs, verified) = (self.runs, self.runs_verified);
+            let frac = if runs == 0 {
                 0.0
+            } else {
+                verified as f64 / runs as f64
             };
-            rate * profile.clients as f64 / ((1.0 - p) * b.rate).max(f64::MIN_POSITIVE)
-        }),
-        met: expectations.iter().all(|e| e.met),
-        expectations,
-        runs_detail,
+            expect("all_verified", 1.0, frac, runs > 0 && verified == runs);
+        }
+        if let Some(limit) = e.max_datagrams_per_value {
+            let actual = self.datagrams_per_value();
+            expect("max_datagrams_per_value", limit, actual, actual <= limit);
+        }
+        if let Some(limit) = e.max_completion {
+            let (l, a) = (duration_to_ms(limit), duration_to_ms(max));
+            expect("max_completion_ms", l, a, max <= limit);
+        }
+        if let Some(limit) = e.max_stall {
+            let (l, a) = (duration_to_ms(limit), duration_to_ms(self.stall_max));
+            expect("max_stall_ms", l, a, self.stall_max <= limit);
+        }
+        let b = self.bottleneck.as_ref();
+        if let Some(limit) = e.min_utilisation {
+            let actual = b.map_or(0.0, |b| b.utilisation);
+            expect("min_utilisation", limit, actual, actual >= limit);
+        }
+        if let Some(limit) = e.max_bottleneck_drops {
+            let actual = b.map_or(0.0, |b| b.drop_fraction);
+            expect("max_bottleneck_drops", limit, actual, actual <= limit);
+        }
+        out
+    }
+}
+
+/// One run's line: its seed, what verified, and the first failure.
+fn run_summary(r: &RunReport) -> RunSummary {
+    RunSummary {
+        seed: r.seed,
+        verified: r.verified_count(),
+        transfers: r.transfers.len(),
+        elapsed_us: duration_to_us(r.elapsed),
+        trace_hash: format!("{:016x}", r.trace_hash),
+        first_error: r
+            .transfers
+            .iter()
+            .find(|t| !t.verified())
+            .map(|t| match &t.error {
+                Some(e) => format!("{e:?}"),
+                None => format!(
+                    "delivered {}/{}, {} wrong, checksum ok: {}",
+                    t.delivered,
+                    t.len,
+                    t.wrong_values,
+                    t.checksum_ok()
+                ),
+            }),
     }
 }
 
