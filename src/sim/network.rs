@@ -198,6 +198,14 @@ impl Network {
         &self.clients[i]
     }
 
+    /// Client `i`, to change its schedule or its middlebox.
+    ///
+    /// # Panics
+    /// If there is no client `i`.
+    pub fn client_node_mut(&mut self, i: usize) -> &mut ClientNode {
+        &mut self.clients[i]
+    }
+
     /// Client `i`'s core, to drive by hand.
     ///
     /// # Panics
@@ -242,6 +250,17 @@ impl Network {
             self.routes.remove(&old);
         }
         self.routes.insert(addr, i);
+    }
+
+    /// Server `s` takes in `datagram` from `from` now, as if it had come
+    /// over the network (a spoofed or hand-made datagram).
+    ///
+    /// # Panics
+    /// If there is no server `s`.
+    pub fn inject(&mut self, s: usize, from: SocketAddr, datagram: &[u8], obs: &mut impl Observer) {
+        self.servers[s].handle(self.now, from, datagram);
+        obs.server_touched(self.now, &self.servers[s]);
+        self.drain_server(s, obs);
     }
 
     /// Cuts server address `addr` off from now on: everything to it and

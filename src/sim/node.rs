@@ -154,18 +154,30 @@ impl ClientNode {
 
     /// Its socket is killed at each of `times` (since the network's
     /// start at `epoch`).
-    pub fn kills_at(mut self, epoch: Instant, mut times: Vec<Duration>) -> Self {
-        times.sort_unstable();
-        let mut times = VecDeque::from(times);
-        self.next_kill = times.pop_front().map(|t| epoch + t);
-        self.kills = Kills::At(times);
+    pub fn kills_at(mut self, epoch: Instant, times: Vec<Duration>) -> Self {
+        self.set_kills_at(epoch, times);
         self
     }
 
     /// Every server datagram on its way to it goes through `tamper`.
-    pub fn tamper(mut self, tamper: Option<Tamper>) -> Self {
-        self.tamper = tamper;
+    pub fn tamper(mut self, tamper: Tamper) -> Self {
+        self.set_tamper(Some(tamper));
         self
+    }
+
+    /// From now on its socket is killed at each of `times` (since the
+    /// network's start at `epoch`), instead of as scheduled before.
+    pub fn set_kills_at(&mut self, epoch: Instant, mut times: Vec<Duration>) {
+        times.sort_unstable();
+        let mut times = VecDeque::from(times);
+        self.next_kill = times.pop_front().map(|t| epoch + t);
+        self.kills = Kills::At(times);
+    }
+
+    /// From now on every server datagram on its way to it goes through
+    /// `tamper` (`None`: untouched).
+    pub fn set_tamper(&mut self, tamper: Option<Tamper>) {
+        self.tamper = tamper;
     }
 
     /// The client core.
