@@ -32,7 +32,9 @@
 //!   (health, readiness, Prometheus metrics) over HTTP.
 //! - [`sim`] drives the same core in virtual time over links impaired by
 //!   the `risp-netem` crate: one thread, many endpoints, same seed, same
-//!   trace.
+//!   trace. One engine, [`sim::Network`], built from nodes (servers,
+//!   clients, reference flows, a bottleneck); [`sim::run`] configures it
+//!   from a [`transfer::RunConfig`].
 //! - [`suite`] runs TOML suites of impairment profiles over either back-end:
 //!   the simulator, or real loopback sockets ([`suite::real`]). It is the
 //!   one module above both `sim` and `net`, which never import each other.

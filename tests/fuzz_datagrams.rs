@@ -146,12 +146,12 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
     }
     // Get both transfers going.
     for _ in 0..20 {
-        w.now += Duration::from_micros(100);
+        w.advance(Duration::from_micros(100));
         w.pump(1);
     }
     for r in &w.clients {
         assert!(r.seq.is_some());
-        assert!(!r.values.is_empty() && r.values.len() < r.client.len() as usize);
+        assert!(!r.values.is_empty() && r.values.len() < r.len as usize);
     }
 
     // Fuzz-only sessions, opened properly, so that mutations of their
@@ -163,10 +163,11 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         let mut hello = ClientDatagram::new(State::Connecting, uuid, len);
         hello.window = 8;
         let d = hello.encode();
-        w.server.handle(w.now, addr(100 + k), &d);
+        w.inject(addr(100 + k), &d);
         let mut sbuf = Vec::new();
         let mut token = Vec::new();
-        while let Some(t) = w.server.poll_transmit(w.now, 64, &mut sbuf) {
+        let now = w.now();
+        while let Some(t) = w.server_mut().poll_transmit(now, 64, &mut sbuf) {
             if let Ok(ServerMessage::Accept { token: tk, .. }) =
                 ServerMessage::decode(&sbuf[..t.segment_size], uuid)
             {
@@ -216,17 +217,17 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         ),
     ];
     let new_fuzz_client = |now| Client::new(ClientConfig::new(fuzz_uuid, 1_000), now);
-    let mut fuzz_client = new_fuzz_client(w.now);
+    let mut fuzz_client = new_fuzz_client(w.now());
     let mut fuzz_client_fed = 0u64;
     let mut fuzz_clients = 1;
     let (mut fuzz_corrupt, mut fuzz_invalid) = (0u64, 0u64);
 
-    let received_before = w.server.stats().datagrams_received;
+    let received_before = w.server().stats().datagrams_received;
     let mut decoded_ok = 0u64;
     let mut server_decoded_ok = 0u64;
     let mut cbuf = vec![0u8; MAX_DATAGRAM_LEN];
     for i in 0..FUZZ_DATAGRAMS {
-        w.now += Duration::from_micros(10);
+        w.advance(Duration::from_micros(10));
         let kind = rng.gen_range(0..100);
         let d: Vec<u8> = if kind < 15 {
             // Pure noise.
@@ -328,7 +329,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         } else {
             from
         };
-        w.server.handle(w.now, from, &d);
+        w.inject(from, &d);
         w.check();
 
         // The client gets the same datagram, and now and then a mutated
@@ -344,17 +345,18 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         };
         let corrupt_before = fuzz_client.stats().corrupt;
         let invalid_before = fuzz_client.stats().invalid;
-        fuzz_client.handle(w.now, &cd);
+        let now = w.now();
+        fuzz_client.handle(now, &cd);
         fuzz_client_fed += 1;
-        if fuzz_client.poll_timeout().is_some_and(|t| t <= w.now) {
-            fuzz_client.handle_timeout(w.now);
+        if fuzz_client.poll_timeout().is_some_and(|t| t <= now) {
+            fuzz_client.handle_timeout(now);
         }
-        while fuzz_client.poll_transmit(w.now, &mut cbuf).is_some() {}
+        while fuzz_client.poll_transmit(now, &mut cbuf).is_some() {}
         while fuzz_client.poll_event().is_some() {}
         fuzz_corrupt += fuzz_client.stats().corrupt - corrupt_before;
         fuzz_invalid += fuzz_client.stats().invalid - invalid_before;
         if fuzz_client.is_finished() {
-            fuzz_client = new_fuzz_client(w.now);
+            fuzz_client = new_fuzz_client(now);
             fuzz_clients += 1;
         }
 
@@ -364,7 +366,7 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
     }
     w.pump(1);
 
-    let s = w.server.stats().clone();
+    let s = w.server().stats().clone();
     let fed = s.datagrams_received - received_before;
     assert!(
         fed >= 100_000,
@@ -405,10 +407,10 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
     // The big real transfer was still in progress when the fuzz stopped.
     let big = &w.clients[0];
     assert!(
-        big.values.len() < big.client.len() as usize / 2,
+        big.values.len() < big.len as usize / 2,
         "{} of {} delivered during the fuzz",
         big.values.len(),
-        big.client.len()
+        big.len
     );
 
     // The real transfers finish, untouched.
@@ -416,15 +418,11 @@ fn random_and_mutated_datagrams_never_panic_and_are_all_accounted_for() {
         if w.clients.iter().all(|r| r.completed) {
             break;
         }
-        w.now += Duration::from_micros(200);
+        w.advance(Duration::from_micros(200));
         w.pump(1_000);
     }
     for r in &w.clients {
-        assert!(
-            r.completed,
-            "real transfer {} did not finish",
-            r.client.uuid()
-        );
+        assert!(r.completed, "real transfer {} did not finish", r.uuid);
         let seq = r.seq.expect("sequence captured while live");
         assert_eq!(r.values.len(), seq.len() as usize);
         assert!(r.values.iter().copied().eq(seq.iter()), "every value right");

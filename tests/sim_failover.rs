@@ -72,19 +72,22 @@ fn a_server_gone_silent_mid_transfer_is_left_for_the_next() {
     let len = 5_000;
     let mut net = shared(len, 0.0, 7);
     assert!(net.run_until(Duration::from_secs(10), |n| n.values.len() >= 2_000));
-    assert_eq!(net.client.server_index(), 0);
+    assert_eq!(net.client().server_index(), 0);
     net.cut(A);
     // The moment it moves: a new path, so a fresh RTT estimate and window.
-    assert!(net.run_until(Duration::from_secs(20), |n| n.client.stats().failovers == 1));
-    assert_eq!(net.client.server_index(), 1);
-    assert_eq!(net.client.rtt().srtt(), None, "the RTT starts over");
+    assert!(
+        net.run_until(Duration::from_secs(20), |n| n.client().stats().failovers
+            == 1)
+    );
+    assert_eq!(net.client().server_index(), 1);
+    assert_eq!(net.client().rtt().srtt(), None, "the RTT starts over");
     assert_eq!(
-        net.client.window().get(),
+        net.client().window().get(),
         INIT_CWND,
         "the window starts over"
     );
     assert!(
-        net.client.window().max_seen() > INIT_CWND,
+        net.client().window().max_seen() > INIT_CWND,
         "the report's extremes cover the first path too"
     );
     assert_eq!(
@@ -98,9 +101,12 @@ fn a_server_gone_silent_mid_transfer_is_left_for_the_next() {
     );
     net.run(Duration::from_secs(60));
     assert_verified(&net, len);
-    assert_eq!(net.client.stats().failovers, 1);
-    assert!(net.sent_to[B] > 0);
-    assert!(net.client.rtt().srtt().is_some(), "sampled on the new path");
+    assert_eq!(net.client().stats().failovers, 1);
+    assert!(net.sent_to()[B] > 0);
+    assert!(
+        net.client().rtt().srtt().is_some(),
+        "sampled on the new path"
+    );
 }
 
 #[test]
@@ -110,7 +116,7 @@ fn a_server_silent_from_the_start_is_left_before_the_handshake_completes() {
     net.cut(A);
     net.run(Duration::from_secs(60));
     assert_verified(&net, len);
-    assert_eq!(net.client.stats().failovers, 1);
+    assert_eq!(net.client().stats().failovers, 1);
     assert_eq!(net.lost.len(), 1);
     assert_eq!(net.lost[0].0, A);
 }
@@ -136,7 +142,7 @@ fn failover_under_loss_verifies_over_many_seeds() {
         );
         assert!(net.values_match(), "seed {seed}: wrong values");
         assert_eq!(net.values.len(), len as usize, "seed {seed}");
-        assert_eq!(net.client.stats().failovers, 1, "seed {seed}");
+        assert_eq!(net.client().stats().failovers, 1, "seed {seed}");
         assert!(
             matches!(net.lost[..], [(A, LostReason::Silent { .. })]),
             "seed {seed}: {:?}",
@@ -152,16 +158,16 @@ fn when_every_server_forgets_the_session_the_transfer_fails_at_once() {
     let len = 5_000;
     let mut net = separate(len);
     assert!(net.run_until(Duration::from_secs(10), |n| n.values.len() >= 2_000));
-    let at = net.now;
-    net.servers[0] = server(3);
+    let at = net.now();
+    *net.server_mut(0) = server(3);
     net.run(Duration::from_secs(60));
     assert_eq!(net.failed, Some(ClientError::SessionExpired));
     assert_eq!(net.lost, vec![(A, LostReason::UnknownSession)]);
-    assert_eq!(net.client.stats().failovers, 1);
-    assert!(net.sent_to[B] > 0, "B was tried");
+    assert_eq!(net.client().stats().failovers, 1);
+    assert!(net.sent_to()[B] > 0, "B was tried");
     assert!(!net.completed && net.verified.is_none());
     assert!(
-        net.now - at < Duration::from_secs(1),
+        net.now() - at < Duration::from_secs(1),
         "failed at once, not at the idle timeout"
     );
 }
@@ -185,8 +191,11 @@ fn a_gone_server_and_a_forgetful_one_fail_at_the_idle_timeout() {
         .iter()
         .any(|l| matches!(l, (A, LostReason::Silent { .. }))));
     assert!(net.lost.contains(&(B, LostReason::UnknownSession)));
-    assert!(net.client.stats().failovers >= 2, "back to A at least once");
-    assert!(net.sent_to[B] > 0);
+    assert!(
+        net.client().stats().failovers >= 2,
+        "back to A at least once"
+    );
+    assert!(net.sent_to()[B] > 0);
 }
 
 /// With one server nothing changes: silence ends the transfer at the idle
@@ -210,11 +219,11 @@ fn with_one_server_the_client_never_asks_to_move() {
     net.run(Duration::from_secs(60));
     assert!(matches!(net.failed, Some(ClientError::Timeout(_))));
     assert!(net.lost.is_empty());
-    assert_eq!(net.client.stats().failovers, 0);
+    assert_eq!(net.client().stats().failovers, 0);
 
     let mut net = one(server(1));
     assert!(net.run_until(Duration::from_secs(10), |n| n.values.len() >= 2_000));
-    net.servers[0] = server(2);
+    *net.server_mut(0) = server(2);
     net.run(Duration::from_secs(60));
     assert_eq!(net.failed, Some(ClientError::SessionExpired));
     assert!(net.lost.is_empty());

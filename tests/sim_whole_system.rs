@@ -135,19 +135,19 @@ fn run_seed(seed: u64) -> Failover {
         s.impairment.clone(),
         seed,
     );
-    net.kills = vec![s.kill_at];
+    net.set_kills(vec![s.kill_at]);
     let bound = s.bound();
     let limit = bound + Duration::from_secs(10);
     // Cut A once the client is far enough and the session is in the store
     // (a record is written when the client confirms its token).
     let cut_ready = net.run_until(limit, |n| {
-        n.values.len() as u32 >= s.cut_after && n.store.contains_key(&n.client.uuid())
+        n.values.len() as u32 >= s.cut_after && n.stored(&n.client().uuid())
     });
     if cut_ready {
         net.cut(A);
     }
     net.run(limit);
-    let took = net.now - net.t0;
+    let took = net.now() - net.t0();
     let what = format!(
         "seed {seed}: took {took:?} (bound {bound:?}), {} of {LEN} values, failed {:?}, \
          lost {:?}, restarts {}, link {:?}",
@@ -181,7 +181,7 @@ fn every_seed_delivers_the_right_values_once_in_order_within_its_bound() {
         let both =
             |f: fn(&risp_netem::DirectionStats) -> u64| f(&link.to_server) + f(&link.to_client);
         let restored: u64 = net
-            .servers
+            .servers()
             .iter()
             .map(|s| s.stats().sessions_restored)
             .sum();
@@ -191,14 +191,14 @@ fn every_seed_delivers_the_right_values_once_in_order_within_its_bound() {
             both(|d| d.reordered),
             both(|d| d.corrupted),
             both(|d| d.blackholed),
-            u64::from(net.rebinds),
-            u64::from(net.reconnects),
+            net.rebinds(),
+            net.reconnects(),
             net.lost.len() as u64,
             restored,
         ]) {
             *t += n;
         }
-        let took = net.now - net.t0;
+        let took = net.now() - net.t0();
         if took > slowest.0 {
             slowest = (took, seed);
         }
@@ -249,7 +249,7 @@ fn two_swapped_payloads_pass_the_checksum_but_fail_the_value_check() {
     let (i, j) = (500, 501);
     let (vi, vj) = (want.value(i), want.value(j));
     assert_ne!(vi, vj);
-    net.tamper = Some(Box::new(move |uuid, bytes| {
+    net.set_tamper(Box::new(move |uuid, bytes| {
         if let Ok(ServerMessage::Data {
             index,
             payload,

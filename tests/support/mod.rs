@@ -8,10 +8,11 @@
 //!   encoded, CRCs fixed up after a mutation, SACK bitmaps.
 //! - [`virtual_time`]: the sans-IO core in virtual time, with no sockets: a
 //!   bare [`virtual_time::ServerHarness`] fed hand-built datagrams, a bare
-//!   [`virtual_time::ClientHarness`] fed hand-built replies, and a
-//!   [`virtual_time::Pair`] of a server and real clients that moves every
-//!   datagram between them, and a [`virtual_time::Failover`] network of one
-//!   client and several server addresses (lossy, each can be cut off).
+//!   [`virtual_time::ClientHarness`] fed hand-built replies, and two
+//!   configurations of the library's simulator (`risp_udp::sim::Network`):
+//!   a [`virtual_time::Pair`] of a server and real clients on perfect links,
+//!   and a [`virtual_time::Failover`] network of one client and several
+//!   server addresses (impaired, each can be cut off).
 //! - [`loopback`]: an in-process tokio server on `127.0.0.1:0` that stops
 //!   with its summary, and one client transfer against it.
 //! - [`cli`]: the built `risp-udp` binary run to its end, with its exit

@@ -1,18 +1,22 @@
 //! The sans-IO core in virtual time: no sockets, no sleeps. Time is an
 //! `Instant` the test moves; timers fire when the test jumps to them.
+//!
+//! The bare harnesses drive one endpoint by hand; [`Pair`] and
+//! [`Failover`] are the library's simulator ([`risp_udp::sim::Network`])
+//! configured as a test needs it, with an observer that checks every value
+//! as it is delivered.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use risp_netem::{Direction, Impairment, ImpairmentConfig};
+use risp_netem::{DirectionConfig, ImpairmentConfig};
 use risp_udp::proto::client::{Client, ClientConfig, ClientEvent};
 use risp_udp::proto::sequence::Sequence;
-use risp_udp::proto::server::{
-    LookupOutcome, Reject, Server, ServerConfig, ServerEvent, SessionRecord, StoreOp,
-};
+use risp_udp::proto::server::{Reject, Server, ServerConfig, ServerEvent};
 use risp_udp::proto::wire::{ClientMessage, ServerMessage, State, MAX_DATAGRAM_LEN};
+use risp_udp::sim::{Advance, ClientNode, Link, Network, Observer, Tamper};
 use uuid::Uuid;
 
 use super::expected::Expected;
@@ -261,12 +265,19 @@ impl ClientHarness {
     }
 }
 
+/// What a [`Pair`]'s server address is (no client uses it).
+pub const PAIR_SERVER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(192, 0, 2, 1),
+    4433,
+));
+
 /// One client of a [`Pair`]: a real transfer over a perfect link, checked
 /// value by value.
 pub struct Transfer {
-    pub client: Client,
-    pub addr: SocketAddr,
-    /// The server's sequence for this session, captured while it is live.
+    /// The session's UUID and length, as the client asked.
+    pub uuid: Uuid,
+    pub len: u32,
+    /// The server's sequence for this session, captured when it opened.
     pub seq: Option<Sequence>,
     /// Every value delivered, in order.
     pub values: Vec<u32>,
@@ -276,12 +287,9 @@ pub struct Transfer {
     pub last_sent: Vec<u8>,
 }
 
-/// A server and its clients in virtual time, every datagram delivered.
-/// Anything else may be sent to the server in between; what it says to
-/// addresses that are not clients of the pair is kept in `stray`.
-pub struct Pair {
-    pub server: Server,
-    pub now: Instant,
+/// What a [`Pair`] saw: each client's transfer, and what the server said
+/// to addresses that are not clients of the pair.
+pub struct PairLog {
     pub clients: Vec<Transfer>,
     /// Server output to other addresses (the first 256 datagrams).
     pub stray: Vec<Vec<u8>>,
@@ -289,186 +297,181 @@ pub struct Pair {
     pub stray_bytes: HashMap<SocketAddr, usize>,
 }
 
+impl Observer for PairLog {
+    fn client_event(&mut self, _: Instant, client: usize, _: &Client, event: &ClientEvent) {
+        let r = &mut self.clients[client];
+        match event {
+            ClientEvent::Value { index, value, .. } => {
+                assert_eq!(*index as usize, r.values.len(), "in order, once");
+                r.values.push(*value);
+            }
+            ClientEvent::Verified { checksum } => r.verified = Some(*checksum),
+            ClientEvent::Completed => r.completed = true,
+            ClientEvent::Failed(e) => panic!("real transfer failed: {e}"),
+            ClientEvent::Restarted { uuid } => panic!("real transfer restarted as {uuid}"),
+            ClientEvent::ServerLost { reason } => {
+                panic!("real transfer lost its only server: {reason}")
+            }
+            ClientEvent::Connected | ClientEvent::RttSample(_) => {}
+        }
+    }
+
+    fn server_event(&mut self, _: Instant, server: &Server, event: &ServerEvent) {
+        if let ServerEvent::Opened { uuid, .. } = event {
+            for r in self.clients.iter_mut().filter(|r| r.uuid == *uuid) {
+                r.seq = r.seq.or(server.sequence(uuid));
+            }
+        }
+    }
+
+    fn server_touched(&mut self, _: Instant, server: &Server) {
+        check_accounting(server);
+    }
+
+    fn client_sent(&mut self, client: usize, datagram: &[u8]) {
+        self.clients[client].last_sent = datagram.to_vec();
+    }
+
+    fn unrouted(&mut self, to: SocketAddr, datagram: &[u8]) {
+        *self.stray_bytes.entry(to).or_default() += datagram.len();
+        if self.stray.len() < 256 {
+            self.stray.push(datagram.to_vec());
+        }
+    }
+}
+
+/// A server and its clients in virtual time, on perfect links: a
+/// [`Network`] of one server at [`PAIR_SERVER`]. Anything else may be sent
+/// to the server in between ([`Pair::inject`]); what it says to addresses
+/// that are not clients of the pair is kept in `stray`. Derefs to its
+/// [`PairLog`]. Every time the server takes something in or fires its
+/// timers, its books must balance ([`check_accounting`]).
+pub struct Pair {
+    net: Network,
+    log: PairLog,
+}
+
+impl Deref for Pair {
+    type Target = PairLog;
+
+    fn deref(&self) -> &PairLog {
+        &self.log
+    }
+}
+
+impl DerefMut for Pair {
+    fn deref_mut(&mut self) -> &mut PairLog {
+        &mut self.log
+    }
+}
+
 impl Pair {
     pub fn new(config: ServerConfig) -> Self {
+        let mut net = Network::new(risp_udp::clock::now());
+        net.add_server(Server::new(config), &[PAIR_SERVER]);
         Self {
-            server: Server::new(config),
-            now: risp_udp::clock::now(),
-            clients: Vec::new(),
-            stray: Vec::new(),
-            stray_bytes: HashMap::new(),
+            net,
+            log: PairLog {
+                clients: Vec::new(),
+                stray: Vec::new(),
+                stray_bytes: HashMap::new(),
+            },
         }
     }
 
     /// Adds a client at `addr`; it starts on the next [`Pair::pump`].
     pub fn add_client(&mut self, config: ClientConfig, addr: SocketAddr) {
-        self.clients.push(Transfer {
-            client: Client::new(config, self.now),
-            addr,
+        let now = self.net.now();
+        self.log.clients.push(Transfer {
+            uuid: config.uuid,
+            len: config.len,
             seq: None,
             values: Vec::new(),
             verified: None,
             completed: false,
             last_sent: Vec::new(),
         });
+        let client = Client::new(config, now);
+        self.net
+            .add_client(ClientNode::new(client, now, vec![PAIR_SERVER]).at(addr));
+    }
+
+    pub fn server(&self) -> &Server {
+        self.net.server(0)
+    }
+
+    pub fn server_mut(&mut self) -> &mut Server {
+        self.net.server_mut(0)
+    }
+
+    /// Client `i`'s core.
+    pub fn client(&self, i: usize) -> &Client {
+        self.net.client(i).client()
+    }
+
+    pub fn client_mut(&mut self, i: usize) -> &mut Client {
+        self.net.client_mut(i)
+    }
+
+    /// Client `i` moves to `addr` (it does not know; the server sees it
+    /// come from there).
+    pub fn move_client(&mut self, i: usize, addr: SocketAddr) {
+        self.net.move_client(i, addr);
+    }
+
+    pub fn now(&self) -> Instant {
+        self.net.now()
+    }
+
+    /// Moves the clock `d` forward; timers due in between fire at the next
+    /// [`Pair::pump`].
+    pub fn advance(&mut self, d: Duration) {
+        let t = self.net.now() + d;
+        self.net.advance_to(t);
+    }
+
+    /// The server takes in `datagram` from `from` now.
+    pub fn inject(&mut self, from: SocketAddr, datagram: &[u8]) {
+        self.net.inject(0, from, datagram, &mut self.log);
     }
 
     pub fn check(&self) {
-        check_accounting(&self.server);
+        check_accounting(self.net.server(0));
     }
 
-    /// Pumps in steps of `step` of virtual time until every client
+    /// Runs, jumping from one event to the next, until every client
     /// completed (at most `limit` of virtual time).
-    pub fn run_to_completion(&mut self, step: Duration, limit: Duration) {
-        let end = self.now + limit;
-        while !self.clients.iter().all(|c| c.completed) {
-            assert!(self.now < end, "transfers did not finish in {limit:?}");
-            self.now += step;
-            self.pump(8);
-        }
+    pub fn run_to_completion(&mut self, limit: Duration) {
+        let deadline = self.net.now() + limit;
+        self.net.run(deadline, &mut self.log);
+        assert!(
+            self.log.clients.iter().all(|c| c.completed),
+            "transfers did not finish in {limit:?}"
+        );
     }
 
-    /// Moves datagrams between the server and the clients until quiet (or
-    /// for `rounds` rounds), and fires due timers.
+    /// Moves datagrams between the server and the clients, without moving
+    /// the clock, until quiet or for `rounds` round trips (a round trip is
+    /// two hops: what was sent arrives, and the answer to it), and fires
+    /// due timers.
     pub fn pump(&mut self, rounds: usize) {
-        if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
-            self.server.handle_timeout(self.now);
-        }
-        let by_addr: HashMap<SocketAddr, usize> = self
-            .clients
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.addr, i))
-            .collect();
-        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-        let mut sbuf = Vec::new();
-        for _ in 0..rounds {
-            let mut moved = false;
-            for r in &mut self.clients {
-                if r.client.poll_timeout().is_some_and(|t| t <= self.now) {
-                    r.client.handle_timeout(self.now);
-                }
-                while let Some(n) = r.client.poll_transmit(self.now, &mut buf) {
-                    r.last_sent = buf[..n].to_vec();
-                    self.server.handle(self.now, r.addr, &buf[..n]);
-                    moved = true;
-                }
-                if r.seq.is_none() {
-                    r.seq = self.server.sequence(&r.client.uuid());
-                }
+        for _ in 0..2 * rounds {
+            let sent = self.net.flush(&mut self.log);
+            let due = self.net.is_due();
+            if due {
+                self.net.step(&mut self.log);
             }
-            while let Some(t) = self.server.poll_transmit(self.now, 64, &mut sbuf) {
-                for seg in sbuf[..t.size].chunks(t.segment_size) {
-                    match by_addr.get(&t.destination) {
-                        Some(&i) => self.clients[i].client.handle(self.now, seg),
-                        None => {
-                            *self.stray_bytes.entry(t.destination).or_default() += seg.len();
-                            if self.stray.len() < 256 {
-                                self.stray.push(seg.to_vec());
-                            }
-                        }
-                    }
-                }
-                moved = true;
-            }
-            for r in &mut self.clients {
-                while let Some(ev) = r.client.poll_event() {
-                    match ev {
-                        ClientEvent::Value { index, value, .. } => {
-                            assert_eq!(index as usize, r.values.len(), "in order, once");
-                            r.values.push(value);
-                        }
-                        ClientEvent::Verified { checksum } => r.verified = Some(checksum),
-                        ClientEvent::Completed => r.completed = true,
-                        ClientEvent::Failed(e) => panic!("real transfer failed: {e}"),
-                        ClientEvent::Restarted { uuid } => {
-                            panic!("real transfer restarted as {uuid}")
-                        }
-                        ClientEvent::ServerLost { reason } => {
-                            panic!("real transfer lost its only server: {reason}")
-                        }
-                        ClientEvent::Connected | ClientEvent::RttSample(_) => {}
-                    }
-                }
-            }
-            self.check();
-            if !moved {
+            if !sent && !due {
                 return;
             }
         }
     }
 }
 
-/// Rewrites a server datagram in flight, given the session's UUID (see
-/// [`Failover::tamper`]).
-pub type Tamper = Box<dyn FnMut(Uuid, &mut Vec<u8>)>;
-
-/// A datagram on its way in a [`Failover`] network.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Hop {
-    /// From the client's address `from` to server address number `addr`.
-    ToServer {
-        addr: usize,
-        from: SocketAddr,
-        bytes: Vec<u8>,
-    },
-    /// From server address number `via` to the client's address `to`.
-    ToClient {
-        via: usize,
-        to: SocketAddr,
-        bytes: Vec<u8>,
-    },
-}
-
-/// One client that knows several server addresses, in virtual time, and
-/// the servers behind them. Each address leads to one of `servers`; two
-/// addresses may lead to the same [`Server`], which models two instances
-/// sharing one session store exactly. Datagrams take `delay` each way and
-/// are lost with probability `loss`; an address can be cut off
-/// ([`Failover::cut`]): everything to it and from it is dropped from then
-/// on. The client moves to a new address of its own on each failover, as
-/// the tokio driver opens a new socket per server.
-///
-/// [`Failover::impaired`] puts a netem [`Impairment`] on the client's link
-/// instead (loss, duplication, reordering, corruption, delay, blackholes,
-/// rebinding), and [`Failover::kills`] kills the client's socket at given
-/// times (it reconnects from a new port). Servers configured with a store
-/// share [`Failover::store`]: their writes land there and their lookups
-/// are answered from it at once, so a server restores a session another
-/// one started.
-pub struct Failover {
-    pub servers: Vec<Server>,
-    /// Each server address and the index of the server behind it.
-    pub addrs: Vec<(SocketAddr, usize)>,
-    /// Addresses cut off.
-    pub cut: Vec<bool>,
-    pub client: Client,
-    pub t0: Instant,
-    pub now: Instant,
-    /// The client's current address.
-    pub client_addr: SocketAddr,
-    /// Which server address each client address talks to.
-    paths: HashMap<SocketAddr, usize>,
-    delay: Duration,
-    loss: f64,
-    /// The netem model of the link, when set: it decides instead of
-    /// `delay` and `loss`.
-    link: Option<Impairment>,
-    /// When (since `t0`) the client's socket is killed, earliest first.
-    pub kills: Vec<Duration>,
-    /// The session store the servers with one share.
-    pub store: HashMap<Uuid, SessionRecord>,
-    /// Socket kills and NAT rebindings carried out.
-    pub reconnects: u32,
-    pub rebinds: u32,
-    /// `Restarted` events (the transfer started over under a new UUID).
-    pub restarts: u32,
-    /// Rewrites each server datagram on its way to the client, given the
-    /// session's UUID (a test double of a faulty server or middlebox).
-    pub tamper: Option<Tamper>,
-    rng: rand::rngs::StdRng,
-    queue: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64, Hop)>>,
-    order: u64,
+/// What the client of a [`Failover`] network did.
+pub struct FailoverLog {
+    /// The session's current UUID (it changes on a restart).
+    uuid: Uuid,
     /// The session's sequence, captured from the first server that held it.
     pub seq: Option<Sequence>,
     /// Every value delivered, in order.
@@ -478,9 +481,77 @@ pub struct Failover {
     pub failed: Option<risp_udp::proto::client::ClientError>,
     /// Every `ServerLost` the client emitted, with the address it left.
     pub lost: Vec<(usize, risp_udp::proto::client::LostReason)>,
-    /// Datagrams the client sent to each server address.
-    pub sent_to: Vec<u64>,
-    next_port: u16,
+    /// `Restarted` events (the transfer started over under a new UUID).
+    pub restarts: u32,
+}
+
+impl Observer for FailoverLog {
+    fn client_event(&mut self, _: Instant, _: usize, core: &Client, event: &ClientEvent) {
+        match event {
+            ClientEvent::Value { index, value, .. } => {
+                assert_eq!(*index as usize, self.values.len(), "in order, once");
+                self.values.push(*value);
+            }
+            ClientEvent::Verified { checksum } => self.verified = Some(*checksum),
+            ClientEvent::Completed => self.completed = true,
+            ClientEvent::Failed(e) => self.failed = Some(e.clone()),
+            ClientEvent::ServerLost { reason } => {
+                // Reported before the client moves on: its index is still
+                // the address it left.
+                self.lost.push((core.server_index() as usize, *reason));
+            }
+            ClientEvent::Restarted { uuid } => {
+                // Only before anything was delivered; the new UUID's
+                // session has its own seed.
+                assert!(self.values.is_empty(), "restarted after values");
+                self.restarts += 1;
+                self.seq = None;
+                self.uuid = *uuid;
+            }
+            ClientEvent::Connected | ClientEvent::RttSample(_) => {}
+        }
+    }
+
+    fn server_event(&mut self, _: Instant, server: &Server, event: &ServerEvent) {
+        let (ServerEvent::Opened { uuid, .. } | ServerEvent::Resumed { uuid, .. }) = event else {
+            return;
+        };
+        if *uuid == self.uuid && self.seq.is_none() {
+            self.seq = server.sequence(uuid);
+        }
+    }
+}
+
+/// One client that knows several server addresses, in virtual time, and
+/// the servers behind them: a [`Network`] configured so. Each address
+/// leads to one of `servers`; two addresses may lead to the same
+/// [`Server`], which models two instances sharing one session store
+/// exactly. Datagrams take `delay` each way and are lost with probability
+/// `loss` (netem's model); an address can be cut off ([`Failover::cut`]):
+/// everything to it and from it is dropped from then on. The client moves
+/// to a new address of its own on each failover, as the tokio driver
+/// opens a new socket per server.
+///
+/// [`Failover::impaired`] puts any netem impairment on the client's link
+/// instead (loss, duplication, reordering, corruption, delay, blackholes,
+/// rebinding), and [`Failover::set_kills`] kills the client's socket at
+/// given times (it reconnects from a new port). Servers configured with a
+/// store share the network's: their writes land there and their lookups
+/// are answered from it at once, so a server restores a session another
+/// one started. Derefs to its [`FailoverLog`].
+pub struct Failover {
+    net: Network,
+    log: FailoverLog,
+    /// Each server address, in the client's order.
+    addrs: Vec<SocketAddr>,
+}
+
+impl Deref for Failover {
+    type Target = FailoverLog;
+
+    fn deref(&self) -> &FailoverLog {
+        &self.log
+    }
 }
 
 impl Failover {
@@ -490,47 +561,17 @@ impl Failover {
     pub fn new(
         servers: Vec<Server>,
         addrs: Vec<(SocketAddr, usize)>,
-        mut config: ClientConfig,
+        config: ClientConfig,
         delay: Duration,
         loss: f64,
         seed: u64,
     ) -> Self {
-        use rand::SeedableRng;
-        let t0 = risp_udp::clock::now();
-        config.servers = addrs.len() as u32;
-        let n = addrs.len();
-        let mut net = Self {
-            servers,
-            addrs,
-            cut: vec![false; n],
-            client: Client::new(config, t0),
-            t0,
-            now: t0,
-            client_addr: "10.9.0.1:1000".parse().unwrap(),
-            paths: HashMap::new(),
-            delay,
+        let link = ImpairmentConfig::symmetric(DirectionConfig {
             loss,
-            link: None,
-            kills: Vec::new(),
-            store: HashMap::new(),
-            reconnects: 0,
-            rebinds: 0,
-            restarts: 0,
-            tamper: None,
-            rng: rand::rngs::StdRng::seed_from_u64(seed),
-            queue: std::collections::BinaryHeap::new(),
-            order: 0,
-            seq: None,
-            values: Vec::new(),
-            verified: None,
-            completed: false,
-            failed: None,
-            lost: Vec::new(),
-            sent_to: vec![0; n],
-            next_port: 1000,
-        };
-        net.paths.insert(net.client_addr, 0);
-        net
+            delay,
+            ..DirectionConfig::default()
+        });
+        Self::impaired(servers, addrs, config, link, seed)
     }
 
     /// Like [`Failover::new`], with the client's link impaired by netem's
@@ -538,255 +579,118 @@ impl Failover {
     pub fn impaired(
         servers: Vec<Server>,
         addrs: Vec<(SocketAddr, usize)>,
-        config: ClientConfig,
+        mut config: ClientConfig,
         impairment: ImpairmentConfig,
         seed: u64,
     ) -> Self {
-        let mut net = Self::new(servers, addrs, config, Duration::ZERO, 0.0, seed);
-        net.link = Some(Impairment::new(impairment, seed));
-        net
+        let t0 = risp_udp::clock::now();
+        let mut net = Network::new(t0);
+        for (i, server) in servers.into_iter().enumerate() {
+            let at: Vec<SocketAddr> = addrs.iter().filter(|a| a.1 == i).map(|a| a.0).collect();
+            net.add_server(server, &at);
+        }
+        let addrs: Vec<SocketAddr> = addrs.into_iter().map(|a| a.0).collect();
+        config.servers = addrs.len() as u32;
+        let log = FailoverLog {
+            uuid: config.uuid,
+            seq: None,
+            values: Vec::new(),
+            verified: None,
+            completed: false,
+            failed: None,
+            lost: Vec::new(),
+            restarts: 0,
+        };
+        let link = Link::impaired(impairment, seed);
+        let client = ClientNode::new(Client::new(config, t0), t0, addrs.clone()).with_link(link);
+        net.add_client(client);
+        Self { net, log, addrs }
     }
 
-    /// The link's counters (all zero without [`Failover::impaired`]).
+    pub fn client(&self) -> &Client {
+        self.net.client(0).client()
+    }
+
+    pub fn servers(&self) -> &[Server] {
+        self.net.servers()
+    }
+
+    /// Server `i`, to replace (a restart that forgets every session).
+    pub fn server_mut(&mut self, i: usize) -> &mut Server {
+        self.net.server_mut(i)
+    }
+
+    pub fn t0(&self) -> Instant {
+        self.net.epoch()
+    }
+
+    pub fn now(&self) -> Instant {
+        self.net.now()
+    }
+
+    /// Datagrams the client sent to each server address.
+    pub fn sent_to(&self) -> &[u64] {
+        &self.net.client(0).counters().sent_to
+    }
+
+    /// Socket kills carried out.
+    pub fn reconnects(&self) -> u64 {
+        self.net.client(0).counters().reconnects
+    }
+
+    /// NAT rebindings carried out.
+    pub fn rebinds(&self) -> u64 {
+        self.net.client(0).counters().rebinds
+    }
+
+    /// Whether the shared store holds a record of `uuid`.
+    pub fn stored(&self, uuid: &Uuid) -> bool {
+        self.net.stored(uuid).is_some()
+    }
+
+    /// The client's socket is killed at each of `times` since the start.
+    pub fn set_kills(&mut self, times: Vec<Duration>) {
+        let t0 = self.net.epoch();
+        self.net.client_node_mut(0).set_kills_at(t0, times);
+    }
+
+    /// Rewrites each server datagram on its way to the client, given the
+    /// session's UUID (a test double of a faulty server or middlebox).
+    pub fn set_tamper(&mut self, tamper: Tamper) {
+        self.net.client_node_mut(0).set_tamper(Some(tamper));
+    }
+
+    /// The link's counters.
     pub fn link_stats(&self) -> risp_netem::ImpairmentStats {
-        self.link
-            .as_ref()
-            .map(Impairment::stats)
-            .unwrap_or_default()
-    }
-
-    /// The client's socket moves to a new port on the same path.
-    fn move_port(&mut self) {
-        let path = self.paths[&self.client_addr];
-        self.next_port += 1;
-        self.client_addr = SocketAddr::from(([10, 9, 0, 1], self.next_port));
-        self.paths.insert(self.client_addr, path);
+        self.net.client(0).link().stats()
     }
 
     /// Cuts server address number `addr` off from now on.
     pub fn cut(&mut self, addr: usize) {
-        self.cut[addr] = true;
+        self.net.cut(self.addrs[addr]);
     }
 
     /// Runs until `stop` says so, the client finished, or `limit` of
     /// virtual time since the start passed. Returns whether `stop` ended it.
     pub fn run_until(&mut self, limit: Duration, mut stop: impl FnMut(&Self) -> bool) -> bool {
-        let end = self.t0 + limit;
+        let end = self.net.epoch() + limit;
         loop {
-            self.flush();
+            self.net.flush(&mut self.log);
             if stop(self) {
                 return true;
             }
-            if self.client.is_finished() {
+            if self.client().is_finished() {
                 return false;
             }
-            let next = [
-                self.queue.peek().map(|std::cmp::Reverse((t, _, _))| *t),
-                self.client.poll_timeout(),
-                self.kills.first().map(|k| self.t0 + *k),
-            ]
-            .into_iter()
-            .chain(self.servers.iter().map(Server::poll_timeout))
-            .flatten()
-            .min();
-            let Some(next) = next else { return false };
-            if next > end {
-                self.now = end;
+            if self.net.advance(end, &mut self.log) != Advance::Stepped {
                 return false;
             }
-            self.now = self.now.max(next);
-            self.step();
         }
     }
 
     /// Runs to the client's end (at most `limit` of virtual time).
     pub fn run(&mut self, limit: Duration) {
         self.run_until(limit, |_| false);
-    }
-
-    fn step(&mut self) {
-        let now = self.now;
-        while self
-            .queue
-            .peek()
-            .is_some_and(|std::cmp::Reverse((t, _, _))| *t <= now)
-        {
-            let std::cmp::Reverse((_, _, hop)) = self.queue.pop().unwrap();
-            match hop {
-                Hop::ToServer { addr, from, bytes } => {
-                    if !self.cut[addr] {
-                        let s = self.addrs[addr].1;
-                        self.servers[s].handle(now, from, &bytes);
-                    }
-                }
-                Hop::ToClient { via, to, bytes } => {
-                    // Only while the client still listens there.
-                    if !self.cut[via] && to == self.client_addr {
-                        self.client.handle(now, &bytes);
-                        self.drain_client();
-                    }
-                }
-            }
-        }
-        for s in &mut self.servers {
-            if s.poll_timeout().is_some_and(|t| t <= now) {
-                s.handle_timeout(now);
-            }
-        }
-        let elapsed = now - self.t0;
-        if self.kills.first().is_some_and(|k| *k <= elapsed) {
-            self.kills.remove(0);
-            if !self.client.is_finished() {
-                // As the driver after a killswitch: a new socket, resume.
-                self.move_port();
-                self.reconnects += 1;
-                self.client.reconnect(now);
-            }
-        }
-        let rebinds = self.link.as_mut().map_or(0, |l| l.take_rebinds(elapsed));
-        if rebinds > 0 && !self.client.is_finished() {
-            // A NAT rebinding: the client does not know, the server sees
-            // datagrams from a new port.
-            self.move_port();
-            self.rebinds += 1;
-        }
-        if self.client.poll_timeout().is_some_and(|t| t <= now) {
-            self.client.handle_timeout(now);
-            self.drain_client();
-        }
-    }
-
-    /// Sends what the client and the servers have to send.
-    fn flush(&mut self) {
-        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-        while let Some(n) = self.client.poll_transmit(self.now, &mut buf) {
-            let addr = self.paths[&self.client_addr];
-            self.sent_to[addr] += 1;
-            let from = self.client_addr;
-            self.send(Hop::ToServer {
-                addr,
-                from,
-                bytes: buf[..n].to_vec(),
-            });
-        }
-        let mut sbuf = Vec::new();
-        for s in 0..self.servers.len() {
-            while let Some(op) = self.servers[s].poll_store_op() {
-                match op {
-                    StoreOp::Put(r) => {
-                        self.store.insert(r.uuid, r);
-                    }
-                    StoreOp::Remove(u) => {
-                        self.store.remove(&u);
-                    }
-                    StoreOp::Lookup(l) => {
-                        let outcome = match self.store.get(&l.uuid) {
-                            Some(r) => LookupOutcome::Found(r.clone()),
-                            None => LookupOutcome::Missing,
-                        };
-                        self.servers[s].complete_lookup(self.now, l, outcome);
-                    }
-                }
-            }
-            while let Some(t) = self.servers[s].poll_transmit(self.now, 64, &mut sbuf) {
-                // The server answers through the address this client
-                // address talks to (if that leads to this server).
-                let Some(&via) = self.paths.get(&t.destination) else {
-                    continue;
-                };
-                if self.addrs[via].1 != s {
-                    continue;
-                }
-                for seg in sbuf[..t.size].chunks(t.segment_size) {
-                    let mut bytes = seg.to_vec();
-                    if let Some(f) = &mut self.tamper {
-                        f(self.client.uuid(), &mut bytes);
-                    }
-                    self.send(Hop::ToClient {
-                        via,
-                        to: t.destination,
-                        bytes,
-                    });
-                }
-            }
-            if self.seq.is_none() {
-                self.seq = self.servers[s].sequence(&self.client.uuid());
-            }
-            while self.servers[s].poll_event().is_some() {}
-        }
-    }
-
-    fn send(&mut self, hop: Hop) {
-        use rand::Rng;
-        if let Some(link) = &mut self.link {
-            let (dir, len) = match &hop {
-                Hop::ToServer { bytes, .. } => (Direction::ToServer, bytes.len()),
-                Hop::ToClient { bytes, .. } => (Direction::ToClient, bytes.len()),
-            };
-            let verdict = link.decide(dir, self.now - self.t0, len);
-            for d in verdict.deliveries() {
-                let mut copy = match &hop {
-                    Hop::ToServer { addr, from, bytes } => Hop::ToServer {
-                        addr: *addr,
-                        from: *from,
-                        bytes: bytes.clone(),
-                    },
-                    Hop::ToClient { via, to, bytes } => Hop::ToClient {
-                        via: *via,
-                        to: *to,
-                        bytes: bytes.clone(),
-                    },
-                };
-                if let Some(bit) = d.corrupt_bit {
-                    let (Hop::ToServer { bytes, .. } | Hop::ToClient { bytes, .. }) = &mut copy;
-                    risp_netem::flip_bit(bytes, bit);
-                }
-                self.order += 1;
-                self.queue
-                    .push(std::cmp::Reverse((self.now + d.delay, self.order, copy)));
-            }
-            return;
-        }
-        if self.loss > 0.0 && self.rng.gen_bool(self.loss) {
-            return;
-        }
-        self.order += 1;
-        self.queue
-            .push(std::cmp::Reverse((self.now + self.delay, self.order, hop)));
-    }
-
-    fn drain_client(&mut self) {
-        while let Some(ev) = self.client.poll_event() {
-            match ev {
-                ClientEvent::Value { index, value, .. } => {
-                    assert_eq!(index as usize, self.values.len(), "in order, once");
-                    self.values.push(value);
-                }
-                ClientEvent::Verified { checksum } => self.verified = Some(checksum),
-                ClientEvent::Completed => self.completed = true,
-                ClientEvent::Failed(e) => self.failed = Some(e),
-                ClientEvent::ServerLost { reason } => {
-                    let left = self.paths[&self.client_addr];
-                    self.lost.push((left, reason));
-                }
-                ClientEvent::Restarted { .. } => {
-                    // Only before anything was delivered; the new UUID's
-                    // session has its own seed.
-                    assert!(self.values.is_empty(), "restarted after values");
-                    self.restarts += 1;
-                    self.seq = None;
-                }
-                ClientEvent::Connected | ClientEvent::RttSample(_) => {}
-            }
-        }
-        if self.client.wants_failover().is_some() {
-            // As the driver: a new socket for the next server.
-            self.client.failover(self.now);
-            self.next_port += 1;
-            self.client_addr = SocketAddr::from(([10, 9, 0, 1], self.next_port));
-            let to = self.client.server_index() as usize;
-            self.paths.insert(self.client_addr, to);
-        }
     }
 
     /// Every value delivered so far is the session's, in order: checked
@@ -800,6 +704,6 @@ impl Failover {
     /// What this session must deliver, once a server held it.
     pub fn expected(&self) -> Option<Expected> {
         let seq = self.seq.as_ref()?;
-        Some(Expected::new(seq.seed(), self.client.len()))
+        Some(Expected::new(seq.seed(), self.client().len()))
     }
 }
