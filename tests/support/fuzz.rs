@@ -11,7 +11,8 @@
 //!   the tokens and acks a real client would use, so the fuzzer gets past
 //!   the CRC and the token checks), from any address including unusable
 //!   ones, virtual time steps, timers and sends. After every step the
-//!   server's invariants are checked (see [`Run::check`]).
+//!   server's invariants are checked (see [`Run::check`]), its session
+//!   table's indices included (`Server::check_invariants`).
 //!
 //! The script format is this file's own, so that [`ScriptWriter`] can write
 //! meaningful seeds: one op byte, then the op's fields, big-endian; a
@@ -618,6 +619,9 @@ impl Run {
 
     /// The server's invariants.
     fn check(&self) {
+        if let Err(drift) = self.server.check_invariants() {
+            panic!("the session table drifted: {drift}");
+        }
         let s = self.server.stats();
         assert_eq!(
             s.datagrams_received,

@@ -2,51 +2,42 @@
 //! clients, enforces the limits, expires idle sessions, validates
 //! addresses, and hands out sends round-robin across sessions.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 mod admission;
-mod store;
+mod sharing;
 
 use super::outbox::{Outbox, Reject, ServerEvent, ServerStats};
 use super::path::Move;
-use super::secret::{constant_time_eq, Secret};
-use super::session::{AckKind, Session};
-use super::store::StoreOp;
+use super::record::StoreOp;
+use super::secret::Secret;
+use super::session::{AckKind, Refusal, Resume, Session};
+use super::table::SessionTable;
 use super::{is_usable_source, ServerConfig, Transmit, MIN_WINDOW_SHARE};
 use crate::proto::recovery::MAX_WINDOW;
 use crate::proto::sequence::Sequence;
 use crate::proto::wire::{
-    ClientMessage, ErrorCode, ServerMessage, State, WireError, CHALLENGE_LEN, DATA_LEN,
-    MAX_SERVER_DATAGRAM_LEN, PREFIX_LEN, RETRY_TOKEN_LEN, SERVER_TOKEN_LEN,
+    ClientMessage, ErrorCode, ServerMessage, State, WireError, DATA_LEN, MAX_SERVER_DATAGRAM_LEN,
+    PREFIX_LEN, SERVER_TOKEN_LEN,
 };
 
 /// The server endpoint. See the [module docs](super).
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    sessions: HashMap<Uuid, Session>,
-    /// Sessions with data queued, served round-robin.
-    ready: VecDeque<Uuid>,
-    /// (deadline, uuid) for every live session.
-    expiry: BTreeSet<(Instant, Uuid)>,
-    /// (when, uuid) for sessions with holes inside the reordering window.
-    loss_checks: BTreeSet<(Instant, Uuid)>,
+    /// The sessions, and the indices over them.
+    table: SessionTable,
     /// Replies, events and counters.
     out: Outbox,
     rng: StdRng,
     /// Key for retry tokens.
     secret: Secret,
-    /// Sessions that are [pending](Session::is_pending): handshakes that
-    /// have proven nothing.
-    pending: usize,
-    /// Window slots held over all sessions.
-    slots: usize,
     /// Operations for the shared store, drained by the driver.
     store_ops: VecDeque<StoreOp>,
     /// Sessions with a lookup in flight.
@@ -60,10 +51,6 @@ pub struct Server {
 
 /// Most store operations waiting for the driver.
 const MAX_STORE_OPS: usize = 1 << 16;
-
-/// Most values a stale session copy is carried forward over (summing them
-/// takes about 3 ms per million values).
-const MAX_FAST_FORWARD: u32 = 1 << 20;
 
 impl Server {
     /// A server with no sessions.
@@ -84,13 +71,8 @@ impl Server {
         Self {
             secret: Secret::new(key),
             rng,
-            pending: 0,
-            slots: 0,
             config,
-            sessions: HashMap::new(),
-            ready: VecDeque::new(),
-            expiry: BTreeSet::new(),
-            loss_checks: BTreeSet::new(),
+            table: SessionTable::default(),
             out: Outbox::default(),
             store_ops: VecDeque::new(),
             lookups: HashSet::new(),
@@ -111,37 +93,45 @@ impl Server {
 
     /// Live sessions.
     pub fn session_count(&self) -> usize {
-        self.sessions.len()
+        self.table.len()
     }
 
     /// Live sessions whose client has confirmed its token (the rest are
     /// still in their handshake). Walks the session table.
     pub fn confirmed_count(&self) -> usize {
-        self.sessions.values().filter(|s| s.is_confirmed()).count()
+        self.table.sessions().filter(|s| s.is_confirmed()).count()
     }
 
     /// True if a session with this UUID is live.
     pub fn has_session(&self, uuid: &Uuid) -> bool {
-        self.sessions.contains_key(uuid)
+        self.table.contains(uuid)
     }
 
     /// The sequence a live session streams (for simulators and tests that
     /// check every value).
     pub fn sequence(&self, uuid: &Uuid) -> Option<Sequence> {
-        self.sessions.get(uuid).map(Session::sequence)
+        self.table.get(uuid).map(Session::sequence)
     }
 
     /// Handshakes that have proven nothing yet (no token presented, no
     /// validated address): what a spoofed CONNECTING flood creates.
     pub fn pending_count(&self) -> usize {
-        self.pending
+        self.table.pending()
     }
 
     /// Window slots (indices in flight) held over all sessions: at most
     /// [`ServerConfig::window_budget`], plus [`MIN_WINDOW_SHARE`] for each
     /// session that holds no more than that.
     pub fn window_slots_in_use(&self) -> usize {
-        self.slots
+        self.table.slots()
+    }
+
+    /// Checks the session table's indices against its sessions (the
+    /// round-robin of sends, the expiry and loss-check deadlines, the
+    /// pending and window-slot counts): `Err` says the first that does not
+    /// hold. For tests and fuzzers: it walks every session.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.table.check_invariants()
     }
 
     /// Feeds one datagram that arrived from `from`.
@@ -180,23 +170,27 @@ impl Server {
             });
         }
         let max = max_datagrams.min(self.config.max_batch);
-        for _ in 0..self.ready.len() {
-            let uuid = self.ready.pop_front()?;
-            let Some(s) = self.sessions.get_mut(&uuid) else {
+        for _ in 0..self.table.ready_len() {
+            let uuid = self.table.pop_ready()?;
+            let Some(s) = self.table.get(&uuid) else {
                 continue;
             };
             if s.next_send_at() > now {
-                self.ready.push_back(uuid);
+                self.table.requeue(uuid);
                 continue;
             }
-            let count = s.poll_data(now, max, &self.config, buf, &mut self.out);
-            if s.enter_ready() {
-                self.ready.push_back(uuid);
-            }
+            let (config, out) = (&self.config, &mut self.out);
+            let sent = self.table.update(uuid, |s| {
+                (s.poll_data(now, max, config, buf, out), s.addr())
+            });
+            let Some((count, destination)) = sent else {
+                continue;
+            };
+            self.table.schedule(uuid);
             if count > 0 {
                 self.out.stats.datagrams_sent += count as u64;
                 return Some(Transmit {
-                    destination: s.addr(),
+                    destination,
                     size: count * DATA_LEN,
                     segment_size: DATA_LEN,
                 });
@@ -208,15 +202,14 @@ impl Server {
     /// The earliest time [`Server::handle_timeout`] must be called: the next
     /// expiry check, loss check, or paced send.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let expiry = self.expiry.first().map(|(at, _)| *at);
-        let loss = self.loss_checks.first().map(|(at, _)| *at);
+        let expiry = self.table.next_expiry();
+        let loss = self.table.next_loss_check();
         // Sessions with data queued that wait for their pacer (the fixed
         // `pacing` gap, or the rate their client asked for).
         let fixed = !self.config.pacing.is_zero();
         let pacing = self
-            .ready
-            .iter()
-            .filter_map(|u| self.sessions.get(u))
+            .table
+            .ready_sessions()
             .filter(|s| fixed || s.is_paced())
             .map(Session::next_send_at)
             .min();
@@ -226,36 +219,20 @@ impl Server {
     /// Frees sessions idle past their lifetime, and resends holes whose
     /// reordering window has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(at, uuid)) = self.loss_checks.first() {
-            if at > now {
-                break;
-            }
-            self.loss_checks.pop_first();
-            let Some(s) = self.sessions.get_mut(&uuid) else {
-                continue;
-            };
-            if let Some(at) = s.on_loss_timer(now) {
-                self.loss_checks.insert((at, uuid));
-            }
-            if s.enter_ready() {
-                self.ready.push_back(uuid);
-            }
+        while let Some(uuid) = self.table.loss_check_due(now) {
+            self.table.update(uuid, |s| s.on_loss_timer(now));
+            self.table.schedule(uuid);
         }
-        while let Some(&(at, uuid)) = self.expiry.first() {
-            if at > now {
+        while let Some(uuid) = self.table.expiry_due(now) {
+            let Some(s) = self.table.get(&uuid) else {
                 break;
-            }
-            self.expiry.pop_first();
-            let Some(s) = self.sessions.get_mut(&uuid) else {
-                continue;
             };
             let deadline = s.last_activity() + s.lifetime(&self.config);
             if deadline > now {
-                s.expiry_key = deadline;
-                self.expiry.insert((deadline, uuid));
+                self.table.set_expiry(uuid, deadline);
             } else {
                 let data_sent = s.data_sent();
-                self.remove_session(&uuid);
+                self.table.remove(&uuid);
                 self.out.stats.sessions_expired += 1;
                 tracing::debug!(%uuid, "session expired");
                 self.out.event(ServerEvent::Expired { uuid, data_sent });
@@ -284,7 +261,7 @@ impl Server {
             Err(_) => return Err(Reject::Malformed),
         };
         match msg.state {
-            State::Connecting if self.sessions.contains_key(&msg.uuid) => {
+            State::Connecting if self.table.contains(&msg.uuid) => {
                 self.on_connecting_again(now, from, &msg, datagram)
             }
             State::Connecting if msg.token.len() == SERVER_TOKEN_LEN => {
@@ -294,7 +271,7 @@ impl Server {
                 }
             }
             State::Connecting => self.on_connecting_new(now, from, &msg, datagram.len()),
-            State::Connected | State::Closing if !self.sessions.contains_key(&msg.uuid) => {
+            State::Connected | State::Closing if !self.table.contains(&msg.uuid) => {
                 match self.lookup_miss(from, msg.uuid, datagram) {
                     Some(reason) => Err(reason),
                     None => self.on_unknown(from, &msg),
@@ -321,7 +298,8 @@ impl Server {
 
     /// A CONNECTING for a session we hold: the Accept was lost (a
     /// token-less repeat from the handshake's address), or the client
-    /// resumes with its token (perhaps from a new address).
+    /// resumes with its token (perhaps from a new address). The session
+    /// checks it ([`Session::on_connecting`]); the endpoint answers.
     fn on_connecting_again(
         &mut self,
         now: Instant,
@@ -329,112 +307,70 @@ impl Server {
         msg: &ClientMessage<'_>,
         datagram: &[u8],
     ) -> Result<(), Reject> {
-        let bytes = datagram.len();
-        let echo = msg.timestamp;
-        let Some(s) = self.sessions.get_mut(&msg.uuid) else {
-            return Err(Reject::UnknownSession);
-        };
-        // Before the client holds the session token, its CONNECTING carries
-        // nothing or the retry token it was given.
-        let handshake_token = msg.token.is_empty() || msg.token.len() == RETRY_TOKEN_LEN;
-        let unconfirmed_repeat = handshake_token && !s.is_confirmed();
-        if unconfirmed_repeat && from != s.addr() {
-            // Without the token, only the address that opened the session may
-            // repeat it: anyone else who knows the UUID would get the token
-            // in our Accept and take the session over (defect 15). Refuse
-            // without the token; a client that really moved mid-handshake
-            // starts over under a new UUID.
-            let code = ErrorCode::Unauthorized;
-            return Err(self
-                .out
-                .refuse(from, msg.uuid, code, 0, echo, Reject::Unauthorized));
+        let (uuid, echo) = (msg.uuid, msg.timestamp);
+        let (config, out) = (&self.config, &mut self.out);
+        let checked = self
+            .table
+            .update(uuid, |s| {
+                s.on_connecting(now, from, msg, datagram.len(), config, out)
+            })
+            .ok_or(Reject::UnknownSession)?;
+        match checked.map_err(|r| self.refused(from, msg, datagram, r))? {
+            Resume::Repeat { accept } => {
+                self.out.reply(from, uuid, accept);
+                self.apply_ack(now, uuid, msg, AckKind::Normal);
+            }
+            Resume::Resumed {
+                accept,
+                fresh,
+                moved,
+            } => {
+                self.out.reply(from, uuid, accept);
+                if fresh {
+                    self.out.stats.sessions_resumed += 1;
+                    tracing::debug!(%uuid, %from, validated = moved != Move::ToUnvalidated, "session resumed");
+                    self.out.event(ServerEvent::Resumed { uuid, addr: from });
+                }
+                self.challenge_if_unvalidated(uuid, from, echo);
+                let kind = if fresh {
+                    AckKind::ResendAll
+                } else {
+                    AckKind::Normal
+                };
+                self.apply_ack(now, uuid, msg, kind);
+            }
         }
-        if msg.token.is_empty() && s.is_confirmed() && from == s.addr() {
-            // A late duplicate of the client's own first CONNECTING (the
-            // network held it back): the session is already confirmed.
-            return Err(Reject::Stale);
-        }
-        if !unconfirmed_repeat && !constant_time_eq(msg.token, s.token()) {
-            let confirmed = s.is_confirmed();
-            return Err(self.wrong_token(from, msg, datagram, confirmed));
-        }
-        if msg.len != s.len() {
-            let code = ErrorCode::LenMismatch;
-            return Err(self
-                .out
-                .refuse(from, msg.uuid, code, s.len(), echo, Reject::LenMismatch));
-        }
-        if !unconfirmed_repeat && msg.ack > s.high_water() && self.config.store.is_some() {
-            self.fast_forward(msg.uuid, msg.ack);
-        }
-        let Some(s) = self.sessions.get_mut(&msg.uuid) else {
-            // The stale copy was dropped: the next datagram looks it up.
-            return Err(Reject::StoreLookup);
-        };
-        if msg.ack > s.high_water() {
-            let code = ErrorCode::AckOutOfRange;
-            return Err(self.out.refuse(
-                from,
-                msg.uuid,
-                code,
-                s.len(),
-                echo,
-                Reject::AckBeyondSent,
-            ));
-        }
-        let accept = ServerMessage::Accept {
-            token: *s.token(),
-            lifetime_ms: duration_ms(s.lifetime(&self.config)),
-            max_window: self.config.max_window,
-            echo,
-        };
-        let uuid = s.uuid();
-        if unconfirmed_repeat {
-            // Our Accept was lost. The data sent with it may still be in
-            // flight (the client's first timer is far shorter than a long
-            // path's RTT), so it is not sent again; the client's first ack
-            // reports the holes.
-            s.on_repeat(bytes);
-            s.on_reply(from, accept.encoded_len());
-            self.out.reply(from, msg.uuid, accept);
-            self.apply_ack(now, uuid, msg, AckKind::Normal);
-            return Ok(());
-        }
-        // A resume: the timestamp must be newer than every message seen
-        // (a resumed client carries its clock on). An older one, or an ack
-        // below what the client already acknowledged, is a replay: it
-        // changes nothing and gets no answer.
-        if msg.timestamp < s.last_ts() || msg.ack < s.ack() {
-            return Err(Reject::Stale);
-        }
-        // The same timestamp is a copy of the resume just handled: answer
-        // it (its Accept may be the lost one) but resend nothing.
-        let fresh = msg.timestamp > s.last_ts();
-        let was_pending = s.is_pending();
-        let moved = s.on_authenticated(now, from, msg.timestamp, bytes);
-        s.on_reply(from, accept.encoded_len());
-        self.out.reply(from, msg.uuid, accept);
-        self.on_confirmed(was_pending, uuid);
-        if fresh {
-            self.out.stats.sessions_resumed += 1;
-            tracing::debug!(%uuid, %from, validated = moved != Move::ToUnvalidated, "session resumed");
-            self.out.event(ServerEvent::Resumed { uuid, addr: from });
-        }
-        self.challenge_if_unvalidated(uuid, from, echo);
-        let kind = if fresh {
-            AckKind::ResendAll
-        } else {
-            AckKind::Normal
-        };
-        self.apply_ack(now, uuid, msg, kind);
         Ok(())
     }
 
-    /// Keeps the pending count when a session presented its token.
-    fn on_confirmed(&mut self, was_pending: bool, uuid: Uuid) {
-        let now_pending = self.sessions.get(&uuid).is_some_and(Session::is_pending);
-        if was_pending && !now_pending {
-            self.pending = self.pending.saturating_sub(1);
+    /// Answers a message its session turned away (see [`Refusal`]); the
+    /// reason it is counted under.
+    fn refused(
+        &mut self,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+        datagram: &[u8],
+        refusal: Refusal,
+    ) -> Reject {
+        match refusal {
+            Refusal::Answer {
+                code,
+                detail,
+                reason,
+            } => self
+                .out
+                .refuse(from, msg.uuid, code, detail, msg.timestamp, reason),
+            Refusal::WrongToken => {
+                let confirmed = self.table.get(&msg.uuid).is_some_and(Session::is_confirmed);
+                self.wrong_token(from, msg, datagram, confirmed)
+            }
+            Refusal::Drop(reason) => reason,
+            Refusal::StaleCopy => {
+                self.table.remove(&msg.uuid);
+                tracing::debug!(uuid = %msg.uuid, ack = msg.ack, "stale session copy dropped");
+                // The next datagram looks the session up.
+                Reject::StoreLookup
+            }
         }
     }
 
@@ -442,24 +378,29 @@ impl Server {
     /// has not proven itself (the budget covers it: 24 bytes for a message
     /// of at least 50).
     fn challenge_if_unvalidated(&mut self, uuid: Uuid, from: SocketAddr, echo: u64) {
-        let Some(s) = self.sessions.get_mut(&uuid) else {
+        let Some(s) = self.table.get(&uuid) else {
             return;
         };
         if s.path().is_validated() || from != s.addr() {
             return;
         }
-        let challenge = s.path_mut().challenge_or(self.rng.gen());
-        let msg = ServerMessage::Challenge { challenge, echo };
-        s.on_reply(from, msg.encoded_len());
-        self.out.stats.path_challenges += 1;
-        self.out.reply(from, uuid, msg);
+        let rng = &mut self.rng;
+        let challenge = self.table.update(uuid, |s| {
+            let challenge = s.path_mut().challenge_or(rng.gen());
+            let msg = ServerMessage::Challenge { challenge, echo };
+            s.on_reply(from, msg.encoded_len());
+            msg
+        });
+        if let Some(msg) = challenge {
+            self.out.stats.path_challenges += 1;
+            self.out.reply(from, uuid, msg);
+        }
     }
 
-    /// Checks a CONNECTED/CLOSING/CLOSED message against its session (token,
-    /// length, ack range, order) and records it; follows the client to a new
-    /// address (under the path budget until it answers a challenge).
-    /// Returns how to read its ack: the client sends each probe twice with
-    /// one timestamp, and only the first copy resends the holes.
+    /// Checks a CONNECTED/CLOSING/CLOSED message against its session
+    /// ([`Session::on_message`]) and records it; counts and reports a
+    /// migration, and challenges a new address. Returns how to read its
+    /// ack.
     fn authenticate(
         &mut self,
         now: Instant,
@@ -467,69 +408,23 @@ impl Server {
         msg: &ClientMessage<'_>,
         datagram: &[u8],
     ) -> Result<AckKind, Reject> {
-        let bytes = datagram.len();
-        let echo = msg.timestamp;
-        let Some(s) = self.sessions.get_mut(&msg.uuid) else {
+        let (uuid, echo) = (msg.uuid, msg.timestamp);
+        let (config, out) = (&self.config, &mut self.out);
+        let Some(checked) = self.table.update(uuid, |s| {
+            s.on_message(now, from, msg, datagram.len(), config, out)
+        }) else {
             let code = ErrorCode::UnknownSession;
             return Err(self
                 .out
-                .refuse(from, msg.uuid, code, 0, echo, Reject::UnknownSession));
+                .refuse(from, uuid, code, 0, echo, Reject::UnknownSession));
         };
-        let (token, response) = split_token(msg.token);
-        if !constant_time_eq(token, s.token()) {
-            let confirmed = s.is_confirmed();
-            return Err(self.wrong_token(from, msg, datagram, confirmed));
-        }
-        if msg.len != s.len() {
-            let code = ErrorCode::LenMismatch;
-            return Err(self
-                .out
-                .refuse(from, msg.uuid, code, s.len(), echo, Reject::LenMismatch));
-        }
-        if msg.ack > s.len() {
-            let code = ErrorCode::AckOutOfRange;
-            return Err(self.out.refuse(
-                from,
-                msg.uuid,
-                code,
-                s.len(),
-                echo,
-                Reject::AckOutOfRange,
-            ));
-        }
-        if msg.ack > s.high_water() && self.config.store.is_some() {
-            self.fast_forward(msg.uuid, msg.ack);
-        }
-        let Some(s) = self.sessions.get_mut(&msg.uuid) else {
-            // The stale copy was dropped: the next datagram looks it up.
-            return Err(Reject::StoreLookup);
-        };
-        if msg.ack > s.high_water() {
-            return Err(Reject::AckBeyondSent);
-        }
-        if msg.timestamp < s.last_ts() || msg.ack < s.ack() {
-            return Err(Reject::Stale);
-        }
-        let kind = if msg.timestamp == s.last_ts() {
-            AckKind::Repeat
-        } else {
-            AckKind::Normal
-        };
-        let was_pending = s.is_pending();
-        let moved = s.on_authenticated(now, from, msg.timestamp, bytes);
-        let answered = response.is_some_and(|r| s.path().is_answer(r));
-        if answered && from == s.addr() {
-            s.path_mut().validate(from);
-            self.out.stats.path_validations += 1;
-        }
+        let (kind, moved) = checked.map_err(|r| self.refused(from, msg, datagram, r))?;
         if moved != Move::Stayed {
             self.out.stats.migrations += 1;
-            let uuid = msg.uuid;
             tracing::debug!(%uuid, %from, validated = moved == Move::ToValidated, "session migrated");
             self.out.event(ServerEvent::Migrated { uuid, addr: from });
         }
-        self.on_confirmed(was_pending, msg.uuid);
-        self.challenge_if_unvalidated(msg.uuid, from, echo);
+        self.challenge_if_unvalidated(uuid, from, echo);
         Ok(kind)
     }
 
@@ -543,17 +438,15 @@ impl Server {
     ) -> Result<(), Reject> {
         let kind = self.authenticate(now, from, msg, datagram)?;
         self.apply_ack(now, msg.uuid, msg, kind);
-        let s = self
-            .sessions
-            .get_mut(&msg.uuid)
-            .ok_or(Reject::UnknownSession)?;
+        let s = self.table.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
         if s.ack() < s.len() {
             return Err(Reject::ClosingEarly);
         }
         let checksum = s.checksum();
         let echo = msg.timestamp;
         let reply = ServerMessage::Checksum { checksum, echo };
-        s.on_reply(from, reply.encoded_len());
+        self.table
+            .update(msg.uuid, |s| s.on_reply(from, reply.encoded_len()));
         self.out.reply(from, msg.uuid, reply);
         Ok(())
     }
@@ -569,20 +462,20 @@ impl Server {
         datagram: &[u8],
     ) -> Result<(), Reject> {
         let echo = msg.timestamp;
-        if !self.sessions.contains_key(&msg.uuid) {
+        if !self.table.contains(&msg.uuid) {
             // No larger than the request.
             self.out
                 .reply(from, msg.uuid, ServerMessage::Closed { echo });
             return Ok(());
         }
         self.authenticate(now, from, msg, datagram)?;
-        let s = self.sessions.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
+        let s = self.table.get(&msg.uuid).ok_or(Reject::UnknownSession)?;
         let abort = msg.is_abort();
         if !abort && (msg.ack < s.len() || s.high_water() < s.len()) {
             return Err(Reject::ClosingEarly);
         }
         let data_sent = s.data_sent();
-        self.remove_session(&msg.uuid);
+        self.table.remove(&msg.uuid);
         if self.config.store.is_some() {
             self.out.stats.store_removes += 1;
             self.store_op(StoreOp::Remove(msg.uuid));
@@ -634,70 +527,25 @@ impl Server {
         );
     }
 
-    /// Hands an ack to its session and re-indexes what it changed.
+    /// Hands an ack to its session, under its share of the window budget,
+    /// and schedules what it queued.
     fn apply_ack(&mut self, now: Instant, uuid: Uuid, msg: &ClientMessage<'_>, kind: AckKind) {
-        let fair = self.config.window_budget / self.sessions.len().max(1);
-        let Some(s) = self.sessions.get_mut(&uuid) else {
-            return;
-        };
+        let fair = self.config.window_budget / self.table.len().max(1);
         // The session's share of the budget, and never more than the budget
         // has left once every other session's slots are counted.
-        let others = self.slots.saturating_sub(s.slots_in_use());
+        let others = self.table.slots_of_others(&uuid);
         let room = self.config.window_budget.saturating_sub(others);
         let cap = u32::try_from(fair.min(room))
             .unwrap_or(u32::MAX)
             .max(MIN_WINDOW_SHARE);
-        let outcome = s.on_ack(now, msg, kind, cap, &self.config, &mut self.out);
-        self.slots = others + s.slots_in_use();
-        if s.enter_ready() {
-            self.ready.push_back(uuid);
+        let (config, out) = (&self.config, &mut self.out);
+        let acked = self
+            .table
+            .update(uuid, |s| s.on_ack(now, msg, kind, cap, config, out));
+        if acked.is_none() {
+            return;
         }
-        if outcome.old_loss_check != outcome.new_loss_check {
-            if let Some(at) = outcome.old_loss_check {
-                self.loss_checks.remove(&(at, uuid));
-            }
-            if let Some(at) = outcome.new_loss_check {
-                self.loss_checks.insert((at, uuid));
-            }
-        }
+        self.table.schedule(uuid);
         self.store_sync(now, uuid);
     }
-
-    /// Forgets a session and everything that points at it.
-    fn remove_session(&mut self, uuid: &Uuid) {
-        if let Some(s) = self.sessions.remove(uuid) {
-            self.slots = self.slots.saturating_sub(s.slots_in_use());
-            if s.is_pending() {
-                self.pending = self.pending.saturating_sub(1);
-            }
-            self.expiry.remove(&(s.expiry_key, *uuid));
-            if let Some(at) = s.loss_check() {
-                self.loss_checks.remove(&(at, *uuid));
-            }
-        }
-        self.ready.retain(|u| u != uuid);
-    }
-
-    fn set_expiry(&mut self, uuid: Uuid, deadline: Instant) {
-        if let Some(s) = self.sessions.get_mut(&uuid) {
-            self.expiry.remove(&(s.expiry_key, uuid));
-            s.expiry_key = deadline;
-            self.expiry.insert((deadline, uuid));
-        }
-    }
-}
-
-/// Splits a CONNECTED/CLOSING/CLOSED token field into the session token and
-/// the path-challenge response the client may append to it.
-fn split_token(field: &[u8]) -> (&[u8], Option<&[u8]>) {
-    if field.len() == SERVER_TOKEN_LEN + CHALLENGE_LEN {
-        let (token, response) = field.split_at(SERVER_TOKEN_LEN);
-        (token, Some(response))
-    } else {
-        (field, None)
-    }
-}
-
-fn duration_ms(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }

@@ -9,8 +9,14 @@
 //!
 //! The pieces, as quinn-proto splits `Endpoint` from `Connection`:
 //! - `endpoint`: the [`Server`] itself: routing by UUID, admission, limits,
-//!   expiry, address validation, and the fair round-robin of sends;
-//! - `session`: one client's send state, acknowledgements, loss detection
+//!   expiry, address validation, and the fair round-robin of sends (its
+//!   `admission` part decides on new sessions, its `sharing` part speaks
+//!   to the shared store);
+//! - `table`: the session table, which owns the sessions and keeps the
+//!   endpoint's indices over them (round-robin, expiry and loss-check
+//!   deadlines, pending handshakes, window slots) consistent;
+//! - `session`: one client's send state, the checks its messages must pass
+//!   (token, length, ack range, order), acknowledgements, loss detection
 //!   and resends;
 //! - `outbox`: the replies, events and counters both write to;
 //! - `pacer`: a session's token bucket at the rate its client asks for;
@@ -18,7 +24,7 @@
 //!   anti-amplification budget for one it has not;
 //! - `secret`: the key and the retry tokens it authenticates
 //!   (the endpoint's `admission` part decides when a Retry is needed);
-//! - `store`: what the endpoint writes to, and asks of, a session store
+//! - `record`: what the endpoint writes to, and asks of, a session store
 //!   shared with other endpoints ([`StoreOp`], [`SessionRecord`]).
 //!
 //! Every datagram that is not processed is counted under a [`Reject`]
@@ -31,13 +37,14 @@ mod endpoint;
 mod outbox;
 mod pacer;
 mod path;
+mod record;
 mod secret;
 mod session;
-mod store;
+mod table;
 
 pub use endpoint::Server;
 pub use outbox::{Reject, ServerEvent, ServerStats};
-pub use store::{Lookup, LookupOutcome, SessionRecord, StoreOp, StoreSettings};
+pub use record::{Lookup, LookupOutcome, SessionRecord, StoreOp, StoreSettings};
 
 /// Server settings.
 #[derive(Debug, Clone)]

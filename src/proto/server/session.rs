@@ -14,10 +14,14 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+mod checks;
+
+pub(crate) use checks::{split_token, Refusal, Resume};
+
 use super::outbox::Outbox;
 use super::pacer::{self, Pacer};
 use super::path::{Move, Path};
-use super::store::SessionRecord;
+use super::record::SessionRecord;
 use super::ServerConfig;
 use crate::proto::recovery::{LossTest, Verdict, REORDER_THRESHOLD};
 use crate::proto::rtt::{RttConfig, RttEstimator};
@@ -70,15 +74,6 @@ pub(crate) enum AckKind {
     ResendAll,
 }
 
-/// What an acknowledgement changed that the endpoint indexes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AckOutcome {
-    /// The session's loss-check deadline before the ack.
-    pub(crate) old_loss_check: Option<Instant>,
-    /// And after it.
-    pub(crate) new_loss_check: Option<Instant>,
-}
-
 /// One client's session. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -115,8 +110,6 @@ pub(crate) struct Session {
     /// [`pacer::BURST`] after it echoes nothing, so that no RTT sample
     /// includes the wait.
     acked_at: Instant,
-    /// In the endpoint's round-robin of sessions with data queued.
-    in_ready: bool,
     next_send_seq: u64,
     largest_acked_seq: u64,
     /// Sum of the values of `[0, summed)`: every index is added once, the
@@ -127,8 +120,6 @@ pub(crate) struct Session {
     last_ts: u64,
     /// Latest accepted message, for expiry.
     last_activity: Instant,
-    /// The deadline under which this session sits in the expiry index.
-    pub(crate) expiry_key: Instant,
     /// Earliest next data send when pacing.
     next_send_at: Instant,
     /// Server-side RTT, from first sends to their acknowledgement.
@@ -172,14 +163,12 @@ impl Session {
             highest_held: 0,
             pacer: Pacer::new(now),
             acked_at: now,
-            in_ready: false,
             next_send_seq: 0,
             largest_acked_seq: 0,
             checksum: RunningChecksum::default(),
             summed: 0,
             last_ts: ts,
             last_activity: now,
-            expiry_key: now,
             next_send_at: now,
             rtt: RttEstimator::new(RttConfig::default()),
             loss_check: None,
@@ -266,10 +255,6 @@ impl Session {
         self.uuid
     }
 
-    pub(crate) fn token(&self) -> &[u8; SERVER_TOKEN_LEN] {
-        &self.token
-    }
-
     pub(crate) fn is_confirmed(&self) -> bool {
         self.confirmed
     }
@@ -294,11 +279,6 @@ impl Session {
     /// First index never sent.
     pub(crate) fn high_water(&self) -> u32 {
         self.high_water
-    }
-
-    /// Newest client timestamp accepted.
-    pub(crate) fn last_ts(&self) -> u64 {
-        self.last_ts
     }
 
     pub(crate) fn last_activity(&self) -> Instant {
@@ -398,15 +378,10 @@ impl Session {
         }
     }
 
-    /// Enters the endpoint's round-robin if it has data queued and is not
-    /// in it yet; true when the endpoint must add it.
-    pub(crate) fn enter_ready(&mut self) -> bool {
-        let may_send = self.path.allowance() >= DATA_LEN as u64;
-        if !self.send_queue.is_empty() && !self.in_ready && may_send {
-            self.in_ready = true;
-            return true;
-        }
-        false
+    /// True when it has data queued and its path budget allows a data
+    /// datagram: what the endpoint's round-robin holds.
+    pub(crate) fn may_send(&self) -> bool {
+        !self.send_queue.is_empty() && self.path.allowance() >= DATA_LEN as u64
     }
 
     /// Applies a client's ack, bitmap and window; queues holes to resend
@@ -419,7 +394,7 @@ impl Session {
         cap: u32,
         config: &ServerConfig,
         out: &mut Outbox,
-    ) -> AckOutcome {
+    ) {
         let latency = config.ack_latency_events;
         // Cumulative part.
         while self.ack < msg.ack {
@@ -486,13 +461,8 @@ impl Session {
             AckKind::ResendAll => true,
         };
         self.echo_held = false;
-        let old_loss_check = self.loss_check;
         self.loss_check = self.detect_losses(now, probe);
         self.queue_new_data();
-        AckOutcome {
-            old_loss_check,
-            new_loss_check: self.loss_check,
-        }
     }
 
     /// A probe may resend the window at most once per smallest RTT: the
@@ -520,7 +490,8 @@ impl Session {
 
     /// Writes up to `max` queued data datagrams into `buf` (cleared first);
     /// returns how many. The endpoint has taken the session off its
-    /// round-robin to call this.
+    /// round-robin to call this, and puts it back if it
+    /// [may send](Self::may_send) more.
     pub(crate) fn poll_data(
         &mut self,
         now: Instant,
@@ -597,9 +568,6 @@ impl Session {
             let waiting = !self.send_queue.is_empty();
             self.next_send_at = self.pacer.spend(now, count, waiting);
         }
-        // Off the round-robin now; `enter_ready` puts it back if more is
-        // queued.
-        self.in_ready = false;
         count
     }
 

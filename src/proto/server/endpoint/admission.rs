@@ -8,7 +8,7 @@ use std::time::Instant;
 use rand::Rng;
 use uuid::Uuid;
 
-use super::{duration_ms, Server};
+use super::Server;
 use crate::proto::sequence::Sequence;
 use crate::proto::server::outbox::{Outbox, Reject, ServerEvent};
 use crate::proto::server::path::Path;
@@ -65,7 +65,7 @@ impl Server {
             );
         }
         let validated = self.check_address(now, from, msg)?;
-        if self.sessions.len() >= self.config.max_sessions && !(validated && self.evict_pending()) {
+        if self.table.len() >= self.config.max_sessions && !(validated && self.evict_pending()) {
             let max = self.config.max_sessions as u32;
             return refuse(&mut self.out, ErrorCode::Busy, max, Reject::Busy);
         }
@@ -80,19 +80,10 @@ impl Server {
         };
         let mut s = Session::new(msg.uuid, token, from, path, seq, msg.timestamp, now);
         let lifetime = s.lifetime(&self.config);
-        let accept = ServerMessage::Accept {
-            token,
-            lifetime_ms: duration_ms(lifetime),
-            max_window: self.config.max_window,
-            echo,
-        };
+        let accept = s.accept(&self.config, echo);
         s.on_repeat(bytes);
         s.on_reply(from, accept.encoded_len());
-        if s.is_pending() {
-            self.pending += 1;
-        }
-        self.sessions.insert(msg.uuid, s);
-        self.set_expiry(msg.uuid, now + lifetime);
+        self.table.insert(s, now + lifetime);
         self.out.stats.sessions_opened += 1;
         tracing::debug!(uuid = %msg.uuid, %from, len = msg.len, "session opened");
         self.out.event(ServerEvent::Opened {
@@ -119,7 +110,9 @@ impl Server {
             let required = match self.config.retry {
                 RetryPolicy::Never => false,
                 RetryPolicy::Always => true,
-                RetryPolicy::UnderPressure => self.pending >= (self.config.max_sessions / 8).max(1),
+                RetryPolicy::UnderPressure => {
+                    self.table.pending() >= (self.config.max_sessions / 8).max(1)
+                }
             };
             if !required {
                 return Ok(false);
@@ -145,8 +138,8 @@ impl Server {
     /// that proved its address; false if there is none.
     pub(super) fn evict_pending(&mut self) -> bool {
         let oldest = self
-            .sessions
-            .values()
+            .table
+            .sessions()
             .filter(|s| s.is_pending())
             .min_by_key(|s| (s.last_activity(), s.uuid()))
             .map(Session::uuid);
@@ -159,8 +152,8 @@ impl Server {
 
     /// Frees a handshake nobody confirmed (counted `pending_evicted`).
     pub(super) fn evict(&mut self, uuid: Uuid) {
-        let data_sent = self.sessions.get(&uuid).map_or(0, Session::data_sent);
-        self.remove_session(&uuid);
+        let data_sent = self.table.get(&uuid).map_or(0, Session::data_sent);
+        self.table.remove(&uuid);
         self.out.stats.pending_evicted += 1;
         tracing::debug!(%uuid, "pending handshake evicted");
         self.out.event(ServerEvent::Expired { uuid, data_sent });

@@ -1,18 +1,19 @@
 //! The endpoint's side of the shared session store: the operations it
 //! queues for the driver (writes on confirmation, throttled refreshes and
-//! close; lookups for sessions it does not hold), restoring a session from
-//! its record, and carrying a stale copy forward.
+//! close; lookups for sessions it does not hold) and restoring a session
+//! from its record. (Carrying a stale copy forward is the session's own
+//! check: see `Session::on_connecting`.)
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use uuid::Uuid;
 
-use super::{split_token, Server, MAX_FAST_FORWARD, MAX_STORE_OPS};
+use super::{Server, MAX_STORE_OPS};
 use crate::proto::server::outbox::Reject;
+use crate::proto::server::record::{Lookup, LookupOutcome, SessionRecord, StoreOp};
 use crate::proto::server::secret::constant_time_eq;
-use crate::proto::server::session::Session;
-use crate::proto::server::store::{Lookup, LookupOutcome, SessionRecord, StoreOp};
+use crate::proto::server::session::{split_token, Session};
 use crate::proto::wire::{ClientMessage, ErrorCode};
 
 impl Server {
@@ -84,7 +85,7 @@ impl Server {
         let Ok(msg) = ClientMessage::decode(datagram) else {
             return;
         };
-        if let Some(held) = self.sessions.get(&record.uuid) {
+        if let Some(held) = self.table.get(&record.uuid) {
             let (token, _) = split_token(msg.token);
             if held.is_confirmed() || !constant_time_eq(token, &record.token) {
                 return;
@@ -94,7 +95,7 @@ impl Server {
         if msg.len != record.len || msg.ack > record.len {
             return;
         }
-        if self.sessions.len() >= self.config.max_sessions && !self.evict_pending() {
+        if self.table.len() >= self.config.max_sessions && !self.evict_pending() {
             return;
         }
         let uuid = record.uuid;
@@ -102,8 +103,7 @@ impl Server {
         // The record is current: the next write is a refresh.
         s.set_stored_at(now);
         let lifetime = s.lifetime(&self.config);
-        self.sessions.insert(uuid, s);
-        self.set_expiry(uuid, now + lifetime);
+        self.table.insert(s, now + lifetime);
         self.out.stats.sessions_restored += 1;
         tracing::debug!(%uuid, %from, ack = msg.ack, "session restored from the store");
     }
@@ -176,7 +176,7 @@ impl Server {
         let Some(settings) = self.config.store else {
             return;
         };
-        let Some(s) = self.sessions.get_mut(&uuid) else {
+        let Some(s) = self.table.get(&uuid) else {
             return;
         };
         if !s.is_confirmed() {
@@ -187,44 +187,17 @@ impl Server {
             Some(at) if now >= at + settings.refresh => true,
             Some(_) => return,
         };
-        s.set_stored_at(now);
-        let record = s.record(s.lifetime(&self.config));
+        let lifetime = s.lifetime(&self.config);
+        let Some(record) = self.table.update(uuid, |s| {
+            s.set_stored_at(now);
+            s.record(lifetime)
+        }) else {
+            return;
+        };
         self.out.stats.store_writes += 1;
         if refresh {
             self.out.stats.store_refreshes += 1;
         }
         self.store_op(StoreOp::Put(record));
-    }
-
-    /// A token-valid message reports an ack past everything this copy of
-    /// the session sent: the client got there on another endpoint sharing
-    /// the store. Carries the copy forward instead of refusing the ack,
-    /// summing the values in between; past [`MAX_FAST_FORWARD`] values
-    /// (milliseconds of summing) the stale copy is dropped instead, and the
-    /// client's next retransmission restores the session from the store's
-    /// checkpoint.
-    pub(super) fn fast_forward(&mut self, uuid: Uuid, ack: u32) {
-        if self.config.store.is_none() {
-            return;
-        }
-        let Some(s) = self.sessions.get_mut(&uuid) else {
-            return;
-        };
-        if ack <= s.high_water() || ack > s.len() {
-            return;
-        }
-        if ack - s.high_water() > MAX_FAST_FORWARD {
-            self.remove_session(&uuid);
-            tracing::debug!(%uuid, ack, "stale session copy dropped");
-            return;
-        }
-        let held = s.slots_in_use();
-        if let Some(at) = s.loss_check() {
-            self.loss_checks.remove(&(at, uuid));
-        }
-        s.fast_forward(ack);
-        self.slots = self.slots.saturating_sub(held);
-        self.out.stats.sessions_fast_forwarded += 1;
-        tracing::debug!(%uuid, ack, "stale session copy carried forward");
     }
 }
