@@ -7,6 +7,11 @@
 //! and the checksum is summed as each index is first sent. Loss recovery
 //! resends only holes (see [`crate::proto::recovery`]); a probe resends
 //! every hole in the window.
+//!
+//! Split by concern: `checks` (what a client message must pass, and what
+//! passing changes), `loss` (loss detection, the loss timer, probes),
+//! `shared` (the store record, restoring, carrying a stale copy forward);
+//! this file holds the state, acks and sends.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,15 +20,15 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 mod checks;
+mod loss;
+mod shared;
 
 pub(crate) use checks::{split_token, Refusal, Resume};
 
 use super::outbox::Outbox;
 use super::pacer::{self, Pacer};
 use super::path::{Move, Path};
-use super::record::SessionRecord;
 use super::ServerConfig;
-use crate::proto::recovery::{LossTest, Verdict, REORDER_THRESHOLD};
 use crate::proto::rtt::{RttConfig, RttEstimator};
 use crate::proto::sack;
 use crate::proto::sequence::{RunningChecksum, Sequence};
@@ -177,78 +182,6 @@ impl Session {
             last_probe_round: None,
             stored_at: None,
         }
-    }
-
-    /// A session another endpoint started, carried on from its store
-    /// record for a client at `addr` whose next needed index is `ack`.
-    /// The client presented its token before the record was written, so
-    /// the session is confirmed; `addr` has proven nothing here yet.
-    pub(crate) fn restored(
-        record: &SessionRecord,
-        addr: SocketAddr,
-        ack: u32,
-        now: Instant,
-    ) -> Self {
-        let seq = Sequence::new(record.seed, record.len);
-        let mut s = Self::new(
-            record.uuid,
-            record.token,
-            addr,
-            Path::unvalidated(),
-            seq,
-            0,
-            now,
-        );
-        s.confirmed = true;
-        let ack = ack.min(record.len);
-        s.ack = ack;
-        s.high_water = ack;
-        s.summed = ack;
-        s.checksum = checkpoint_to(&seq, record.checkpoint_index, record.checkpoint_sum, ack);
-        s
-    }
-
-    /// The record a store keeps for this session.
-    pub(crate) fn record(&self, lifetime: Duration) -> SessionRecord {
-        SessionRecord {
-            uuid: self.uuid,
-            seed: self.seq.seed(),
-            len: self.seq.len(),
-            token: self.token,
-            lifetime_ms: u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX),
-            checkpoint_index: self.summed,
-            checkpoint_sum: self.checksum.sum(),
-        }
-    }
-
-    /// When the record was last handed to the store.
-    pub(crate) fn stored_at(&self) -> Option<Instant> {
-        self.stored_at
-    }
-
-    /// Notes that the record was handed to the store at `now`.
-    pub(crate) fn set_stored_at(&mut self, now: Instant) {
-        self.stored_at = Some(now);
-    }
-
-    /// Carries a stale copy on to `ack`, which the client reached on
-    /// another endpoint that shares the store: everything in flight is
-    /// forgotten (the client holds it) and the checksum summed up to
-    /// `ack`.
-    pub(crate) fn fast_forward(&mut self, ack: u32) {
-        let ack = ack.min(self.seq.len());
-        if ack <= self.high_water {
-            return;
-        }
-        self.checksum = checkpoint_to(&self.seq, self.summed, self.checksum.sum(), ack);
-        self.summed = ack;
-        self.ack = ack;
-        self.high_water = ack;
-        self.slots.clear();
-        self.send_queue.clear();
-        self.flight.clear();
-        self.highest_held = self.highest_held.max(ack.saturating_sub(1));
-        self.loss_check = None;
     }
 
     pub(crate) fn uuid(&self) -> Uuid {
@@ -465,29 +398,6 @@ impl Session {
         self.queue_new_data();
     }
 
-    /// A probe may resend the window at most once per smallest RTT: the
-    /// client's own probes come a probe timeout (more than an RTT) apart,
-    /// so only a flood of probes is held back, read as plain acks.
-    fn probe_round_allowed(&mut self, now: Instant, out: &mut Outbox) -> bool {
-        if let (Some(last), Some(min)) = (self.last_probe_round, self.rtt.min()) {
-            if now < last + min {
-                out.stats.probes_limited += 1;
-                return false;
-            }
-        }
-        self.last_probe_round = Some(now);
-        true
-    }
-
-    /// The loss timer fired: queue the holes whose reordering window has
-    /// passed; returns when to look again.
-    pub(crate) fn on_loss_timer(&mut self, now: Instant) -> Option<Instant> {
-        let queued = self.send_queue.len();
-        self.loss_check = self.detect_losses(now, false);
-        self.echo_held |= self.send_queue.len() > queued;
-        self.loss_check
-    }
-
     /// Writes up to `max` queued data datagrams into `buf` (cleared first);
     /// returns how many. The endpoint has taken the session off its
     /// round-robin to call this, and puts it back if it
@@ -620,136 +530,4 @@ impl Session {
             self.high_water += 1;
         }
     }
-
-    /// Queues the holes that count as lost (see [`LossTest`]); returns when
-    /// to look again at the oldest transmission that passed the packet
-    /// threshold but is still inside the reordering window. A probe makes
-    /// every hole lost.
-    ///
-    /// Walks the transmissions in send order from the oldest: each is
-    /// either acknowledged or superseded (dropped), lost (queued again and
-    /// dropped), or the first that is not yet lost, and everything after it
-    /// was sent later, so the walk stops there. An ack costs what it
-    /// declares, not the window.
-    fn detect_losses(&mut self, now: Instant, probe: bool) -> Option<Instant> {
-        if probe {
-            self.resend_every_hole();
-        }
-        let outstanding = self.flight.len().min(REORDER_THRESHOLD as usize + 1) as u32;
-        let test = LossTest::new(self.largest_acked_seq, outstanding, &self.rtt);
-        while let Some(&(seq, index)) = self.flight.front() {
-            let Some(off) = index.checked_sub(self.ack).map(|o| o as usize) else {
-                self.flight.pop_front();
-                continue;
-            };
-            let Some(slot) = self.slots.get_mut(off) else {
-                self.flight.pop_front();
-                continue;
-            };
-            if slot.sacked || slot.send_seq != seq {
-                self.flight.pop_front();
-                continue;
-            }
-            if slot.queued > 0 {
-                // Already queued: judged again when it is sent again.
-                self.flight.pop_front();
-                continue;
-            }
-            // A lost transmission is resent even when the window has since
-            // shrunk below it: it was in the window when first sent, and
-            // the client's reorder buffer spans more than its window.
-            if index > self.highest_held {
-                // Nothing past it is known to have arrived: it is no hole
-                // yet (without selective acks, only the first hole is).
-                break;
-            }
-            match test.verdict(seq, slot.last_sent, now) {
-                Verdict::Lost => {
-                    slot.queued += 1;
-                    self.send_queue.push_back(index);
-                    self.flight.pop_front();
-                }
-                Verdict::RecheckAt(due) => return Some(due),
-                Verdict::InFlight => return None,
-            }
-        }
-        self.judge_first_hole(&test, now)
-    }
-
-    /// The first hole (at the cumulative ack) is judged whatever the order
-    /// of the send queue: with cumulative acks only it is the one hole the
-    /// client can reveal.
-    fn judge_first_hole(&mut self, test: &LossTest, now: Instant) -> Option<Instant> {
-        let slot = self.slots.front_mut()?;
-        if slot.sacked || slot.sends == 0 || slot.queued > 0 {
-            return None;
-        }
-        match test.verdict(slot.send_seq, slot.last_sent, now) {
-            Verdict::Lost => {
-                slot.queued += 1;
-                self.send_queue.push_back(self.ack);
-                None
-            }
-            Verdict::RecheckAt(due) => Some(due),
-            Verdict::InFlight => None,
-        }
-    }
-
-    /// A probe: every hole in the window is queued again (once more, up to
-    /// [`MAX_QUEUED_COPIES`]).
-    fn resend_every_hole(&mut self) {
-        let in_window = self.ack.saturating_add(self.window);
-        // Slots first: the index range is then never stepped past the last
-        // slot (no overflow at lengths near `u32::MAX`).
-        for (slot, this) in self.slots.iter_mut().zip(self.ack..) {
-            if this >= in_window {
-                break;
-            }
-            if slot.sacked || slot.sends == 0 {
-                continue;
-            }
-            if slot.queued < MAX_QUEUED_COPIES {
-                slot.queued += 1;
-                self.send_queue.push_back(this);
-            }
-        }
-    }
-
-    /// Bookkeeping when a sent index is first acknowledged.
-    ///
-    /// The largest acknowledged send number (the packet-threshold
-    /// reference) advances only if the ack can be for the latest
-    /// transmission: a resent index acknowledged sooner than the smallest
-    /// RTT after its last send was acknowledged for an earlier copy (RFC 8985
-    /// §6.2 step 2), and taking the resend's number would declare
-    /// everything sent before it lost.
-    fn on_acked(&mut self, slot: &Slot, now: Instant, latency: bool, out: &mut Outbox) {
-        let early = slot.sends > 1
-            && matches!((self.rtt.min(), slot.last_sent), (Some(min), Some(t))
-                if now.saturating_duration_since(t) < min);
-        if !early {
-            self.largest_acked_seq = self.largest_acked_seq.max(slot.send_seq);
-        }
-        if let Some(first) = slot.first_sent {
-            let lat = now.saturating_duration_since(first);
-            if slot.sends == 1 {
-                // Karn: only unambiguous samples feed the server's RTT.
-                self.rtt.on_sample(lat);
-            }
-            if latency {
-                out.ack_latency(self.uuid, lat, slot.sends > 1);
-            }
-        }
-    }
-}
-
-/// A checksum of `[0, to)` from a known sum of `[0, from)`: adds or takes
-/// away the values between the two (O(|to − from|)).
-fn checkpoint_to(seq: &Sequence, from: u32, sum: u64, to: u32) -> RunningChecksum {
-    let sum = if to >= from {
-        sum + seq.sum_range(from, to)
-    } else {
-        sum.saturating_sub(seq.sum_range(to, from))
-    };
-    RunningChecksum::from_parts(sum, u64::from(to))
 }
