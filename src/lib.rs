@@ -15,8 +15,10 @@
 //!   checks datagrams; [`proto::sequence`] derives values from a session
 //!   seed. The server side is [`proto::server`]: its endpoint
 //!   ([`proto::server::Server`]: routing by UUID, admission, limits,
-//!   expiry) owns one `Session` per client (send state, acks, resends), and
-//!   both write to one outbox of replies, events and counters. The client
+//!   expiry) keeps one `Session` per client (the checks its messages must
+//!   pass, send state, acks, loss detection, resends) in a session table
+//!   that keeps the endpoint's indices over them consistent, and both write
+//!   to one outbox of replies, events and counters. The client
 //!   side is [`proto::client::Client`], one connection's state machine,
 //!   with its reorder buffer in `proto::reassembly`. Policy both sides share
 //!   lives in [`proto::recovery`] (loss thresholds, reordering windows, the
