@@ -1,5 +1,6 @@
 //! The client's handshake and ending: the server's Accept, its refusals,
-//! the checksum, and starting over under a new UUID.
+//! the checksum, starting over under a new UUID, and the token field the
+//! client writes from what the handshake gave it.
 
 use std::time::Instant;
 
@@ -7,7 +8,7 @@ use uuid::Uuid;
 
 use super::{BadRequest, Client, ClientError, ClientEvent, LostReason, CHALLENGE_ANSWERS};
 use crate::proto::sequence::RunningChecksum;
-use crate::proto::wire::{ErrorCode, State, CHALLENGE_LEN, RETRY_TOKEN_LEN};
+use crate::proto::wire::{ErrorCode, State, CHALLENGE_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN};
 
 impl Client {
     pub(super) fn on_accept(&mut self, now: Instant, token: &[u8]) {
@@ -184,5 +185,33 @@ impl Client {
         self.events.push_back(ClientEvent::Restarted {
             uuid: self.config.uuid,
         });
+    }
+
+    /// Writes the token field for a message in `state` into `buf`; returns
+    /// its length. CONNECTING carries the session token, else the retry
+    /// token, else nothing; later messages carry the session token and,
+    /// for a few messages after a path challenge, the challenge after it.
+    pub(super) fn token_field(&mut self, state: State, buf: &mut [u8; MAX_TOKEN_LEN]) -> usize {
+        let token = self.token.as_deref().unwrap_or(&[]);
+        let mut n = token.len().min(MAX_TOKEN_LEN);
+        buf[..n].copy_from_slice(&token[..n]);
+        if state == State::Connecting {
+            if let (0, Some(retry)) = (n, self.retry_token) {
+                buf[..RETRY_TOKEN_LEN].copy_from_slice(&retry);
+                n = RETRY_TOKEN_LEN;
+            }
+            return n;
+        }
+        if let Some((challenge, left)) = self.challenge.as_mut() {
+            if n > 0 && n + CHALLENGE_LEN <= MAX_TOKEN_LEN {
+                buf[n..n + CHALLENGE_LEN].copy_from_slice(challenge);
+                n += CHALLENGE_LEN;
+                *left -= 1;
+                if *left == 0 {
+                    self.challenge = None;
+                }
+            }
+        }
+        n
     }
 }

@@ -20,7 +20,8 @@
 //!
 //! A client may know several servers that share their sessions
 //! ([`ClientConfig::servers`]). When the current one goes silent
-//! ([`SILENT_PROBES_BEFORE_FAILOVER`] probe timeouts in a row) or answers
+//! ([`SILENT_PROBES_BEFORE_FAILOVER`](crate::proto::recovery::SILENT_PROBES_BEFORE_FAILOVER)
+//! probe timeouts in a row) or answers
 //! that it does not know the session, the client emits
 //! [`ClientEvent::ServerLost`] and waits; the driver opens a path to the
 //! next server ([`Client::server_index`]) and calls [`Client::failover`],
@@ -36,9 +37,7 @@ use uuid::Uuid;
 
 use crate::proto::congestion::RateControl;
 use crate::proto::reassembly::ReorderBuffer;
-use crate::proto::recovery::{
-    probe_deadline, ACK_EVERY_MAX, ACK_EVERY_MIN, REORDER_SPAN, SILENT_PROBES_BEFORE_FAILOVER,
-};
+use crate::proto::recovery::{ACK_EVERY_MAX, ACK_EVERY_MIN, REORDER_SPAN};
 use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
 use crate::proto::timer::{Timer, TimerTable};
@@ -60,6 +59,7 @@ mod data;
 mod event;
 mod failover;
 mod handshake;
+mod retransmit;
 
 pub use crate::proto::recovery::MAX_WINDOW;
 pub use config::{ClientConfig, ResumeState};
@@ -520,34 +520,6 @@ impl Client {
         self.clock_base.saturating_add(since).saturating_add(1)
     }
 
-    /// Writes the token field for a message in `state` into `buf`; returns
-    /// its length. CONNECTING carries the session token, else the retry
-    /// token, else nothing; later messages carry the session token and,
-    /// for a few messages after a path challenge, the challenge after it.
-    fn token_field(&mut self, state: State, buf: &mut [u8; MAX_TOKEN_LEN]) -> usize {
-        let token = self.token.as_deref().unwrap_or(&[]);
-        let mut n = token.len().min(MAX_TOKEN_LEN);
-        buf[..n].copy_from_slice(&token[..n]);
-        if state == State::Connecting {
-            if let (0, Some(retry)) = (n, self.retry_token) {
-                buf[..RETRY_TOKEN_LEN].copy_from_slice(&retry);
-                n = RETRY_TOKEN_LEN;
-            }
-            return n;
-        }
-        if let Some((challenge, left)) = self.challenge.as_mut() {
-            if n > 0 && n + CHALLENGE_LEN <= MAX_TOKEN_LEN {
-                buf[n..n + CHALLENGE_LEN].copy_from_slice(challenge);
-                n += CHALLENGE_LEN;
-                *left -= 1;
-                if *left == 0 {
-                    self.challenge = None;
-                }
-            }
-        }
-        n
-    }
-
     fn heard(&mut self, now: Instant) {
         self.last_heard = Some(now);
         self.silent_probes = 0;
@@ -571,54 +543,6 @@ impl Client {
             self.timers.stop(Timer::Ack);
             self.arm_retransmit(now);
         }
-    }
-
-    fn on_retransmit_timeout(&mut self, now: Instant) {
-        self.stats.timeouts += 1;
-        self.silent_probes += 1;
-        if self.silent_probes >= SILENT_PROBES_BEFORE_FAILOVER && self.state != State::Closed {
-            // Verified and closing (Closed) needs no server any more.
-            if self.lose_server(LostReason::Silent {
-                timeouts: self.silent_probes,
-            }) {
-                return;
-            }
-        }
-        self.rtt.on_timeout();
-        // Before any RTT sample the timer is short and doubles on every
-        // expiry: one copy each. Afterwards, a second copy once timeouts
-        // persist, so that heavy loss does not stall the ending.
-        self.copies = if self.rtt.srtt().is_some() && self.rtt.backoff() >= 2 {
-            2
-        } else {
-            1
-        };
-        match self.state {
-            State::Connecting | State::Closing => self.send_pending = true,
-            State::Connected => {
-                // A probe timeout: two copies with the same timestamp (the
-                // server treats the second as a plain ack), so that one lost
-                // datagram does not cost another timeout.
-                self.copies = 2;
-                self.probe_due = true;
-                self.rc.on_probe_timeout(self.rtt.backoff());
-            }
-            State::Closed => {
-                self.close_tries += 1;
-                if self.close_tries > self.config.close_retries {
-                    // Verified already; the server will expire the session.
-                    self.complete();
-                    return;
-                }
-                self.send_pending = true;
-            }
-        }
-        self.arm_retransmit(now);
-    }
-
-    fn arm_retransmit(&mut self, now: Instant) {
-        self.timers
-            .set(Timer::Retransmit, probe_deadline(&self.rtt, now));
     }
 
     fn set_state(&mut self, state: State) {
