@@ -1,12 +1,18 @@
-//! What a client is asked to do: its settings, and the state another
-//! client needs to resume its session.
+//! What a client is asked to do: its settings, what they make of the
+//! rate controller and the reorder buffer, and the state another client
+//! needs to resume its session.
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::proto::congestion::INIT_CWND;
+use crate::proto::congestion::{RateControl, INIT_CWND};
+use crate::proto::recovery::{MAX_WINDOW, REORDER_SPAN};
 use crate::proto::rtt::RttConfig;
+
+/// The largest window with cumulative acks only ([`ClientConfig::sack`]
+/// off): what every client was capped at before wire v3.
+pub const CUMULATIVE_MAX_WINDOW: u32 = 256;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -52,7 +58,7 @@ impl ClientConfig {
             uuid,
             len,
             initial_window: INIT_CWND,
-            max_window: crate::proto::recovery::MAX_WINDOW,
+            max_window: MAX_WINDOW,
             sack: true,
             ack_frequency: 2,
             max_ack_delay: Duration::from_millis(5),
@@ -79,4 +85,39 @@ pub struct ResumeState {
     /// carries this clock on, so that the server can tell its messages from
     /// replays of older ones (which it ignores).
     pub timestamp: u64,
+}
+
+/// The most the reorder buffer grows to: twice the window cap, so that the
+/// window can slide on past holes under repair, within [`REORDER_SPAN`]
+/// and [`MAX_WINDOW`].
+pub(super) fn reorder_span(config: &ClientConfig) -> u32 {
+    config
+        .max_window
+        .saturating_mul(2)
+        .clamp(REORDER_SPAN, MAX_WINDOW)
+}
+
+/// A fresh rate controller for `config` (at the start, and on each new
+/// path).
+pub(super) fn rate_control(config: &ClientConfig) -> RateControl {
+    // Without selective acks every probe resends the whole window: keep
+    // it as small as it always was there.
+    let max = if config.sack {
+        config.max_window
+    } else {
+        config.max_window.min(CUMULATIVE_MAX_WINDOW)
+    };
+    let rc = RateControl::new(config.initial_window, max);
+    // Without a bitmap the window cannot slide past holes: every loss
+    // episode halves it (see `RateControl`).
+    let rc = if config.sack {
+        rc
+    } else {
+        rc.without_loss_differentiation()
+    };
+    if config.loss_response {
+        rc
+    } else {
+        rc.without_loss_response()
+    }
 }

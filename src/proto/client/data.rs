@@ -66,29 +66,7 @@ impl Client {
             self.deliver(now);
         }
         if !in_order {
-            if skipped > 0 {
-                // A new gap: report it at once (fills and arrivals inside
-                // known gaps wait for the next regular ack); inside a
-                // received batch, once enough news gathered or at its end
-                // (see `Client::begin_batch`).
-                if self.batching && self.ack_news < ACK_NEWS_STRIDE {
-                    self.gap_ack_deferred = true;
-                } else {
-                    self.ack_now = true;
-                }
-            }
-            // Count the first hole as a loss once enough later indices
-            // arrived (reorder tolerance).
-            let since = self.reorder.note_gap(now);
-            let next = self.reorder.next();
-            if highest >= next.saturating_add(loss_threshold(self.rc.get())) {
-                self.reorder.report_gap();
-                // Reordering tolerance in time (as RACK): a hole younger
-                // than a quarter RTT may only have been overtaken.
-                if now.saturating_duration_since(since) >= client_reorder_window(&self.rtt) {
-                    self.loss_episode(highest);
-                }
-            }
+            self.on_gap(now, highest, skipped);
         }
         if self.state == State::Connected {
             // Everything our last ack made eligible has arrived: the server
@@ -102,6 +80,35 @@ impl Client {
             }
         }
         self.maybe_closing(now);
+    }
+
+    /// An index arrived past a hole (`skipped`: how many indices it
+    /// jumped over past the previous highest, 0 inside a known gap): when
+    /// to ack it, and whether the first hole now counts as lost.
+    fn on_gap(&mut self, now: Instant, highest: u32, skipped: u32) {
+        if skipped > 0 {
+            // A new gap: report it at once (fills and arrivals inside
+            // known gaps wait for the next regular ack); inside a
+            // received batch, once enough news gathered or at its end
+            // (see `Client::begin_batch`).
+            if self.batching && self.ack_news < ACK_NEWS_STRIDE {
+                self.gap_ack_deferred = true;
+            } else {
+                self.ack_now = true;
+            }
+        }
+        // Count the first hole as a loss once enough later indices
+        // arrived (reorder tolerance).
+        let since = self.reorder.note_gap(now);
+        let next = self.reorder.next();
+        if highest >= next.saturating_add(loss_threshold(self.rc.get())) {
+            self.reorder.report_gap();
+            // Reordering tolerance in time (as RACK): a hole younger
+            // than a quarter RTT may only have been overtaken.
+            if now.saturating_duration_since(since) >= client_reorder_window(&self.rtt) {
+                self.loss_episode(highest);
+            }
+        }
     }
 
     /// The loss detection fired (the first hole is lost): the rate

@@ -46,10 +46,6 @@ use crate::proto::wire::{
     FLAG_ABORT, FLAG_PROBE, MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN, VERSION,
 };
 
-/// The largest window with cumulative acks only ([`ClientConfig::sack`]
-/// off): what every client was capped at before wire v3.
-pub const CUMULATIVE_MAX_WINDOW: u32 = 256;
-
 /// Messages that carry the answer to one path challenge: the first may be
 /// lost.
 const CHALLENGE_ANSWERS: u8 = 3;
@@ -62,7 +58,8 @@ mod handshake;
 mod retransmit;
 
 pub use crate::proto::recovery::MAX_WINDOW;
-pub use config::{ClientConfig, ResumeState};
+use config::{rate_control, reorder_span};
+pub use config::{ClientConfig, ResumeState, CUMULATIVE_MAX_WINDOW};
 pub use event::{BadRequest, ClientError, ClientEvent, ClientStats, LostReason};
 
 /// A client connection. See the module docs.
@@ -426,26 +423,7 @@ impl Client {
         if self.finished || self.lost.is_some() || buf.len() < MAX_DATAGRAM_LEN {
             return None;
         }
-        let probe = self.probe_due;
-        let (state, ack) = match self.state {
-            State::Connecting if self.send_pending => {
-                self.stats.handshakes += 1;
-                (State::Connecting, self.reorder.next())
-            }
-            State::Connected if self.ack_now || probe => (State::Connected, self.reorder.next()),
-            State::Closing if self.send_pending => (State::Closing, self.config.len),
-            State::Closed if self.send_pending && self.aborted => {
-                (State::Closed, self.reorder.next())
-            }
-            State::Closed if self.send_pending => (State::Closed, self.config.len),
-            _ => return None,
-        };
-        if self.copies > 1 {
-            self.copies -= 1;
-        } else {
-            self.send_pending = false;
-            self.probe_due = false;
-        }
+        let (state, ack, probe) = self.due_message()?;
         self.ack_now = false;
         self.gap_ack_deferred = false;
         self.unacked = 0;
@@ -509,6 +487,32 @@ impl Client {
         Some(n)
     }
 
+    /// What is due to go out, if anything: its state, its ack and whether
+    /// it is a probe (a copy of it is counted off here).
+    fn due_message(&mut self) -> Option<(State, u32, bool)> {
+        let probe = self.probe_due;
+        let (state, ack) = match self.state {
+            State::Connecting if self.send_pending => {
+                self.stats.handshakes += 1;
+                (State::Connecting, self.reorder.next())
+            }
+            State::Connected if self.ack_now || probe => (State::Connected, self.reorder.next()),
+            State::Closing if self.send_pending => (State::Closing, self.config.len),
+            State::Closed if self.send_pending && self.aborted => {
+                (State::Closed, self.reorder.next())
+            }
+            State::Closed if self.send_pending => (State::Closed, self.config.len),
+            _ => return None,
+        };
+        if self.copies > 1 {
+            self.copies -= 1;
+        } else {
+            self.send_pending = false;
+            self.probe_due = false;
+        }
+        Some((state, ack, probe))
+    }
+
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
@@ -564,40 +568,5 @@ impl Client {
         self.finished = true;
         self.timers.clear();
         self.events.push_back(ClientEvent::Failed(err));
-    }
-}
-
-/// The most the reorder buffer grows to: twice the window cap, so that the
-/// window can slide on past holes under repair, within [`REORDER_SPAN`]
-/// and [`MAX_WINDOW`].
-fn reorder_span(config: &ClientConfig) -> u32 {
-    config
-        .max_window
-        .saturating_mul(2)
-        .clamp(REORDER_SPAN, MAX_WINDOW)
-}
-
-/// A fresh rate controller for `config` (at the start, and on each new
-/// path).
-fn rate_control(config: &ClientConfig) -> RateControl {
-    // Without selective acks every probe resends the whole window: keep
-    // it as small as it always was there.
-    let max = if config.sack {
-        config.max_window
-    } else {
-        config.max_window.min(CUMULATIVE_MAX_WINDOW)
-    };
-    let rc = RateControl::new(config.initial_window, max);
-    // Without a bitmap the window cannot slide past holes: every loss
-    // episode halves it (see `RateControl`).
-    let rc = if config.sack {
-        rc
-    } else {
-        rc.without_loss_differentiation()
-    };
-    if config.loss_response {
-        rc
-    } else {
-        rc.without_loss_response()
     }
 }
