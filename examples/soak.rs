@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use risp_netem::{DirectionConfig, ImpairmentConfig};
-use risp_udp::net::client::{self, ClientOptions};
-use risp_udp::proto::client::ClientConfig;
+use risp_udp::Client;
 
 #[derive(Default)]
 struct Counts {
@@ -48,19 +47,22 @@ async fn main() -> std::io::Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut round = 0u64;
             while risp_udp::clock::now() < deadline {
-                let config = ClientConfig::new(uuid::Uuid::new_v4(), len);
-                let mut opts = ClientOptions::new(server, config);
                 let seed = worker * 1_000_003 + round;
-                opts.impairment = Some((
-                    ImpairmentConfig::symmetric(DirectionConfig::with_loss(loss)),
-                    seed,
-                ));
-                opts.killswitch = (kill > 0).then(|| Duration::from_millis(kill));
+                let lossy = ImpairmentConfig::symmetric(DirectionConfig::with_loss(loss));
                 // A report per transfer is all the soak reads: no histograms
                 // (with them, the soak process of 1000 clients reached 950 MiB).
-                opts.keep_histograms = false;
+                let mut client = Client::connect([server])
+                    .impairment(lossy, seed)
+                    .keep_histograms(false);
+                if kill > 0 {
+                    client = client.killswitch(Duration::from_millis(kill));
+                }
                 counts.started.fetch_add(1, Ordering::Relaxed);
-                match client::run(opts, |_, _| {}).await {
+                let report = match client.request(len).await {
+                    Ok(transfer) => transfer.finish().await,
+                    Err(e) => Err(e),
+                };
+                match report {
                     Ok(r) if r.verified() => counts.verified.fetch_add(1, Ordering::Relaxed),
                     Ok(r) => {
                         eprintln!("soak: transfer failed: {:?}", r.error);

@@ -25,12 +25,17 @@
 //!   probe timer) and [`proto::congestion`] (the client's rate control: how
 //!   much may be outstanding, and when a loss means congestion);
 //!   [`proto::sack`] and [`proto::rtt`] hold one concern each.
-//! - [`net`] drives the core with tokio: [`net::server::serve`] runs every
-//!   session on one UDP socket, [`net::client::run`] runs one transfer,
-//!   [`net::batch`] moves their datagrams in batches (GSO/GRO, quinn-udp),
+//! - [`net`] drives the core with tokio. [`net::server`] is the server:
+//!   [`Server::builder`] binds its workers (one UDP socket each) and
+//!   starts them, and the [`ServerHandle`] it returns gives the address, a
+//!   watch of the [`ServerSummary`] and a shutdown that joins every task.
+//!   [`net::stream`] is the client: [`Client::connect`] then
+//!   [`request`](Client::request) starts a [`Transfer`], a stream of the
+//!   values in order, driven by the loop in [`net::client`].
+//!   [`net::batch`] moves datagrams in batches (GSO/GRO, quinn-udp),
 //!   [`net::socket`] holds the socket helpers both share,
-//!   [`net::store`] the session stores workers and instances share
-//!   (in memory, Redis), and [`net::ops`] the operations endpoints
+//!   [`net::session_store`] the session stores workers and instances
+//!   share (in memory, Redis), and [`net::ops`] the operations endpoints
 //!   (health, readiness, Prometheus metrics) over HTTP.
 //! - [`sim`] drives the same core in virtual time over links impaired by
 //!   the `risp-netem` crate: one thread, many endpoints, same seed, same
@@ -47,23 +52,52 @@
 //! - [`stats`] records latency histograms (HdrHistogram), saves them as
 //!   `.hgrm`/`.hlog`, reads them back, merges and plots them.
 //! - [`tcp`] is a plain-TCP transfer of the same sequence, for comparison.
-//! - [`cli`] is the `risp-udp` command line, every subcommand (including
-//!   `hist` and `tcp-*`); `main.rs` only calls it.
+//! - `cli` is the `risp-udp` command line, every subcommand (including
+//!   `hist` and `tcp-*`), each a parse, a call into the modules above, and
+//!   printing; `main.rs` only calls it. It is public for the binary and the
+//!   tests only (hidden from these docs).
 //! - [`clock`] is the one place that reads the clock.
 //!
 //! # Embedding
+//!
+//! A real server and client over loopback: the server binds a free port,
+//! the client streams 1,000 values from it, and the server stops with
+//! every task joined.
+//!
+//! ```
+//! use risp_udp::{Client, Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::builder().start().await?;
+//! let mut transfer = Client::connect([server.local_addr()]).request(1_000).await?;
+//! let mut next = 0;
+//! while let Some(v) = transfer.next().await {
+//!     assert_eq!(v?.index, next);
+//!     next += 1;
+//! }
+//! let report = transfer.finish().await?;
+//! assert!(report.verified(), "every value, and the server's checksum");
+//! let summary = server.shutdown().await?;
+//! assert_eq!(summary.stats.sessions_opened, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The same protocol in virtual time, with no sockets: ten clients, 1,000
+//! values each, 10% loss both ways.
 //!
 //! ```
 //! use risp_netem::{DirectionConfig, ImpairmentConfig};
 //! use risp_udp::sim::run;
 //! use risp_udp::transfer::RunConfig;
 //!
-//! // Ten clients, 1,000 values each, 10% loss both ways, in virtual time.
 //! let lossy = ImpairmentConfig::symmetric(DirectionConfig::with_loss(0.1));
 //! let report = run(&RunConfig::new(7, 10, 1_000, lossy));
 //! assert!(report.all_verified());
 //! ```
 
+#[doc(hidden)]
 pub mod cli;
 pub mod clock;
 pub mod net;
@@ -73,3 +107,9 @@ pub mod stats;
 pub mod suite;
 pub mod tcp;
 pub mod transfer;
+
+pub use net::server::{Server, ServerBuilder, ServerError, ServerHandle, ServerSummary};
+pub use net::stream::{AbortHandle, Client, Transfer, TransferError, TransferSet, Value};
+pub use proto::client::{ClientConfig, ClientError};
+pub use proto::server::ServerConfig;
+pub use transfer::TransferReport;

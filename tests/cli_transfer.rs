@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use risp_udp::cli::exit::Exit;
 use risp_udp::clock;
-use risp_udp::net::client::ClientOptions;
-use risp_udp::proto::client::{ClientConfig, ClientError};
+use risp_udp::proto::client::ClientError;
 use risp_udp::proto::wire::State;
+use risp_udp::Client;
 use serde_json::Value;
 use support::cli::{
     check_values_text, http, reported_uuid, run, run_client_checked,
@@ -51,9 +51,8 @@ fn stall_a_session(server: &Server, len: u32, take: u32) -> u32 {
         .enable_all()
         .build()
         .unwrap();
-    let mut opts = ClientOptions::new(server.addr, ClientConfig::new(Uuid::new_v4(), len));
-    opts.stop_after = Some(take);
-    let (outcome, got) = rt.block_on(transfer(opts));
+    let client = Client::connect([server.addr]).stop_after(take);
+    let (outcome, got) = rt.block_on(transfer(client, len));
     assert_eq!(
         outcome.result(),
         Ok(()),

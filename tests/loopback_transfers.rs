@@ -8,10 +8,10 @@ mod support;
 use std::time::Duration;
 
 use risp_netem::{DirectionConfig, ImpairmentConfig};
-use risp_udp::net::client::ClientOptions;
 use risp_udp::proto::client::ClientConfig;
 use risp_udp::proto::server::ServerConfig;
 use risp_udp::transfer::link_seed;
+use risp_udp::Client;
 use support::loopback::{transfer_within, TestServer};
 use uuid::Uuid;
 
@@ -24,17 +24,11 @@ fn lossy(p: f64) -> ImpairmentConfig {
 
 /// Client `client` of a run seeded `seed`: `len` values from `server`,
 /// its socket impaired by `imp` (both directions, with its rebinds).
-fn impaired(
-    server: &TestServer,
-    seed: u64,
-    client: usize,
-    len: u32,
-    imp: &ImpairmentConfig,
-) -> ClientOptions {
-    let mut opts = ClientOptions::new(server.addr, ClientConfig::new(Uuid::new_v4(), len));
-    opts.impairment = Some((imp.clone(), link_seed(seed, client)));
-    opts.rebind_at = imp.rebind_at.clone();
-    opts
+fn impaired(server: &TestServer, seed: u64, client: usize, imp: &ImpairmentConfig) -> Client {
+    server
+        .client()
+        .impairment(imp.clone(), link_seed(seed, client))
+        .rebind_at(imp.rebind_at.clone())
 }
 
 /// 50 concurrent clients against one server at 10% loss each way.
@@ -45,8 +39,8 @@ async fn fifty_concurrent_clients_at_ten_percent_loss_all_verify() {
     let imp = lossy(0.1);
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|i| {
-            let opts = impaired(&server, 42, i, 2_000, &imp);
-            tokio::spawn(transfer_within(opts, Duration::from_secs(120)))
+            let c = impaired(&server, 42, i, &imp);
+            tokio::spawn(transfer_within(c, 2_000, Duration::from_secs(120)))
         })
         .collect();
     let mut dropped = 0;
@@ -85,9 +79,10 @@ async fn rebinding_mid_transfer_over_real_sockets() {
     let mut imp = lossy(0.02);
     imp.to_client.delay = Duration::from_millis(1);
     imp.rebind_at = [20, 60, 250].map(Duration::from_millis).to_vec();
-    let mut opts = impaired(&server, 3, 0, 20_000, &imp);
-    opts.config.max_window = 64;
-    let (t, got) = transfer_within(opts, Duration::from_secs(60)).await;
+    let mut config = ClientConfig::new(Uuid::new_v4(), 0);
+    config.max_window = 64;
+    let c = impaired(&server, 3, 0, &imp).config(config);
+    let (t, got) = transfer_within(c, 20_000, Duration::from_secs(60)).await;
     assert!(t.verified(), "{:?}", t.error);
     server.check(&t, &got);
     // At most 64 values per 1 ms round trip: the transfer lasts >= 312 ms,

@@ -16,11 +16,9 @@ use std::time::Duration;
 
 use risp_netem::{DirectionConfig, ImpairmentConfig, LossySocket, Side};
 use risp_udp::net::batch::{BatchSocket, IoMode, RecvSizing};
-use risp_udp::net::client::ClientOptions;
-use risp_udp::proto::client::ClientConfig;
 use risp_udp::proto::server::ServerConfig;
+use risp_udp::Client;
 use support::loopback::{transfer, TestServer};
-use uuid::Uuid;
 
 /// Receive buffer every test socket asks for. A test sends at most
 /// [`MAX_QUEUED`] small datagrams before receiving them, and the kernel
@@ -172,10 +170,8 @@ async fn the_shim_judges_each_datagram_of_a_batch() {
         .all(|(_, d)| d.len() == 24 && d.iter().all(|&b| b == d[0])));
 }
 
-fn options(server: SocketAddr, len: u32, mode: IoMode) -> ClientOptions {
-    let mut opts = ClientOptions::new(server, ClientConfig::new(Uuid::new_v4(), len));
-    opts.io = mode;
-    opts
+fn client(server: SocketAddr, mode: IoMode) -> Client {
+    Client::connect([server]).io(mode)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +179,7 @@ async fn transfers_verify_batched_and_plain_in_every_combination() {
     for server_mode in [IoMode::Batched, IoMode::Plain] {
         let server = TestServer::start_with(ServerConfig::default(), server_mode).await;
         for client_mode in [IoMode::Batched, IoMode::Plain] {
-            let (r, got) = transfer(options(server.addr, 20_000, client_mode)).await;
+            let (r, got) = transfer(client(server.addr, client_mode), 20_000).await;
             assert!(
                 r.verified(),
                 "{server_mode:?}/{client_mode:?}: {:?}",
@@ -202,15 +198,14 @@ async fn transfers_verify_batched_and_plain_in_every_combination() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lossy_batched_transfer_verifies() {
     let server = TestServer::start(ServerConfig::default()).await;
-    let mut opts = options(server.addr, 20_000, IoMode::Batched);
     let lossy = ImpairmentConfig::symmetric(DirectionConfig {
         loss: 0.1,
         duplicate: 0.02,
         corrupt: 0.01,
         ..DirectionConfig::default()
     });
-    opts.impairment = Some((lossy, 11));
-    let (r, got) = transfer(opts).await;
+    let c = client(server.addr, IoMode::Batched).impairment(lossy, 11);
+    let (r, got) = transfer(c, 20_000).await;
     assert!(r.verified(), "{:?}", r.error);
     assert_eq!(got.len(), 20_000);
     assert!(r.link.to_client.dropped > 0 && r.client.corrupt > 0);
@@ -224,9 +219,8 @@ async fn the_summary_reports_the_peak_of_live_sessions() {
     // Five clients that stop before the end: their sessions stay live
     // until they expire, so five are held at once.
     for _ in 0..5 {
-        let mut opts = options(server.addr, 1_000, IoMode::Batched);
-        opts.stop_after = Some(10);
-        let (r, got) = transfer(opts).await;
+        let c = client(server.addr, IoMode::Batched).stop_after(10);
+        let (r, got) = transfer(c, 1_000).await;
         assert!(r.delivered >= 10);
         server.check_prefix(&r, &got);
     }

@@ -14,13 +14,11 @@ mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 
-use risp_udp::net::client::ClientOptions;
-use risp_udp::proto::client::ClientConfig;
 use risp_udp::proto::server::ServerConfig;
+use risp_udp::Client;
 use serde_json::Value;
 use support::cli::{run, run_client_checked, Output};
 use support::loopback::{transfer, TestServer};
-use uuid::Uuid;
 
 /// A UDP socket that is bound and never answers.
 fn silent_socket() -> (UdpSocket, SocketAddr) {
@@ -43,9 +41,7 @@ fn json(out: &Output) -> Value {
 async fn the_driver_leaves_a_silent_first_server_and_verifies_on_the_next() {
     let (_dead, dead) = silent_socket();
     let live = TestServer::start(ServerConfig::default()).await;
-    let mut opts = ClientOptions::new(dead, ClientConfig::new(Uuid::new_v4(), 2_000));
-    opts.servers.push(live.addr);
-    let (report, got) = transfer(opts).await;
+    let (report, got) = transfer(Client::connect([dead, live.addr]), 2_000).await;
     assert!(report.verified(), "{:?}", report.error);
     assert_eq!(got.len(), 2_000);
     assert!(report.failovers() >= 1, "{:?}", report.servers);
@@ -108,9 +104,7 @@ fn a_refusing_first_server_is_skipped_at_once() {
     assert!(j["failovers"].as_u64().is_some_and(|n| n >= 1), "{j}");
     // Moved on the refusal, not after the probe timeouts of a silent one:
     // the driver says why it left (the timeout count depends on load).
-    let mut opts = ClientOptions::new(closed, ClientConfig::new(Uuid::new_v4(), 1_000));
-    opts.servers.push(live.addr);
-    let (report, got) = rt.block_on(transfer(opts));
+    let (report, got) = rt.block_on(transfer(Client::connect([closed, live.addr]), 1_000));
     assert!(report.verified(), "{:?}", report.error);
     assert_eq!(got.len(), 1_000);
     live.check(&report, &got);

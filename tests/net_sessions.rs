@@ -17,7 +17,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use risp_udp::cli::exit::Exit;
 use risp_udp::clock;
-use risp_udp::net::client::{self, ClientOptions};
 use risp_udp::proto::client::{ClientConfig, ClientError};
 use risp_udp::proto::server::{Reject, RetryPolicy, ServerConfig};
 use risp_udp::proto::wire::{ServerMessage, State, FLAG_PROBE, MAX_DATAGRAM_LEN};
@@ -37,9 +36,8 @@ async fn a_second_client_resumes_the_session_by_uuid_and_verifies() {
     let server = TestServer::start(ServerConfig::default()).await;
     let uuid = Uuid::new_v4();
 
-    let mut a = ClientOptions::new(server.addr, ClientConfig::new(uuid, LEN));
-    a.stop_after = Some(STOP);
-    let (a_out, a_vals) = transfer(a).await;
+    let a = server.client().uuid(uuid).stop_after(STOP);
+    let (a_out, a_vals) = transfer(a, LEN).await;
     assert_eq!(a_out.result(), Ok(()));
     assert_eq!(a_out.checksum, None, "A stopped before the end");
     assert!(
@@ -56,9 +54,8 @@ async fn a_second_client_resumes_the_session_by_uuid_and_verifies() {
     );
     server.check_prefix(&a_out, &a_vals);
 
-    let mut b = ClientOptions::new(server.addr, ClientConfig::new(uuid, LEN));
-    b.resume = Some(state.clone());
-    let (b_out, b_vals) = transfer(b).await;
+    let b = server.client().uuid(uuid).resume(state.clone());
+    let (b_out, b_vals) = transfer(b, LEN).await;
     assert_eq!(b_out.result(), Ok(()), "B: {:?}", b_out.result());
     let checksum = b_out.checksum.expect("B verified the whole sequence");
     assert_eq!(b_out.delivered + a_out.delivered, LEN);
@@ -126,9 +123,8 @@ async fn a_stalled_session_past_its_lifetime_fails_expired_with_exit_5() {
     })
     .await;
     let uuid = Uuid::new_v4();
-    let mut a = ClientOptions::new(server.addr, ClientConfig::new(uuid, 10_000));
-    a.stop_after = Some(1_000);
-    let (a_out, a_vals) = transfer(a).await;
+    let a = server.client().uuid(uuid).stop_after(1_000);
+    let (a_out, a_vals) = transfer(a, 10_000).await;
     assert_eq!(a_out.result(), Ok(()));
     server.check_prefix(&a_out, &a_vals);
     let state = a_out.resume.expect("resume state");
@@ -139,9 +135,8 @@ async fn a_stalled_session_past_its_lifetime_fails_expired_with_exit_5() {
     // lifetime.
     tokio::time::sleep(LIFETIME * 2).await;
 
-    let mut b = ClientOptions::new(server.addr, ClientConfig::new(uuid, 10_000));
-    b.resume = Some(state);
-    let (b_out, b_vals) = transfer(b).await;
+    let b = server.client().uuid(uuid).resume(state);
+    let (b_out, b_vals) = transfer(b, 10_000).await;
     assert!(clock::now().saturating_duration_since(stalled_at) >= LIFETIME * 2);
     assert_eq!(b_out.result(), Err(ClientError::SessionExpired));
     assert!(
@@ -233,28 +228,31 @@ async fn datagrams_sprayed_at_the_server_during_a_transfer_do_not_disturb_it() {
     let spray = spray_datagrams(7, SPRAY, uuid, LEN);
     let sprayer = StdUdpSocket::bind("127.0.0.1:0").unwrap();
     let mut sent = 0usize;
-    let mut opts = ClientOptions::new(server.addr, ClientConfig::new(uuid, LEN));
-    opts.config.idle_timeout = Duration::from_secs(10);
+    let mut config = ClientConfig::new(uuid, LEN);
+    config.idle_timeout = Duration::from_secs(10);
     let mut values = 0u64;
     let mut sum = 0u64;
     let mut got = Vec::with_capacity(LEN as usize);
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(40),
-        client::run(opts, |i, v| {
+    let run = async {
+        let mut transfer = server.client().config(config).request(LEN).await?;
+        while let Some(v) = transfer.next().await {
+            let v = v?;
             values += 1;
-            sum += u64::from(v);
-            got.push((i, v));
+            sum += u64::from(v.value);
+            got.push((v.index, v.value));
             if values % 10 == 0 && sent < SPRAY {
                 // Loopback UDP: a send completes at once.
                 if sprayer.send_to(&spray[sent], server.addr).is_ok() {
                     sent += 1;
                 }
             }
-        }),
-    )
-    .await
-    .expect("transfer finished within 40 s")
-    .expect("client socket");
+        }
+        transfer.finish().await
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(40), run)
+        .await
+        .expect("transfer finished within 40 s")
+        .expect("the transfer verified");
     assert_eq!(outcome.result(), Ok(()), "{:?}", outcome.result());
     assert_eq!(outcome.delivered, LEN);
     assert_eq!(values, u64::from(LEN));
@@ -496,11 +494,7 @@ async fn a_spoofed_connecting_flood_does_not_lock_out_a_real_client() {
         flooded >= 2 * max_sessions as u64,
         "the flood arrived: {flooded}"
     );
-    let (out, got) = transfer(ClientOptions::new(
-        server.addr,
-        ClientConfig::new(Uuid::new_v4(), 5_000),
-    ))
-    .await;
+    let (out, got) = transfer(server.client(), 5_000).await;
     assert_eq!(out.result(), Ok(()), "{:?}", out.result());
     assert_eq!(got.len(), 5_000);
     server.check(&out, &got);
@@ -526,11 +520,7 @@ async fn retry_always_over_real_sockets_verifies() {
     })
     .await;
     for _ in 0..3 {
-        let (out, got) = transfer(ClientOptions::new(
-            server.addr,
-            ClientConfig::new(Uuid::new_v4(), 2_000),
-        ))
-        .await;
+        let (out, got) = transfer(server.client(), 2_000).await;
         assert_eq!(out.result(), Ok(()), "{:?}", out.result());
         assert_eq!(got.len(), 2_000);
         server.check(&out, &got);
@@ -567,11 +557,7 @@ async fn a_datagram_from_source_port_zero_does_not_stop_the_server() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(counted, "{:?}", server.summary().stats);
-    let (out, got) = transfer(ClientOptions::new(
-        server.addr,
-        ClientConfig::new(Uuid::new_v4(), 1000),
-    ))
-    .await;
+    let (out, got) = transfer(server.client(), 1000).await;
     assert_eq!(out.result(), Ok(()), "{:?}", out.result());
     assert_eq!(got.len(), 1000);
     server.check(&out, &got);

@@ -1,27 +1,27 @@
 //! `risp-udp client [LEN]`: stream a sequence from a server and verify it.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::pin::pin;
 use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use risp_netem::{ImpairmentSpec, Side};
+use tokio::sync::mpsc::UnboundedReceiver;
 use uuid::Uuid;
 
 use super::exit::Exit;
 use super::output::{is_closed_pipe, Stdout};
-use super::report::{failure_message, human, peak_rss_kb, ClientJson, StartInfo};
+use super::report::{failure_message, human, list_servers, peak_rss_kb, ClientJson, StartInfo};
 use crate::net::batch::IoMode;
-use crate::net::client::{self, ClientOptions};
+use crate::net::stream::{Client, Transfer, TransferError};
 use crate::proto::client::{ClientConfig, MAX_WINDOW};
 use crate::proto::congestion::INIT_CWND;
-use crate::transfer::{interval_line, si, IntervalStats};
+use crate::transfer::{interval_line, si, IntervalStats, TransferReport};
 
 /// Flags of `risp-udp client`.
 #[derive(Debug, Clone, Args)]
@@ -139,12 +139,6 @@ pub fn resolve_servers(server: Option<&str>, port: u16) -> Result<Vec<SocketAddr
     Ok(addrs)
 }
 
-/// The server list for people: "A" or "A, B".
-pub fn list_servers(servers: &[SocketAddr]) -> String {
-    let names: Vec<String> = servers.iter().map(ToString::to_string).collect();
-    names.join(", ")
-}
-
 /// Runs the client command; returns the exit status.
 pub async fn run(args: ClientArgs) -> Exit {
     let servers = match resolve_servers(args.server.as_deref(), args.port) {
@@ -162,177 +156,61 @@ pub async fn run(args: ClientArgs) -> Exit {
     let len = args.len.unwrap_or_else(|| rng.gen_range(1..=1000));
     let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
     let start = StartInfo::now(&servers, shaping_flags(&args, len));
-    let mut opts = transfer_options(&args, &servers, uuid, len, args.netem.seed());
-    opts.interval = args.interval.map(Duration::from_secs_f64);
-    let (interval_tx, mut intervals) = tokio::sync::mpsc::unbounded_channel();
-    if opts.interval.is_some() {
-        opts.interval_tx = Some(interval_tx);
+    let mut client = transfer_client(&args, &servers, uuid, args.netem.seed());
+    if let Some(secs) = args.interval {
+        client = client.interval(Duration::from_secs_f64(secs));
     }
-
-    // `--output -` is stdout: the same as --print.
-    let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
-    if to_stdout && args.json {
-        eprintln!("error: --output - writes the values to stdout, where --json writes its report; give --output a file");
-        return Exit::Usage;
-    }
-    let print = args.print || to_stdout;
-    let mut file = match &args.output {
-        Some(_) if to_stdout => None,
-        Some(p) => match File::create(p) {
-            Ok(f) => Some(BufWriter::new(f)),
-            Err(e) => {
-                eprintln!("error: cannot write {}: {e}", p.display());
-                return Exit::Failure;
-            }
-        },
-        None => None,
+    let mut sinks = match ValueSinks::new(&args, len) {
+        Ok(s) => s,
+        Err(exit) => return exit,
     };
-    let show_bar = !args.json
-        && !print
-        && !args.no_progress
-        && io::stdout().is_terminal()
-        && io::stderr().is_terminal()
-        && len >= 10_000;
-    let bar = show_bar.then(|| {
-        let b = ProgressBar::new(u64::from(len));
-        // At most 20 + 1 + 23 + 1 + 15 + 9 = 69 columns with 100M values:
-        // one line on an 80-column terminal.
-        let style = ProgressStyle::with_template(
-            "{bar:20} {human_pos}/{human_len} {rate} values/s eta {eta}",
-        )
-        .map(|s| {
-            s.with_key(
-                "rate",
-                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = w.write_str(&si(state.per_sec()));
-                },
-            )
-        })
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        b.set_style(style);
-        b
-    });
+    let print = sinks.print;
     // Registered now, so a signal from here on is seen (and the log line
     // below can tell a script that it is).
     let signals = super::signal::termination();
     tracing::info!(%uuid, len, %server, "requesting sequence");
-    let mut out = io::stdout().lock();
-    let mut write_err: Option<io::Error> = None;
-    let stdout_closed = Cell::new(false);
-    let got_value = Cell::new(false);
-    let interrupted = Cell::new(false);
-    let on_value = |_, value| {
-        got_value.set(true);
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
-        if print {
-            if let Err(e) = writeln!(out, "{value}") {
-                if is_closed_pipe(&e) {
-                    stdout_closed.set(true);
-                } else {
-                    write_err = Some(e);
-                }
-                return ControlFlow::Break(());
-            }
-        }
-        if let Some(f) = file.as_mut() {
-            if let Err(e) = writeln!(f, "{value}") {
-                write_err = Some(e);
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
+    let read = match client.request(len).await {
+        Ok(transfer) => read_values(transfer, &mut sinks, signals, &server).await,
+        Err(e) => Read::failed(e),
     };
-    let stop = async {
-        signals.await;
-        interrupted.set(true);
-    };
-    // On a terminal, say what we are waiting for once the wait is long
-    // enough to wonder (nothing is printed when a script runs us).
-    let say_waiting = io::stderr().is_terminal();
-    let printed = Cell::new(0usize);
-    let print_interval = |i: &IntervalStats| {
-        printed.set(printed.get() + 1);
-        match &bar {
-            Some(b) => b.println(interval_line(i)),
-            None => eprintln!("{}", interval_line(i)),
-        }
-    };
-    let outcome = {
-        let transfer = client::run_until(opts, on_value, stop);
-        tokio::pin!(transfer);
-        let notice = tokio::time::sleep(WAITING_NOTICE_AFTER);
-        tokio::pin!(notice);
-        let mut noticed = !say_waiting;
-        loop {
-            tokio::select! {
-                r = &mut transfer => break r,
-                Some(i) = intervals.recv() => print_interval(&i),
-                () = &mut notice, if !noticed => {
-                    noticed = true;
-                    if !got_value.get() {
-                        eprintln!("waiting for {server}…");
-                    }
-                }
-            }
-        }
-    };
-    if let Ok(o) = &outcome {
+    if let Ok(o) = &read.outcome {
         // The last, partial interval ends with the transfer.
-        for i in o.intervals.iter().skip(printed.get()) {
-            print_interval(i);
+        for i in o.intervals.iter().skip(read.intervals_printed) {
+            sinks.print_interval(i);
         }
     }
+    let ValueSinks {
+        mut out, file, bar, ..
+    } = sinks;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
     let flushed = out.flush();
     drop(out);
-    if stdout_closed.get() || flushed.as_ref().is_err_and(is_closed_pipe) {
+    if read.stdout_closed || flushed.as_ref().is_err_and(is_closed_pipe) {
         // The reader of the values went away (`--print | head`): the
         // transfer stopped; nothing more to say.
         return Exit::Ok;
     }
-    let outcome = match outcome {
+    let outcome = match read.outcome {
         Ok(o) => o,
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            eprintln!("error: {}", refused_message(&servers));
-            return Exit::NoAnswer;
-        }
         Err(e) => {
-            eprintln!("error: socket: {e}");
-            return Exit::Failure;
+            match &e {
+                TransferError::Refused { .. } => eprintln!("error: {e}"),
+                e => eprintln!("error: socket: {e}"),
+            }
+            return Exit::for_transfer_error(&e);
         }
     };
+    let mut write_err = read.write_err;
     if let Some(mut f) = file {
         if let Err(e) = f.flush() {
             write_err.get_or_insert(e);
         }
     }
-    let interrupted = interrupted.get();
-    let exit = match &outcome.error {
-        _ if interrupted => Exit::Interrupted,
-        None if outcome.verified() => Exit::Ok,
-        None => Exit::Failure,
-        Some(e) => Exit::for_error(e),
-    };
-    if args.json {
-        let mut json = ClientJson::new(&outcome, exit as u8);
-        json.start = Some(start);
-        json.interrupted = interrupted;
-        // Last, after the transfer: the high-water mark only grows.
-        json.peak_rss_kb = peak_rss_kb();
-        match serde_json::to_string(&json) {
-            Ok(j) => crate::outln!("{j}"),
-            Err(e) => eprintln!("error: {e}"),
-        }
-    } else if print {
-        eprint!("{}", human(&outcome, interrupted));
-    } else {
-        let mut out = Stdout::lock();
-        let _ = write!(out, "{}", human(&outcome, interrupted)).and_then(|()| out.flush());
-    }
+    let interrupted = read.interrupted;
+    let exit = Exit::for_run(std::slice::from_ref(&outcome), interrupted, None);
+    report(&args, &outcome, exit, start, interrupted, print);
     if let Some(dir) = &args.hist_out {
         match outcome.hist.write_dir(dir, &format!("client-{uuid}-")) {
             Ok(files) => {
@@ -359,19 +237,232 @@ pub async fn run(args: ClientArgs) -> Exit {
     exit
 }
 
-/// What a client says when the OS refused every server (nothing listens
-/// there) before any answered.
-pub fn refused_message(servers: &[SocketAddr]) -> String {
-    if servers.len() == 1 {
-        format!(
-            "nothing listens on udp {} (the host answered: port unreachable)",
-            servers[0]
-        )
+/// Prints the report: one JSON object, or the human summary (to stderr
+/// when the values go to stdout).
+fn report(
+    args: &ClientArgs,
+    outcome: &TransferReport,
+    exit: Exit,
+    start: StartInfo,
+    interrupted: bool,
+    values_on_stdout: bool,
+) {
+    if args.json {
+        let mut json = ClientJson::new(outcome, exit as u8);
+        json.start = Some(start);
+        json.interrupted = interrupted;
+        // Last, after the transfer: the high-water mark only grows.
+        json.peak_rss_kb = peak_rss_kb();
+        match serde_json::to_string(&json) {
+            Ok(j) => crate::outln!("{j}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    } else if values_on_stdout {
+        eprint!("{}", human(outcome, interrupted));
     } else {
-        format!(
-            "nothing listens on udp {} (every host answered: port unreachable)",
-            list_servers(servers)
-        )
+        let mut out = Stdout::lock();
+        let _ = write!(out, "{}", human(outcome, interrupted)).and_then(|()| out.flush());
+    }
+}
+
+/// Where the values go: stdout (`--print`, `--output -`), a file, a
+/// progress bar.
+struct ValueSinks {
+    print: bool,
+    out: io::StdoutLock<'static>,
+    file: Option<BufWriter<File>>,
+    bar: Option<ProgressBar>,
+}
+
+/// Why writing the values stopped.
+enum WriteStop {
+    /// Stdout's reader went away.
+    ClosedPipe,
+    /// A write failed.
+    Failed(io::Error),
+}
+
+impl ValueSinks {
+    /// The sinks the flags ask for; `Err` with the exit code on a bad
+    /// combination or a file that cannot be created.
+    fn new(args: &ClientArgs, len: u32) -> Result<Self, Exit> {
+        // `--output -` is stdout: the same as --print.
+        let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
+        if to_stdout && args.json {
+            eprintln!("error: --output - writes the values to stdout, where --json writes its report; give --output a file");
+            return Err(Exit::Usage);
+        }
+        let print = args.print || to_stdout;
+        let file = match &args.output {
+            Some(_) if to_stdout => None,
+            Some(p) => match File::create(p) {
+                Ok(f) => Some(BufWriter::new(f)),
+                Err(e) => {
+                    eprintln!("error: cannot write {}: {e}", p.display());
+                    return Err(Exit::Failure);
+                }
+            },
+            None => None,
+        };
+        let show_bar = !args.json
+            && !print
+            && !args.no_progress
+            && io::stdout().is_terminal()
+            && io::stderr().is_terminal()
+            && len >= 10_000;
+        Ok(Self {
+            print,
+            out: io::stdout().lock(),
+            file,
+            bar: show_bar.then(|| progress_bar(len)),
+        })
+    }
+
+    /// Writes one value wherever it goes.
+    fn write(&mut self, value: u32) -> Result<(), WriteStop> {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+        if self.print {
+            if let Err(e) = writeln!(self.out, "{value}") {
+                return Err(if is_closed_pipe(&e) {
+                    WriteStop::ClosedPipe
+                } else {
+                    WriteStop::Failed(e)
+                });
+            }
+        }
+        if let Some(f) = self.file.as_mut() {
+            writeln!(f, "{value}").map_err(WriteStop::Failed)?;
+        }
+        Ok(())
+    }
+
+    /// One `--interval` line, above the bar when there is one.
+    fn print_interval(&self, i: &IntervalStats) {
+        match &self.bar {
+            Some(b) => b.println(interval_line(i)),
+            None => eprintln!("{}", interval_line(i)),
+        }
+    }
+}
+
+/// At most 20 + 1 + 23 + 1 + 15 + 9 = 69 columns with 100M values: one
+/// line on an 80-column terminal.
+fn progress_bar(len: u32) -> ProgressBar {
+    let b = ProgressBar::new(u64::from(len));
+    let style =
+        ProgressStyle::with_template("{bar:20} {human_pos}/{human_len} {rate} values/s eta {eta}")
+            .map(|s| {
+                s.with_key(
+                    "rate",
+                    |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&si(state.per_sec()));
+                    },
+                )
+            })
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    b.set_style(style);
+    b
+}
+
+/// How reading a transfer's values ended.
+struct Read {
+    /// The report, or why there is none.
+    outcome: Result<TransferReport, TransferError>,
+    /// Stopped by a signal.
+    interrupted: bool,
+    /// Stdout's reader went away.
+    stdout_closed: bool,
+    /// Writing the values failed (the transfer was then aborted).
+    write_err: Option<io::Error>,
+    /// Intervals printed as they ended.
+    intervals_printed: usize,
+}
+
+impl Read {
+    fn failed(e: TransferError) -> Self {
+        Self {
+            outcome: Err(e),
+            interrupted: false,
+            stdout_closed: false,
+            write_err: None,
+            intervals_printed: 0,
+        }
+    }
+}
+
+/// Reads `transfer` into `sinks` to its end, printing intervals as they
+/// end; on `signals` aborts it (the server is told) and reads on until the
+/// abort is done. On a terminal, says what it is waiting for once the
+/// wait is long enough to wonder (nothing is printed when a script runs
+/// us).
+async fn read_values(
+    mut transfer: Transfer,
+    sinks: &mut ValueSinks,
+    signals: impl std::future::Future<Output = ()>,
+    server: &str,
+) -> Read {
+    let mut read = Read::failed(TransferError::Aborted);
+    let mut intervals = transfer.intervals();
+    let mut signals = pin!(signals);
+    let mut notice = pin!(tokio::time::sleep(WAITING_NOTICE_AFTER));
+    let mut noticed = !io::stderr().is_terminal();
+    let stop = loop {
+        let value = tokio::select! {
+            item = transfer.next() => match item {
+                Some(Ok(v)) => v,
+                // Why the values stopped is in the report.
+                Some(Err(_)) => continue,
+                None => break None,
+            },
+            Some(i) = next_interval(&mut intervals) => {
+                read.intervals_printed += 1;
+                sinks.print_interval(&i);
+                continue;
+            }
+            () = &mut notice, if !noticed => {
+                noticed = true;
+                if transfer.read() == 0 {
+                    eprintln!("waiting for {server}…");
+                }
+                continue;
+            }
+            () = &mut signals, if !read.interrupted => {
+                read.interrupted = true;
+                transfer.abort();
+                continue;
+            }
+        };
+        // Everything delivered so far, without a wait per value.
+        let stop = std::iter::once(value)
+            .chain(std::iter::from_fn(|| transfer.next_ready()))
+            .find_map(|v| sinks.write(v.value).err());
+        if stop.is_some() {
+            break stop;
+        }
+    };
+    match stop {
+        // Nothing more to say: the transfer is dropped.
+        Some(WriteStop::ClosedPipe) => {
+            read.stdout_closed = true;
+            return read;
+        }
+        Some(WriteStop::Failed(e)) => {
+            read.write_err = Some(e);
+            transfer.abort();
+        }
+        None => {}
+    }
+    read.outcome = transfer.finish().await;
+    read
+}
+
+/// The next interval, when intervals were asked for.
+async fn next_interval(rx: &mut Option<UnboundedReceiver<IntervalStats>>) -> Option<IntervalStats> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -398,18 +489,17 @@ fn shaping_flags(args: &ClientArgs, len: u32) -> serde_json::Value {
     flags
 }
 
-/// The transfer the client flags describe: `len` values under `uuid` from
-/// `servers` (the first, then the others on failover), impaired (when the
-/// flags ask) with `netem_seed` (shared with `risp-udp load`, which runs
-/// many of them).
-pub fn transfer_options(
+/// The transfer the client flags describe: under `uuid` from `servers`
+/// (the first, then the others on failover), impaired (when the flags ask)
+/// with `netem_seed` (shared with `risp-udp load`, which runs many of
+/// them).
+pub fn transfer_client(
     args: &ClientArgs,
     servers: &[SocketAddr],
     uuid: Uuid,
-    len: u32,
     netem_seed: u64,
-) -> ClientOptions {
-    let mut config = ClientConfig::new(uuid, len);
+) -> Client {
+    let mut config = ClientConfig::new(uuid, 0);
     config.initial_window = args.window.min(args.max_window);
     config.max_window = args.max_window;
     config.sack = !args.no_sack;
@@ -417,15 +507,14 @@ pub fn transfer_options(
     config.rtt.min_rto =
         risp_netem::spec::duration_from_ms(args.min_rto_ms).min(config.rtt.max_rto);
     config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
-    let mut opts = ClientOptions::new(servers[0], config);
-    opts.servers = servers.to_vec();
-    opts.impairment = args.netem.config(Side::Client).map(|c| (c, netem_seed));
-    opts.killswitch = args.client_killswitch_ms.map(Duration::from_millis);
-    opts.io = IoMode::from_env();
-    opts
-}
-
-/// A fresh random UUID (v4).
-pub fn random_uuid() -> Uuid {
-    Uuid::new_v4()
+    let mut client = Client::connect(servers.iter().copied())
+        .config(config)
+        .io(IoMode::from_env());
+    if let Some(cfg) = args.netem.config(Side::Client) {
+        client = client.impairment(cfg, netem_seed);
+    }
+    if let Some(ms) = args.client_killswitch_ms {
+        client = client.killswitch(Duration::from_millis(ms));
+    }
+    client
 }

@@ -85,14 +85,7 @@ async fn demo(args: DemoArgs) -> std::io::Result<Exit> {
         merged.merge(&t.hist);
     }
     let all_ok = run.all_verified();
-    let exit = if all_ok {
-        Exit::Ok
-    } else {
-        run.transfers
-            .iter()
-            .find_map(|t| t.error.as_ref())
-            .map_or(Exit::Failure, Exit::for_error)
-    };
+    let exit = Exit::for_run(&run.transfers, false, None);
     merged.server_ack = summary.ack_latency.clone();
     let s = &summary.stats;
     crate::outln!(

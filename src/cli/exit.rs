@@ -2,9 +2,12 @@
 
 use std::process::ExitCode;
 
+use crate::net::server::ServerError;
+use crate::net::stream::TransferError;
 use crate::proto::client::ClientError;
 use crate::suite::SuiteError;
 use crate::tcp::TcpError;
+use crate::transfer::TransferReport;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,59 @@ impl Exit {
             ClientError::SessionExpired => Exit::SessionExpired,
             ClientError::ServerBusy => Exit::ServerBusy,
             ClientError::BadRequest(_) => Exit::BadRequest,
+        }
+    }
+
+    /// The code a run of transfers ends with (one client, a load, the
+    /// demo): interrupted, else a local failure (every server refused is
+    /// "no answer"), else 0 when every transfer verified, else the first
+    /// failure's code.
+    pub fn for_run(
+        reports: &[TransferReport],
+        interrupted: bool,
+        local: Option<&TransferError>,
+    ) -> Self {
+        if interrupted {
+            return Exit::Interrupted;
+        }
+        if let Some(e) = local {
+            return Exit::for_transfer_error(e);
+        }
+        if reports.iter().all(TransferReport::verified) {
+            return Exit::Ok;
+        }
+        reports
+            .iter()
+            .find_map(|r| r.error.as_ref())
+            .map_or(Exit::Failure, Exit::for_error)
+    }
+
+    /// The code for a transfer that ended without a report: "no answer"
+    /// when every server refused, else a local failure.
+    pub fn for_transfer_error(e: &TransferError) -> Self {
+        match e {
+            TransferError::Refused { .. } => Exit::NoAnswer,
+            TransferError::Failed(e) => Exit::for_error(e),
+            TransferError::Aborted => Exit::Interrupted,
+            TransferError::NoServer | TransferError::Io(_) => Exit::Failure,
+        }
+    }
+
+    /// The code for a server that could not start or failed: a bad store
+    /// URL, a short secret or an impairment the shim refuses is a usage
+    /// error, a store that does not answer its own code, anything else a
+    /// local failure.
+    pub fn for_server_error(e: &ServerError) -> Self {
+        match e {
+            ServerError::StoreUrl(_)
+            | ServerError::SecretTooShort { .. }
+            | ServerError::Impairment(_) => Exit::Usage,
+            ServerError::StoreUnreachable { .. } | ServerError::SharedSecret(_) => {
+                Exit::StoreUnavailable
+            }
+            ServerError::SecretFile { .. } | ServerError::Bind { .. } | ServerError::Socket(_) => {
+                Exit::Failure
+            }
         }
     }
 

@@ -8,18 +8,18 @@
 //! has its own socket, UUID and impairment seed. Ctrl-C or SIGTERM stops
 //! every client and reports what arrived (exit 130), as for one client.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::client::{list_servers, refused_message, resolve_servers, transfer_options, ClientArgs};
+use super::client::{resolve_servers, transfer_client, ClientArgs};
 use super::exit::Exit;
 use super::output::Stdout;
-use super::report::peak_rss_kb;
-use crate::net::client;
+use super::report::{list_servers, peak_rss_kb};
+use crate::net::stream::{TransferError, TransferSet};
 use crate::stats::{duration_to_ms, LatencyHistogram, Summary};
 use crate::transfer::{link_seed, TransferReport};
 
@@ -206,74 +206,43 @@ pub async fn run(args: LoadArgs) -> Exit {
     let netem_seed = c.netem.seed();
     // Registered before the clients start, so no signal is missed.
     let signals = super::signal::termination();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = list_servers(&servers);
     tracing::info!(clients = args.clients, len, %server, "starting load");
     let started = crate::clock::now();
-    let mut tasks = Vec::with_capacity(args.clients as usize);
+    let mut set = TransferSet::new();
     for i in 0..args.clients as usize {
         let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
-        let mut opts = transfer_options(c, &servers, uuid, len, link_seed(netem_seed, i));
         // Only aggregates are reported: completion times and the longest
         // stall come from each report's own fields.
-        opts.keep_histograms = false;
-        let mut stop = stop_rx.clone();
-        let stop = async move {
-            // Ends on the signal (the sender outlives every client).
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        };
-        tasks.push(tokio::spawn(client::run_until(
-            opts,
-            |_, _| std::ops::ControlFlow::Continue(()),
-            stop,
-        )));
+        let client =
+            transfer_client(c, &servers, uuid, link_seed(netem_seed, i)).keep_histograms(false);
+        set.spawn(client, len, Duration::ZERO);
     }
-    let all_done = futures_join(tasks);
-    tokio::pin!(all_done);
+    let abort = set.abort_handle();
+    let mut all_done = std::pin::pin!(set.join(None));
     let mut interrupted = false;
     let results = tokio::select! {
         r = &mut all_done => r,
         () = signals => {
             interrupted = true;
-            let _ = stop_tx.send(true);
+            abort.abort();
             all_done.await
         }
     };
-    drop(stop_tx);
     let mut reports = Vec::with_capacity(results.len());
-    let mut local_error: Option<io::Error> = None;
-    for t in results {
-        match t {
-            Ok(Ok(r)) => reports.push(r),
-            Ok(Err(e)) => {
-                local_error.get_or_insert(e);
-            }
+    let mut local_error: Option<TransferError> = None;
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok(r) => reports.push(r),
             Err(e) => {
-                local_error.get_or_insert(io::Error::other(e));
+                local_error.get_or_insert(e);
             }
         }
     }
     let elapsed = crate::clock::now().saturating_duration_since(started);
     let mut json = LoadJson::new(args.clients, len, &reports, elapsed);
     json.peak_rss_kb = peak_rss_kb();
-    let refused = local_error
-        .as_ref()
-        .is_some_and(|e| e.kind() == io::ErrorKind::ConnectionRefused);
-    let exit = if interrupted {
-        Exit::Interrupted
-    } else if refused {
-        Exit::NoAnswer
-    } else if local_error.is_some() {
-        Exit::Failure
-    } else if json.all_verified {
-        Exit::Ok
-    } else {
-        // The first failure's kind decides the code, as for one client.
-        reports
-            .iter()
-            .find_map(|r| r.error.as_ref())
-            .map_or(Exit::Failure, Exit::for_error)
-    };
+    let exit = Exit::for_run(&reports, interrupted, local_error.as_ref());
     json.exit_code = exit as u8;
     if c.json {
         match serde_json::to_string(&json) {
@@ -284,32 +253,25 @@ pub async fn run(args: LoadArgs) -> Exit {
         let mut out = Stdout::lock();
         let _ = write!(out, "{}", json.human()).and_then(|()| out.flush());
     }
-    if interrupted {
-        eprintln!("interrupted: every client stopped; the server frees their sessions after its session lifetime");
-    } else if refused {
-        eprintln!("error: {}", refused_message(&servers));
-    } else if let Some(e) = local_error {
-        eprintln!(
-            "error: socket: {e}{}",
-            if e.raw_os_error() == Some(24) {
-                " (too many open files: raise `ulimit -n` above the number of clients)"
-            } else {
-                ""
-            }
-        );
+    match local_error {
+        _ if interrupted => {
+            eprintln!("interrupted: every client stopped, and told its server to free its session")
+        }
+        Some(e @ TransferError::Refused { .. }) => eprintln!("error: {e}"),
+        Some(e) => {
+            let emfile = matches!(&e, TransferError::Io(io) if io.raw_os_error() == Some(24));
+            eprintln!(
+                "error: socket: {e}{}",
+                if emfile {
+                    " (too many open files: raise `ulimit -n` above the number of clients)"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => {}
     }
     exit
-}
-
-/// Waits for every task, in order.
-async fn futures_join<T>(
-    tasks: Vec<tokio::task::JoinHandle<T>>,
-) -> Vec<Result<T, tokio::task::JoinError>> {
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        out.push(t.await);
-    }
-    out
 }
 
 #[cfg(test)]

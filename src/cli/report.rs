@@ -147,10 +147,16 @@ impl StartInfo {
             protocol_version: crate::proto::wire::VERSION,
             time_unix_s,
             host: host_name(),
-            server: super::client::list_servers(servers),
+            server: list_servers(servers),
             flags,
         }
     }
+}
+
+/// The server list for people: "A" or "A, B".
+pub fn list_servers(servers: &[std::net::SocketAddr]) -> String {
+    let names: Vec<String> = servers.iter().map(ToString::to_string).collect();
+    names.join(", ")
 }
 
 /// The host name (Linux: `/proc/sys/kernel/hostname`), else `HOSTNAME`.

@@ -2,19 +2,16 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
-use rand::SeedableRng;
-use risp_netem::{ImpairmentSpec, LossySocket, Side};
-use tokio::net::UdpSocket;
+use risp_netem::{ImpairmentSpec, Side};
+use tokio::sync::watch;
 
 use super::exit::Exit;
 use crate::net::batch::IoMode;
 use crate::net::ops::{peak_rss_kb, OpsServer, OpsState};
-use crate::net::server::{self, ServerSummary, SharedSummary};
-use crate::net::store::{SessionStore, StoreError};
+use crate::net::server::{Server, ServerBuilder, ServerSummary};
 use crate::proto::client::MAX_WINDOW;
 use crate::proto::server::{Reject, RetryPolicy, ServerConfig};
 use crate::stats::HistogramSet;
@@ -85,7 +82,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL", env = "RISP_SESSION_STORE")]
     pub session_store: Option<String>,
     /// Prefix of the store's keys (instances that share clients share it).
-    #[arg(long, default_value = crate::net::store::DEFAULT_PREFIX, env = "RISP_STORE_PREFIX")]
+    #[arg(long, default_value = crate::net::session_store::DEFAULT_PREFIX, env = "RISP_STORE_PREFIX")]
     pub store_prefix: String,
     /// File whose contents key the retry tokens; instances that share
     /// clients need the same key. Without it, the key is kept in the
@@ -124,80 +121,12 @@ impl From<RetryArg> for RetryPolicy {
     }
 }
 
-/// Runs the server until Ctrl-C or SIGTERM.
-pub async fn run(args: ServerArgs) -> Exit {
-    let (port, health_port) = (args.port, args.health_port);
-    let max_sessions = usize::try_from(args.max_sessions).unwrap_or(usize::MAX);
-    let workers = usize::from(args.workers.max(1));
-    let addr = SocketAddr::new(args.bind, port);
-    let store = match open_store(&args, workers).await {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let secret = match server_secret(&args, store.as_ref()).await {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let sockets = match bind_workers(addr, workers).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot listen on udp {addr}: {e}");
-            return Exit::Failure;
-        }
-    };
-    let local = sockets[0].local_addr().unwrap_or(addr);
-    let mut lossy = Vec::with_capacity(workers);
-    for (i, socket) in sockets.into_iter().enumerate() {
-        let socket = match args.netem.config(Side::Server) {
-            Some(cfg) => {
-                let seed = args.netem.seed().wrapping_add(i as u64);
-                match LossySocket::new(socket, Side::Server, cfg, seed) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return Exit::Usage;
-                    }
-                }
-            }
-            None => LossySocket::passthrough(socket),
-        };
-        lossy.push(socket);
-    }
-    // The metrics' latency buckets are fixed-size and always filled; the
-    // HdrHistogram with its per-second series (it grows with uptime) only
-    // for `--hist-out`.
-    let new_summary = || -> SharedSummary {
-        Arc::new(Mutex::new(ServerSummary {
-            record_ack_latency: args.hist_out.is_some(),
-            ..ServerSummary::default()
-        }))
-    };
-    let parts: Vec<SharedSummary> = (0..workers).map(|_| new_summary()).collect();
-    // One worker publishes straight into what the health endpoint reads;
-    // several are merged into it.
-    let shared = if workers == 1 {
-        parts[0].clone()
-    } else {
-        let merged = new_summary();
-        tokio::spawn(merge_summaries(parts.clone(), merged.clone()));
-        merged
-    };
-    let mut ops = None;
-    if health_port != 0 {
-        let haddr = SocketAddr::new(args.bind, health_port);
-        match OpsServer::bind(haddr, OpsState::new(shared.clone(), max_sessions)).await {
-            Ok(handle) => ops = Some(handle),
-            Err(e) => {
-                eprintln!("error: cannot listen on health port {haddr}: {e} (use --health-port 0 to disable)");
-                return Exit::Failure;
-            }
-        }
-    }
-    // Each worker's share of the session limit and window budget, so
-    // that the process keeps the limits it was given.
-    let per_worker = |total: usize| total.div_ceil(workers).max(1);
+/// The server the flags describe. The metrics' latency buckets are
+/// fixed-size and always filled; the HdrHistogram with its per-second
+/// series (it grows with uptime) only for `--hist-out`.
+pub fn builder(args: &ServerArgs) -> ServerBuilder {
     let config = ServerConfig {
-        max_sessions: per_worker(max_sessions),
+        max_sessions: usize::try_from(args.max_sessions).unwrap_or(usize::MAX),
         max_len: args.max_len,
         max_window: args.max_window,
         session_lifetime: Duration::from_millis(args.session_lifetime_ms),
@@ -205,81 +134,112 @@ pub async fn run(args: ServerArgs) -> Exit {
         seed: None,
         ack_latency_events: true,
         retry: args.retry.into(),
-        window_budget: per_worker(usize::try_from(args.window_budget).unwrap_or(usize::MAX)),
-        secret: Some(secret),
+        window_budget: usize::try_from(args.window_budget).unwrap_or(usize::MAX),
         ..ServerConfig::default()
     };
+    let mut b = Server::builder()
+        .bind(SocketAddr::new(args.bind, args.port))
+        .workers(usize::from(args.workers))
+        .config(config)
+        .io(IoMode::from_env())
+        .record_ack_latency(args.hist_out.is_some());
+    if let Some(url) = &args.session_store {
+        b = b.redis(url, &args.store_prefix);
+    }
+    if let Some(path) = &args.secret_file {
+        b = b.secret_file(path);
+    }
+    if let Some(cfg) = args.netem.config(Side::Server) {
+        b = b.impairment(cfg, args.netem.seed());
+    }
+    b
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn run(args: ServerArgs) -> Exit {
+    let health_port = args.health_port;
+    let workers = args.workers.max(1);
+    let mut server = match builder(&args).start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::for_server_error(&e);
+        }
+    };
+    let mut ops = None;
+    if health_port != 0 {
+        let haddr = SocketAddr::new(args.bind, health_port);
+        let max_sessions = usize::try_from(args.max_sessions).unwrap_or(usize::MAX);
+        match OpsServer::bind(haddr, OpsState::from_watch(server.summary(), max_sessions)).await {
+            Ok(handle) => ops = Some(handle),
+            Err(e) => {
+                eprintln!("error: cannot listen on health port {haddr}: {e} (use --health-port 0 to disable)");
+                let _ = server.shutdown().await;
+                return Exit::Failure;
+            }
+        }
+    }
+    // Registered before the "listening" line, so a signal sent once a
+    // script reads it is seen.
+    let signals = super::signal::termination();
     // One worker without a store prints what it always printed.
-    let scale = match (&store, &args.session_store) {
+    let scale = match (server.store(), &args.session_store) {
         (Some(_), Some(url)) => format!(", {workers} worker(s), session store {url}"),
         (Some(_), None) => format!(", {workers} workers, in-process session store"),
         (None, _) => String::new(),
     };
     eprintln!(
-        "risp-udp server listening on udp {local} (health: {}, max sessions {max_sessions}, session lifetime {} ms{scale})",
+        "risp-udp server listening on udp {} (health: {}, max sessions {}, session lifetime {} ms{scale})",
+        server.local_addr(),
         if health_port == 0 { "off".to_string() } else { format!("tcp {}", SocketAddr::new(args.bind, health_port)) },
+        args.max_sessions,
         args.session_lifetime_ms,
     );
     if let Some(dir) = args.hist_out.clone() {
-        spawn_dump_on_signal(shared.clone(), dir);
+        spawn_dump_on_signal(server.summary(), dir);
     }
-    let io = IoMode::from_env();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (socket, part) in lossy.into_iter().zip(&parts) {
-        let mut stop = stop_rx.clone();
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let fut = server::serve_with_store(
-            socket,
-            io,
-            config.clone(),
-            part.clone(),
-            store.clone(),
-            shutdown,
-        );
-        tasks.spawn(fut);
-    }
-    let mut results = Vec::with_capacity(workers);
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = signals => {}
         // A worker that stops on its own failed: stop the others.
-        Some(r) = tasks.join_next() => results.push(r),
+        () = server.stopped() => {}
     }
-    let _ = stop_tx.send(true);
-    while let Some(r) = tasks.join_next().await {
-        results.push(r);
-    }
+    let has_store = server.store().is_some();
+    let stopped = server.shutdown().await;
     if let Some(ops) = ops {
         ops.shutdown().await;
     }
-    let mut summaries = Vec::with_capacity(workers);
-    let mut failed = None;
-    for r in results {
-        match r {
-            Ok(Ok(s)) => summaries.push(s),
-            Ok(Err(e)) => failed = Some(e.to_string()),
-            Err(e) => failed = Some(e.to_string()),
+    let summary = match stopped {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Failure;
+        }
+    };
+    eprintln!("{}", stopped_line(&summary, has_store));
+    if let Some(dir) = &args.hist_out {
+        if let Err(e) = dump(&summary, dir) {
+            eprintln!("error: {e}");
+            return Exit::Failure;
         }
     }
-    if let Some(e) = failed {
-        eprintln!("error: socket: {e}");
-        return Exit::Failure;
-    }
-    let summary = ServerSummary::merged(&summaries, crate::clock::now());
+    Exit::Ok
+}
+
+/// The "risp-udp server stopped: ..." line; `restored` counts only with a
+/// session store.
+fn stopped_line(summary: &ServerSummary, has_store: bool) -> String {
     let s = &summary.stats;
     let rejected: Vec<String> = Reject::ALL
         .iter()
         .filter(|r| s.rejected(**r) > 0)
         .map(|r| format!("{} {}", r.name(), s.rejected(*r)))
         .collect();
-    let restored = if store.is_some() {
+    let restored = if has_store {
         format!(", restored {}", s.sessions_restored)
     } else {
         String::new()
     };
-    eprintln!(
+    format!(
         "risp-udp server stopped: sessions opened {}, closed {}, aborted {}, expired {}{restored}, peak {}; datagrams received {}, sent {} ({} retransmitted); rejected: {}; peak RSS {}",
         s.sessions_opened,
         s.sessions_closed,
@@ -291,116 +251,7 @@ pub async fn run(args: ServerArgs) -> Exit {
         s.retransmits,
         if rejected.is_empty() { "none".to_string() } else { rejected.join(", ") },
         peak_rss_kb().map_or_else(|| "unknown".to_string(), |kb| format!("{kb} KiB"))
-    );
-    if let Some(dir) = &args.hist_out {
-        if let Err(e) = dump(&summary, dir) {
-            eprintln!("error: {e}");
-            return Exit::Failure;
-        }
-    }
-    Exit::Ok
-}
-
-/// The session store the flags ask for: Redis with `--session-store`, the
-/// in-process store for several workers, none for one worker (nothing
-/// changes for a single server). Redis that does not answer at start is
-/// an error of its own ([`Exit::StoreUnavailable`]).
-async fn open_store(args: &ServerArgs, workers: usize) -> Result<Option<SessionStore>, Exit> {
-    match &args.session_store {
-        Some(url) => match SessionStore::connect(url, &args.store_prefix).await {
-            Ok(s) => {
-                s.spawn_monitor();
-                Ok(Some(s))
-            }
-            Err(e @ StoreError::BadUrl { .. }) => {
-                eprintln!("error: {e}");
-                Err(Exit::Usage)
-            }
-            Err(e) => {
-                eprintln!("error: cannot reach the session store {url}: {e}");
-                Err(Exit::StoreUnavailable)
-            }
-        },
-        None if workers > 1 => Ok(Some(SessionStore::memory())),
-        None => Ok(None),
-    }
-}
-
-/// The key of retry tokens: from `--secret-file` (its SHA-256, so any
-/// length of secret works), else kept in the store, else drawn now.
-async fn server_secret(args: &ServerArgs, store: Option<&SessionStore>) -> Result<[u8; 32], Exit> {
-    use rand::Rng;
-    use sha2::{Digest, Sha256};
-    if let Some(path) = &args.secret_file {
-        return match std::fs::read(path) {
-            Ok(bytes) if bytes.len() >= 16 => Ok(Sha256::digest(&bytes).into()),
-            Ok(bytes) => {
-                eprintln!(
-                    "error: secret file {}: {} bytes, need at least 16",
-                    path.display(),
-                    bytes.len()
-                );
-                Err(Exit::Usage)
-            }
-            Err(e) => {
-                eprintln!("error: cannot read secret file {}: {e}", path.display());
-                Err(Exit::Failure)
-            }
-        };
-    }
-    let drawn: [u8; 32] = rand::rngs::StdRng::from_entropy().gen();
-    match store {
-        Some(s) => s.shared_secret(drawn).await.map_err(|e| {
-            eprintln!("error: session store: cannot keep the shared secret: {e}");
-            Exit::StoreUnavailable
-        }),
-        None => Ok(drawn),
-    }
-}
-
-/// Binds the workers' sockets: one plain socket for one worker; with
-/// several, the first picks the port (when 0) and the others join it
-/// with `SO_REUSEPORT`.
-async fn bind_workers(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<UdpSocket>> {
-    if workers == 1 {
-        return Ok(vec![crate::net::socket::bind(addr).await?]);
-    }
-    #[cfg(unix)]
-    {
-        let first = crate::net::socket::bind_reuse_port(addr)?;
-        let addr = first.local_addr()?;
-        let mut all = vec![first];
-        for _ in 1..workers {
-            all.push(crate::net::socket::bind_reuse_port(addr)?);
-        }
-        Ok(all)
-    }
-    #[cfg(not(unix))]
-    {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "--workers above 1 needs SO_REUSEPORT (Unix)",
-        ))
-    }
-}
-
-/// Merges the workers' summaries into the one the health endpoint reads,
-/// as often as the workers publish.
-async fn merge_summaries(parts: Vec<SharedSummary>, merged: SharedSummary) {
-    loop {
-        let now = crate::clock::now();
-        let snapshot: Vec<ServerSummary> = parts
-            .iter()
-            .filter_map(|p| p.lock().ok().map(|s| s.clone()))
-            .collect();
-        let mut all = ServerSummary::merged(&snapshot, now);
-        // The health endpoint's heartbeat is the stalest worker's.
-        if let Ok(mut m) = merged.lock() {
-            all.record_ack_latency = m.record_ack_latency;
-            *m = all;
-        }
-        tokio::time::sleep(server::PUBLISH_EVERY).await;
-    }
+    )
 }
 
 fn dump(summary: &ServerSummary, dir: &Path) -> Result<(), crate::stats::StatsError> {
@@ -415,15 +266,15 @@ fn dump(summary: &ServerSummary, dir: &Path) -> Result<(), crate::stats::StatsEr
 }
 
 #[cfg(unix)]
-fn spawn_dump_on_signal(shared: SharedSummary, dir: PathBuf) {
+fn spawn_dump_on_signal(summary: watch::Receiver<ServerSummary>, dir: PathBuf) {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
         let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
             return;
         };
         while usr1.recv().await.is_some() {
-            let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
-            if let Err(e) = dump(&summary, &dir) {
+            let current = summary.borrow().clone();
+            if let Err(e) = dump(&current, &dir) {
                 eprintln!("error: {e}");
             }
         }
@@ -431,27 +282,4 @@ fn spawn_dump_on_signal(shared: SharedSummary, dir: PathBuf) {
 }
 
 #[cfg(not(unix))]
-fn spawn_dump_on_signal(_: SharedSummary, _: PathBuf) {}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+fn spawn_dump_on_signal(_: watch::Receiver<ServerSummary>, _: PathBuf) {}

@@ -1,6 +1,6 @@
-//! The client driver: one socket (replaced on each killswitch, and on each
-//! move to another server of the list), one [`Client`] core, timers from
-//! the core.
+//! The client driver behind [`stream::Client`](super::stream::Client): one
+//! socket (replaced on each killswitch, and on each move to another server
+//! of the list), one [`Client`] core, timers from the core.
 
 use std::future::Future;
 use std::io;
@@ -8,110 +8,43 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use risp_netem::{ImpairedLink, ImpairmentConfig, LossySocket, Side};
+use risp_netem::{ImpairedLink, LossySocket, Side};
 
 use super::batch::{BatchSocket, IoMode, RecvSizing};
 use super::socket::{is_transient, sleep_until_opt};
+use super::stream::{ClientOptions, TransferError};
 use crate::clock;
-use crate::proto::client::{Client, ClientConfig, ClientEvent, ResumeState};
+use crate::proto::client::{Client, ClientEvent};
 use crate::proto::recovery::ACK_NEWS_STRIDE;
 use crate::proto::wire::{MAX_DATAGRAM_LEN, MAX_SERVER_DATAGRAM_LEN};
 use crate::transfer::ServerOutcome;
-use crate::transfer::{IntervalStats, TransferRecorder, TransferReport};
-
-/// How to run one transfer.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// The servers' addresses: the transfer starts with the first and
-    /// moves round robin to the next when the core asks (the current one
-    /// went silent or forgot the session) or when the OS says nothing
-    /// listens at one. Never empty.
-    pub servers: Vec<SocketAddr>,
-    /// Protocol settings (UUID, length, window...).
-    pub config: ClientConfig,
-    /// Resume a session another client started.
-    pub resume: Option<ResumeState>,
-    /// Impairments applied by the lossy-socket shim (None: plain socket).
-    pub impairment: Option<(ImpairmentConfig, u64)>,
-    /// Drop the socket every this often and resume from a fresh port.
-    pub killswitch: Option<Duration>,
-    /// Move to a fresh port at these offsets without telling the core (NAT
-    /// rebinding: the server must follow the token, not the address).
-    pub rebind_at: Vec<Duration>,
-    /// Record the rtt, delivery and stall histograms (on by default; a
-    /// load of thousands of clients that reports only aggregates turns
-    /// them off: each costs hundreds of KiB).
-    pub keep_histograms: bool,
-    /// Stop after this many values (to hand the session to another client);
-    /// None: run to the end.
-    pub stop_after: Option<u32>,
-    /// Batched or plain socket I/O.
-    pub io: IoMode,
-    /// Cut the transfer into intervals of this length (in the report's
-    /// `intervals`, and each sent to `interval_tx` as it ends).
-    pub interval: Option<Duration>,
-    /// Where each interval goes as it ends (printed live by the CLI).
-    pub interval_tx: Option<tokio::sync::mpsc::UnboundedSender<IntervalStats>>,
-}
-
-impl ClientOptions {
-    /// A plain transfer of `config` from `server`.
-    pub fn new(server: SocketAddr, config: ClientConfig) -> Self {
-        Self {
-            servers: vec![server],
-            config,
-            resume: None,
-            impairment: None,
-            killswitch: None,
-            rebind_at: Vec::new(),
-            keep_histograms: true,
-            stop_after: None,
-            io: IoMode::Batched,
-            interval: None,
-            interval_tx: None,
-        }
-    }
-}
-
-/// Runs one transfer to its end (or to [`ClientOptions::stop_after`]);
-/// `on_value` sees each value in order. The report's histograms are
-/// recorded with [`ClientOptions::keep_histograms`].
-///
-/// Fails only on local socket errors; protocol failures are in
-/// [`TransferReport::error`].
-pub async fn run(
-    opts: ClientOptions,
-    mut on_value: impl FnMut(u32, u32),
-) -> io::Result<TransferReport> {
-    let values = |index, value| {
-        on_value(index, value);
-        ControlFlow::Continue(())
-    };
-    run_until(opts, values, std::future::pending()).await
-}
+use crate::transfer::{TransferRecorder, TransferReport};
 
 /// How long a stopped transfer waits for the server to confirm that it
 /// freed the session (see [`run_until`]).
 pub const ABORT_GRACE: Duration = Duration::from_secs(1);
 
-/// Like [`run`], but the transfer also ends early, with the report so far,
-/// when `on_value` returns [`ControlFlow::Break`] (the values' reader went
-/// away) or when `stop` completes (Ctrl-C). An early end is not an error:
-/// the report is simply not verified. On `stop` the client first
-/// [aborts](Client::abort) the session, so that the server frees it at
-/// once, and waits up to [`ABORT_GRACE`] for the server's answer.
+/// Runs one transfer to its end (or to [`ClientOptions::stop_after`]);
+/// `on_value` sees each value in order. The transfer also ends early, with
+/// the report so far, when `on_value` returns [`ControlFlow::Break`] (the
+/// values' reader went away) or when `stop` completes (an abort). An early
+/// end is not an error: the report is simply not verified. On `stop` the
+/// client first [aborts](Client::abort) the session, so that the server
+/// frees it at once, and waits up to [`ABORT_GRACE`] for the server's
+/// answer.
 ///
 /// The socket is connected to the server, so where the OS learns that
 /// nothing listens there (ICMP port unreachable), the transfer moves on to
 /// the next server of [`ClientOptions::servers`] at once; when every
 /// server refused in a row and nothing was heard from any yet, it fails
-/// with [`io::ErrorKind::ConnectionRefused`] (later, a refusal is taken as
-/// transient).
-pub async fn run_until(
+/// with [`TransferError::Refused`] (later, a refusal is taken as
+/// transient). Other errors are local socket errors; protocol failures are
+/// in [`TransferReport::error`].
+pub(crate) async fn run_until(
     opts: ClientOptions,
     mut on_value: impl FnMut(u32, u32) -> ControlFlow<()>,
     stop: impl Future<Output = ()>,
-) -> io::Result<TransferReport> {
+) -> Result<TransferReport, TransferError> {
     tokio::pin!(stop);
     let started = clock::now();
     // One impairment model for the whole transfer, whatever sockets it
@@ -383,12 +316,9 @@ struct ServerList {
 }
 
 impl ServerList {
-    fn new(addrs: &[SocketAddr]) -> io::Result<Self> {
+    fn new(addrs: &[SocketAddr]) -> Result<Self, TransferError> {
         if addrs.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no server address to connect to",
-            ));
+            return Err(TransferError::NoServer);
         }
         Ok(Self {
             addrs: addrs.to_vec(),
@@ -403,7 +333,7 @@ impl ServerList {
         self.addrs[self.current]
     }
 
-    /// How many (for [`ClientConfig::servers`]).
+    /// How many (for [`ClientConfig::servers`](crate::proto::client::ClientConfig::servers)).
     fn len(&self) -> u32 {
         u32::try_from(self.addrs.len()).unwrap_or(u32::MAX)
     }
@@ -424,9 +354,13 @@ impl ServerList {
     /// `Continue` waits on (a transient error; or a refusal once every
     /// server refused in a row after contact, when the probe timer decides
     /// when to move rather than a spin through refusing servers).
-    fn on_error(&mut self, e: io::Error, client: &Client) -> io::Result<ControlFlow<()>> {
+    fn on_error(
+        &mut self,
+        e: io::Error,
+        client: &Client,
+    ) -> Result<ControlFlow<()>, TransferError> {
         if !is_transient(&e) {
-            return Err(e);
+            return Err(e.into());
         }
         if e.kind() != io::ErrorKind::ConnectionRefused {
             return Ok(ControlFlow::Continue(()));
@@ -443,7 +377,9 @@ impl ServerList {
         }
         if received == 0 {
             // Nothing listens anywhere: no point waiting for an answer.
-            return Err(e);
+            return Err(TransferError::Refused {
+                servers: self.addrs.clone(),
+            });
         }
         Ok(ControlFlow::Continue(()))
     }

@@ -1,5 +1,9 @@
-//! tokio drivers of the protocol core: one UDP socket for the server, one
-//! per client.
+//! tokio drivers of the protocol core: one UDP socket per server worker,
+//! one per client.
+//!
+//! An embedder starts a server with [`server::Server::builder`] and runs a
+//! transfer with [`stream::Client`]; [`client`] is the driver loop behind
+//! the latter, [`session_store`] the stores workers and instances share.
 
 // Network input must never panic the drivers: no `unwrap` outside tests (an
 // invariant that cannot fail says why, with `expect`).
@@ -13,5 +17,6 @@ pub mod metrics;
 pub mod ops;
 mod security_log;
 pub mod server;
+pub mod session_store;
 pub mod socket;
-pub mod store;
+pub mod stream;

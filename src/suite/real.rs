@@ -6,14 +6,11 @@
 //! simulator seeds it ([`crate::transfer::link_seed`]).
 
 use std::io;
-use std::sync::{Arc, Mutex};
 
-use risp_netem::LossySocket;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::net::client::{self, ClientOptions};
-use crate::net::server::{self, ServerSummary};
+use crate::net::server::{Server, ServerSummary};
+use crate::net::stream::{Client, TransferSet};
 use crate::proto::client::ClientError;
 use crate::transfer::{RunConfig, RunReport, TransferReport};
 
@@ -26,44 +23,38 @@ pub async fn run(config: &RunConfig) -> io::Result<RunReport> {
 
 /// Like [`run`], also returning the in-process server's summary (its
 /// acknowledgement-latency histogram with `config.server.ack_latency_events`).
+/// Transfers not done within `config.time_limit` are cut short and
+/// reported as timed out.
 pub async fn run_with_server(config: &RunConfig) -> io::Result<(RunReport, ServerSummary)> {
     let started = crate::clock::now();
-    let socket = crate::net::socket::bind(([127, 0, 0, 1], 0).into()).await?;
-    let server_addr = socket.local_addr()?;
     let mut server_config = config.server.clone();
     server_config.seed = Some(config.seed ^ 0x5eed);
-    let shared = Arc::new(Mutex::new(ServerSummary::counting_data()));
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server_task = tokio::spawn(server::serve(
-        LossySocket::passthrough(socket),
-        server_config,
-        shared.clone(),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let mut tasks = Vec::with_capacity(config.clients);
+    let server = Server::builder()
+        .config(server_config)
+        .count_data_sent(true)
+        .start()
+        .await
+        .map_err(io::Error::other)?;
+    let mut clients = TransferSet::new();
     for i in 0..config.clients {
         let mut cc = config.client.clone();
         cc.uuid = Uuid::new_v4();
-        cc.len = config.len;
-        let mut opts = ClientOptions::new(server_addr, cc);
-        opts.impairment = Some((config.impairment.clone(), config.link_seed(i)));
-        opts.killswitch = config.killswitch;
-        opts.rebind_at = config.impairment.rebind_at.clone();
-        opts.keep_histograms = config.record_latencies;
-        let stagger = config.stagger * i as u32;
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(stagger).await;
-            client::run(opts, |_, _| {}).await
-        }));
+        let mut client = Client::connect([server.local_addr()])
+            .config(cc)
+            .impairment(config.impairment.clone(), config.link_seed(i))
+            .rebind_at(config.impairment.rebind_at.clone())
+            .keep_histograms(config.record_latencies);
+        if let Some(every) = config.killswitch {
+            client = client.killswitch(every);
+        }
+        clients.spawn(client, config.len, config.stagger * i as u32);
     }
-    let mut transfers = Vec::with_capacity(tasks.len());
     let deadline = tokio::time::Instant::from_std(started + config.time_limit);
-    for task in tasks {
-        let report = match tokio::time::timeout_at(deadline, task).await {
-            Ok(joined) => joined.map_err(io::Error::other)??,
-            Err(_) => {
+    let mut transfers = Vec::with_capacity(config.clients);
+    for joined in clients.join(Some(deadline)).await {
+        let report = match joined {
+            Some(r) => r.map_err(io::Error::other)?,
+            None => {
                 let mut r = TransferReport::new(Uuid::nil(), config.len);
                 r.error = Some(ClientError::Timeout(config.time_limit));
                 r
@@ -71,8 +62,7 @@ pub async fn run_with_server(config: &RunConfig) -> io::Result<(RunReport, Serve
         };
         transfers.push(report);
     }
-    let _ = stop_tx.send(());
-    let summary = server_task.await.map_err(io::Error::other)??;
+    let summary = server.shutdown().await.map_err(io::Error::other)?;
     if let Some(sent) = &summary.data_sent {
         for t in &mut transfers {
             t.data_sent = sent.get(&t.uuid).copied().unwrap_or(0);

@@ -7,30 +7,22 @@
 //! order-insensitive checksum the client compares.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use risp_netem::LossySocket;
 use risp_udp::net::batch::IoMode;
-use risp_udp::net::client::{self, ClientOptions};
-use risp_udp::net::server::{self, ServerSummary, SharedSummary};
 use risp_udp::proto::server::ServerConfig;
 use risp_udp::transfer::TransferReport;
+use risp_udp::{Client, Server, ServerHandle, ServerSummary};
 use uuid::Uuid;
 
 use super::expected::SessionSeeds;
-use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// An in-process server on 127.0.0.1 that records its sessions' seeds;
 /// stopped (and its summary returned) by [`TestServer::stop`], aborted on
 /// drop.
 pub struct TestServer {
     pub addr: SocketAddr,
-    shared: SharedSummary,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<ServerSummary>>>,
+    handle: ServerHandle,
 }
 
 impl TestServer {
@@ -41,34 +33,30 @@ impl TestServer {
 
     /// [`start`](Self::start) with the socket driven in `mode`.
     pub async fn start_with(config: ServerConfig, mode: IoMode) -> Self {
-        let socket = UdpSocket::bind(("127.0.0.1", 0)).await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let shared: SharedSummary =
-            Arc::new(Mutex::new(ServerSummary::default().with_session_seeds()));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve_with(
-            LossySocket::passthrough(socket),
-            mode,
-            ServerConfig {
+        let handle = Server::builder()
+            .config(ServerConfig {
                 seed: Some(99),
                 ..config
-            },
-            shared.clone(),
-            async {
-                let _ = rx.await;
-            },
-        ));
+            })
+            .io(mode)
+            .record_session_seeds(true)
+            .start()
+            .await
+            .expect("start the test server");
         Self {
-            addr,
-            shared,
-            stop: Some(tx),
-            task: Some(task),
+            addr: handle.local_addr(),
+            handle,
         }
+    }
+
+    /// A client of this server.
+    pub fn client(&self) -> Client {
+        Client::connect([self.addr])
     }
 
     /// What the server has published so far.
     pub fn summary(&self) -> ServerSummary {
-        self.shared.lock().unwrap().clone()
+        self.handle.summary().borrow().clone()
     }
 
     /// Panics unless `got` (as [`transfer`] collects it) is every value of
@@ -92,9 +80,11 @@ impl TestServer {
     }
 
     /// Shuts the server down and returns its final summary.
-    pub async fn stop(mut self) -> ServerSummary {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap()
+    pub async fn stop(self) -> ServerSummary {
+        self.handle
+            .shutdown()
+            .await
+            .expect("the test server's sockets")
     }
 }
 
@@ -109,26 +99,31 @@ impl SessionSeeds for TestServer {
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(t) = &self.task {
-            t.abort();
-        }
-    }
-}
-
-/// Runs one client, collecting `(index, value)` of everything delivered.
-pub async fn transfer(opts: ClientOptions) -> (TransferReport, Vec<(u32, u32)>) {
-    transfer_within(opts, Duration::from_secs(30)).await
+/// Runs `client`'s request for `len` values, collecting `(index, value)`
+/// of everything delivered.
+pub async fn transfer(client: Client, len: u32) -> (TransferReport, Vec<(u32, u32)>) {
+    transfer_within(client, len, Duration::from_secs(30)).await
 }
 
 /// [`transfer`], failing the test if it takes longer than `limit`.
 pub async fn transfer_within(
-    opts: ClientOptions,
+    client: Client,
+    len: u32,
     limit: Duration,
 ) -> (TransferReport, Vec<(u32, u32)>) {
     let mut got = Vec::new();
-    let outcome = tokio::time::timeout(limit, client::run(opts, |i, v| got.push((i, v))))
+    let run = async {
+        let mut t = client.request(len).await?;
+        while let Some(v) = t.next().await {
+            match v {
+                Ok(v) => got.push((v.index, v.value)),
+                // Why the values stopped is in the report.
+                Err(_) => break,
+            }
+        }
+        t.finish().await
+    };
+    let outcome = tokio::time::timeout(limit, run)
         .await
         .unwrap_or_else(|_| panic!("transfer did not finish within {limit:?}"))
         .expect("client socket");

@@ -140,11 +140,6 @@ impl SessionStore {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// True for Redis (a store other processes share).
-    pub fn is_shared_between_processes(&self) -> bool {
-        matches!(self.kind, Kind::Redis { .. })
-    }
-
     fn mark<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         let ok = r.is_ok();
         if self.up.swap(ok, Ordering::Relaxed) != ok {
@@ -282,13 +277,19 @@ impl SessionStore {
         })
     }
 
-    /// Pings the store for as long as the process runs: every second
-    /// while it is up, with a doubling backoff while it is down. (Every
-    /// failed command marks it down too; this is what marks it up again
-    /// when nothing else is sent.)
-    pub fn spawn_monitor(&self) -> tokio::task::JoinHandle<()> {
+    /// What keeps [`is_up`](Self::is_up) current while nothing else is
+    /// sent: for Redis, a future that pings the store every second while
+    /// it is up, with a doubling backoff while it is down, and never ends
+    /// (every failed command marks the store down too; this is what marks
+    /// it up again). `None` for the in-memory store, which is always up.
+    /// The server builder runs it beside its workers and stops it at
+    /// shutdown.
+    pub(crate) fn monitor(&self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        if !matches!(self.kind, Kind::Redis { .. }) {
+            return None;
+        }
         let store = self.clone();
-        tokio::spawn(async move {
+        Some(async move {
             let mut backoff = MIN_BACKOFF;
             loop {
                 let pause = if store.ping().await.is_ok() {
