@@ -132,3 +132,59 @@ impl Exit {
         ExitCode::from(self as u8)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn report(verified: bool, error: Option<ClientError>) -> TransferReport {
+        let mut r = TransferReport::new(Uuid::nil(), 10);
+        if verified {
+            r.delivered = 10;
+            r.checksum = Some(1);
+            r.finished_at = Some(std::time::Duration::ZERO);
+        }
+        r.error = error;
+        r
+    }
+
+    #[test]
+    fn one_cascade_decides_every_run() {
+        let ok = report(true, None);
+        let busy = report(false, Some(ClientError::ServerBusy));
+        let expired = report(false, Some(ClientError::SessionExpired));
+        let stopped = report(false, None);
+        let refused = TransferError::Refused {
+            servers: Vec::new(),
+        };
+        let io = TransferError::Io(Arc::new(std::io::Error::other("x")));
+        assert_eq!(
+            Exit::for_run(std::slice::from_ref(&ok), false, None),
+            Exit::Ok
+        );
+        assert_eq!(Exit::for_run(&[], false, None), Exit::Ok);
+        // Interrupted beats everything; then a local error; then the first
+        // failure's code; an unverified run without one is a failure.
+        assert_eq!(
+            Exit::for_run(std::slice::from_ref(&busy), true, Some(&io)),
+            Exit::Interrupted
+        );
+        assert_eq!(
+            Exit::for_run(std::slice::from_ref(&ok), false, Some(&refused)),
+            Exit::NoAnswer
+        );
+        assert_eq!(
+            Exit::for_run(std::slice::from_ref(&ok), false, Some(&io)),
+            Exit::Failure
+        );
+        assert_eq!(
+            Exit::for_run(&[ok, expired, busy], false, None),
+            Exit::SessionExpired
+        );
+        assert_eq!(Exit::for_run(&[stopped], false, None), Exit::Failure);
+    }
+}

@@ -21,7 +21,7 @@ use crate::transfer::ServerOutcome;
 use crate::transfer::{TransferRecorder, TransferReport};
 
 /// How long a stopped transfer waits for the server to confirm that it
-/// freed the session (see [`run_until`]).
+/// freed the session (see [`Transfer::abort`](super::stream::Transfer::abort)).
 pub const ABORT_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs one transfer to its end (or to [`ClientOptions::stop_after`]);

@@ -59,6 +59,11 @@ impl TestServer {
         self.handle.summary().borrow().clone()
     }
 
+    /// The server's summary as it is published.
+    pub fn summary_watch(&self) -> tokio::sync::watch::Receiver<ServerSummary> {
+        self.handle.summary()
+    }
+
     /// Panics unless `got` (as [`transfer`] collects it) is every value of
     /// the session `report` names, each at its index, as the reference
     /// computes them from the seed this server drew.
