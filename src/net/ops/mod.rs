@@ -69,15 +69,16 @@ pub struct OpsState {
 /// Where the summary comes from.
 #[derive(Debug, Clone)]
 enum Source {
-    /// The mutex [`serve`](crate::net::server::serve) publishes into.
+    /// A mutex kept current by the caller (e.g. from
+    /// [`ServerBuilder::on_summary`](crate::net::server::ServerBuilder::on_summary)).
     Shared(SharedSummary),
     /// A channel the server sends each summary on.
     Watch(watch::Receiver<ServerSummary>),
 }
 
 impl OpsState {
-    /// Reads `summary`, which the server driver updates in place (the
-    /// [`SharedSummary`] handed to [`serve`](crate::net::server::serve)).
+    /// Reads `summary`, a [`SharedSummary`] the caller keeps current (e.g.
+    /// from [`ServerBuilder::on_summary`](crate::net::server::ServerBuilder::on_summary)).
     pub fn new(summary: SharedSummary, max_sessions: usize) -> Self {
         Self {
             source: Source::Shared(summary),
