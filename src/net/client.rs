@@ -12,7 +12,7 @@ use risp_netem::{ImpairedLink, LossySocket, Side};
 
 use super::batch::{BatchSocket, IoMode, RecvSizing};
 use super::socket::{is_transient, sleep_until_opt};
-use super::stream::{ClientOptions, TransferError};
+use super::stream::{ClientOptions, TransferError, Values};
 use crate::clock;
 use crate::proto::client::{Client, ClientEvent};
 use crate::proto::recovery::ACK_NEWS_STRIDE;
@@ -25,9 +25,10 @@ use crate::transfer::{TransferRecorder, TransferReport};
 pub const ABORT_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs one transfer to its end (or to [`ClientOptions::stop_after`]);
-/// `on_value` sees each value in order. The transfer also ends early, with
-/// the report so far, when `on_value` returns [`ControlFlow::Break`] (the
-/// values' reader went away) or when `stop` completes (an abort). An early
+/// `values` sees each value in order (and a flush after each batch of
+/// events). The transfer also ends early, with the report so far, when
+/// `values` returns [`ControlFlow::Break`] (the values' reader went away)
+/// or when `stop` completes (an abort). An early
 /// end is not an error: the report is simply not verified. On `stop` the
 /// client first [aborts](Client::abort) the session, so that the server
 /// frees it at once, and waits up to [`ABORT_GRACE`] for the server's
@@ -42,7 +43,7 @@ pub const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// in [`TransferReport::error`].
 pub(crate) async fn run_until(
     opts: ClientOptions,
-    mut on_value: impl FnMut(u32, u32) -> ControlFlow<()>,
+    mut values: impl Values,
     stop: impl Future<Output = ()>,
 ) -> Result<TransferReport, TransferError> {
     tokio::pin!(stop);
@@ -100,7 +101,7 @@ pub(crate) async fn run_until(
                 }
             }
         }
-        let flow = drain_events(&mut client, &mut recorder, now, &mut on_value);
+        let flow = drain_events(&mut client, &mut recorder, now, &mut values);
         if recorder.is_finished() || flow.is_break() {
             break;
         }
@@ -278,13 +279,13 @@ impl PendingAcks {
     }
 }
 
-/// Hands the client's events to the recorder, and values to `on_value`
+/// Hands the client's events to the recorder, and values to `values`
 /// (all of them, even after a `Break`, so the report counts what arrived).
 fn drain_events(
     client: &mut Client,
     recorder: &mut TransferRecorder,
     now: Instant,
-    on_value: &mut impl FnMut(u32, u32) -> ControlFlow<()>,
+    values: &mut impl Values,
 ) -> ControlFlow<()> {
     let mut flow = ControlFlow::Continue(());
     while let Some(ev) = client.poll_event() {
@@ -294,11 +295,12 @@ fn drain_events(
                 tracing::info!(%uuid, "handshake refused; starting over under a new UUID");
             }
             ClientEvent::Value { index, value, .. } if flow.is_continue() => {
-                flow = on_value(index, value);
+                flow = values.push(index, value);
             }
             _ => {}
         }
     }
+    values.flush();
     flow
 }
 

@@ -282,12 +282,48 @@ impl AbortHandle {
     }
 }
 
+/// Where the driver puts the values it delivers (see
+/// [`run_until`](super::client::run_until)).
+pub(crate) trait Values {
+    /// One value, in order; `Break` ends the transfer.
+    fn push(&mut self, index: u32, value: u32) -> ControlFlow<()>;
+    /// The end of a batch of events: what was pushed may be handed on.
+    fn flush(&mut self);
+}
+
 /// What the driver hands over between two polls.
 #[derive(Debug, Default)]
 struct Inbox {
     values: Mutex<VecDeque<Value>>,
     /// Set by [`Transfer::finish`]: values are no longer kept.
     discard: AtomicBool,
+}
+
+/// The driver's side of the inbox: values gather here during a batch and
+/// move to the inbox at its end (one lock per batch, not per value).
+#[derive(Debug)]
+struct Sink {
+    inbox: Arc<Inbox>,
+    batch: Vec<Value>,
+}
+
+impl Values for Sink {
+    fn push(&mut self, index: u32, value: u32) -> ControlFlow<()> {
+        self.batch.push(Value { index, value });
+        ControlFlow::Continue(())
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        if !self.inbox.discard.load(Ordering::Relaxed) {
+            if let Ok(mut v) = self.inbox.values.lock() {
+                v.extend(self.batch.iter().copied());
+            }
+        }
+        self.batch.clear();
+    }
 }
 
 type Driver = Pin<Box<dyn Future<Output = Result<TransferReport, TransferError>> + Send>>;
@@ -336,16 +372,11 @@ impl Transfer {
             rx
         });
         let inbox = Arc::new(Inbox::default());
-        let sink = inbox.clone();
-        let on_value = move |index, value| {
-            if !sink.discard.load(Ordering::Relaxed) {
-                if let Ok(mut v) = sink.values.lock() {
-                    v.push_back(Value { index, value });
-                }
-            }
-            ControlFlow::Continue(())
+        let sink = Sink {
+            inbox: inbox.clone(),
+            batch: Vec::new(),
         };
-        let driver = Box::pin(run_until(opts, on_value, abort.aborted()));
+        let driver = Box::pin(run_until(opts, sink, abort.aborted()));
         Self {
             driver: Some(driver),
             inbox,
