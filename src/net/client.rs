@@ -47,158 +47,230 @@ pub(crate) async fn run_until(
     stop: impl Future<Output = ()>,
 ) -> Result<TransferReport, TransferError> {
     tokio::pin!(stop);
-    let started = clock::now();
-    // One impairment model for the whole transfer, whatever sockets it
-    // goes through (as the simulator's one model per client link).
-    let link = match &opts.impairment {
-        Some((cfg, seed)) if !cfg.is_clean() => Some(ImpairedLink::new(cfg.clone(), *seed)?),
-        _ => None,
-    };
-    let mut servers = ServerList::new(&opts.servers)?;
-    let mut socket = open(servers.current(), link.as_ref(), opts.io).await?;
-    // No cap at the socket's receive buffer: the server paces each
-    // session (bursts of about a millisecond), so the flight is in the
-    // network, not in the buffer, and a long path needs a window far
-    // larger than any buffer holds.
-    let mut config = opts.config.clone();
-    config.servers = servers.len();
-    let mut client = match opts.resume.clone() {
-        Some(r) => Client::resume(config, r, started),
-        None => Client::new(config, started),
-    };
-    let mut recorder = TransferRecorder::new(client.uuid(), opts.config.len, started)
-        .keep_histograms(opts.keep_histograms)
-        .intervals(opts.interval);
-    let mut out = vec![0u8; MAX_DATAGRAM_LEN];
-    let mut acks = PendingAcks::default();
-    let mut moves = Moves::new(&opts, started);
-    // Set once `stop` fired: the abort's deadline.
-    let mut aborting: Option<Instant> = None;
-    // Set when the OS said that nothing listens at the current server.
-    let mut unreachable = false;
+    let mut d = Driver::start(opts).await?;
     loop {
         let now = clock::now();
-        if aborting.is_some_and(|deadline| now >= deadline) {
+        if d.aborting.is_some_and(|deadline| now >= deadline) {
             break;
         }
-        if let Some(reason) = client.wants_failover() {
-            servers.left(reason.to_string());
-            unreachable = true;
+        d.move_if_needed(now).await?;
+        d.send_due(now).await?;
+        let flow = drain_events(&mut d.client, &mut d.recorder, now, &mut values);
+        if d.recorder.is_finished() || flow.is_break() {
+            break;
         }
-        if std::mem::take(&mut unreachable) {
+        if d.unreachable || d.client.wants_failover().is_some() {
+            // Moves at the top of the loop.
+            continue;
+        }
+        if d.opts
+            .stop_after
+            .is_some_and(|n| d.client.next_index() >= n)
+        {
+            break;
+        }
+        d.publish_interval(now);
+        let wake = d.wake();
+        tokio::select! {
+            r = d.socket.readable() => d.on_readable(r).await?,
+            () = &mut stop, if d.aborting.is_none() => {
+                let now = clock::now();
+                d.client.abort(now);
+                d.aborting = Some(now + ABORT_GRACE);
+            }
+            () = sleep_until_opt(wake) => d.on_wake().await?,
+        }
+    }
+    Ok(d.finish())
+}
+
+/// The state of one transfer's driver loop (see [`run_until`]).
+struct Driver {
+    opts: ClientOptions,
+    /// One impairment model for the whole transfer, whatever sockets it
+    /// goes through (as the simulator's one model per client link).
+    link: Option<ImpairedLink>,
+    servers: ServerList,
+    socket: BatchSocket,
+    client: Client,
+    recorder: TransferRecorder,
+    out: Vec<u8>,
+    acks: PendingAcks,
+    moves: Moves,
+    /// Set once `stop` fired: the abort's deadline.
+    aborting: Option<Instant>,
+    /// Set when the OS said that nothing listens at the current server.
+    unreachable: bool,
+}
+
+impl Driver {
+    async fn start(opts: ClientOptions) -> Result<Self, TransferError> {
+        let started = clock::now();
+        let link = match &opts.impairment {
+            Some((cfg, seed)) if !cfg.is_clean() => Some(ImpairedLink::new(cfg.clone(), *seed)?),
+            _ => None,
+        };
+        let servers = ServerList::new(&opts.servers)?;
+        let socket = open(servers.current(), link.as_ref(), opts.io).await?;
+        // No cap at the socket's receive buffer: the server paces each
+        // session (bursts of about a millisecond), so the flight is in the
+        // network, not in the buffer, and a long path needs a window far
+        // larger than any buffer holds.
+        let mut config = opts.config.clone();
+        config.servers = servers.len();
+        let client = match opts.resume.clone() {
+            Some(r) => Client::resume(config, r, started),
+            None => Client::new(config, started),
+        };
+        let recorder = TransferRecorder::new(client.uuid(), opts.config.len, started)
+            .keep_histograms(opts.keep_histograms)
+            .intervals(opts.interval);
+        let moves = Moves::new(&opts, started);
+        Ok(Self {
+            opts,
+            link,
+            servers,
+            socket,
+            client,
+            recorder,
+            out: vec![0u8; MAX_DATAGRAM_LEN],
+            acks: PendingAcks::default(),
+            moves,
+            aborting: None,
+            unreachable: false,
+        })
+    }
+
+    /// Fails over to the next server when the core or the OS says so.
+    async fn move_if_needed(&mut self, now: Instant) -> Result<(), TransferError> {
+        if let Some(reason) = self.client.wants_failover() {
+            self.servers.left(reason.to_string());
+            self.unreachable = true;
+        }
+        if std::mem::take(&mut self.unreachable) {
             // A new socket: the old one's errors and stray datagrams stay
             // with it.
-            client.failover(now);
-            servers.moved_to(client.server_index());
-            socket = open(servers.current(), link.as_ref(), opts.io).await?;
-            tracing::info!(server = %servers.current(), "failover: resuming on the next server");
+            self.client.failover(now);
+            self.servers.moved_to(self.client.server_index());
+            self.socket = self.open().await?;
+            tracing::info!(server = %self.servers.current(), "failover: resuming on the next server");
         }
-        while let Some(n) = client.poll_transmit(now, &mut out) {
-            if let Err(e) = socket.send(servers.current(), &out[..n], n).await {
-                if servers.on_error(e.error, &client)?.is_break() {
-                    unreachable = true;
+        Ok(())
+    }
+
+    async fn open(&self) -> io::Result<BatchSocket> {
+        open(self.servers.current(), self.link.as_ref(), self.opts.io).await
+    }
+
+    /// Sends what the core has to send now.
+    async fn send_due(&mut self, now: Instant) -> Result<(), TransferError> {
+        while let Some(n) = self.client.poll_transmit(now, &mut self.out) {
+            let to = self.servers.current();
+            if let Err(e) = self.socket.send(to, &self.out[..n], n).await {
+                if self.servers.on_error(e.error, &self.client)?.is_break() {
+                    self.unreachable = true;
                     break;
                 }
             }
         }
-        let flow = drain_events(&mut client, &mut recorder, now, &mut values);
-        if recorder.is_finished() || flow.is_break() {
-            break;
-        }
-        if unreachable || client.wants_failover().is_some() {
-            // Moves at the top of the loop.
-            continue;
-        }
-        if opts.stop_after.is_some_and(|n| client.next_index() >= n) {
-            break;
-        }
-        if let Some(done) = recorder.tick(now, &client) {
-            if let Some(tx) = &opts.interval_tx {
+        Ok(())
+    }
+
+    /// Hands a finished interval to whoever asked for them.
+    fn publish_interval(&mut self, now: Instant) {
+        if let Some(done) = self.recorder.tick(now, &self.client) {
+            if let Some(tx) = &self.opts.interval_tx {
                 // The receiver may have gone away; the report keeps it anyway.
                 let _ = tx.send(done.clone());
             }
         }
-        let wake = [
-            client.poll_timeout(),
-            moves.next(),
-            aborting,
-            recorder.interval_deadline(),
+    }
+
+    /// When the loop must wake up if nothing arrives.
+    fn wake(&self) -> Option<Instant> {
+        [
+            self.client.poll_timeout(),
+            self.moves.next(),
+            self.aborting,
+            self.recorder.interval_deadline(),
         ]
         .into_iter()
         .flatten()
-        .min();
-        tokio::select! {
-            r = socket.readable() => {
-                // Everything waiting, in one or a few system calls. The
-                // core is asked for its acks after every datagram, as if
-                // they had come one by one, and the last two it wrote go
-                // out after the batch (one alone, when lost, leaves the
-                // server waiting for a probe timeout; all of them cost
-                // more than they tell), with every earlier ack that later
-                // ones cannot repeat the news of (see
-                // `PendingAcks::selected`). docs/PERFORMANCE.md has the
-                // measurements behind these choices.
-                let server = servers.current();
-                client.begin_batch();
-                let r = r.and_then(|()| {
-                    let mut clock = clock::BatchClock::start();
-                    socket.try_recv(|from, d| {
-                        let now = clock.tick();
-                        // Not our server: ignore.
-                        if from == server {
-                            client.handle(now, d);
-                            acks.take_from(&mut client, now);
-                        }
-                    })
-                });
-                client.end_batch();
-                acks.take_from(&mut client, clock::now());
-                if let Err(e) = r {
-                    // A refusal moves at the top of the loop.
-                    unreachable = servers.on_error(e, &client)?.is_break();
+        .min()
+    }
+
+    /// Everything waiting, in one or a few system calls. The core is asked
+    /// for its acks after every datagram, as if they had come one by one,
+    /// and the last two it wrote go out after the batch (one alone, when
+    /// lost, leaves the server waiting for a probe timeout; all of them
+    /// cost more than they tell), with every earlier ack that later ones
+    /// cannot repeat the news of (see `PendingAcks::selected`).
+    /// docs/PERFORMANCE.md has the measurements behind these choices.
+    async fn on_readable(&mut self, r: io::Result<()>) -> Result<(), TransferError> {
+        let server = self.servers.current();
+        let (client, acks) = (&mut self.client, &mut self.acks);
+        client.begin_batch();
+        let r = r.and_then(|()| {
+            let mut clock = clock::BatchClock::start();
+            self.socket.try_recv(|from, d| {
+                let now = clock.tick();
+                // Not our server: ignore.
+                if from == server {
+                    client.handle(now, d);
+                    acks.take_from(client, now);
                 }
-                for ack in acks.selected(ACKS_PER_BATCH) {
-                    if unreachable {
-                        break;
-                    }
-                    if let Err(e) = socket.send(server, ack, ack.len()).await {
-                        unreachable = servers.on_error(e.error, &client)?.is_break();
-                    }
-                }
-                acks.clear();
+            })
+        });
+        client.end_batch();
+        acks.take_from(client, clock::now());
+        if let Err(e) = r {
+            // A refusal moves at the top of the loop.
+            self.unreachable = self.servers.on_error(e, &self.client)?.is_break();
+        }
+        for ack in self.acks.selected(ACKS_PER_BATCH) {
+            if self.unreachable {
+                break;
             }
-            () = &mut stop, if aborting.is_none() => {
-                let now = clock::now();
-                client.abort(now);
-                aborting = Some(now + ABORT_GRACE);
-            }
-            () = sleep_until_opt(wake) => {
-                let now = clock::now();
-                let (kill, rebind) = moves.take_due(now);
-                if kill {
-                    recorder.report_mut().reconnects += 1;
-                    socket = open(servers.current(), link.as_ref(), opts.io).await?;
-                    tracing::debug!(port = ?socket.local_addr().ok(), "killswitch: new socket");
-                    client.reconnect(now);
-                }
-                if rebind {
-                    recorder.report_mut().rebinds += 1;
-                    socket = open(servers.current(), link.as_ref(), opts.io).await?;
-                    tracing::debug!(port = ?socket.local_addr().ok(), "rebind: new socket");
-                }
-                client.handle_timeout(now);
+            if let Err(e) = self.socket.send(server, ack, ack.len()).await {
+                self.unreachable = self.servers.on_error(e.error, &self.client)?.is_break();
             }
         }
+        self.acks.clear();
+        Ok(())
     }
-    let mut report = recorder.finish(clock::now(), &client);
-    report.servers = servers.outcomes();
-    if let Some(link) = &link {
-        report.link = link.stats();
+
+    /// A timer is due: the killswitch's or rebinding's new socket, the
+    /// core's timers.
+    async fn on_wake(&mut self) -> Result<(), TransferError> {
+        let now = clock::now();
+        let (kill, rebind) = self.moves.take_due(now);
+        if kill {
+            self.recorder.report_mut().reconnects += 1;
+            self.socket = self.open().await?;
+            tracing::debug!(port = ?self.socket.local_addr().ok(), "killswitch: new socket");
+            self.client.reconnect(now);
+        }
+        if rebind {
+            self.recorder.report_mut().rebinds += 1;
+            self.socket = self.open().await?;
+            tracing::debug!(port = ?self.socket.local_addr().ok(), "rebind: new socket");
+        }
+        self.client.handle_timeout(now);
+        Ok(())
     }
-    let c = report.client;
-    report.datagrams_to_server = c.datagrams_sent;
-    report.datagrams_to_client = c.datagrams_received.max(report.link.to_client.seen);
-    Ok(report)
+
+    /// The transfer's report, with what the servers and the link saw.
+    fn finish(self) -> TransferReport {
+        let mut report = self.recorder.finish(clock::now(), &self.client);
+        report.servers = self.servers.outcomes();
+        if let Some(link) = &self.link {
+            report.link = link.stats();
+        }
+        let c = report.client;
+        report.datagrams_to_server = c.datagrams_sent;
+        report.datagrams_to_client = c.datagrams_received.max(report.link.to_client.seen);
+        report
+    }
 }
 
 /// Acks sent per received batch: the last two the core wrote (same

@@ -32,11 +32,6 @@ impl Server {
         self.store_up = up;
     }
 
-    /// Whether the shared store answers, as last told.
-    pub fn store_available(&self) -> bool {
-        self.store_up
-    }
-
     /// Sessions with a store lookup in flight.
     pub fn lookups_in_flight(&self) -> usize {
         self.lookups.len()
