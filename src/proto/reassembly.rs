@@ -311,21 +311,27 @@ impl ReorderBuffer {
         }
         w.set_budget(budget);
         if index > self.next {
-            let mut fills: Vec<u32> = self
-                .fills
-                .iter()
-                .copied()
-                .filter(|&i| i > self.next && i < low && self.ring[self.slot(i)].is_some())
-                .collect();
-            fills.sort_unstable_by(|a, b| b.cmp(a));
-            fills.dedup();
-            for i in fills {
-                if !w.push(i, i) {
-                    break;
-                }
-            }
+            self.push_fills(&mut w, low);
         }
         w.finish();
+    }
+
+    /// Writes the held fills below `low`, newest index first, while the
+    /// budget lasts.
+    fn push_fills(&self, w: &mut RangeWriter<'_>, low: u32) {
+        let mut fills: Vec<u32> = self
+            .fills
+            .iter()
+            .copied()
+            .filter(|&i| i > self.next && i < low && self.ring[self.slot(i)].is_some())
+            .collect();
+        fills.sort_unstable_by(|a, b| b.cmp(a));
+        fills.dedup();
+        for i in fills {
+            if !w.push(i, i) {
+                break;
+            }
+        }
     }
 
     /// Empties the buffer and starts again at index 0 (a handshake that
@@ -482,19 +488,8 @@ mod tests {
             }
             w.set_budget(budget);
             if index > b.next {
-                let mut fills: Vec<u32> = b
-                    .fills
-                    .iter()
-                    .copied()
-                    .filter(|&i| i > b.next && i < low && b.ring[b.slot(i)].is_some())
-                    .collect();
-                fills.sort_unstable_by(|a, b| b.cmp(a));
-                fills.dedup();
-                for i in fills {
-                    if !w.push(i, i) {
-                        break;
-                    }
-                }
+                // The fills are not what the searches changed.
+                b.push_fills(&mut w, low);
             }
             w.finish();
             out
