@@ -394,7 +394,8 @@ fn hlog_errors_name_the_line() {
 
 /// `demo` without `--hist-out` leaves nothing in the temporary folder (it
 /// left a `risp-udp-demo-PID` folder on every run) and says how to keep
-/// the histograms; one client is "1 client".
+/// the histograms; one client is "1 client"; the summary has the
+/// clients' latency percentiles.
 #[test]
 fn demo_leaves_no_temporary_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -405,6 +406,16 @@ fn demo_leaves_no_temporary_folder() {
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.contains("1 client x"), "{}", out.stdout);
     assert!(out.stdout.contains("--hist-out"), "{}", out.stdout);
+    // The clients' latencies are in the summary (200 values delivered).
+    let delivery = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("delivery"));
+    assert!(
+        delivery.is_some_and(|l| l.contains("(200 samples)")),
+        "{}",
+        out.stdout
+    );
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

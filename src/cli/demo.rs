@@ -60,6 +60,8 @@ async fn demo(args: DemoArgs) -> std::io::Result<Exit> {
     });
     let mut config = RunConfig::new(rand::random(), args.clients as usize, args.len, impairment);
     config.server.ack_latency_events = true;
+    // The summary prints the clients' latency percentiles.
+    config.record_latencies = true;
     let (run, summary) = real::run_with_server(&config).await?;
     let mut merged = HistogramSet::default();
     let mut total_values = 0u64;
