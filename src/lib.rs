@@ -106,6 +106,7 @@ pub mod sim;
 pub mod stats;
 pub mod suite;
 pub mod tcp;
+pub mod trace;
 pub mod transfer;
 
 pub use net::server::{Server, ServerBuilder, ServerError, ServerHandle, ServerSummary};
