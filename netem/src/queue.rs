@@ -2,13 +2,19 @@
 //!
 //! Both halves of the shim hold delayed datagrams: outbound ones wait in the
 //! background sender task, inbound ones wait until `recv_from` hands them
-//! out. A min-heap keyed by due time (ties broken by arrival order, so equal
-//! delays keep FIFO order) serves both. It is bounded so that a fast sender
+//! out. Items leave by due time, ties broken by arrival order (so equal
+//! delays keep FIFO order). Most items arrive in due order (a constant
+//! delay, or jitter smaller than the gap between datagrams): those go to
+//! the back of a FIFO, in O(1); only an item due before the FIFO's last
+//! waits in a min-heap beside it, and a pop takes the earlier of the two
+//! fronts. (A heap alone cost a quarter of a delayed client's CPU at a
+//! million datagrams a second: 25 ms of them is 25,000 entries, sifted on
+//! every pop.) It is bounded so that a fast sender
 //! and a long delay cannot make memory grow without limit: when full, the
 //! caller drops the datagram, as a real router with a full buffer would.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use tokio::time::Instant;
 
@@ -47,10 +53,13 @@ impl<T> Ord for Entry<T> {
     }
 }
 
-/// A bounded min-heap of items by due time.
+/// A bounded queue of items by due time: a FIFO of the items that came in
+/// due order, and a min-heap of those that did not.
 #[derive(Debug)]
 pub(crate) struct DueQueue<T> {
-    /// The queued entries, earliest due on top.
+    /// Items pushed due no earlier than the one before them, in order.
+    fifo: VecDeque<Entry<T>>,
+    /// The others, earliest due on top.
     heap: BinaryHeap<Entry<T>>,
     /// Maximum number of entries.
     capacity: usize,
@@ -62,6 +71,7 @@ impl<T> DueQueue<T> {
     /// An empty queue holding at most `capacity` items.
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
+            fifo: VecDeque::new(),
             heap: BinaryHeap::new(),
             capacity,
             next_seq: 0,
@@ -70,7 +80,11 @@ impl<T> DueQueue<T> {
 
     /// Whether `n` more items fit.
     pub(crate) fn has_room_for(&self, n: usize) -> bool {
-        self.heap.len().saturating_add(n) <= self.capacity
+        self.fifo
+            .len()
+            .saturating_add(self.heap.len())
+            .saturating_add(n)
+            <= self.capacity
     }
 
     /// Queues `item` until `due`; hands it back if the queue is full.
@@ -80,28 +94,52 @@ impl<T> DueQueue<T> {
         }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.heap.push(Entry { due, seq, item });
+        let entry = Entry { due, seq, item };
+        if self.fifo.back().is_none_or(|last| last.due <= due) {
+            self.fifo.push_back(entry);
+        } else {
+            self.heap.push(entry);
+        }
         Ok(())
+    }
+
+    /// Whether the earliest item is the FIFO's front (else the heap's top);
+    /// `None` when empty.
+    fn front_is_fifo(&self) -> Option<bool> {
+        match (self.fifo.front(), self.heap.peek()) {
+            (None, None) => None,
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (Some(f), Some(h)) => Some((f.due, f.seq) <= (h.due, h.seq)),
+        }
     }
 
     /// When the earliest item is due, if any.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.heap.peek().map(|e| e.due)
+        if self.front_is_fifo()? {
+            self.fifo.front().map(|e| e.due)
+        } else {
+            self.heap.peek().map(|e| e.due)
+        }
     }
 
     /// Removes and returns the earliest item if it is due at `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<T> {
-        if self.next_due()? <= now {
-            self.heap.pop().map(|e| e.item)
-        } else {
-            None
+        if self.next_due()? > now {
+            return None;
         }
+        let entry = if self.front_is_fifo()? {
+            self.fifo.pop_front()
+        } else {
+            self.heap.pop()
+        };
+        entry.map(|e| e.item)
     }
 
     /// Number of queued items.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.fifo.len() + self.heap.len()
     }
 }
 
@@ -129,6 +167,51 @@ mod tests {
         assert_eq!(q.pop_due(t0 + ms(30)), Some("c"));
         assert_eq!(q.next_due(), None);
         assert_eq!(q.pop_due(t0 + ms(1000)), None);
+    }
+
+    /// Against a sorted reference: any mix of in-order and out-of-order
+    /// due times pops by (due, arrival), whatever the interleaving of
+    /// pushes and pops.
+    #[test]
+    fn pops_like_a_sorted_list_for_any_push_order() {
+        let t0 = Instant::now();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..200 {
+            let mut q = DueQueue::new(64);
+            let mut reference: Vec<(u64, u64)> = Vec::new();
+            let mut now = 0_u64;
+            let mut pushed = 0_u64;
+            for _ in 0..300 {
+                let r = next();
+                if r % 3 != 0 {
+                    // Mostly a constant delay, sometimes jitter either way.
+                    let jitter = if r % 7 == 0 { next() % 50 } else { 25 };
+                    let due = now + jitter;
+                    let ok = q.push(t0 + Duration::from_millis(due), pushed).is_ok();
+                    assert_eq!(ok, reference.len() < 64, "round {round}");
+                    if ok {
+                        reference.push((due, pushed));
+                    }
+                    pushed += 1;
+                } else {
+                    now += next() % 10;
+                    reference.sort_unstable();
+                    let want = reference.first().filter(|&&(d, _)| d <= now).copied();
+                    let got = q.pop_due(t0 + Duration::from_millis(now));
+                    assert_eq!(got, want.map(|(_, i)| i), "round {round} at {now}");
+                    if want.is_some() {
+                        reference.remove(0);
+                    }
+                }
+                assert_eq!(q.len(), reference.len());
+            }
+        }
     }
 
     #[test]

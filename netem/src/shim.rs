@@ -371,11 +371,16 @@ impl LossySocket {
     /// by [`recv_from`](Self::recv_from)) once due. A passthrough socket
     /// always answers true.
     pub fn admit_inbound(&self, data: &mut [u8], from: SocketAddr) -> bool {
+        self.admit_inbound_at(data, from, Instant::now())
+    }
+
+    /// [`admit_inbound`](Self::admit_inbound) for a datagram received at
+    /// `now` (a batched receiver reads the clock once per batch).
+    pub fn admit_inbound_at(&self, data: &mut [u8], from: SocketAddr, now: Instant) -> bool {
         let Some(imp) = &self.impaired else {
             return true;
         };
         let dir = imp.side.inbound();
-        let now = Instant::now();
         let verdict = imp.decide(dir, now, data.len());
         // The first zero-delay copy is delivered right away; any other copy
         // is held (due immediately if its delay is zero).
@@ -388,6 +393,7 @@ impl LossySocket {
                 imp.record_overflow(dir, &verdict);
                 return false;
             }
+            let earliest = held.next_due();
             for (i, d) in verdict.deliveries().iter().enumerate() {
                 if Some(i) != inline {
                     let copy = Datagram {
@@ -398,8 +404,14 @@ impl LossySocket {
                     let _ = held.push(due(now, d.delay), copy);
                 }
             }
+            // A waiter in `recv_from` sleeps until the earliest held copy:
+            // it needs waking only if that changed (a copy due later is
+            // found when it wakes for the earlier one).
+            let changed = held.next_due() != earliest;
             drop(held);
-            imp.inbound_changed.notify_waiters();
+            if changed {
+                imp.inbound_changed.notify_waiters();
+            }
         }
         match inline {
             Some(i) => {
@@ -416,8 +428,14 @@ impl LossySocket {
     /// it), with its source; for callers that receive on
     /// [`get_ref`](Self::get_ref) themselves.
     pub fn pop_held(&self, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        self.pop_held_at(buf, Instant::now())
+    }
+
+    /// [`pop_held`](Self::pop_held) for a copy due at `now` (a batched
+    /// receiver reads the clock once per batch).
+    pub fn pop_held_at(&self, buf: &mut [u8], now: Instant) -> Option<(usize, SocketAddr)> {
         let imp = self.impaired.as_ref()?;
-        let d = lock(&imp.inbound).pop_due(Instant::now())?;
+        let d = lock(&imp.inbound).pop_due(now)?;
         let n = d.data.len().min(buf.len());
         buf[..n].copy_from_slice(&d.data[..n]);
         Some((n, d.peer))

@@ -196,8 +196,15 @@ impl BatchSocket {
     ) -> io::Result<usize> {
         let mut count = 0;
         let slot = self.sizing.slot_len();
+        // One clock read for the batch (a datagram's verdict and a held
+        // copy's due time need no finer grain than one call), and none
+        // without a shim.
+        let now = (!self.socket.is_passthrough())
+            .then(|| tokio::time::Instant::from_std(crate::clock::now()));
         // Copies the shim held back and that are due now.
-        while let Some((n, from)) = self.socket.pop_held(&mut self.recv_buf[..slot]) {
+        while let Some((n, from)) =
+            now.and_then(|now| self.socket.pop_held_at(&mut self.recv_buf[..slot], now))
+        {
             on_datagram(from, &self.recv_buf[..n]);
             count += 1;
         }
@@ -235,7 +242,9 @@ impl BatchSocket {
             .take(messages)
         {
             for datagram in split_coalesced(&mut buf[..meta.len.min(slot)], meta.stride) {
-                if self.socket.admit_inbound(datagram, meta.addr) {
+                let admit =
+                    now.is_none_or(|now| self.socket.admit_inbound_at(datagram, meta.addr, now));
+                if admit {
                     on_datagram(meta.addr, datagram);
                     count += 1;
                 }

@@ -101,7 +101,11 @@ fn merge_sparse(a: &[(u64, u64)], b: &[(u64, u64)]) -> SparseCounts {
 
 /// Convert a duration to whole microseconds, saturating.
 pub fn duration_to_us(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    // Not `as_micros()`: its u128 division is a library call, and this runs
+    // for every value a client receives.
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
 }
 
 /// A duration in milliseconds, fractions kept (for reports and messages).
@@ -166,17 +170,18 @@ impl LatencyHistogram {
         let us = duration_to_us(value);
         self.record_us(us);
         let second = at.as_secs();
-        let current = match self.open.take() {
-            Some((s, h)) if second <= s => (s, h),
-            Some((s, h)) => {
-                self.close_interval(s, &h);
-                (second, new_hdr())
+        match &mut self.open {
+            // The common case, in place: the open second goes on.
+            Some((s, h)) if second <= *s => record_hdr(h, us, 1),
+            _ => {
+                if let Some((s, h)) = self.open.take() {
+                    self.close_interval(s, &h);
+                }
+                let mut h = new_hdr();
+                record_hdr(&mut h, us, 1);
+                self.open = Some((second, h));
             }
-            None => (second, new_hdr()),
-        };
-        let (s, mut h) = current;
-        record_hdr(&mut h, us, 1);
-        self.open = Some((s, h));
+        }
         self.interval_samples = self.interval_samples.saturating_add(1);
     }
 
@@ -311,5 +316,40 @@ impl LatencyHistogram {
             f(second, &h)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_convert_to_whole_microseconds() {
+        assert_eq!(duration_to_us(Duration::from_nanos(999)), 0);
+        assert_eq!(duration_to_us(Duration::from_nanos(1_999)), 1);
+        assert_eq!(duration_to_us(Duration::from_millis(1_500)), 1_500_000);
+        assert_eq!(duration_to_us(Duration::new(7, 123_456_789)), 7_123_456);
+        assert_eq!(duration_to_us(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn samples_land_in_their_second() {
+        let mut h = LatencyHistogram::new();
+        let ms = Duration::from_millis;
+        h.record_at(ms(100), ms(1));
+        h.record_at(ms(900), ms(2));
+        h.record_at(ms(1_100), ms(3));
+        // Late: counted in the second already open.
+        h.record_at(ms(500), ms(4));
+        h.record_at(ms(2_000), ms(5));
+        assert_eq!(h.len(), 5);
+        assert!(h.has_interval_series());
+        let mut per_second = Vec::new();
+        h.for_each_interval(|s, h| {
+            per_second.push((s, h.len()));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(per_second, vec![(0, 2), (1, 2), (2, 1)]);
     }
 }
