@@ -160,7 +160,7 @@ pub struct Buckets {
 impl Buckets {
     /// Records one sample (whole microseconds, rounded down).
     pub fn record(&mut self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let us = crate::stats::duration_to_us(d);
         let i = LATENCY_BOUNDS_US.partition_point(|&b| b < us);
         self.counts[i] += 1;
         self.sum_us = self.sum_us.saturating_add(us);

@@ -319,15 +319,28 @@ impl ReorderBuffer {
     /// Writes the held fills below `low`, newest index first, while the
     /// budget lasts.
     fn push_fills(&self, w: &mut RangeWriter<'_>, low: u32) {
-        let mut fills: Vec<u32> = self
-            .fills
-            .iter()
-            .copied()
-            .filter(|&i| i > self.next && i < low && self.ring[self.slot(i)].is_some())
-            .collect();
-        fills.sort_unstable_by(|a, b| b.cmp(a));
-        fills.dedup();
-        for i in fills {
+        // On the stack (this runs for every ack), and sorted only when the
+        // holes were not filled in index order: usually they were.
+        let mut fills = [0_u32; RECENT_FILLS];
+        let mut n = 0;
+        let mut ascending = true;
+        for i in self.fills.iter().copied() {
+            if i > self.next && i < low && self.ring[self.slot(i)].is_some() {
+                ascending &= n == 0 || fills[n - 1] < i;
+                fills[n] = i;
+                n += 1;
+            }
+        }
+        let fills = &mut fills[..n];
+        if !ascending {
+            fills.sort_unstable();
+        }
+        let mut last = None;
+        for &i in fills.iter().rev() {
+            if last == Some(i) {
+                continue;
+            }
+            last = Some(i);
             if !w.push(i, i) {
                 break;
             }

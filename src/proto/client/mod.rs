@@ -520,7 +520,13 @@ impl Client {
 
     fn timestamp(&self, now: Instant) -> u64 {
         // +1 so that 0 never is a real timestamp (0 = nothing echoed yet).
-        let since = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        // Whole microseconds without `as_micros()`'s 128-bit division (this
+        // runs for every datagram).
+        let d = now.saturating_duration_since(self.epoch);
+        let since = d
+            .as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_micros()));
         self.clock_base.saturating_add(since).saturating_add(1)
     }
 
