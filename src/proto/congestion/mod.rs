@@ -156,6 +156,15 @@ pub const MIN_ROUND_ARRIVALS: u32 = 4;
 /// Consecutive probe timeouts that mean persistent congestion.
 pub const PERSISTENT_CONGESTION_PTOS: u32 = 3;
 
+/// Growth of the bandwidth estimate over one probe cycle that says the
+/// pipe is not full: a flow at its share cannot gain this much by probing
+/// at 1.25 for one round (its part of a queue's output grows by less), and
+/// one far below the link gains nearly 1.25 each cycle.
+pub const REFILL_GROWTH: f64 = 1.2;
+
+/// Consecutive cycles of [`REFILL_GROWTH`] after which start-up resumes.
+pub const REFILL_CYCLES: u32 = 2;
+
 /// One round trip being timed. Rounds tile time: each starts when the
 /// previous one closed, and closes at the first datagram echoing an ack sent
 /// during it, so the arrivals it counts are one round trip's deliveries
@@ -214,6 +223,11 @@ pub struct RateControl {
     rounds: u64,
     full_bw: f64,
     full_bw_count: u32,
+    /// The bandwidth estimate when the current probe cycle began.
+    cycle_bw: f64,
+    /// Consecutive probe cycles that ended with the estimate at least
+    /// [`REFILL_GROWTH`] times its value at their start.
+    cycle_growths: u32,
     /// Position in [`PROBE_GAINS`] once start-up is over; `None` while
     /// draining the start-up queue (one round at `1 / STARTUP_PACING_GAIN`).
     probe_phase: Option<usize>,
@@ -226,6 +240,8 @@ pub struct RateControl {
     target: Option<u32>,
     /// The inputs changed since `target` was computed.
     target_stale: bool,
+    /// Times start-up resumed (see `end_probe_cycle`).
+    restarts: u64,
     /// Judge loss episodes (off: every episode is congestion, halving).
     differentiate: bool,
     /// React to congestion at all (off only for negative controls).
@@ -261,6 +277,8 @@ impl RateControl {
             rounds: 0,
             full_bw: 0.0,
             full_bw_count: 0,
+            cycle_bw: 0.0,
+            cycle_growths: 0,
             probe_phase: None,
             loss: 0.0,
             min_rtt: None,
@@ -272,6 +290,7 @@ impl RateControl {
             max_seen: cwnd,
             reductions: 0,
             random_episodes: 0,
+            restarts: 0,
         }
     }
 
@@ -328,6 +347,11 @@ impl RateControl {
     /// persistent congestion).
     pub fn reductions(&self) -> u64 {
         self.reductions
+    }
+
+    /// Times start-up resumed after probing found the pipe far from full.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
     }
 
     /// Loss episodes judged random (no reduction).
@@ -467,6 +491,9 @@ impl RateControl {
                 None => 2,
                 Some(i) => (i + 1) % PROBE_GAINS.len(),
             });
+            if self.probe_phase == Some(0) {
+                self.end_probe_cycle();
+            }
             if let Some(target) = self.target_cwnd() {
                 if self.cwnd > target {
                     self.set(target);
@@ -500,6 +527,33 @@ impl RateControl {
                     self.exit_slow_start(min_rtt);
                 }
             }
+        }
+    }
+
+    /// A probe cycle ended (the next round probes at the first gain). If
+    /// the estimate grew by [`REFILL_GROWTH`] over each of the last
+    /// [`REFILL_CYCLES`] cycles, start-up ended before the pipe was full
+    /// (one round trip delayed by a busy host, a timeout at the start, a
+    /// flow that left the bottleneck): growing 1.25x a cycle from there
+    /// would take many seconds on a long path, so start-up resumes, and ends
+    /// again as it always does, on a plateau or a building queue.
+    fn end_probe_cycle(&mut self) {
+        let bw = self.bw();
+        if self.cycle_bw > 0.0 && bw >= REFILL_GROWTH * self.cycle_bw {
+            self.cycle_growths += 1;
+        } else {
+            self.cycle_growths = 0;
+        }
+        self.cycle_bw = bw;
+        if self.cycle_growths >= REFILL_CYCLES && self.respond && self.differentiate {
+            self.cycle_growths = 0;
+            self.cycle_bw = 0.0;
+            self.slow_start = true;
+            self.full_bw = bw;
+            self.full_bw_count = 0;
+            self.ss_recv = 0;
+            self.ss_lost = 0;
+            self.restarts += 1;
         }
     }
 

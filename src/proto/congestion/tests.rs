@@ -259,3 +259,78 @@ fn zero_initial_and_zero_max_are_clamped() {
     assert_eq!(rc.get(), 1);
     assert_eq!(rc.max(), 1);
 }
+
+/// Round trips of a paced path: each round delivers what the window, the
+/// pacing rate and the path's `cap` allow, with no loss. Returns the
+/// next timestamp and the last round's deliveries.
+fn drive_paced(
+    rc: &mut RateControl,
+    t0: Instant,
+    mut ts: u64,
+    rounds: u32,
+    rtt: Duration,
+    cap: u32,
+    highest: &mut u32,
+) -> (u64, u32) {
+    let mut n = 0;
+    for _ in 0..rounds {
+        let start = t0 + Duration::from_micros(ts);
+        rc.on_echo(start, ts - 1, Some(rtt));
+        rc.on_ack_sent(start, ts);
+        let paced = match rc.pacing_rate() {
+            0 => u32::MAX,
+            r => (f64::from(r) * rtt.as_secs_f64()) as u32,
+        };
+        n = rc.get().min(paced).min(cap);
+        for _ in 0..n {
+            *highest += 1;
+            rc.on_highest(*highest);
+            rc.on_arrival(0);
+        }
+        ts += rtt.as_micros() as u64;
+    }
+    (ts, n)
+}
+
+#[test]
+fn start_up_resumes_when_probing_finds_the_pipe_far_from_full() {
+    let t0 = crate::clock::now();
+    let mut rc = RateControl::new(64, 1 << 20);
+    let mut highest = 0;
+    let rtt = us(50_000);
+    // The path holds 100 a round at first (start-up ends on the plateau)...
+    let (ts, _) = drive_paced(&mut rc, t0, 1, 40, rtt, 100, &mut highest);
+    assert!(!rc.in_slow_start());
+    assert_eq!(rc.restarts(), 0);
+    // ...then 10,000 (the flow it shared with left, or start-up had ended
+    // on a false alarm). Probing alone gains 1.25x per 8-round cycle: 20
+    // cycles, 160 rounds, to get there. Start-up resumes after two cycles
+    // of growth and doubles the rest of the way.
+    let mut ts = ts;
+    let mut rounds = 0;
+    loop {
+        let (next, n) = drive_paced(&mut rc, t0, ts, 1, rtt, 10_000, &mut highest);
+        ts = next;
+        rounds += 1;
+        if n >= 9_000 {
+            break;
+        }
+        assert!(rounds < 40, "only {n} a round after {rounds} rounds");
+    }
+    assert_eq!(rc.restarts(), 1, "start-up resumed once");
+    // And it ended again at the new plateau, not above it.
+    drive_paced(&mut rc, t0, ts, 10, rtt, 10_000, &mut highest);
+    assert!(!rc.in_slow_start());
+    assert!(rc.get() <= 2 * 10_000 + 64, "cwnd {}", rc.get());
+}
+
+#[test]
+fn a_flow_at_the_path_rate_never_resumes_start_up() {
+    let t0 = crate::clock::now();
+    let mut rc = RateControl::new(64, 1 << 20);
+    let mut highest = 0;
+    let rtt = us(50_000);
+    drive_paced(&mut rc, t0, 1, 400, rtt, 1_000, &mut highest);
+    assert!(!rc.in_slow_start());
+    assert_eq!(rc.restarts(), 0, "probing at capacity found nothing");
+}
