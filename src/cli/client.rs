@@ -90,8 +90,10 @@ pub struct ClientArgs {
     pub no_progress: bool,
     /// Print a line per interval of SECS seconds to stderr (values,
     /// values/s, retransmit requests, duplicates, RTT p50/p99, window), as
-    /// iperf3's -i; --json then has an "intervals" array.
-    #[arg(long, value_name = "SECS", value_parser = super::args::interval_secs)]
+    /// iperf3's -i; --json then has an "intervals" array. Under `load`,
+    /// the clients' sums (values, sessions, retransmit requests, timeouts,
+    /// shim drops) and a sum line at the end.
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = super::args::interval_secs)]
     pub interval: Option<f64>,
     /// Impairments on this end's socket.
     #[command(flatten)]

@@ -7,6 +7,8 @@
 //! its own shape. Every client flag applies to each client; each client
 //! has its own socket, UUID and impairment seed. Ctrl-C or SIGTERM stops
 //! every client and reports what arrived (exit 130), as for one client.
+//! `--interval SECS` prints the clients' running totals every SECS to
+//! stderr (see [`super::intervals`]); `--json` then has them too.
 
 use std::io::Write;
 use std::time::Duration;
@@ -17,9 +19,10 @@ use serde::Serialize;
 
 use super::client::{resolve_servers, transfer_client, ClientArgs};
 use super::exit::Exit;
+use super::intervals::{self, IntervalLog, LoadInterval};
 use super::output::Stdout;
 use super::report::{list_servers, peak_rss_kb};
-use crate::net::stream::{TransferError, TransferSet};
+use crate::net::stream::{RunningTotals, TransferError, TransferSet};
 use crate::stats::{duration_to_ms, LatencyHistogram, Summary};
 use crate::transfer::{link_seed, TransferReport};
 
@@ -79,6 +82,11 @@ pub struct LoadJson {
     pub peak_rss_kb: Option<u64>,
     /// The process exit code this run ends with.
     pub exit_code: u8,
+    /// Per-interval figures with `--interval` (absent without it): their
+    /// `values` add up to `delivered` (unless a client ended on a local
+    /// socket error, whose values count here but have no report).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<LoadInterval>,
 }
 
 impl LoadJson {
@@ -106,6 +114,7 @@ impl LoadJson {
             errors: std::collections::BTreeMap::new(),
             peak_rss_kb: None,
             exit_code: 0,
+            intervals: Vec::new(),
         };
         let mut longest_stall = Duration::ZERO;
         for r in reports {
@@ -189,8 +198,8 @@ impl LoadJson {
 /// Runs the load command; returns the exit status.
 pub async fn run(args: LoadArgs) -> Exit {
     let c = &args.client;
-    if c.print || c.output.is_some() || c.hist_out.is_some() || c.interval.is_some() {
-        eprintln!("error: --print, --output, --hist-out and --interval are for one client; `load` prints an aggregate");
+    if c.print || c.output.is_some() || c.hist_out.is_some() {
+        eprintln!("error: --print, --output and --hist-out are for one client; `load` prints an aggregate");
         return Exit::Usage;
     }
     let servers = match resolve_servers(c.server.as_deref(), c.port) {
@@ -209,24 +218,38 @@ pub async fn run(args: LoadArgs) -> Exit {
     let server = list_servers(&servers);
     tracing::info!(clients = args.clients, len, %server, "starting load");
     let started = crate::clock::now();
+    let totals = RunningTotals::new();
+    let mut log = c
+        .interval
+        .map(|secs| IntervalLog::new(Duration::from_secs_f64(secs), started));
     let mut set = TransferSet::new();
     for i in 0..args.clients as usize {
         let uuid = uuid::Builder::from_random_bytes(rng.gen()).into_uuid();
         // Only aggregates are reported: completion times and the longest
         // stall come from each report's own fields.
-        let client =
+        let mut client =
             transfer_client(c, &servers, uuid, link_seed(netem_seed, i)).keep_histograms(false);
+        if log.is_some() {
+            client = client.totals(totals.clone());
+        }
         set.spawn(client, len, Duration::ZERO);
     }
     let abort = set.abort_handle();
     let mut all_done = std::pin::pin!(set.join(None));
+    let mut signals = std::pin::pin!(signals);
     let mut interrupted = false;
-    let results = tokio::select! {
-        r = &mut all_done => r,
-        () = signals => {
-            interrupted = true;
-            abort.abort();
-            all_done.await
+    let results = loop {
+        tokio::select! {
+            r = &mut all_done => break r,
+            () = &mut signals, if !interrupted => {
+                interrupted = true;
+                abort.abort();
+            }
+            () = intervals::due(&mut log) => {
+                if let Some(log) = &mut log {
+                    eprintln!("{}", log.cut(crate::clock::now(), totals.snapshot()));
+                }
+            }
         }
     };
     let mut reports = Vec::with_capacity(results.len());
@@ -239,8 +262,14 @@ pub async fn run(args: LoadArgs) -> Exit {
             }
         }
     }
-    let elapsed = crate::clock::now().saturating_duration_since(started);
+    let ended = crate::clock::now();
+    let elapsed = ended.saturating_duration_since(started);
     let mut json = LoadJson::new(args.clients, len, &reports, elapsed);
+    if let Some(log) = log {
+        let (rows, text) = log.finish(ended, totals.snapshot());
+        eprint!("{text}");
+        json.intervals = rows;
+    }
     json.peak_rss_kb = peak_rss_kb();
     let exit = Exit::for_run(&reports, interrupted, local_error.as_ref());
     json.exit_code = exit as u8;

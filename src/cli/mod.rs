@@ -11,6 +11,7 @@ pub mod demo;
 pub mod env_error;
 pub mod exit;
 pub mod hist;
+pub mod intervals;
 pub mod load;
 pub mod netem_args;
 pub mod output;

@@ -1,4 +1,8 @@
 //! `risp-udp server`: serve sequences to every client from one UDP socket.
+//!
+//! `--interval SECS` prints a line of the server's figures every SECS to
+//! stderr while it runs (see [`super::intervals`]); `--json` prints one
+//! object at the end ([`ServerJson`]), with the intervals when asked for.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -6,12 +10,14 @@ use std::time::Duration;
 
 use clap::Args;
 use risp_netem::{ImpairmentSpec, Side};
+use serde::Serialize;
 use tokio::sync::watch;
 
 use super::exit::Exit;
+use super::intervals::{self, IntervalLog, ServerCounters, ServerInterval};
 use crate::net::batch::IoMode;
 use crate::net::ops::{peak_rss_kb, OpsServer, OpsState};
-use crate::net::server::{Server, ServerBuilder, ServerSummary};
+use crate::net::server::{Server, ServerBuilder, ServerHandle, ServerSummary};
 use crate::proto::client::MAX_WINDOW;
 use crate::proto::server::{Reject, RetryPolicy, ServerConfig};
 use crate::stats::HistogramSet;
@@ -95,6 +101,17 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 1, env = "RISP_WORKERS",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
+    /// Print a line of the server's figures every SECS seconds to stderr
+    /// (values sent and values/s, sessions open/opened/closed, resends,
+    /// rejected datagrams and busy refusals), as iperf3's -i, and a sum
+    /// line at shutdown. The figures are the workers' as last published
+    /// (every 0.2 s), so shorter intervals come out uneven.
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = super::args::interval_secs)]
+    pub interval: Option<f64>,
+    /// At shutdown, print one JSON object to stdout: the figures of the
+    /// "stopped" line, and an "intervals" array with --interval.
+    #[arg(long)]
+    pub json: bool,
     /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: ImpairmentSpec,
@@ -182,6 +199,9 @@ pub async fn run(args: ServerArgs) -> Exit {
     // Registered before the "listening" line, so a signal sent once a
     // script reads it is seen.
     let signals = super::signal::termination();
+    let mut log = args
+        .interval
+        .map(|secs| IntervalLog::new(Duration::from_secs_f64(secs), crate::clock::now()));
     // One worker without a store prints what it always printed.
     let scale = match (server.store(), &args.session_store) {
         (Some(_), Some(url)) => format!(", {workers} worker(s), session store {url}"),
@@ -198,11 +218,7 @@ pub async fn run(args: ServerArgs) -> Exit {
     if let Some(dir) = args.hist_out.clone() {
         spawn_dump_on_signal(server.summary(), dir);
     }
-    tokio::select! {
-        () = signals => {}
-        // A worker that stops on its own failed: stop the others.
-        () = server.stopped() => {}
-    }
+    serve(&mut server, signals, &mut log).await;
     let has_store = server.store().is_some();
     let stopped = server.shutdown().await;
     if let Some(ops) = ops {
@@ -215,14 +231,117 @@ pub async fn run(args: ServerArgs) -> Exit {
             return Exit::Failure;
         }
     };
+    let intervals = log.map_or_else(Vec::new, |log| {
+        let (rows, text) = log.finish(crate::clock::now(), ServerCounters::of(&summary));
+        eprint!("{text}");
+        rows
+    });
     eprintln!("{}", stopped_line(&summary, has_store));
+    let mut exit = Exit::Ok;
     if let Some(dir) = &args.hist_out {
         if let Err(e) = dump(&summary, dir) {
             eprintln!("error: {e}");
-            return Exit::Failure;
+            exit = Exit::Failure;
         }
     }
-    Exit::Ok
+    if args.json {
+        let json = ServerJson::new(&summary, has_store, intervals, exit as u8);
+        match serde_json::to_string(&json) {
+            Ok(j) => crate::outln!("{j}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    exit
+}
+
+/// Serves until a signal or until a worker stops on its own (it failed:
+/// the others are stopped next), printing interval lines on the way.
+async fn serve(
+    server: &mut ServerHandle,
+    signals: impl std::future::Future<Output = ()>,
+    log: &mut Option<IntervalLog<ServerCounters>>,
+) {
+    let summary = server.summary();
+    let mut signals = std::pin::pin!(signals);
+    loop {
+        tokio::select! {
+            () = &mut signals => return,
+            () = server.stopped() => return,
+            () = intervals::due(log) => {
+                if let Some(log) = log.as_mut() {
+                    let now = ServerCounters::of(&summary.borrow());
+                    eprintln!("{}", log.cut(crate::clock::now(), now));
+                }
+            }
+        }
+    }
+}
+
+/// The `--json` object of `risp-udp server`, printed at shutdown.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerJson {
+    /// Sessions created.
+    pub sessions_opened: u64,
+    /// Sessions closed by the CLOSED handshake.
+    pub sessions_closed: u64,
+    /// Sessions their client gave up on.
+    pub sessions_aborted: u64,
+    /// Sessions freed for idleness.
+    pub sessions_expired: u64,
+    /// Sessions carried on from the shared store (`None`: no store).
+    pub sessions_restored: Option<u64>,
+    /// Most sessions held at once.
+    pub peak_sessions: usize,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Datagrams sent, every kind.
+    pub datagrams_sent: u64,
+    /// Data datagrams sent (one value each, resends included).
+    pub values_sent: u64,
+    /// Of those, resends.
+    pub retransmits: u64,
+    /// Datagrams rejected, by reason (only reasons that occurred).
+    pub rejected: std::collections::BTreeMap<&'static str, u64>,
+    /// Peak resident set size, KiB (Linux).
+    pub peak_rss_kb: Option<u64>,
+    /// The process exit code this run ends with.
+    pub exit_code: u8,
+    /// Per-interval figures with `--interval` (absent without it); each
+    /// count adds up to the total above.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<ServerInterval>,
+}
+
+impl ServerJson {
+    /// The JSON form of the final `summary`.
+    pub fn new(
+        summary: &ServerSummary,
+        has_store: bool,
+        intervals: Vec<ServerInterval>,
+        exit_code: u8,
+    ) -> Self {
+        let s = &summary.stats;
+        Self {
+            sessions_opened: s.sessions_opened,
+            sessions_closed: s.sessions_closed,
+            sessions_aborted: s.sessions_aborted,
+            sessions_expired: s.sessions_expired,
+            sessions_restored: has_store.then_some(s.sessions_restored),
+            peak_sessions: summary.peak_sessions,
+            datagrams_received: s.datagrams_received,
+            datagrams_sent: s.datagrams_sent,
+            values_sent: ServerCounters::of(summary).values_sent,
+            retransmits: s.retransmits,
+            rejected: Reject::ALL
+                .iter()
+                .filter(|r| s.rejected(**r) > 0)
+                .map(|r| (r.name(), s.rejected(*r)))
+                .collect(),
+            peak_rss_kb: peak_rss_kb(),
+            exit_code,
+            intervals,
+        }
+    }
 }
 
 /// The "risp-udp server stopped: ..." line; `restored` counts only with a

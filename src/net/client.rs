@@ -12,7 +12,7 @@ use risp_netem::{ImpairedLink, LossySocket, Side};
 
 use super::batch::{BatchSocket, IoMode, RecvSizing};
 use super::socket::{is_transient, sleep_until_opt};
-use super::stream::{ClientOptions, TransferError, Values};
+use super::stream::{ClientOptions, TotalsFeed, TransferError, Values};
 use crate::clock;
 use crate::proto::client::{Client, ClientEvent};
 use crate::proto::recovery::ACK_NEWS_STRIDE;
@@ -70,6 +70,7 @@ pub(crate) async fn run_until(
             break;
         }
         d.publish_interval(now);
+        d.feed_totals();
         let wake = d.wake();
         tokio::select! {
             r = d.socket.readable() => d.on_readable(r).await?,
@@ -101,6 +102,8 @@ struct Driver {
     aborting: Option<Instant>,
     /// Set when the OS said that nothing listens at the current server.
     unreachable: bool,
+    /// Where the transfer's running figures go, when asked for.
+    totals: Option<TotalsFeed>,
 }
 
 impl Driver {
@@ -126,6 +129,7 @@ impl Driver {
             .keep_histograms(opts.keep_histograms)
             .intervals(opts.interval);
         let moves = Moves::new(&opts, started);
+        let totals = opts.totals.clone().map(TotalsFeed::start);
         Ok(Self {
             opts,
             link,
@@ -138,6 +142,7 @@ impl Driver {
             moves,
             aborting: None,
             unreachable: false,
+            totals,
         })
     }
 
@@ -183,6 +188,16 @@ impl Driver {
                 // The receiver may have gone away; the report keeps it anyway.
                 let _ = tx.send(done.clone());
             }
+        }
+    }
+
+    /// Adds what changed to the running totals, when there are any.
+    fn feed_totals(&mut self) {
+        if let Some(t) = &mut self.totals {
+            let link = self.link.as_ref().map(ImpairedLink::stats);
+            let dropped = link.map_or(0, |l| l.to_server.dropped + l.to_client.dropped);
+            let delivered = u64::from(self.recorder.report().delivered);
+            t.update(delivered, &self.client.stats(), dropped);
         }
     }
 
@@ -260,7 +275,8 @@ impl Driver {
     }
 
     /// The transfer's report, with what the servers and the link saw.
-    fn finish(self) -> TransferReport {
+    fn finish(mut self) -> TransferReport {
+        self.feed_totals();
         let mut report = self.recorder.finish(clock::now(), &self.client);
         report.servers = self.servers.outcomes();
         if let Some(link) = &self.link {
@@ -269,6 +285,9 @@ impl Driver {
         let c = report.client;
         report.datagrams_to_server = c.datagrams_sent;
         report.datagrams_to_client = c.datagrams_received.max(report.link.to_client.seen);
+        if let Some(t) = &mut self.totals {
+            t.set_verified(report.verified());
+        }
         report
     }
 }

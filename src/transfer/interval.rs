@@ -169,14 +169,21 @@ fn short_us(us: Option<u64>) -> String {
     }
 }
 
+/// The start every interval line shares (the client's, `load`'s and the
+/// server's): `[   0.0-   1.0 s]   52.3k values   52.3k values/s`.
+pub fn interval_head(start_s: f64, end_s: f64, values: u64, values_per_s: f64) -> String {
+    format!(
+        "[{start_s:6.1}-{end_s:6.1} s] {:>7} values {:>7} values/s",
+        si(values as f64),
+        si(values_per_s)
+    )
+}
+
 /// One human line for an interval (the `--interval` output).
 pub fn interval_line(i: &IntervalStats) -> String {
     format!(
-        "[{:6.1}-{:6.1} s] {:>7} values {:>7} values/s  rexmit req {:>5}  dup {:>5}  rtt p50 {:>7} p99 {:>7}  window {}",
-        i.start_s,
-        i.end_s,
-        si(i.values as f64),
-        si(i.values_per_s),
+        "{}  rexmit req {:>5}  dup {:>5}  rtt p50 {:>7} p99 {:>7}  window {}",
+        interval_head(i.start_s, i.end_s, i.values, i.values_per_s),
         i.retransmit_requests,
         i.duplicates,
         short_us(i.rtt_p50_us),

@@ -16,6 +16,6 @@ mod report;
 
 pub use bottleneck::{BottleneckConfig, BottleneckStats, SHARE_BUCKET};
 pub use config::{link_seed, RunConfig};
-pub use interval::{interval_line, si, IntervalMeter, IntervalStats};
+pub use interval::{interval_head, interval_line, si, IntervalMeter, IntervalStats};
 pub use recorder::TransferRecorder;
 pub use report::{RunReport, ServerOutcome, TransferReport, WindowStats};

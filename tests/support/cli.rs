@@ -167,11 +167,18 @@ impl ServerProcess {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(BIN);
+        // With --json, stdout is the test's to read (`child.stdout`): the
+        // server writes one object there as it stops.
+        let stdout = if args.contains(&"--json") {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         cmd.arg("server")
             .args(["--bind", "127.0.0.1"])
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped());
         // Unless the test sets them, port 0 and no health endpoint.
         if !args.iter().any(|a| a.starts_with("--port"))

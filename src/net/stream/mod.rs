@@ -27,6 +27,7 @@
 //! - `mod.rs`: the [`Client`] builder, [`TransferError`], [`AbortHandle`].
 //! - `transfer`: the [`Transfer`], and how the driver hands it values.
 //! - `set`: [`TransferSet`].
+//! - `totals`: [`RunningTotals`], live sums over many transfers.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -43,9 +44,12 @@ use crate::proto::client::{ClientConfig, ClientError, ResumeState};
 use crate::transfer::IntervalStats;
 
 mod set;
+mod totals;
 mod transfer;
 
 pub use set::TransferSet;
+pub(crate) use totals::TotalsFeed;
+pub use totals::{RunningTotals, TotalsSnapshot};
 pub use transfer::Transfer;
 pub(crate) use transfer::Values;
 
@@ -78,6 +82,8 @@ pub(crate) struct ClientOptions {
     pub(crate) interval: Option<Duration>,
     /// Where each interval goes as it ends.
     pub(crate) interval_tx: Option<mpsc::UnboundedSender<IntervalStats>>,
+    /// Live sums this transfer adds to as it runs.
+    pub(crate) totals: Option<RunningTotals>,
 }
 
 /// Why a transfer ended without its values, beyond what the protocol
@@ -163,6 +169,7 @@ impl Client {
                 io: IoMode::Batched,
                 interval: None,
                 interval_tx: None,
+                totals: None,
             },
             abort: None,
         }
@@ -234,6 +241,15 @@ impl Client {
     /// [`Transfer::intervals`] as it ends, and all are in the report.
     pub fn interval(mut self, every: Duration) -> Self {
         self.opts.interval = Some(every);
+        self
+    }
+
+    /// Adds this transfer's figures to `totals` as they change (values
+    /// delivered, retransmit requests, timeouts, shim drops) and counts it
+    /// as started and, at its end, ended: many transfers given clones of
+    /// one [`RunningTotals`] show their sums while they run.
+    pub fn totals(mut self, totals: RunningTotals) -> Self {
+        self.opts.totals = Some(totals);
         self
     }
 
