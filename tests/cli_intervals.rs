@@ -81,7 +81,10 @@ fn load_intervals_add_up_to_the_delivered_values() {
     assert_eq!(sum_of(intervals, "values"), 300_000, "{j}");
     assert_eq!(sum_of(intervals, "timeouts"), u64_of(&j, "timeouts"));
     assert!(u64_of(&j, "shim_dropped") > 0, "--loss took effect: {j}");
-    assert_eq!(sum_of(intervals, "shim_dropped"), u64_of(&j, "shim_dropped"));
+    assert_eq!(
+        sum_of(intervals, "shim_dropped"),
+        u64_of(&j, "shim_dropped")
+    );
     assert!(sum_of(intervals, "retransmit_requests") > 0, "{j}");
     assert_contiguous(intervals);
     let mut done = 0;
@@ -93,7 +96,10 @@ fn load_intervals_add_up_to_the_delivered_values() {
     }
     let last = intervals.last().unwrap();
     assert_eq!(
-        (u64_of(last, "sessions_active"), u64_of(last, "sessions_done")),
+        (
+            u64_of(last, "sessions_active"),
+            u64_of(last, "sessions_done")
+        ),
         (0, 6)
     );
     let lines = interval_lines(&out.stderr);
@@ -120,7 +126,10 @@ fn load_intervals_with_the_human_report() {
     let lines = interval_lines(&out.stderr);
     assert!(lines.len() >= 2, "an interval and the sum: {}", out.stderr);
     let sum = lines.last().unwrap();
-    assert!(sum.contains("6.0k values") && sum.contains("3 done"), "{sum}");
+    assert!(
+        sum.contains("6.0k values") && sum.contains("3 done"),
+        "{sum}"
+    );
 }
 
 /// SIGTERM to `server`; its stderr lines up to the "stopped" line, and
@@ -191,7 +200,10 @@ fn server_intervals_add_up_to_its_summary() {
     let lines = interval_lines(&text);
     assert_eq!(lines.len(), intervals.len() + 1, "{text}");
     let sum = lines.last().unwrap();
-    assert!(sum.contains("4 opened") && sum.contains("4 closed"), "{sum}");
+    assert!(
+        sum.contains("4 opened") && sum.contains("4 closed"),
+        "{sum}"
+    );
 }
 
 /// `--interval` takes 0.01 to 3600 seconds; anything else is a usage

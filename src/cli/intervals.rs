@@ -362,7 +362,10 @@ mod tests {
                 end_s: 2.0,
             },
         );
-        assert_eq!((row.values, row.values_per_s, row.retransmits), (40, 20.0, 4));
+        assert_eq!(
+            (row.values, row.values_per_s, row.retransmits),
+            (40, 20.0, 4)
+        );
         assert_eq!((row.sessions_opened, row.sessions_closed), (3, 2));
         assert_eq!((row.rejected, row.refused_busy), (2, 2));
         let line = ServerCounters::line(&row);
