@@ -10,6 +10,7 @@
 //! [`crate::transfer`], because it also takes RTT percentiles; all three
 //! share the start of the line, [`interval_head`].)
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -27,6 +28,11 @@ pub trait Counters: Clone + Default + PartialEq {
     fn row(&self, before: &Self, span: Span) -> Self::Row;
     /// The interval for people, one line.
     fn line(row: &Self::Row) -> String;
+    /// True when nothing happened in the interval worth a line (an idle
+    /// server); such intervals are neither printed nor kept.
+    fn idle(_row: &Self::Row) -> bool {
+        false
+    }
 }
 
 /// Where an interval lies, seconds since the run started.
@@ -51,7 +57,7 @@ impl Span {
 }
 
 /// The intervals of one run: a timer that says when the next ends, the
-/// last reading, and every interval so far.
+/// last reading, and the intervals kept for `--json`.
 #[derive(Debug)]
 pub struct IntervalLog<C: Counters> {
     timer: tokio::time::Interval,
@@ -59,14 +65,37 @@ pub struct IntervalLog<C: Counters> {
     /// End of the last interval cut.
     from: Duration,
     last: C,
-    rows: Vec<C::Row>,
+    /// Intervals cut, idle ones included.
+    cuts: u64,
+    /// The newest intervals, at most `keep` of them.
+    rows: VecDeque<C::Row>,
+    keep: usize,
+    /// Intervals left out of `rows` to stay within `keep`.
+    dropped: u64,
+}
+
+/// What a finished [`IntervalLog`] hands back.
+#[derive(Debug)]
+pub struct FinishedLog<R> {
+    /// The intervals kept, oldest first (the idle ones are not).
+    pub rows: Vec<R>,
+    /// Intervals left out to stay within the log's limit (the oldest).
+    pub dropped: u64,
+    /// Still to print: the last interval's line, a separator, the sum.
+    pub text: String,
 }
 
 /// The separator before the sum line, as iperf3's.
 const SUM_SEPARATOR: &str = "- - - - - - - - - - - - - - - - - - - - - - - - -";
 
+/// Intervals an [`IntervalLog`] keeps by default: a day of 1 s intervals
+/// (a few tens of MiB), so that a server left running with `--interval`
+/// does not grow without bound.
+pub const MAX_KEPT: usize = 86_400;
+
 impl<C: Counters> IntervalLog<C> {
-    /// Intervals of `every` from `started` (call inside a tokio runtime).
+    /// Intervals of `every` from `started` (call inside a tokio runtime),
+    /// keeping the newest [`MAX_KEPT`].
     pub fn new(every: Duration, started: Instant) -> Self {
         let first = tokio::time::Instant::from_std(started + every);
         let mut timer = tokio::time::interval_at(first, every);
@@ -78,35 +107,56 @@ impl<C: Counters> IntervalLog<C> {
             started,
             from: Duration::ZERO,
             last: C::default(),
-            rows: Vec::new(),
+            cuts: 0,
+            rows: VecDeque::new(),
+            keep: MAX_KEPT,
+            dropped: 0,
         }
     }
 
+    /// Keeps at most `keep` intervals (0: none, when only the lines are
+    /// wanted).
+    pub fn keep(mut self, keep: usize) -> Self {
+        self.keep = keep;
+        self
+    }
+
     /// Ends the current interval at `now` with the counters `current`;
-    /// returns its line.
-    pub fn cut(&mut self, now: Instant, current: C) -> String {
+    /// returns its line, or `None` when it was idle.
+    pub fn cut(&mut self, now: Instant, current: C) -> Option<String> {
         let end = now.saturating_duration_since(self.started).max(self.from);
         let span = Span {
             start_s: self.from.as_secs_f64(),
             end_s: end.as_secs_f64(),
         };
         let row = current.row(&self.last, span);
-        let line = C::line(&row);
-        self.rows.push(row);
+        self.cuts += 1;
         self.from = end;
         self.last = current;
-        line
+        if C::idle(&row) {
+            return None;
+        }
+        let line = C::line(&row);
+        if self.rows.len() >= self.keep {
+            self.dropped += 1;
+            if self.rows.pop_front().is_none() {
+                return Some(line);
+            }
+        }
+        self.rows.push_back(row);
+        Some(line)
     }
 
-    /// Ends the run at `now` with the final counters: every interval (the
-    /// last, partial one included unless nothing happened in it) and the
-    /// text still to print (that interval's line, a separator, the sum
-    /// line).
-    pub fn finish(mut self, now: Instant, current: C) -> (Vec<C::Row>, String) {
+    /// Ends the run at `now` with the final counters: the last, partial
+    /// interval is cut unless nothing happened in it, and the sum of the
+    /// whole run is added to the text.
+    pub fn finish(mut self, now: Instant, current: C) -> FinishedLog<C::Row> {
         let mut text = String::new();
         let at = now.saturating_duration_since(self.started);
-        if current != self.last || at > self.from || self.rows.is_empty() {
-            text = self.cut(now, current.clone()) + "\n";
+        if current != self.last || at > self.from || self.cuts == 0 {
+            if let Some(line) = self.cut(now, current.clone()) {
+                text = line + "\n";
+            }
         }
         let span = Span {
             start_s: 0.0,
@@ -114,17 +164,11 @@ impl<C: Counters> IntervalLog<C> {
         };
         let sum = current.row(&C::default(), span);
         text += &format!("{SUM_SEPARATOR}\n{}  sum\n", C::line(&sum));
-        (self.rows, text)
-    }
-
-    /// Intervals cut so far.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// True before the first interval is cut.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        FinishedLog {
+            rows: self.rows.into(),
+            dropped: self.dropped,
+            text,
+        }
     }
 }
 
@@ -280,6 +324,30 @@ impl Counters for ServerCounters {
         }
     }
 
+    fn idle(r: &ServerInterval) -> bool {
+        let ServerInterval {
+            start_s: _,
+            end_s: _,
+            values,
+            values_per_s: _,
+            retransmits,
+            sessions_open,
+            sessions_opened,
+            sessions_closed,
+            rejected,
+            refused_busy,
+        } = *r;
+        [
+            values,
+            retransmits,
+            sessions_open,
+            sessions_opened,
+            sessions_closed,
+            rejected,
+            refused_busy,
+        ] == [0; 7]
+    }
+
     fn line(r: &ServerInterval) -> String {
         format!(
             "{}  sessions {:>4} open {:>4} opened {:>4} closed  resent {:>5}  rejected {:>5} (busy {})",
@@ -313,20 +381,21 @@ mod tests {
         let t0 = crate::clock::now();
         let mut log = IntervalLog::new(Duration::from_secs(1), t0);
         let first = log.cut(t0 + Duration::from_secs(1), at(100, 3, 0));
+        let first = first.expect("a load is never idle");
         assert!(first.contains("[   0.0-   1.0 s]"), "{first}");
         assert!(first.contains("100 values"), "{first}");
         log.cut(t0 + Duration::from_secs(2), at(250, 3, 1));
-        assert_eq!(log.len(), 2);
-        let (rows, text) = log.finish(t0 + Duration::from_millis(2500), at(300, 3, 3));
+        let done = log.finish(t0 + Duration::from_millis(2500), at(300, 3, 3));
+        let rows = &done.rows;
         let values: Vec<u64> = rows.iter().map(|r| r.values).collect();
         assert_eq!(values, [100, 150, 50]);
         assert_eq!(rows[2].values_per_s, 100.0);
         assert_eq!(rows.iter().map(|r| r.retransmit_requests).sum::<u64>(), 30);
         assert_eq!((rows[1].sessions_active, rows[1].sessions_done), (2, 1));
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{text}");
+        let lines: Vec<&str> = done.text.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", done.text);
         assert_eq!(lines[1], SUM_SEPARATOR);
-        assert!(lines[2].starts_with("[   0.0-   2.5 s]"), "{text}");
+        assert!(lines[2].starts_with("[   0.0-   2.5 s]"), "{}", done.text);
         assert!(lines[2].contains("300 values") && lines[2].ends_with("sum"));
     }
 
@@ -335,13 +404,34 @@ mod tests {
         let t0 = crate::clock::now();
         let mut log = IntervalLog::new(Duration::from_secs(1), t0);
         log.cut(t0 + Duration::from_secs(1), at(100, 1, 1));
-        let (rows, _) = log.finish(t0 + Duration::from_secs(1), at(100, 1, 1));
-        assert_eq!(rows.len(), 1);
+        let done = log.finish(t0 + Duration::from_secs(1), at(100, 1, 1));
+        assert_eq!(done.rows.len(), 1);
         let mut log = IntervalLog::new(Duration::from_secs(1), t0);
         log.cut(t0 + Duration::from_secs(1), at(100, 1, 0));
         // Read at the same instant, yet more arrived: cut, so the sum holds.
-        let (rows, _) = log.finish(t0 + Duration::from_secs(1), at(120, 1, 1));
-        assert_eq!(rows.iter().map(|r| r.values).sum::<u64>(), 120);
+        let done = log.finish(t0 + Duration::from_secs(1), at(120, 1, 1));
+        assert_eq!(done.rows.iter().map(|r| r.values).sum::<u64>(), 120);
+    }
+
+    #[tokio::test]
+    async fn idle_intervals_are_skipped_and_the_kept_ones_are_bounded() {
+        let t0 = crate::clock::now();
+        let sec = |n| t0 + Duration::from_secs(n);
+        let busy = |sent| ServerCounters {
+            values_sent: sent,
+            ..ServerCounters::default()
+        };
+        let mut log = IntervalLog::new(Duration::from_secs(1), t0).keep(2);
+        assert_eq!(log.cut(sec(1), ServerCounters::default()), None);
+        for (n, sent) in [(2, 10), (3, 30), (4, 60)] {
+            assert!(log.cut(sec(n), busy(sent)).is_some());
+        }
+        assert_eq!(log.cut(sec(5), busy(60)), None, "nothing sent, none open");
+        let done = log.finish(sec(5), busy(60));
+        let kept: Vec<(f64, u64)> = done.rows.iter().map(|r| (r.start_s, r.values)).collect();
+        assert_eq!(kept, [(2.0, 20), (3.0, 30)], "the newest two");
+        assert_eq!(done.dropped, 1);
+        assert!(done.text.contains("60 values"), "{}", done.text);
     }
 
     #[test]

@@ -246,8 +246,8 @@ pub async fn run(args: LoadArgs) -> Exit {
                 abort.abort();
             }
             () = intervals::due(&mut log) => {
-                if let Some(log) = &mut log {
-                    eprintln!("{}", log.cut(crate::clock::now(), totals.snapshot()));
+                if let Some(line) = log.as_mut().and_then(|l| l.cut(crate::clock::now(), totals.snapshot())) {
+                    eprintln!("{line}");
                 }
             }
         }
@@ -266,9 +266,9 @@ pub async fn run(args: LoadArgs) -> Exit {
     let elapsed = ended.saturating_duration_since(started);
     let mut json = LoadJson::new(args.clients, len, &reports, elapsed);
     if let Some(log) = log {
-        let (rows, text) = log.finish(ended, totals.snapshot());
-        eprint!("{text}");
-        json.intervals = rows;
+        let done = log.finish(ended, totals.snapshot());
+        eprint!("{}", done.text);
+        json.intervals = done.rows;
     }
     json.peak_rss_kb = peak_rss_kb();
     let exit = Exit::for_run(&reports, interrupted, local_error.as_ref());

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::exit::Exit;
-use super::intervals::{self, IntervalLog, ServerCounters, ServerInterval};
+use super::intervals::{self, FinishedLog, IntervalLog, ServerCounters, ServerInterval};
 use crate::net::batch::IoMode;
 use crate::net::ops::{peak_rss_kb, OpsServer, OpsState};
 use crate::net::server::{Server, ServerBuilder, ServerHandle, ServerSummary};
@@ -199,9 +199,15 @@ pub async fn run(args: ServerArgs) -> Exit {
     // Registered before the "listening" line, so a signal sent once a
     // script reads it is seen.
     let signals = super::signal::termination();
-    let mut log = args
-        .interval
-        .map(|secs| IntervalLog::new(Duration::from_secs_f64(secs), crate::clock::now()));
+    // Without --json the lines are printed and forgotten.
+    let mut log = args.interval.map(|secs| {
+        let log = IntervalLog::new(Duration::from_secs_f64(secs), crate::clock::now());
+        if args.json {
+            log
+        } else {
+            log.keep(0)
+        }
+    });
     // One worker without a store prints what it always printed.
     let scale = match (server.store(), &args.session_store) {
         (Some(_), Some(url)) => format!(", {workers} worker(s), session store {url}"),
@@ -231,10 +237,10 @@ pub async fn run(args: ServerArgs) -> Exit {
             return Exit::Failure;
         }
     };
-    let intervals = log.map_or_else(Vec::new, |log| {
-        let (rows, text) = log.finish(crate::clock::now(), ServerCounters::of(&summary));
-        eprint!("{text}");
-        rows
+    let intervals = log.map(|log| {
+        let done = log.finish(crate::clock::now(), ServerCounters::of(&summary));
+        eprint!("{}", done.text);
+        done
     });
     eprintln!("{}", stopped_line(&summary, has_store));
     let mut exit = Exit::Ok;
@@ -270,7 +276,9 @@ async fn serve(
             () = intervals::due(log) => {
                 if let Some(log) = log.as_mut() {
                     let now = ServerCounters::of(&summary.borrow());
-                    eprintln!("{}", log.cut(crate::clock::now(), now));
+                    if let Some(line) = log.cut(crate::clock::now(), now) {
+                        eprintln!("{line}");
+                    }
                 }
             }
         }
@@ -307,9 +315,15 @@ pub struct ServerJson {
     /// The process exit code this run ends with.
     pub exit_code: u8,
     /// Per-interval figures with `--interval` (absent without it); each
-    /// count adds up to the total above.
+    /// count adds up to the total above. Idle intervals (nothing sent,
+    /// no session open, nothing rejected) are left out, so their times
+    /// may have gaps.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub intervals: Vec<ServerInterval>,
+    /// The oldest intervals left out to keep at most a day of 1 s ones
+    /// ([`MAX_KEPT`](super::intervals::MAX_KEPT)); absent when none were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals_dropped: Option<u64>,
 }
 
 impl ServerJson {
@@ -317,9 +331,10 @@ impl ServerJson {
     pub fn new(
         summary: &ServerSummary,
         has_store: bool,
-        intervals: Vec<ServerInterval>,
+        intervals: Option<FinishedLog<ServerInterval>>,
         exit_code: u8,
     ) -> Self {
+        let (intervals, dropped) = intervals.map_or((Vec::new(), 0), |l| (l.rows, l.dropped));
         let s = &summary.stats;
         Self {
             sessions_opened: s.sessions_opened,
@@ -340,6 +355,7 @@ impl ServerJson {
             peak_rss_kb: peak_rss_kb(),
             exit_code,
             intervals,
+            intervals_dropped: (dropped > 0).then_some(dropped),
         }
     }
 }
