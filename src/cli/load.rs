@@ -22,7 +22,7 @@ use super::exit::Exit;
 use super::intervals::{self, IntervalLog, LoadInterval};
 use super::output::Stdout;
 use super::report::{list_servers, peak_rss_kb};
-use crate::net::stream::{RunningTotals, TransferError, TransferSet};
+use crate::net::stream::{RunningTotals, TotalsSnapshot, TransferError, TransferSet};
 use crate::stats::{duration_to_ms, LatencyHistogram, Summary};
 use crate::transfer::{link_seed, TransferReport};
 
@@ -234,24 +234,7 @@ pub async fn run(args: LoadArgs) -> Exit {
         }
         set.spawn(client, len, Duration::ZERO);
     }
-    let abort = set.abort_handle();
-    let mut all_done = std::pin::pin!(set.join(None));
-    let mut signals = std::pin::pin!(signals);
-    let mut interrupted = false;
-    let results = loop {
-        tokio::select! {
-            r = &mut all_done => break r,
-            () = &mut signals, if !interrupted => {
-                interrupted = true;
-                abort.abort();
-            }
-            () = intervals::due(&mut log) => {
-                if let Some(line) = log.as_mut().and_then(|l| l.cut(crate::clock::now(), totals.snapshot())) {
-                    eprintln!("{line}");
-                }
-            }
-        }
-    };
+    let (results, interrupted) = wait_for_clients(set, signals, &mut log, &totals).await;
     let mut reports = Vec::with_capacity(results.len());
     let mut local_error: Option<TransferError> = None;
     for r in results.into_iter().flatten() {
@@ -282,6 +265,43 @@ pub async fn run(args: LoadArgs) -> Exit {
         let mut out = Stdout::lock();
         let _ = write!(out, "{}", json.human()).and_then(|()| out.flush());
     }
+    say_why(local_error, interrupted);
+    exit
+}
+
+/// Waits for every client of `set`, printing a line from `totals` each
+/// time `log` cuts an interval; `signals` abort them all (the wait goes
+/// on until each has told its server). Returns their results and whether
+/// a signal came.
+async fn wait_for_clients(
+    set: TransferSet,
+    signals: impl std::future::Future<Output = ()>,
+    log: &mut Option<IntervalLog<TotalsSnapshot>>,
+    totals: &RunningTotals,
+) -> (Vec<Option<Result<TransferReport, TransferError>>>, bool) {
+    let abort = set.abort_handle();
+    let mut all_done = std::pin::pin!(set.join(None));
+    let mut signals = std::pin::pin!(signals);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            r = &mut all_done => return (r, interrupted),
+            () = &mut signals, if !interrupted => {
+                interrupted = true;
+                abort.abort();
+            }
+            () = intervals::due(log) => {
+                let now = crate::clock::now();
+                if let Some(line) = log.as_mut().and_then(|l| l.cut(now, totals.snapshot())) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// The last word on stderr: an interruption, or the first local error.
+fn say_why(local_error: Option<TransferError>, interrupted: bool) {
     match local_error {
         _ if interrupted => {
             eprintln!("interrupted: every client stopped, and told its server to free its session")
@@ -300,7 +320,6 @@ pub async fn run(args: LoadArgs) -> Exit {
         }
         None => {}
     }
-    exit
 }
 
 #[cfg(test)]

@@ -237,21 +237,32 @@ pub async fn run(args: ServerArgs) -> Exit {
             return Exit::Failure;
         }
     };
+    report_stop(&args, &summary, has_store, log)
+}
+
+/// What a stopped server prints: the last interval and the sum line, the
+/// "stopped" line, the histograms for `--hist-out`, the `--json` object.
+fn report_stop(
+    args: &ServerArgs,
+    summary: &ServerSummary,
+    has_store: bool,
+    log: Option<IntervalLog<ServerCounters>>,
+) -> Exit {
     let intervals = log.map(|log| {
-        let done = log.finish(crate::clock::now(), ServerCounters::of(&summary));
+        let done = log.finish(crate::clock::now(), ServerCounters::of(summary));
         eprint!("{}", done.text);
         done
     });
-    eprintln!("{}", stopped_line(&summary, has_store));
+    eprintln!("{}", stopped_line(summary, has_store));
     let mut exit = Exit::Ok;
     if let Some(dir) = &args.hist_out {
-        if let Err(e) = dump(&summary, dir) {
+        if let Err(e) = dump(summary, dir) {
             eprintln!("error: {e}");
             exit = Exit::Failure;
         }
     }
     if args.json {
-        let json = ServerJson::new(&summary, has_store, intervals, exit as u8);
+        let json = ServerJson::new(summary, has_store, intervals, exit as u8);
         match serde_json::to_string(&json) {
             Ok(j) => crate::outln!("{j}"),
             Err(e) => eprintln!("error: {e}"),
