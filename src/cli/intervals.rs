@@ -54,6 +54,36 @@ impl Span {
             0.0
         }
     }
+
+    /// The part every row starts with: the span and `values` in it.
+    pub fn head(&self, values: u64) -> IntervalHead {
+        IntervalHead {
+            start_s: self.start_s,
+            end_s: self.end_s,
+            values,
+            values_per_s: self.rate(values),
+        }
+    }
+}
+
+/// What every interval row starts with (flattened into its JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct IntervalHead {
+    /// Start, seconds since the run started.
+    pub start_s: f64,
+    /// End, seconds since the run started.
+    pub end_s: f64,
+    /// Values in the interval (what they are is the row's to say).
+    pub values: u64,
+    /// `values` per second of the interval.
+    pub values_per_s: f64,
+}
+
+impl IntervalHead {
+    /// `[   0.0-   1.0 s]   52.3k values   52.3k values/s`.
+    pub fn line(&self) -> String {
+        interval_head(self.start_s, self.end_s, self.values, self.values_per_s)
+    }
 }
 
 /// The intervals of one run: a timer that says when the next ends, the
@@ -185,14 +215,9 @@ pub async fn due<C: Counters>(log: &mut Option<IntervalLog<C>>) {
 /// One interval of `risp-udp load`: what the clients counted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LoadInterval {
-    /// Start, seconds since the load started.
-    pub start_s: f64,
-    /// End, seconds since the load started.
-    pub end_s: f64,
-    /// Values delivered in the interval, all clients.
-    pub values: u64,
-    /// `values` per second of the interval.
-    pub values_per_s: f64,
+    /// The span and the values delivered in it, all clients.
+    #[serde(flatten)]
+    pub head: IntervalHead,
     /// Clients under way at the end of the interval.
     pub sessions_active: u64,
     /// Clients that had ended by the end of the interval (verified or
@@ -213,12 +238,8 @@ impl Counters for TotalsSnapshot {
     type Row = LoadInterval;
 
     fn row(&self, before: &Self, span: Span) -> LoadInterval {
-        let values = self.delivered.saturating_sub(before.delivered);
         LoadInterval {
-            start_s: span.start_s,
-            end_s: span.end_s,
-            values,
-            values_per_s: span.rate(values),
+            head: span.head(self.delivered.saturating_sub(before.delivered)),
             sessions_active: self.active(),
             sessions_done: self.ended,
             sessions_failed: self.failed,
@@ -233,7 +254,7 @@ impl Counters for TotalsSnapshot {
     fn line(r: &LoadInterval) -> String {
         format!(
             "{}  sessions {:>4} active {:>4} done {:>3} failed  rexmit req {:>5}  timeouts {:>4}  shim dropped {:>5}",
-            interval_head(r.start_s, r.end_s, r.values, r.values_per_s),
+            r.head.line(),
             r.sessions_active,
             r.sessions_done,
             r.sessions_failed,
@@ -283,14 +304,10 @@ impl ServerCounters {
 /// One interval of `risp-udp server`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerInterval {
-    /// Start, seconds since the server started.
-    pub start_s: f64,
-    /// End, seconds since the server started.
-    pub end_s: f64,
-    /// Values sent in the interval (data datagrams, resends included).
-    pub values: u64,
-    /// `values` per second of the interval.
-    pub values_per_s: f64,
+    /// The span and the values sent in it (data datagrams, resends
+    /// included).
+    #[serde(flatten)]
+    pub head: IntervalHead,
     /// Of `values`, resends.
     pub retransmits: u64,
     /// Sessions held at the end of the interval.
@@ -309,12 +326,8 @@ impl Counters for ServerCounters {
     type Row = ServerInterval;
 
     fn row(&self, before: &Self, span: Span) -> ServerInterval {
-        let values = self.values_sent.saturating_sub(before.values_sent);
         ServerInterval {
-            start_s: span.start_s,
-            end_s: span.end_s,
-            values,
-            values_per_s: span.rate(values),
+            head: span.head(self.values_sent.saturating_sub(before.values_sent)),
             retransmits: self.retransmits.saturating_sub(before.retransmits),
             sessions_open: self.sessions_open,
             sessions_opened: self.sessions_opened.saturating_sub(before.sessions_opened),
@@ -326,10 +339,7 @@ impl Counters for ServerCounters {
 
     fn idle(r: &ServerInterval) -> bool {
         let ServerInterval {
-            start_s: _,
-            end_s: _,
-            values,
-            values_per_s: _,
+            head,
             retransmits,
             sessions_open,
             sessions_opened,
@@ -338,7 +348,7 @@ impl Counters for ServerCounters {
             refused_busy,
         } = *r;
         [
-            values,
+            head.values,
             retransmits,
             sessions_open,
             sessions_opened,
@@ -351,7 +361,7 @@ impl Counters for ServerCounters {
     fn line(r: &ServerInterval) -> String {
         format!(
             "{}  sessions {:>4} open {:>4} opened {:>4} closed  resent {:>5}  rejected {:>5} (busy {})",
-            interval_head(r.start_s, r.end_s, r.values, r.values_per_s),
+            r.head.line(),
             r.sessions_open,
             r.sessions_opened,
             r.sessions_closed,
@@ -387,9 +397,9 @@ mod tests {
         log.cut(t0 + Duration::from_secs(2), at(250, 3, 1));
         let done = log.finish(t0 + Duration::from_millis(2500), at(300, 3, 3));
         let rows = &done.rows;
-        let values: Vec<u64> = rows.iter().map(|r| r.values).collect();
+        let values: Vec<u64> = rows.iter().map(|r| r.head.values).collect();
         assert_eq!(values, [100, 150, 50]);
-        assert_eq!(rows[2].values_per_s, 100.0);
+        assert_eq!(rows[2].head.values_per_s, 100.0);
         assert_eq!(rows.iter().map(|r| r.retransmit_requests).sum::<u64>(), 30);
         assert_eq!((rows[1].sessions_active, rows[1].sessions_done), (2, 1));
         let lines: Vec<&str> = done.text.lines().collect();
@@ -410,7 +420,7 @@ mod tests {
         log.cut(t0 + Duration::from_secs(1), at(100, 1, 0));
         // Read at the same instant, yet more arrived: cut, so the sum holds.
         let done = log.finish(t0 + Duration::from_secs(1), at(120, 1, 1));
-        assert_eq!(done.rows.iter().map(|r| r.values).sum::<u64>(), 120);
+        assert_eq!(done.rows.iter().map(|r| r.head.values).sum::<u64>(), 120);
     }
 
     #[tokio::test]
@@ -428,7 +438,11 @@ mod tests {
         }
         assert_eq!(log.cut(sec(5), busy(60)), None, "nothing sent, none open");
         let done = log.finish(sec(5), busy(60));
-        let kept: Vec<(f64, u64)> = done.rows.iter().map(|r| (r.start_s, r.values)).collect();
+        let kept: Vec<(f64, u64)> = done
+            .rows
+            .iter()
+            .map(|r| (r.head.start_s, r.head.values))
+            .collect();
         assert_eq!(kept, [(2.0, 20), (3.0, 30)], "the newest two");
         assert_eq!(done.dropped, 1);
         assert!(done.text.contains("60 values"), "{}", done.text);
@@ -453,7 +467,7 @@ mod tests {
             },
         );
         assert_eq!(
-            (row.values, row.values_per_s, row.retransmits),
+            (row.head.values, row.head.values_per_s, row.retransmits),
             (40, 20.0, 4)
         );
         assert_eq!((row.sessions_opened, row.sessions_closed), (3, 2));
