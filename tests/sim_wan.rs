@@ -36,6 +36,10 @@ fn stall_limit_ms(p: &ProfileReport) -> f64 {
     flat.max(tail)
 }
 
+/// Longest start-up, in round trips: until the link first forwards 90% of
+/// its rate (the limit).
+const MAX_STARTUP_RTTS: f64 = 15.0;
+
 #[test]
 fn wan_suite_fills_long_paths() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("netem/suites/wan.toml");
@@ -46,13 +50,15 @@ fn wan_suite_fills_long_paths() {
         let share = p.link_share.expect("every wan profile has a bottleneck");
         let b = p.bottleneck.as_ref().expect("bottleneck figures");
         let shallow = p.name.contains("shallow");
+        let rtts_to_start = b.startup_us.map(|us| us as f64 / 1000.0 / rtt_ms(p));
         println!(
-            "{:<22} share {share:.3}  stall {:>5} ms (limit {:.0})  drops {:.4}  dgram/value {:.3}",
+            "{:<22} share {share:.3}  stall {:>5} ms (limit {:.0})  drops {:.4}  dgram/value {:.3}  start-up {:.1} RTT",
             p.name,
             p.stall_max_us / 1000,
             stall_limit_ms(p),
             b.drop_fraction,
-            p.datagrams_per_value
+            p.datagrams_per_value,
+            rtts_to_start.unwrap_or(f64::INFINITY),
         );
         let mut check = |ok: bool, what: String| {
             if !ok {
@@ -70,6 +76,12 @@ fn wan_suite_fills_long_paths() {
         check(
             share >= min_share,
             format!("share {share:.3} < {min_share}"),
+        );
+        // Start-up: the link first forwards 90% of its rate within 15
+        // round trips.
+        check(
+            rtts_to_start.is_some_and(|r| r <= MAX_STARTUP_RTTS),
+            format!("start-up {rtts_to_start:?} RTTs > {MAX_STARTUP_RTTS}"),
         );
         let stall = p.stall_max_us as f64 / 1000.0;
         if !shallow {

@@ -119,6 +119,10 @@ pub struct BottleneckSummary {
     /// The smallest share of the capacity any one flow got while every
     /// flow was active ([`BottleneckStats::overlap_shares`]).
     pub min_flow_share: f64,
+    /// Start-up: from the first arrival until the link first forwarded 90%
+    /// of its rate over 10 ms ([`BottleneckStats::time_to_rate`]), in µs;
+    /// `None` if it never did.
+    pub startup_us: Option<u64>,
 }
 
 /// One run (one seed) of a profile.
@@ -320,6 +324,11 @@ impl Tally {
                     drop_fraction: w.drop_fraction.max(one.drop_fraction),
                     mean_queue: w.mean_queue.max(one.mean_queue),
                     min_flow_share: w.min_flow_share.min(one.min_flow_share),
+                    // The slowest run; a run that never got there is slower.
+                    startup_us: match (w.startup_us, one.startup_us) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    },
                 },
             });
         }
@@ -482,6 +491,10 @@ fn run_summary(r: &RunReport) -> RunSummary {
     }
 }
 
+/// The share of the link start-up is over at (the issue's "delivery rate
+/// first reaches 0.9 of the link").
+pub const STARTUP_FRACTION: f64 = 0.9;
+
 /// One run's bottleneck figures.
 fn bottleneck_summary(rate: f64, b: &BottleneckStats) -> BottleneckSummary {
     let (from, until) = (
@@ -500,5 +513,6 @@ fn bottleneck_summary(rate: f64, b: &BottleneckStats) -> BottleneckSummary {
         } else {
             0.0
         },
+        startup_us: b.time_to_rate(rate, STARTUP_FRACTION).map(duration_to_us),
     }
 }

@@ -110,6 +110,24 @@ impl BottleneckStats {
         )
     }
 
+    /// Start-up: the time from the first arrival to the end of the first
+    /// [`SHARE_BUCKET`] in which the link forwarded (all flows together)
+    /// at least `fraction` of `rate`; `None` if no bucket did.
+    pub fn time_to_rate(&self, rate: f64, fraction: f64) -> Option<Duration> {
+        let want = fraction * rate * SHARE_BUCKET.as_secs_f64();
+        let buckets = self.forwarded_by_bucket.iter().map(Vec::len).max()?;
+        let first = (0..buckets).find(|&i| {
+            let sum: u64 = self
+                .forwarded_by_bucket
+                .iter()
+                .map(|v| u64::from(v.get(i).copied().unwrap_or(0)))
+                .sum();
+            sum as f64 >= want
+        })?;
+        let end = SHARE_BUCKET * u32::try_from(first + 1).ok()?;
+        Some(end.saturating_sub(self.busy_from.unwrap_or_default()))
+    }
+
     /// Forwarded datagrams over what the link could have served between
     /// `from` and `until` (both since the simulation's start).
     pub fn utilisation(&self, rate: f64, from: Duration, until: Duration) -> f64 {
