@@ -493,7 +493,7 @@ fn run_summary(r: &RunReport) -> RunSummary {
 
 /// The share of the link start-up is over at (the issue's "delivery rate
 /// first reaches 0.9 of the link").
-pub const STARTUP_FRACTION: f64 = 0.9;
+const STARTUP_FRACTION: f64 = 0.9;
 
 /// One run's bottleneck figures.
 fn bottleneck_summary(rate: f64, b: &BottleneckStats) -> BottleneckSummary {
