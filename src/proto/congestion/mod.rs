@@ -162,6 +162,13 @@ pub const PERSISTENT_CONGESTION_PTOS: u32 = 3;
 /// one far below the link gains nearly 1.25 each cycle.
 pub const REFILL_GROWTH: f64 = 1.2;
 
+/// Start-up resumes only on paths whose smallest RTT is at least this: on
+/// shorter ones a probe cycle takes a few milliseconds, so 1.25x a cycle
+/// refills the pipe soon enough, and the rate samples of such short rounds
+/// swing with the scheduler (as the queueing delays under
+/// [`QUEUE_FLOOR`] do), which would resume start-up on noise.
+pub const REFILL_MIN_RTT: Duration = Duration::from_millis(2);
+
 /// Consecutive cycles of [`REFILL_GROWTH`] after which start-up resumes.
 pub const REFILL_CYCLES: u32 = 2;
 
@@ -545,7 +552,8 @@ impl RateControl {
             self.cycle_growths = 0;
         }
         self.cycle_bw = bw;
-        if self.cycle_growths >= REFILL_CYCLES && self.respond && self.differentiate {
+        let long_path = self.min_rtt.is_some_and(|r| r >= REFILL_MIN_RTT);
+        if self.cycle_growths >= REFILL_CYCLES && long_path && self.respond && self.differentiate {
             self.cycle_growths = 0;
             self.cycle_bw = 0.0;
             self.slow_start = true;
@@ -554,6 +562,11 @@ impl RateControl {
             self.ss_recv = 0;
             self.ss_lost = 0;
             self.restarts += 1;
+            tracing::debug!(
+                bw = bw as u64,
+                cwnd = self.cwnd,
+                "start-up resumed: probing found the pipe far from full"
+            );
         }
     }
 
