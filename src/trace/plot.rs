@@ -88,6 +88,9 @@ pub fn plot_timeline(t: &Timeline, out: &Path) -> Result<(), TraceError> {
     Ok(())
 }
 
+/// One panel: its caption, its y axis label, its named lines.
+type Panel<'a> = (&'a str, &'a str, Vec<(&'a str, &'a Series)>);
+
 /// The time axis: its end and unit (ms, or s for traces over 10 s).
 #[derive(Clone, Copy)]
 struct TimeAxis {
@@ -129,7 +132,7 @@ fn draw<DB: DrawingBackend>(
         ("declared lost", cumulative(&t.losses, t.end)),
         ("resent", cumulative(&t.resends, t.end)),
     ];
-    let specs: [(&str, &str, Vec<(&str, &Series)>); 4] = [
+    let specs: [Panel; 4] = [
         (
             "window and flight",
             "datagrams",

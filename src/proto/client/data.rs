@@ -16,7 +16,7 @@ impl Client {
     /// The datagrams handed to [`Client::handle`] until
     /// [`Client::end_batch`] were received together (one `recvmmsg`): a
     /// new gap then makes an ack at once only after
-    /// [`ACK_NEWS_STRIDE`](crate::proto::recovery::ACK_NEWS_STRIDE)
+    /// [`ACK_NEWS_STRIDE`]
     /// changes to the held ranges, and otherwise at the end of the batch.
     /// A driver that sends only some of a batch's acks would drop the
     /// others anyway, and writing each costs a walk of the held ranges.

@@ -9,7 +9,7 @@ use super::Client;
 use crate::proto::trace::{Metrics, TraceEvent, Traced};
 
 impl Client {
-    /// The next trace record (only with [`ClientConfig::trace`]).
+    /// The next trace record (only with [`ClientConfig::trace`](super::ClientConfig::trace)).
     pub fn poll_trace(&mut self) -> Option<Traced> {
         self.trace.pop()
     }
