@@ -147,7 +147,10 @@ fn metrics_carry_the_window_the_rtt_the_flight_and_the_rate_state() {
     let w = &report.transfers[0].window;
     assert_eq!(windows.iter().max().copied(), Some(u64::from(w.max)));
     assert_eq!(windows.last().copied(), Some(u64::from(w.last)));
-    let min_rtt = metrics.iter().filter_map(|m| m["min_rtt"].as_f64()).next_back();
+    let min_rtt = metrics
+        .iter()
+        .filter_map(|m| m["min_rtt"].as_f64())
+        .next_back();
     let expected = report.transfers[0].min_rtt.unwrap().as_secs_f64() * 1000.0;
     assert!(
         (min_rtt.unwrap() - expected).abs() < 1e-3,
