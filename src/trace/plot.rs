@@ -178,7 +178,8 @@ fn panel<DB: DrawingBackend>(
         .iter()
         .flat_map(|(_, s)| s.iter().map(|p| p.1))
         .fold(0.0_f64, f64::max);
-    let y_max = if y_top > 0.0 { y_top * 1.1 } else { 1.0 };
+    // Headroom above the data for the legend (upper left).
+    let y_max = if y_top > 0.0 { y_top * 1.45 } else { 1.0 };
     let empty = lines.iter().all(|(_, s)| s.is_empty());
     let caption = if empty {
         format!("{caption} (none in this trace)")
