@@ -51,6 +51,10 @@
 //!   shared by the simulator, the tokio client and the suites.
 //! - [`stats`] records latency histograms (HdrHistogram), saves them as
 //!   `.hgrm`/`.hlog`, reads them back, merges and plots them.
+//! - [`trace`] holds recording formats: [`trace::qlog`] writes the cores'
+//!   trace records ([`proto::trace`], off unless a config asks) as JSON-SEQ
+//!   qlog, [`trace::timeline`] reads a trace back and [`trace::plot`] draws
+//!   it against time; `suite` feeds it from the simulator (`sim --qlog`).
 //! - [`tcp`] is a plain-TCP transfer of the same sequence, for comparison.
 //! - `cli` is the `risp-udp` command line, every subcommand (including
 //!   `hist` and `tcp-*`), each a parse, a call into the modules above, and

@@ -19,6 +19,7 @@ fn args(suite: Option<&Path>) -> SimArgs {
         csv: false,
         markdown: false,
         plot: None,
+        qlog: None,
     }
 }
 

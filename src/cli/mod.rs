@@ -15,6 +15,7 @@ pub mod intervals;
 pub mod load;
 pub mod netem_args;
 pub mod output;
+pub mod plot;
 pub mod report;
 pub mod server;
 pub mod signal;
@@ -117,6 +118,9 @@ pub enum Command {
     NetemArgs(netem_args::ScriptFlagsArgs),
     /// Read, compare, merge and plot saved latency histograms.
     Hist(hist::HistArgs),
+    /// Draw a transfer's timeline (window, RTT, rate, losses) from a qlog
+    /// trace.
+    Plot(plot::PlotArgs),
     /// Plain-TCP comparison server (same sequence, same checksum).
     TcpServer(tcp::TcpServerArgs),
     /// Plain-TCP comparison client.
@@ -191,6 +195,7 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Command::Sim(a) => return run_sim(a).code(),
         Command::Hist(a) => return run_hist(a).code(),
+        Command::Plot(a) => return run_plot(a).code(),
         Command::NetemArgs(a) => return run_netem_args(a).code(),
         Command::Completion { shell } => {
             let mut out = output::Stdout::lock();
@@ -245,6 +250,7 @@ pub fn main() -> ExitCode {
             },
             Command::Sim(_)
             | Command::Hist(_)
+            | Command::Plot(_)
             | Command::NetemArgs(_)
             | Command::Completion { .. }
             | Command::Man => {
@@ -279,6 +285,20 @@ fn run_netem_args(a: &netem_args::ScriptFlagsArgs) -> Exit {
         Err(e) => {
             eprintln!("error: {e}");
             Exit::for_suite_error(&e)
+        }
+    }
+}
+
+fn run_plot(a: &plot::PlotArgs) -> Exit {
+    let mut out = output::Stdout::lock();
+    match plot::run_plot(a, &mut out) {
+        Ok(()) => {
+            let _ = out.flush();
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Failure
         }
     }
 }

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::suite::{
-    builtin_path, check_plot_dir, run_suite, write_csv, write_markdown, write_plots, write_table,
-    Mode, Suite, SuiteError, STANDARD_SUITE,
+    builtin_path, check_plot_dir, record_run, run_suite_with, write_csv, write_markdown,
+    write_plots, write_table, Mode, SimRecording, Suite, SuiteError, STANDARD_SUITE,
 };
 
 /// Arguments of `risp-udp sim`.
@@ -43,8 +43,14 @@ pub struct SimArgs {
     pub markdown: bool,
     /// Also draw datagrams per value and completion time against loss
     /// (SVG) into this directory.
+    /// With a timeline of each profile's first run (`timeline-PROFILE.svg`:
+    /// window, RTT, delivery rate, losses; virtual time only).
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
+    /// Write a qlog trace (JSON-SEQ) of every session of every run into
+    /// DIR, one file each: PROFILE-sSEED-cCLIENT.sqlog (virtual time only).
+    #[arg(long, value_name = "DIR", conflicts_with = "real")]
+    pub qlog: Option<PathBuf>,
 }
 
 impl SimArgs {
@@ -72,7 +78,17 @@ pub fn run_sim(args: &SimArgs, out: &mut impl Write) -> Result<bool, SuiteError>
     if let Some(dir) = &args.plot {
         check_plot_dir(dir)?;
     }
-    let report = run_suite(&suite, args.mode(), |_| {})?;
+    if let Some(dir) = &args.qlog {
+        check_plot_dir(dir)?;
+    }
+    let timelines = args.plot.clone().filter(|_| args.mode() == Mode::Virtual);
+    let mut rec = SimRecording::new(args.qlog.clone(), timelines);
+    let report = run_suite_with(
+        &suite,
+        args.mode(),
+        |_| {},
+        |p, cfg| record_run(&mut rec, p, cfg),
+    )?;
     if args.json {
         writeln!(out, "{}", report.to_json())?;
     } else if args.csv {
@@ -82,13 +98,17 @@ pub fn run_sim(args: &SimArgs, out: &mut impl Write) -> Result<bool, SuiteError>
     } else {
         write_table(&report, out)?;
     }
+    let mut written = std::mem::take(&mut rec.written);
     if let Some(dir) = &args.plot {
-        let written = write_plots(&report, dir)?;
-        // Keep machine-readable output clean: mention plots in the table only.
-        if !(args.json || args.csv || args.markdown) {
-            for p in written {
-                writeln!(out, "plot: {}", p.display())?;
-            }
+        written.extend(write_plots(&report, dir)?);
+    }
+    // Keep machine-readable output clean: mention files in the table only.
+    if !(args.json || args.csv || args.markdown) {
+        for p in written {
+            writeln!(out, "plot: {}", p.display())?;
+        }
+        if let Some(dir) = &args.qlog {
+            writeln!(out, "qlog: {} traces in {}", rec.traces, dir.display())?;
         }
     }
     Ok(report.all_met)

@@ -18,4 +18,5 @@ pub mod sequence;
 pub mod server;
 mod slot_bits;
 pub(crate) mod timer;
+pub mod trace;
 pub mod wire;

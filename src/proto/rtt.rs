@@ -110,6 +110,11 @@ impl RttEstimator {
         self.srtt
     }
 
+    /// The RTT variance, once a sample was taken.
+    pub fn rttvar(&self) -> Option<Duration> {
+        self.srtt.map(|_| self.rttvar)
+    }
+
     /// The most recent sample.
     pub fn latest(&self) -> Option<Duration> {
         self.latest

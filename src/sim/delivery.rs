@@ -120,6 +120,7 @@ impl Network {
                 );
                 self.send(i, Direction::ToServer, f);
             }
+            self.drain_client_trace(i, obs);
         }
         sent
     }
@@ -196,6 +197,7 @@ impl Network {
                 self.send(i, Direction::ToClient, f);
             }
         }
+        self.drain_server_trace(s, obs);
         sent
     }
 
@@ -305,6 +307,7 @@ impl Network {
 
     /// Hands server `s`'s events to the observer.
     pub(super) fn drain_server(&mut self, s: usize, obs: &mut impl Observer) {
+        self.drain_server_trace(s, obs);
         while let Some(ev) = self.servers[s].poll_event() {
             obs.server_event(self.now, &self.servers[s], &ev);
         }
@@ -315,6 +318,7 @@ impl Network {
     /// next server, from a new socket.
     pub(super) fn drain_client(&mut self, i: usize, obs: &mut impl Observer) {
         let now = self.now;
+        self.drain_client_trace(i, obs);
         let c = &mut self.clients[i];
         while let Some(ev) = c.client.poll_event() {
             if matches!(ev, ClientEvent::Completed | ClientEvent::Failed(_)) {
@@ -325,6 +329,22 @@ impl Network {
         if c.client.wants_failover().is_some() {
             c.client.failover(now);
             self.relocate(i);
+        }
+    }
+
+    /// Hands server `s`'s trace records to the observer (none unless it
+    /// traces).
+    fn drain_server_trace(&mut self, s: usize, obs: &mut impl Observer) {
+        while let Some(t) = self.servers[s].poll_trace() {
+            obs.server_trace(&self.servers[s], &t);
+        }
+    }
+
+    /// Hands client `i`'s trace records to the observer (none unless it
+    /// traces).
+    fn drain_client_trace(&mut self, i: usize, obs: &mut impl Observer) {
+        while let Some(t) = self.clients[i].client.poll_trace() {
+            obs.client_trace(i, &t);
         }
     }
 

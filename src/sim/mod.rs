@@ -39,4 +39,4 @@ mod run;
 pub use link::Link;
 pub use network::{Advance, Network};
 pub use node::{ClientCounters, ClientNode, Observer, ReferenceNode, Tamper};
-pub use run::{run, run_with_reference_stats};
+pub use run::{run, run_observed, run_with_reference_stats};

@@ -17,6 +17,7 @@ use super::link::Link;
 use super::reference::{RenoReceiver, RenoSender};
 use crate::proto::client::{Client, ClientEvent};
 use crate::proto::server::{Server, ServerEvent};
+use crate::proto::trace::Traced;
 
 /// Rewrites a server datagram on its way to a client, given the session's
 /// UUID (a test double of a faulty server or middlebox).
@@ -52,9 +53,90 @@ pub trait Observer {
     fn unrouted(&mut self, to: SocketAddr, datagram: &[u8]) {
         let _ = (to, datagram);
     }
+
+    /// Client `client` made a trace record (only with
+    /// [`ClientConfig::trace`](crate::proto::client::ClientConfig::trace)).
+    fn client_trace(&mut self, client: usize, record: &Traced) {
+        let _ = (client, record);
+    }
+
+    /// Server `server` made a trace record (only with
+    /// [`ServerConfig::trace`](crate::proto::server::ServerConfig::trace)).
+    fn server_trace(&mut self, server: &Server, record: &Traced) {
+        let _ = (server, record);
+    }
 }
 
 impl Observer for () {}
+
+/// An observer lent out: told what it would be told.
+impl<T: Observer + ?Sized> Observer for &mut T {
+    fn client_event(&mut self, now: Instant, client: usize, core: &Client, event: &ClientEvent) {
+        (**self).client_event(now, client, core, event);
+    }
+
+    fn server_event(&mut self, now: Instant, server: &Server, event: &ServerEvent) {
+        (**self).server_event(now, server, event);
+    }
+
+    fn server_touched(&mut self, now: Instant, server: &Server) {
+        (**self).server_touched(now, server);
+    }
+
+    fn client_sent(&mut self, client: usize, datagram: &[u8]) {
+        (**self).client_sent(client, datagram);
+    }
+
+    fn unrouted(&mut self, to: SocketAddr, datagram: &[u8]) {
+        (**self).unrouted(to, datagram);
+    }
+
+    fn client_trace(&mut self, client: usize, record: &Traced) {
+        (**self).client_trace(client, record);
+    }
+
+    fn server_trace(&mut self, server: &Server, record: &Traced) {
+        (**self).server_trace(server, record);
+    }
+}
+
+/// Two observers, each told everything, the first first.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn client_event(&mut self, now: Instant, client: usize, core: &Client, event: &ClientEvent) {
+        self.0.client_event(now, client, core, event);
+        self.1.client_event(now, client, core, event);
+    }
+
+    fn server_event(&mut self, now: Instant, server: &Server, event: &ServerEvent) {
+        self.0.server_event(now, server, event);
+        self.1.server_event(now, server, event);
+    }
+
+    fn server_touched(&mut self, now: Instant, server: &Server) {
+        self.0.server_touched(now, server);
+        self.1.server_touched(now, server);
+    }
+
+    fn client_sent(&mut self, client: usize, datagram: &[u8]) {
+        self.0.client_sent(client, datagram);
+        self.1.client_sent(client, datagram);
+    }
+
+    fn unrouted(&mut self, to: SocketAddr, datagram: &[u8]) {
+        self.0.unrouted(to, datagram);
+        self.1.unrouted(to, datagram);
+    }
+
+    fn client_trace(&mut self, client: usize, record: &Traced) {
+        self.0.client_trace(client, record);
+        self.1.client_trace(client, record);
+    }
+
+    fn server_trace(&mut self, server: &Server, record: &Traced) {
+        self.0.server_trace(server, record);
+        self.1.server_trace(server, record);
+    }
+}
 
 /// When a client's socket is killed (it reconnects from a new port).
 #[derive(Debug, Clone, Default)]

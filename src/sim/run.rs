@@ -35,6 +35,17 @@ pub fn run_with_reference_stats(config: &RunConfig) -> (RunReport, Vec<Reference
     finish(config, &net, recorders)
 }
 
+/// As [`run`], with `obs` told what the endpoints say as well (a trace
+/// recorder: set the configs' `trace` to have it see trace records). The
+/// network's epoch, which `obs` sees as the first `now`, is the start of
+/// the first client.
+pub fn run_observed(config: &RunConfig, obs: &mut impl Observer) -> RunReport {
+    let (mut net, recorders) = build(config);
+    let mut both = (recorders, obs);
+    net.run(net.epoch() + config.time_limit, &mut both);
+    finish(config, &net, both.0).0
+}
+
 /// Every client's recorder, fed with what the endpoints say.
 struct Recorders {
     recorders: Vec<TransferRecorder>,

@@ -39,7 +39,7 @@ pub use histogram::{
 };
 pub use hlog::{read_hlog, write_hlog, write_hlog_with_start, HLOG_COMMENT};
 pub use load::{load, load_in, parse_bytes, parse_bytes_in, sniff, FileFormat, MAX_FILE_BYTES};
-pub(crate) use plot::{draw_legend, draw_line};
+pub(crate) use plot::{draw_legend, draw_line, write_png};
 pub use plot::{
     percentile_label, plot_percentiles, register_plot_font, spectrum_points, PLOT_FONT, PLOT_SIZE,
 };

@@ -212,7 +212,7 @@ pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a>(
 }
 
 /// Encode an RGB buffer as PNG.
-fn write_png(out: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), PlotError> {
+pub(crate) fn write_png(out: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), PlotError> {
     let file = File::create(out).map_err(|source| PlotError::Create {
         path: out.to_path_buf(),
         what: "file",

@@ -82,6 +82,7 @@ mod parse;
 mod plot;
 mod profile;
 pub mod real;
+mod recording;
 mod run;
 mod script;
 mod seeds;
@@ -92,9 +93,10 @@ pub use plot::{check_plot_dir, write_plots, COMPLETION_PLOT, DATAGRAMS_PLOT};
 pub use profile::{
     builtin_path, Expectations, Profile, Suite, DEFAULT_LEN, MAX_CLIENTS, MAX_SEEDS,
 };
+pub use recording::{qlog_name, record_run, timeline_name, SimRecording};
 pub use run::{
-    run_profile, run_suite, summarise, ExpectationResult, Mode, ProfileReport, RunSummary,
-    SuiteReport,
+    run_profile, run_suite, run_suite_with, summarise, ExpectationResult, Mode, ProfileReport,
+    RunSummary, SuiteReport,
 };
 
 /// The standard suite shipped in `netem/suites/standard.toml`, built in.

@@ -210,7 +210,18 @@ impl SuiteReport {
 pub fn run_suite(
     suite: &Suite,
     mode: Mode,
+    progress: impl FnMut(&ProfileReport),
+) -> Result<SuiteReport, SuiteError> {
+    run_suite_with(suite, mode, progress, |_, cfg| Ok(crate::sim::run(cfg)))
+}
+
+/// As [`run_suite`], with each virtual run made by `simulate` (given the
+/// profile and the run's settings): a recorder's way in.
+pub fn run_suite_with(
+    suite: &Suite,
+    mode: Mode,
     mut progress: impl FnMut(&ProfileReport),
+    mut simulate: impl FnMut(&Profile, &RunConfig) -> std::io::Result<RunReport>,
 ) -> Result<SuiteReport, SuiteError> {
     let runtime = match mode {
         Mode::Virtual => None,
@@ -224,7 +235,7 @@ pub fn run_suite(
     let mut profiles = Vec::with_capacity(suite.profiles.len());
     for p in &suite.profiles {
         let report = run_profile(p, |cfg: &RunConfig| match &runtime {
-            None => Ok(crate::sim::run(cfg)),
+            None => simulate(p, cfg),
             Some(rt) => rt.block_on(super::real::run(cfg)),
         })?;
         progress(&report);

@@ -7,3 +7,15 @@
 //! glue that feeds a recorder from the simulator's observer or from a
 //! socket's shim lives with those. Recording is off unless asked for, and
 //! costs nothing when off.
+//!
+//! - [`qlog`]: the JSON-SEQ qlog writer, fed with the endpoints' trace
+//!   records ([`crate::proto::trace`]);
+//! - [`timeline`]: a qlog trace read back as the series of one transfer;
+//! - [`plot`]: those series drawn as stacked panels against time.
+
+mod error;
+pub mod plot;
+pub mod qlog;
+pub mod timeline;
+
+pub use error::TraceError;

@@ -44,6 +44,7 @@ type Getter = fn(&ServerStats) -> u64;
 pub const STATS_COUNTERS: &[(&str, &str, Getter)] = &[
     ("accepted", "Datagrams the server processed (received = accepted + rejected).", |s| s.accepted),
     ("retransmits", "Data datagrams that were resends.", |s| s.retransmits),
+    ("losses", "Transmissions declared lost and queued to be sent again.", |s| s.losses),
     ("sessions_opened", "Sessions created.", |s| s.sessions_opened),
     ("sessions_resumed", "CONNECTINGs with a valid token for a live session.", |s| s.sessions_resumed),
     ("sessions_closed", "Sessions ended by the CLOSED handshake.", |s| s.sessions_closed),
@@ -531,6 +532,7 @@ mod tests {
             accepted: 2,
             datagrams_sent: 3,
             retransmits: 4,
+            losses: 32,
             sessions_opened: 5,
             sessions_resumed: 6,
             sessions_closed: 7,

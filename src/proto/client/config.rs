@@ -49,6 +49,10 @@ pub struct ClientConfig {
     /// server ends the transfer at the idle timeout and a forgotten
     /// session at once, as without failover.
     pub servers: u32,
+    /// Keep trace records for [`Client::poll_trace`](super::Client::poll_trace)
+    /// (datagrams, the rate controller's figures): off by default, and
+    /// then free (see [`crate::proto::trace`]).
+    pub trace: bool,
 }
 
 impl ClientConfig {
@@ -67,6 +71,7 @@ impl ClientConfig {
             close_retries: 3,
             loss_response: true,
             servers: 1,
+            trace: false,
         }
     }
 }

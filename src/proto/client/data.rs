@@ -13,6 +13,26 @@ use crate::proto::timer::Timer;
 use crate::proto::wire::State;
 
 impl Client {
+    /// The datagrams handed to [`Client::handle`] until
+    /// [`Client::end_batch`] were received together (one `recvmmsg`): a
+    /// new gap then makes an ack at once only after
+    /// [`ACK_NEWS_STRIDE`]
+    /// changes to the held ranges, and otherwise at the end of the batch.
+    /// A driver that sends only some of a batch's acks would drop the
+    /// others anyway, and writing each costs a walk of the held ranges.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends what [`Client::begin_batch`] began: an ack held back for a new
+    /// gap is due now.
+    pub fn end_batch(&mut self) {
+        self.batching = false;
+        if std::mem::take(&mut self.gap_ack_deferred) {
+            self.ack_now = true;
+        }
+    }
+
     pub(super) fn on_data(&mut self, now: Instant, index: u32, value: u32, echo: u64) {
         if index >= self.config.len {
             self.stats.invalid += 1;

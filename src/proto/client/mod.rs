@@ -41,6 +41,7 @@ use crate::proto::recovery::{ACK_EVERY_MAX, ACK_EVERY_MIN, REORDER_SPAN};
 use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
 use crate::proto::timer::{Timer, TimerTable};
+use crate::proto::trace::{Datagram, DatagramKind, Metrics, TraceEvent, TraceQueue};
 use crate::proto::wire::{
     other_server_version, ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN,
     FLAG_ABORT, FLAG_PROBE, MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN, VERSION,
@@ -55,6 +56,7 @@ mod data;
 mod event;
 mod failover;
 mod handshake;
+mod recording;
 mod retransmit;
 
 pub use crate::proto::recovery::MAX_WINDOW;
@@ -124,6 +126,10 @@ pub struct Client {
     refused: Vec<bool>,
     /// Set while waiting for the driver to move to the next server.
     lost: Option<LostReason>,
+    /// Trace records, when [`ClientConfig::trace`] is on.
+    trace: TraceQueue,
+    /// The figures last traced (a record is made when they change).
+    traced: Metrics,
 }
 
 impl Client {
@@ -185,6 +191,8 @@ impl Client {
             server: 0,
             refused: vec![false; config.servers as usize],
             lost: None,
+            trace: TraceQueue::new(config.trace),
+            traced: Metrics::default(),
             config,
         };
         c.timers.set(Timer::Idle, now + c.config.idle_timeout);
@@ -320,6 +328,23 @@ impl Client {
             self.silent_probes = 0;
         }
         self.take_rtt_sample(now, msg.echo());
+        self.trace.record(now, self.config.uuid, || {
+            let index = match msg {
+                ServerMessage::Data { index, .. } => index,
+                _ => 0,
+            };
+            TraceEvent::Received(Datagram {
+                index,
+                echo: msg.echo() != 0,
+                ..Datagram::new(DatagramKind::of_server(&msg), datagram.len())
+            })
+        });
+        self.on_message(now, msg);
+        self.trace_metrics(now);
+    }
+
+    /// Acts on a message that passed its checks.
+    fn on_message(&mut self, now: Instant, msg: ServerMessage) {
         match msg {
             ServerMessage::Accept { token, .. } => self.on_accept(now, &token),
             ServerMessage::Data {
@@ -365,26 +390,6 @@ impl Client {
             .max(self.config.ack_frequency)
     }
 
-    /// The datagrams handed to [`Client::handle`] until
-    /// [`Client::end_batch`] were received together (one `recvmmsg`): a
-    /// new gap then makes an ack at once only after
-    /// [`ACK_NEWS_STRIDE`](crate::proto::recovery::ACK_NEWS_STRIDE)
-    /// changes to the held ranges, and otherwise at the end of the batch.
-    /// A driver that sends only some of a batch's acks would drop the
-    /// others anyway, and writing each costs a walk of the held ranges.
-    pub fn begin_batch(&mut self) {
-        self.batching = true;
-    }
-
-    /// Ends what [`Client::begin_batch`] began: an ack held back for a new
-    /// gap is due now.
-    pub fn end_batch(&mut self) {
-        self.batching = false;
-        if std::mem::take(&mut self.gap_ack_deferred) {
-            self.ack_now = true;
-        }
-    }
-
     /// The earliest time [`Client::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.finished {
@@ -415,6 +420,7 @@ impl Client {
                 Timer::Retransmit => self.on_retransmit_timeout(now),
             }
         }
+        self.trace_metrics(now);
     }
 
     /// Writes the next datagram to send into `buf` (at least
@@ -475,6 +481,14 @@ impl Client {
         };
         let n = msg.encode(buf).ok()?;
         self.stats.datagrams_sent += 1;
+        self.trace.record(now, self.config.uuid, || {
+            TraceEvent::Sent(Datagram {
+                index: ack,
+                window,
+                rate: msg.rate,
+                ..Datagram::new(DatagramKind::of_client(state, probe), n)
+            })
+        });
         if state == State::Connecting {
             self.mark_eligible(now, window);
         }

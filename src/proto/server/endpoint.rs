@@ -22,6 +22,7 @@ use super::table::SessionTable;
 use super::{is_usable_source, ServerConfig, Transmit, MIN_WINDOW_SHARE};
 use crate::proto::recovery::MAX_WINDOW;
 use crate::proto::sequence::Sequence;
+use crate::proto::trace::{Datagram, DatagramKind, TraceEvent, TraceQueue, Traced};
 use crate::proto::wire::{
     ClientMessage, ErrorCode, ServerMessage, State, WireError, DATA_LEN, MAX_SERVER_DATAGRAM_LEN,
     PREFIX_LEN, SERVER_TOKEN_LEN,
@@ -68,12 +69,16 @@ impl Server {
             None => (StdRng::from_entropy(), StdRng::from_entropy().gen()),
         };
         let key = config.secret.unwrap_or(key);
+        let out = Outbox {
+            trace: TraceQueue::new(config.trace),
+            ..Outbox::default()
+        };
         Self {
             secret: Secret::new(key),
             rng,
             config,
             table: SessionTable::default(),
-            out: Outbox::default(),
+            out,
             store_ops: VecDeque::new(),
             lookups: HashSet::new(),
             store_up: true,
@@ -163,6 +168,12 @@ impl Server {
             let size = msg.encode(uuid, buf).ok()?;
             buf.truncate(size);
             self.out.stats.datagrams_sent += 1;
+            self.out.trace.record(now, uuid, || {
+                TraceEvent::Sent(Datagram {
+                    echo: msg.echo() != 0,
+                    ..Datagram::new(DatagramKind::of_server(&msg), size)
+                })
+            });
             return Some(Transmit {
                 destination,
                 size,
@@ -220,7 +231,8 @@ impl Server {
     /// reordering window has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(uuid) = self.table.loss_check_due(now) {
-            self.table.update(uuid, |s| s.on_loss_timer(now));
+            let out = &mut self.out;
+            self.table.update(uuid, |s| s.on_loss_timer(now, out));
             self.table.schedule(uuid);
         }
         while let Some(uuid) = self.table.expiry_due(now) {
@@ -245,6 +257,16 @@ impl Server {
         self.out.events.pop_front()
     }
 
+    /// The next trace record (only with [`ServerConfig::trace`]).
+    pub fn poll_trace(&mut self) -> Option<Traced> {
+        self.out.trace.pop()
+    }
+
+    /// Trace records dropped because nobody polled them.
+    pub fn trace_dropped(&self) -> u64 {
+        self.out.trace.dropped()
+    }
+
     /// Decodes a datagram and hands it to the handler for its state.
     fn dispatch(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> Result<(), Reject> {
         if !is_usable_source(from) {
@@ -260,6 +282,17 @@ impl Server {
             }
             Err(_) => return Err(Reject::Malformed),
         };
+        self.out.trace.record(now, msg.uuid, || {
+            TraceEvent::Received(Datagram {
+                index: msg.ack,
+                window: msg.window,
+                rate: msg.rate,
+                ..Datagram::new(
+                    DatagramKind::of_client(msg.state, msg.is_probe()),
+                    datagram.len(),
+                )
+            })
+        });
         match msg.state {
             State::Connecting if self.table.contains(&msg.uuid) => {
                 self.on_connecting_again(now, from, &msg, datagram)

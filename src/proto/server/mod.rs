@@ -86,6 +86,10 @@ pub struct ServerConfig {
     /// The key of retry tokens. Endpoints that share clients share it;
     /// `None`: drawn like the session seeds (see `seed`).
     pub secret: Option<[u8; 32]>,
+    /// Keep trace records for [`Server::poll_trace`] (datagrams, declared
+    /// losses, each session's window and flight): off by default, and
+    /// then free (see [`crate::proto::trace`]).
+    pub trace: bool,
 }
 
 /// The smallest window share the budget leaves a session.
@@ -122,6 +126,7 @@ impl Default for ServerConfig {
             window_budget: 256 * 1024,
             store: None,
             secret: None,
+            trace: false,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::proto::trace::TraceQueue;
 use crate::proto::wire::{ErrorCode, ServerMessage};
 
 /// Why a datagram was not processed.
@@ -123,6 +124,9 @@ pub struct ServerStats {
     pub datagrams_sent: u64,
     /// Data datagrams that were retransmissions.
     pub retransmits: u64,
+    /// Transmissions declared lost (by the packet and time thresholds, or
+    /// by a client's probe) and queued to be sent again.
+    pub losses: u64,
     /// Sessions created.
     pub sessions_opened: u64,
     /// CONNECTING with a valid token for a live session.
@@ -198,6 +202,7 @@ impl std::ops::AddAssign<&ServerStats> for ServerStats {
             rejected,
             datagrams_sent,
             retransmits,
+            losses,
             sessions_opened,
             sessions_resumed,
             sessions_closed,
@@ -233,6 +238,7 @@ impl std::ops::AddAssign<&ServerStats> for ServerStats {
         self.accepted += accepted;
         self.datagrams_sent += datagrams_sent;
         self.retransmits += retransmits;
+        self.losses += losses;
         self.sessions_opened += sessions_opened;
         self.sessions_resumed += sessions_resumed;
         self.sessions_closed += sessions_closed;
@@ -344,6 +350,8 @@ pub(crate) struct Outbox {
     pub(crate) events: VecDeque<ServerEvent>,
     /// Counters.
     pub(crate) stats: ServerStats,
+    /// Trace records, when [`super::ServerConfig::trace`] is on.
+    pub(crate) trace: TraceQueue,
 }
 
 impl Outbox {

@@ -32,6 +32,7 @@ use super::ServerConfig;
 use crate::proto::rtt::{RttConfig, RttEstimator};
 use crate::proto::sack;
 use crate::proto::sequence::{RunningChecksum, Sequence};
+use crate::proto::trace::{Datagram, DatagramKind, Metrics, TraceEvent};
 use crate::proto::wire::{
     ClientMessage, ServerMessage, DATA_LEN, MAX_SERVER_DATAGRAM_LEN, MIN_CONNECTING_LEN,
     SERVER_TOKEN_LEN,
@@ -394,8 +395,34 @@ impl Session {
             AckKind::ResendAll => true,
         };
         self.echo_held = false;
-        self.loss_check = self.detect_losses(now, probe);
+        self.loss_check = self.detect_losses(now, probe, out);
         self.queue_new_data();
+        if out.trace.is_on() {
+            let metrics = self.metrics(msg.rate);
+            out.trace
+                .record(now, self.uuid, || TraceEvent::Metrics(metrics));
+        }
+    }
+
+    /// The session's figures for a trace: the window granted, what is in
+    /// flight (a walk of the window: only while tracing), the server's
+    /// RTT estimate and the rate the client asked for.
+    fn metrics(&self, rate: u32) -> Metrics {
+        let in_flight = self
+            .slots
+            .iter()
+            .filter(|s| s.sends > 0 && !s.sacked && s.queued == 0)
+            .count();
+        Metrics {
+            window: self.window,
+            in_flight: Some(u32::try_from(in_flight).unwrap_or(u32::MAX)),
+            srtt: self.rtt.srtt(),
+            rttvar: self.rtt.rttvar(),
+            min_rtt: self.rtt.min(),
+            pacing_rate: rate,
+            delivery_rate: None,
+            phase: None,
+        }
     }
 
     /// Writes up to `max` queued data datagrams into `buf` (cleared first);
@@ -441,10 +468,11 @@ impl Session {
             let Some(slot) = self.slot_mut(index) else {
                 continue;
             };
-            if slot.sends == 0 {
-                slot.first_sent = Some(now);
-            } else {
+            let resend = slot.sends > 0;
+            if resend {
                 out.stats.retransmits += 1;
+            } else {
+                slot.first_sent = Some(now);
             }
             slot.sends += 1;
             slot.last_sent = Some(now);
@@ -468,6 +496,14 @@ impl Session {
                 buf.truncate(off);
                 break;
             }
+            out.trace.record(now, self.uuid, || {
+                TraceEvent::Sent(Datagram {
+                    index,
+                    resend,
+                    echo: msg.echo() != 0,
+                    ..Datagram::new(DatagramKind::Data, DATA_LEN)
+                })
+            });
             count += 1;
         }
         self.data_sent += count as u64;

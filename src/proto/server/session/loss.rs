@@ -8,6 +8,15 @@ use std::time::Instant;
 use super::{Session, Slot, MAX_QUEUED_COPIES};
 use crate::proto::recovery::{LossTest, Verdict, REORDER_THRESHOLD};
 use crate::proto::server::outbox::Outbox;
+use crate::proto::trace::{LossTrigger, TraceEvent};
+use uuid::Uuid;
+
+/// Counts (and traces) a transmission of `index` declared lost.
+fn declare_lost(out: &mut Outbox, now: Instant, uuid: Uuid, index: u32, trigger: LossTrigger) {
+    out.stats.losses += 1;
+    out.trace
+        .record(now, uuid, || TraceEvent::Lost { index, trigger });
+}
 
 impl Session {
     /// A probe may resend the window at most once per smallest RTT: the
@@ -26,9 +35,9 @@ impl Session {
 
     /// The loss timer fired: queue the holes whose reordering window has
     /// passed; returns when to look again.
-    pub(crate) fn on_loss_timer(&mut self, now: Instant) -> Option<Instant> {
+    pub(crate) fn on_loss_timer(&mut self, now: Instant, out: &mut Outbox) -> Option<Instant> {
         let queued = self.send_queue.len();
-        self.loss_check = self.detect_losses(now, false);
+        self.loss_check = self.detect_losses_by(now, LossTrigger::Time, out);
         self.echo_held |= self.send_queue.len() > queued;
         self.loss_check
     }
@@ -43,10 +52,26 @@ impl Session {
     /// dropped), or the first that is not yet lost, and everything after it
     /// was sent later, so the walk stops there. An ack costs what it
     /// declares, not the window.
-    pub(super) fn detect_losses(&mut self, now: Instant, probe: bool) -> Option<Instant> {
+    pub(super) fn detect_losses(
+        &mut self,
+        now: Instant,
+        probe: bool,
+        out: &mut Outbox,
+    ) -> Option<Instant> {
         if probe {
-            self.resend_every_hole();
+            self.resend_every_hole(now, out);
         }
+        self.detect_losses_by(now, LossTrigger::Reordering, out)
+    }
+
+    /// The walk of [`detect_losses`](Self::detect_losses), its losses
+    /// traced as caused by `trigger`.
+    fn detect_losses_by(
+        &mut self,
+        now: Instant,
+        trigger: LossTrigger,
+        out: &mut Outbox,
+    ) -> Option<Instant> {
         let outstanding = self.flight.len().min(REORDER_THRESHOLD as usize + 1) as u32;
         let test = LossTest::new(self.largest_acked_seq, outstanding, &self.rtt);
         while let Some(&(seq, index)) = self.flight.front() {
@@ -80,18 +105,25 @@ impl Session {
                     slot.queued += 1;
                     self.send_queue.push_back(index);
                     self.flight.pop_front();
+                    declare_lost(out, now, self.uuid, index, trigger);
                 }
                 Verdict::RecheckAt(due) => return Some(due),
                 Verdict::InFlight => return None,
             }
         }
-        self.judge_first_hole(&test, now)
+        self.judge_first_hole(&test, now, trigger, out)
     }
 
     /// The first hole (at the cumulative ack) is judged whatever the order
     /// of the send queue: with cumulative acks only it is the one hole the
     /// client can reveal.
-    fn judge_first_hole(&mut self, test: &LossTest, now: Instant) -> Option<Instant> {
+    fn judge_first_hole(
+        &mut self,
+        test: &LossTest,
+        now: Instant,
+        trigger: LossTrigger,
+        out: &mut Outbox,
+    ) -> Option<Instant> {
         let slot = self.slots.front_mut()?;
         if slot.sacked || slot.sends == 0 || slot.queued > 0 {
             return None;
@@ -100,6 +132,7 @@ impl Session {
             Verdict::Lost => {
                 slot.queued += 1;
                 self.send_queue.push_back(self.ack);
+                declare_lost(out, now, self.uuid, self.ack, trigger);
                 None
             }
             Verdict::RecheckAt(due) => Some(due),
@@ -109,7 +142,7 @@ impl Session {
 
     /// A probe: every hole in the window is queued again (once more, up to
     /// [`MAX_QUEUED_COPIES`]).
-    fn resend_every_hole(&mut self) {
+    fn resend_every_hole(&mut self, now: Instant, out: &mut Outbox) {
         let in_window = self.ack.saturating_add(self.window);
         // Slots first: the index range is then never stepped past the last
         // slot (no overflow at lengths near `u32::MAX`).
@@ -123,6 +156,7 @@ impl Session {
             if slot.queued < MAX_QUEUED_COPIES {
                 slot.queued += 1;
                 self.send_queue.push_back(this);
+                declare_lost(out, now, self.uuid, this, LossTrigger::Probe);
             }
         }
     }
