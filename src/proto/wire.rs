@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 mod server;
 
-pub use server::{ErrorCode, ServerMessage, DATA_LEN};
+pub use server::{is_data, ErrorCode, ServerMessage, DATA_LEN};
 
 /// The first two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"RU";

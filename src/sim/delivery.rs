@@ -12,7 +12,7 @@ use super::node::Observer;
 use super::reference::Packet;
 use crate::proto::client::ClientEvent;
 use crate::proto::server::{LookupOutcome, StoreOp};
-use crate::proto::wire::DATA_LEN;
+use crate::proto::wire::is_data;
 
 /// Where a simulated datagram goes. Indices are `u32` (no network holds
 /// more nodes) to keep [`InFlight`], which the queue moves about, small.
@@ -179,7 +179,7 @@ impl Network {
             for chunk in batch.chunks(t.segment_size) {
                 let c = &mut self.clients[i];
                 c.counters.datagrams_to_client += 1;
-                if chunk.len() == DATA_LEN {
+                if is_data(chunk) {
                     c.counters.data_sent += 1;
                 }
                 let mut bytes = chunk.to_vec();

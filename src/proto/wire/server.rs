@@ -162,6 +162,13 @@ struct ErrorFixed {
 /// Encoded length of a data datagram.
 pub const DATA_LEN: usize = PREFIX_LEN + 16 + CRC_LEN;
 
+/// Whether `datagram` is framed as a Data datagram (its length and kind
+/// byte; the CRC is not checked): a cheap count for observers. A Checksum
+/// is as long, so the length alone does not tell.
+pub fn is_data(datagram: &[u8]) -> bool {
+    datagram.len() == DATA_LEN && datagram.get(PREFIX_LEN - 1) == Some(&KIND_DATA)
+}
+
 impl ServerMessage {
     /// The echoed client timestamp.
     pub fn echo(&self) -> u64 {

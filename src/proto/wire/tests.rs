@@ -126,6 +126,19 @@ fn server_messages_match_golden_bytes_both_ways() {
     assert_eq!(GOLDEN_DATA.len(), DATA_LEN);
 }
 
+/// Of the golden server datagrams, exactly the Data ones are data to an
+/// observer: the Checksum has the same length.
+#[test]
+fn is_data_tells_data_from_a_checksum_of_the_same_length() {
+    let mut same_len = 0;
+    for (msg, bytes) in server_golden() {
+        let want = matches!(msg, ServerMessage::Data { .. });
+        assert_eq!(is_data(bytes), want, "{msg:?}");
+        same_len += usize::from(!want && bytes.len() == DATA_LEN);
+    }
+    assert!(same_len > 0, "a non-data golden of DATA_LEN bytes");
+}
+
 #[test]
 fn connected_matches_golden_bytes_both_ways() {
     let msg = ClientMessage {
