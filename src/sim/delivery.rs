@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use risp_netem::Direction;
 
 use super::network::Network;
-use super::node::Observer;
+use super::node::{LinkDatagram, LinkFate, Observer};
 use super::reference::Packet;
 use crate::proto::client::ClientEvent;
 use crate::proto::server::{LookupOutcome, StoreOp};
@@ -86,7 +86,7 @@ impl Network {
             self.serve_store(s, obs);
             sent |= self.flush_server(s, obs);
         }
-        self.flush_references() || sent
+        self.flush_references(obs) || sent
     }
 
     fn flush_clients(&mut self, obs: &mut impl Observer) -> bool {
@@ -118,7 +118,7 @@ impl Network {
                     a.addr,
                     bytes,
                 );
-                self.send(i, Direction::ToServer, f);
+                self.send(i, Direction::ToServer, f, obs);
             }
             self.drain_client_trace(i, obs);
         }
@@ -194,14 +194,14 @@ impl Network {
                     t.destination,
                     bytes,
                 );
-                self.send(i, Direction::ToClient, f);
+                self.send(i, Direction::ToClient, f, obs);
             }
         }
         self.drain_server_trace(s, obs);
         sent
     }
 
-    fn flush_references(&mut self) -> bool {
+    fn flush_references(&mut self, obs: &mut impl Observer) -> bool {
         let now = self.now;
         let mut sent = false;
         for k in 0..self.refs.len() {
@@ -214,7 +214,7 @@ impl Network {
                 let bytes = p.encode().to_vec();
                 let (from, to) = (REFERENCE_SENDER_ADDR, Hop::RefReceiver(ix(k)));
                 let f = InFlight::new(now, to, None, from, REFERENCE_ADDR, bytes);
-                self.send(flow, Direction::ToClient, f);
+                self.send(flow, Direction::ToClient, f, obs);
             }
         }
         sent
@@ -222,18 +222,35 @@ impl Network {
 
     /// Sends `f` over flow `flow`'s link (a client's, or past the clients
     /// a reference flow's), through the bottleneck on the way to the
-    /// client side.
-    fn send(&mut self, flow: usize, dir: Direction, f: InFlight) {
+    /// client side. The observer hears each copy's fate as it is decided.
+    fn send(&mut self, flow: usize, dir: Direction, f: InFlight, obs: &mut impl Observer) {
+        let elapsed = self.now.saturating_duration_since(self.epoch);
+        let seen = LinkDatagram {
+            at: f.at,
+            elapsed,
+            flow,
+            direction: dir,
+            from: f.from,
+            to: f.dest,
+            bytes: &[],
+            fate: LinkFate::Lost,
+        };
         // The shared bottleneck comes first, on the servers' side: a
         // datagram it drops never reaches the client's own link.
         let queued = match (&mut self.bottleneck, dir) {
             (Some(b), Direction::ToClient) => match b.admit(self.now, flow) {
                 Some(d) => d,
-                None => return,
+                None => {
+                    obs.link_datagram(&LinkDatagram {
+                        bytes: &f.bytes,
+                        fate: LinkFate::QueueDrop,
+                        ..seen
+                    });
+                    return;
+                }
             },
             _ => Duration::ZERO,
         };
-        let elapsed = self.now.saturating_duration_since(self.epoch);
         let clients = self.clients.len();
         let reference = flow >= clients;
         let link = if reference {
@@ -243,18 +260,35 @@ impl Network {
         };
         let verdict = link.decide(dir, elapsed, f.bytes.len());
         let extra = link.extra_delay();
-        for d in verdict.deliveries() {
+        if verdict.deliveries().is_empty() {
+            obs.link_datagram(&LinkDatagram {
+                bytes: &f.bytes,
+                ..seen
+            });
+        }
+        for (copy, d) in verdict.deliveries().iter().enumerate() {
+            let after = queued + d.delay + extra;
             let mut bytes = f.bytes.clone();
-            if let Some(bit) = d.corrupt_bit {
-                if reference {
-                    // A reference packet's checksum would catch it.
-                    continue;
+            let fate = match d.corrupt_bit {
+                Some(bit) => {
+                    risp_netem::flip_bit(&mut bytes, bit);
+                    LinkFate::Corrupted { after, bit }
                 }
-                risp_netem::flip_bit(&mut bytes, bit);
+                None if copy > 0 => LinkFate::Duplicated { after },
+                None => LinkFate::Delivered { after },
+            };
+            obs.link_datagram(&LinkDatagram {
+                bytes: &bytes,
+                fate,
+                ..seen
+            });
+            if reference && d.corrupt_bit.is_some() {
+                // A reference packet's checksum would catch it.
+                continue;
             }
             self.order += 1;
             self.queue.push(std::cmp::Reverse(InFlight {
-                at: self.now + queued + d.delay + extra,
+                at: self.now + after,
                 order: self.order,
                 bytes,
                 ..f
@@ -299,7 +333,7 @@ impl Network {
                     let bytes = ack.encode().to_vec();
                     let back =
                         InFlight::new(now, Hop::RefSender(ix(k)), None, f.dest, f.from, bytes);
-                    self.send(flow, Direction::ToServer, back);
+                    self.send(flow, Direction::ToServer, back, obs);
                 }
             }
         }

@@ -38,5 +38,7 @@ mod run;
 
 pub use link::Link;
 pub use network::{Advance, Network};
-pub use node::{ClientCounters, ClientNode, Observer, ReferenceNode, Tamper};
+pub use node::{
+    ClientCounters, ClientNode, LinkDatagram, LinkFate, Observer, ReferenceNode, Tamper,
+};
 pub use run::{run, run_observed, run_with_reference_stats};

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use risp_netem::Direction;
 use uuid::Uuid;
 
 use super::link::Link;
@@ -65,6 +66,13 @@ pub trait Observer {
     fn server_trace(&mut self, server: &Server, record: &Traced) {
         let _ = (server, record);
     }
+
+    /// A link (or the bottleneck in front of it) decided the fate of one
+    /// datagram, at the time it was sent: once per copy that arrives, once
+    /// for one that is lost or dropped (what packet captures record).
+    fn link_datagram(&mut self, datagram: &LinkDatagram<'_>) {
+        let _ = datagram;
+    }
 }
 
 impl Observer for () {}
@@ -97,6 +105,10 @@ impl<T: Observer + ?Sized> Observer for &mut T {
 
     fn server_trace(&mut self, server: &Server, record: &Traced) {
         (**self).server_trace(server, record);
+    }
+
+    fn link_datagram(&mut self, datagram: &LinkDatagram<'_>) {
+        (**self).link_datagram(datagram);
     }
 }
 
@@ -136,6 +148,68 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
         self.0.server_trace(server, record);
         self.1.server_trace(server, record);
     }
+
+    fn link_datagram(&mut self, datagram: &LinkDatagram<'_>) {
+        self.0.link_datagram(datagram);
+        self.1.link_datagram(datagram);
+    }
+}
+
+/// What became of one datagram on a link ([`LinkDatagram::fate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFate {
+    /// It arrives intact, `after` it was sent (bottleneck queueing, link
+    /// delay and jitter, the flow's extra delay).
+    Delivered {
+        /// Time on the way.
+        after: Duration,
+    },
+    /// It arrives with bit `bit` flipped (the bytes are the damaged copy;
+    /// a reference flow's receiver discards it).
+    Corrupted {
+        /// Time on the way.
+        after: Duration,
+        /// The bit flipped (`risp_netem::flip_bit`'s numbering).
+        bit: usize,
+    },
+    /// The link's second copy of a datagram it duplicated.
+    Duplicated {
+        /// Time on the way.
+        after: Duration,
+    },
+    /// Lost on the link (its loss model, a burst or a blackhole).
+    Lost,
+    /// Dropped by the shared bottleneck's queue, before the link.
+    QueueDrop,
+}
+
+impl LinkFate {
+    /// Whether a copy arrives at the far end of the link.
+    pub fn arrives(&self) -> bool {
+        !matches!(self, Self::Lost | Self::QueueDrop)
+    }
+}
+
+/// One datagram on a flow's link, as [`Observer::link_datagram`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkDatagram<'a> {
+    /// When it was sent.
+    pub at: Instant,
+    /// `at` since the network's start (its virtual time).
+    pub elapsed: Duration,
+    /// The flow: a client's index, or the number of clients plus a
+    /// reference flow's index.
+    pub flow: usize,
+    /// Which way it travels.
+    pub direction: Direction,
+    /// Its source address.
+    pub from: SocketAddr,
+    /// The address it was sent to.
+    pub to: SocketAddr,
+    /// Its bytes (for [`LinkFate::Corrupted`], the damaged copy).
+    pub bytes: &'a [u8],
+    /// What became of it.
+    pub fate: LinkFate,
 }
 
 /// When a client's socket is killed (it reconnects from a new port).
