@@ -51,6 +51,10 @@ pub struct SimArgs {
     /// DIR, one file each: PROFILE-sSEED-cCLIENT.sqlog (virtual time only).
     #[arg(long, value_name = "DIR", conflicts_with = "real")]
     pub qlog: Option<PathBuf>,
+    /// Also write one pcapng capture per run (every datagram on every
+    /// link, drops marked) into this directory: PROFILE-seedSEED.pcapng.
+    #[arg(long, value_name = "DIR", conflicts_with = "real")]
+    pub pcap: Option<PathBuf>,
 }
 
 impl SimArgs {
@@ -78,11 +82,20 @@ pub fn run_sim(args: &SimArgs, out: &mut impl Write) -> Result<bool, SuiteError>
     if let Some(dir) = &args.plot {
         check_plot_dir(dir)?;
     }
+    if let Some(dir) = &args.pcap {
+        if args.real {
+            return Err(SuiteError::Usage(
+                "packet captures (--pcap) need the simulator: drop --real".into(),
+            ));
+        }
+        check_pcap_dir(dir)?;
+    }
     if let Some(dir) = &args.qlog {
         check_plot_dir(dir)?;
     }
     let timelines = args.plot.clone().filter(|_| args.mode() == Mode::Virtual);
     let mut rec = SimRecording::new(args.qlog.clone(), timelines);
+    rec.pcap = args.pcap.clone();
     let report = run_suite_with(
         &suite,
         args.mode(),
@@ -112,4 +125,14 @@ pub fn run_sim(args: &SimArgs, out: &mut impl Write) -> Result<bool, SuiteError>
         }
     }
     Ok(report.all_met)
+}
+
+/// Creates the capture directory if needed, or says why it cannot be used.
+fn check_pcap_dir(dir: &std::path::Path) -> Result<(), SuiteError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        SuiteError::Usage(format!(
+            "--pcap {}: cannot create the directory: {e}",
+            dir.display()
+        ))
+    })
 }

@@ -75,6 +75,7 @@
 //! expectation's outcome. In virtual mode nothing depends on the wall
 //! clock, so the same suite and seeds give a byte-identical JSON report.
 
+pub mod capture;
 mod error;
 mod link_keys;
 mod output;

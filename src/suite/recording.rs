@@ -33,6 +33,9 @@ pub struct SimRecording {
     pub qlog: Option<PathBuf>,
     /// Draw each profile's first run's timeline into this directory.
     pub timelines: Option<PathBuf>,
+    /// Write one pcapng capture per run into this directory
+    /// ([`super::capture::capture_file_name`]).
+    pub pcap: Option<PathBuf>,
     /// Profiles whose timeline is drawn.
     drawn: HashSet<String>,
     /// qlog files written so far.
@@ -88,14 +91,20 @@ pub fn record_run(
         .clone()
         .filter(|_| !rec.drawn.contains(&profile.name));
     if rec.qlog.is_none() && timeline.is_none() {
-        return Ok(crate::sim::run(cfg));
+        return match &rec.pcap {
+            Some(dir) => super::capture::capture_to_dir(cfg, &profile.name, dir),
+            None => Ok(crate::sim::run(cfg)),
+        };
     }
+    let mut capture =
+        super::capture::RunCapture::open(rec.pcap.as_deref(), &profile.name, cfg.seed)?;
     let mut traced = cfg.clone();
     traced.client.trace = true;
     traced.server.trace = true;
     let title = format!("{} seed {}", profile.name, cfg.seed);
     let mut obs = QlogObserver::new(title, cfg.clients, cfg.len);
-    let report = crate::sim::run_observed(&traced, &mut obs);
+    let report = crate::sim::run_observed(&traced, &mut (&mut obs, &mut capture));
+    capture.finish()?;
     let files = obs.finish();
     if let Some(dir) = &rec.qlog {
         for (i, bytes) in files.iter().enumerate() {

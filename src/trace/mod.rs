@@ -8,12 +8,14 @@
 //! socket's shim lives with those. Recording is off unless asked for, and
 //! costs nothing when off.
 //!
+//! - [`pcap`]: the pcapng writer of packet captures;
 //! - [`qlog`]: the JSON-SEQ qlog writer, fed with the endpoints' trace
 //!   records ([`crate::proto::trace`]);
 //! - [`timeline`]: a qlog trace read back as the series of one transfer;
 //! - [`plot`]: those series drawn as stacked panels against time.
 
 mod error;
+pub mod pcap;
 pub mod plot;
 pub mod qlog;
 pub mod timeline;
