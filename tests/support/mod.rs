@@ -19,6 +19,9 @@
 //!   code, stdout and stderr.
 //! - [`redis`]: a real `redis-server` on a free port, stopped, killed and
 //!   restarted on demand (the shared session store's tests).
+//! - [`tshark`]: tshark with the RISP dissector, run (as `nobody` when
+//!   root) over a capture and read back field by field
+//!   (`RISP_REQUIRE_TSHARK`).
 //! - [`fuzz`]: the fuzz harnesses (also built into the cargo-fuzz targets
 //!   in `fuzz/`), their script format and their seeds.
 //!
@@ -36,6 +39,7 @@ pub mod expected;
 pub mod fuzz;
 pub mod loopback;
 pub mod redis;
+pub mod tshark;
 pub mod virtual_time;
 pub mod wire;
 
