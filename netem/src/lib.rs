@@ -18,6 +18,8 @@
 //!   bit). The deterministic simulator drives it directly.
 //! * [`shim`]: [`LossySocket`], a tokio UDP socket wrapper that applies the
 //!   model to real traffic, with bounded due-time queues for delayed copies.
+//! * [`capture`]: a tap ([`Capture`]) a [`LossySocket`] hands every
+//!   datagram to, with what it did to it (packet captures; no format here).
 //! * [`spec`]: [`ImpairmentSpec`], the settings as people write them:
 //!   command-line flags (feature `clap`) and file keys (feature `serde`),
 //!   turned into an [`ImpairmentConfig`].
@@ -45,12 +47,14 @@
 
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod config;
 pub mod model;
 mod queue;
 pub mod shim;
 pub mod spec;
 
+pub use capture::{Capture, Seen, ShimFate, Way};
 pub use config::{Blackhole, ConfigError, DirectionConfig, ImpairmentConfig, DEFAULT_REORDER_GAP};
 pub use model::{
     flip_bit, Delivery, Direction, DirectionStats, Impairment, ImpairmentStats, Verdict,

@@ -41,6 +41,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
+use crate::capture::{Capture, Seen, ShimFate, Way};
 use crate::config::ImpairmentConfig;
 use crate::model::{flip_bit, Direction, Impairment, ImpairmentStats, Verdict};
 use crate::queue::{DueQueue, DEFAULT_QUEUE_CAPACITY};
@@ -77,6 +78,50 @@ pub struct LossySocket {
     socket: Arc<UdpSocket>,
     /// `None` for [`LossySocket::passthrough`].
     impaired: Option<Impaired>,
+    /// Sees every datagram, if attached ([`LossySocket::with_capture`]).
+    tap: Option<Tap>,
+}
+
+/// A [`Capture`] attached to one socket, with that socket's address.
+#[derive(Debug, Clone)]
+struct Tap {
+    sink: Arc<dyn Capture>,
+    local: SocketAddr,
+}
+
+/// What a passthrough socket does with every datagram.
+const PASSED: ShimFate = ShimFate::Passed {
+    delay: Duration::ZERO,
+};
+
+impl Tap {
+    fn see(&self, way: Way, peer: SocketAddr, bytes: &[u8], fate: ShimFate) {
+        self.sink.datagram(&Seen {
+            way,
+            local: self.local,
+            peer,
+            bytes,
+            fate,
+        });
+    }
+
+    /// One call per copy the verdict lets through, or one for a drop.
+    fn verdict(&self, way: Way, peer: SocketAddr, bytes: &[u8], verdict: &Verdict) {
+        if verdict.deliveries().is_empty() {
+            self.see(way, peer, bytes, ShimFate::Dropped);
+        }
+        for (copy, d) in verdict.deliveries().iter().enumerate() {
+            let fate = match d.corrupt_bit {
+                Some(bit) => ShimFate::Corrupted {
+                    delay: d.delay,
+                    bit,
+                },
+                None if copy > 0 => ShimFate::Duplicated { delay: d.delay },
+                None => ShimFate::Passed { delay: d.delay },
+            };
+            self.see(way, peer, bytes, fate);
+        }
+    }
 }
 
 /// What to send at once of one outbound datagram (see
@@ -232,6 +277,7 @@ impl LossySocket {
         let sender = runtime.spawn(run_sender(Arc::clone(&socket), Arc::clone(&outbound)));
         Ok(Self {
             socket,
+            tap: None,
             impaired: Some(Impaired {
                 side,
                 link: link.clone(),
@@ -250,7 +296,24 @@ impl LossySocket {
         Self {
             socket: Arc::new(socket),
             impaired: None,
+            tap: None,
         }
+    }
+
+    /// Hands every datagram this socket sends or receives, with what the
+    /// shim did to it, to `capture` (see [`crate::capture`]). Fails only
+    /// if the socket's address cannot be read.
+    pub fn with_capture(mut self, capture: Arc<dyn Capture>) -> io::Result<Self> {
+        self.tap = Some(Tap {
+            sink: capture,
+            local: self.socket.local_addr()?,
+        });
+        Ok(self)
+    }
+
+    /// True once a capture is attached.
+    pub fn is_captured(&self) -> bool {
+        self.tap.is_some()
     }
 
     /// True for a socket made by [`passthrough`](Self::passthrough).
@@ -265,6 +328,9 @@ impl LossySocket {
     /// sending a delayed copy later are not reported (UDP is best-effort).
     pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
         if self.impaired.is_none() {
+            if let Some(tap) = &self.tap {
+                tap.see(Way::Sent, target, buf, PASSED);
+            }
             return self.socket.send_to(buf, target).await;
         }
         let now = self.admit_outbound(buf, target);
@@ -287,6 +353,9 @@ impl LossySocket {
     /// first to flip. A passthrough socket always answers one clean copy.
     pub fn admit_outbound(&self, buf: &[u8], target: SocketAddr) -> SendNow {
         let Some(imp) = &self.impaired else {
+            if let Some(tap) = &self.tap {
+                tap.see(Way::Sent, target, buf, PASSED);
+            }
             return SendNow {
                 copies: 1,
                 corrupt_bit: None,
@@ -295,6 +364,7 @@ impl LossySocket {
         let dir = imp.side.outbound();
         let now = Instant::now();
         let verdict = imp.decide(dir, now, buf.len());
+        let tap = self.tap.as_ref();
         let deliveries = verdict.deliveries();
         let delayed = deliveries.iter().filter(|d| !d.delay.is_zero()).count();
         if delayed > 0 {
@@ -302,6 +372,9 @@ impl LossySocket {
             if !queue.has_room_for(delayed) {
                 drop(queue);
                 imp.record_overflow(dir, &verdict);
+                if let Some(tap) = tap {
+                    tap.see(Way::Sent, target, buf, ShimFate::Overflowed);
+                }
                 return SendNow::default();
             }
             for d in deliveries.iter().filter(|d| !d.delay.is_zero()) {
@@ -314,6 +387,9 @@ impl LossySocket {
             }
             drop(queue);
             imp.outbound.wake.notify_one();
+        }
+        if let Some(tap) = tap {
+            tap.verdict(Way::Sent, target, buf, &verdict);
         }
         let mut immediate = deliveries.iter().filter(|d| d.delay.is_zero());
         let first = immediate.next();
@@ -333,7 +409,11 @@ impl LossySocket {
     /// next `.await`.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let Some(imp) = &self.impaired else {
-            return self.socket.recv_from(buf).await;
+            let received = self.socket.recv_from(buf).await;
+            if let (Some(tap), Ok((n, from))) = (&self.tap, &received) {
+                tap.see(Way::Received, *from, &buf[..*n], PASSED);
+            }
+            return received;
         };
         loop {
             // Register interest before looking at the queue, so a change made
@@ -378,6 +458,9 @@ impl LossySocket {
     /// `now` (a batched receiver reads the clock once per batch).
     pub fn admit_inbound_at(&self, data: &mut [u8], from: SocketAddr, now: Instant) -> bool {
         let Some(imp) = &self.impaired else {
+            if let Some(tap) = &self.tap {
+                tap.see(Way::Received, from, data, PASSED);
+            }
             return true;
         };
         let dir = imp.side.inbound();
@@ -391,6 +474,9 @@ impl LossySocket {
             if !held.has_room_for(to_hold) {
                 drop(held);
                 imp.record_overflow(dir, &verdict);
+                if let Some(tap) = &self.tap {
+                    tap.see(Way::Received, from, data, ShimFate::Overflowed);
+                }
                 return false;
             }
             let earliest = held.next_due();
@@ -412,6 +498,9 @@ impl LossySocket {
             if changed {
                 imp.inbound_changed.notify_waiters();
             }
+        }
+        if let Some(tap) = &self.tap {
+            tap.verdict(Way::Received, from, data, &verdict);
         }
         match inline {
             Some(i) => {

@@ -95,6 +95,10 @@ pub struct ClientArgs {
     /// shim drops) and a sum line at the end.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = super::args::interval_secs)]
     pub interval: Option<f64>,
+    /// Write what this end's socket sent and received (pcapng, drops by
+    /// the shim marked) to FILE; open it with netem/wireshark/risp.lua.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
     /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: ImpairmentSpec,
@@ -162,6 +166,16 @@ pub async fn run(args: ClientArgs) -> Exit {
     if let Some(secs) = args.interval {
         client = client.interval(Duration::from_secs_f64(secs));
     }
+    let capture = match super::capture::open(args.pcap.as_deref(), "risp-udp client") {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --pcap {e}");
+            return Exit::Usage;
+        }
+    };
+    if let Some(c) = &capture {
+        client = client.capture(c.clone());
+    }
     let mut sinks = match ValueSinks::new(&args, len) {
         Ok(s) => s,
         Err(exit) => return exit,
@@ -175,6 +189,7 @@ pub async fn run(args: ClientArgs) -> Exit {
         Ok(transfer) => read_values(transfer, &mut sinks, signals, &server).await,
         Err(e) => Read::failed(e),
     };
+    let captured = super::capture::close(capture.as_deref());
     if let Ok(o) = &read.outcome {
         // The last, partial interval ends with the transfer.
         for i in o.intervals.iter().skip(read.intervals_printed) {
@@ -235,6 +250,9 @@ pub async fn run(args: ClientArgs) -> Exit {
         );
     } else if let Some(e) = &outcome.error {
         eprintln!("error: {}", failure_message(&outcome, e));
+    }
+    if !captured && exit == Exit::Ok {
+        return Exit::Failure;
     }
     exit
 }

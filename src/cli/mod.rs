@@ -5,6 +5,7 @@
 //! accepted as aliases.
 
 pub mod args;
+pub mod capture;
 pub mod client;
 pub mod completion;
 pub mod demo;

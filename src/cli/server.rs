@@ -115,6 +115,10 @@ pub struct ServerArgs {
     /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: ImpairmentSpec,
+    /// Write what the server's sockets sent and received (pcapng, drops by
+    /// the shim marked) to FILE; open it with netem/wireshark/risp.lua.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
 }
 
 /// `--retry` values.
@@ -176,7 +180,18 @@ pub fn builder(args: &ServerArgs) -> ServerBuilder {
 pub async fn run(args: ServerArgs) -> Exit {
     let health_port = args.health_port;
     let workers = args.workers.max(1);
-    let mut server = match builder(&args).start().await {
+    let capture = match super::capture::open(args.pcap.as_deref(), "risp-udp server") {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --pcap {e}");
+            return Exit::Usage;
+        }
+    };
+    let mut b = builder(&args);
+    if let Some(c) = &capture {
+        b = b.capture(c.clone());
+    }
+    let mut server = match b.start().await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -230,6 +245,7 @@ pub async fn run(args: ServerArgs) -> Exit {
     if let Some(ops) = ops {
         ops.shutdown().await;
     }
+    let captured = super::capture::close(capture.as_deref());
     let summary = match stopped {
         Ok(s) => s,
         Err(e) => {
@@ -237,7 +253,12 @@ pub async fn run(args: ServerArgs) -> Exit {
             return Exit::Failure;
         }
     };
-    report_stop(&args, &summary, has_store, log)
+    let exit = report_stop(&args, &summary, has_store, log);
+    if captured {
+        exit
+    } else {
+        Exit::Failure
+    }
 }
 
 /// What a stopped server prints: the last interval and the sum line, the

@@ -266,6 +266,13 @@ impl BatchSocket {
     ) -> Result<(), SendError> {
         let segment_size = segment_size.clamp(1, contents.len().max(1));
         if self.socket.is_passthrough() {
+            if self.socket.is_captured() {
+                // The shim's capture sees each datagram (a passthrough
+                // socket sends every one, unchanged).
+                for datagram in contents.chunks(segment_size) {
+                    self.socket.admit_outbound(datagram, destination);
+                }
+            }
             let mut sink = KernelSink {
                 socket: self.socket.get_ref(),
                 state: self.state.as_ref(),

@@ -6,11 +6,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use risp_netem::{ImpairedLink, LossySocket, Side};
 
-use super::batch::{BatchSocket, IoMode, RecvSizing};
+use super::batch::{BatchSocket, RecvSizing};
 use super::socket::{is_transient, sleep_until_opt};
 use super::stream::{ClientOptions, TotalsFeed, TransferError, Values};
 use crate::clock;
@@ -114,7 +115,7 @@ impl Driver {
             _ => None,
         };
         let servers = ServerList::new(&opts.servers)?;
-        let socket = open(servers.current(), link.as_ref(), opts.io).await?;
+        let socket = open(servers.current(), link.as_ref(), &opts).await?;
         // No cap at the socket's receive buffer: the server paces each
         // session (bursts of about a millisecond), so the flight is in the
         // network, not in the buffer, and a long path needs a window far
@@ -164,7 +165,7 @@ impl Driver {
     }
 
     async fn open(&self) -> io::Result<BatchSocket> {
-        open(self.servers.current(), self.link.as_ref(), self.opts.io).await
+        open(self.servers.current(), self.link.as_ref(), &self.opts).await
     }
 
     /// Sends what the core has to send now.
@@ -547,14 +548,18 @@ const CLIENT_RECV: RecvSizing = RecvSizing {
     slots: 16,
 };
 
-/// A fresh socket for talking to `server`, on `link` when impaired.
+/// A fresh socket for talking to `server`, on `link` when impaired, with
+/// the options' I/O mode and capture.
 async fn open(
     server: SocketAddr,
     link: Option<&ImpairedLink>,
-    mode: IoMode,
+    opts: &ClientOptions,
 ) -> io::Result<BatchSocket> {
-    let socket = open_lossy(server, link).await?;
-    BatchSocket::new(socket, mode, CLIENT_RECV)
+    let mut socket = open_lossy(server, link).await?;
+    if let Some(capture) = &opts.capture {
+        socket = socket.with_capture(Arc::clone(capture))?;
+    }
+    BatchSocket::new(socket, opts.io, CLIENT_RECV)
 }
 
 /// A fresh connected UDP socket for `server`, wrapped in the shim.

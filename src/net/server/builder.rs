@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use risp_netem::{ImpairmentConfig, LossySocket, Side};
+use risp_netem::{Capture, ImpairmentConfig, LossySocket, Side};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
@@ -52,6 +52,7 @@ impl Server {
                 session_seeds: false,
             },
             hook: None,
+            capture: None,
         }
     }
 }
@@ -67,6 +68,8 @@ pub struct ServerBuilder {
     io: IoMode,
     recording: Recording,
     hook: Option<SummaryHook>,
+    /// Sees every datagram of every worker's socket (a packet capture).
+    capture: Option<Arc<dyn Capture>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -173,6 +176,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Hands every datagram each worker's socket sends or receives, with
+    /// what the shim did to it, to `capture` (a packet capture; off by
+    /// default).
+    pub fn capture(mut self, capture: Arc<dyn Capture>) -> Self {
+        self.capture = Some(capture);
+        self
+    }
+
     /// Keeps the acknowledgement-latency histogram with its per-second
     /// series in [`ServerSummary::ack_latency`] (on by default; it needs
     /// [`ServerConfig::ack_latency_events`]). A long-lived server that only
@@ -227,7 +238,14 @@ impl ServerBuilder {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = sockets[0].local_addr().unwrap_or(addr);
-        let sockets = impair(sockets, self.impairment.as_ref())?;
+        let mut sockets = impair(sockets, self.impairment.as_ref())?;
+        if let Some(capture) = &self.capture {
+            sockets = sockets
+                .into_iter()
+                .map(|s| s.with_capture(Arc::clone(capture)))
+                .collect::<io::Result<_>>()
+                .map_err(ServerError::Socket)?;
+        }
         let (stop, stopped) = watch::channel(false);
         let (outs, summary, merger) = publishers(workers, self.hook, &stopped);
         let mut tasks = JoinSet::new();

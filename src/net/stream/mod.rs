@@ -84,6 +84,9 @@ pub(crate) struct ClientOptions {
     pub(crate) interval_tx: Option<mpsc::UnboundedSender<IntervalStats>>,
     /// Live sums this transfer adds to as it runs.
     pub(crate) totals: Option<RunningTotals>,
+    /// Sees every datagram the shim handles, on every socket (a packet
+    /// capture).
+    pub(crate) capture: Option<Arc<dyn risp_netem::Capture>>,
 }
 
 /// Why a transfer ended without its values, beyond what the protocol
@@ -170,6 +173,7 @@ impl Client {
                 interval: None,
                 interval_tx: None,
                 totals: None,
+                capture: None,
             },
             abort: None,
         }
@@ -250,6 +254,14 @@ impl Client {
     /// one [`RunningTotals`] show their sums while they run.
     pub fn totals(mut self, totals: RunningTotals) -> Self {
         self.opts.totals = Some(totals);
+        self
+    }
+
+    /// Hands every datagram the transfer sends or receives, on every socket
+    /// it opens, with what the shim did to it, to `capture` (a packet
+    /// capture; off by default).
+    pub fn capture(mut self, capture: Arc<dyn risp_netem::Capture>) -> Self {
+        self.opts.capture = Some(capture);
         self
     }
 
