@@ -20,6 +20,7 @@ fn args(suite: Option<&Path>) -> SimArgs {
         markdown: false,
         plot: None,
         qlog: None,
+        pcap: None,
     }
 }
 
@@ -352,4 +353,54 @@ fn standard_suite_figures_are_pinned() {
         })
         .collect();
     assert_eq!(got, pinned);
+}
+
+#[test]
+fn sim_pcap_writes_one_capture_per_run_named_by_profile_and_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("captures");
+    let a = SimArgs {
+        profiles: vec!["clean".into(), "loss-10".into()],
+        seeds: Some(2),
+        seed_base: Some(40),
+        pcap: Some(pcap.clone()),
+        ..args(None)
+    };
+    let (met, _) = output(&a);
+    assert!(met);
+    let mut names: Vec<String> = std::fs::read_dir(&pcap)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "clean-seed40.pcapng",
+            "clean-seed41.pcapng",
+            "loss-10-seed40.pcapng",
+            "loss-10-seed41.pcapng"
+        ]
+    );
+    // A pcapng section header, and a report that does not change with it.
+    let bytes = std::fs::read(pcap.join("loss-10-seed40.pcapng")).unwrap();
+    assert_eq!(&bytes[..4], &[0x0A, 0x0D, 0x0D, 0x0A]);
+    let plain = SimArgs {
+        pcap: None,
+        json: true,
+        ..a.clone()
+    };
+    let with = SimArgs {
+        json: true,
+        ..a.clone()
+    };
+    assert_eq!(
+        output(&plain).1,
+        output(&with).1,
+        "--pcap changed the report"
+    );
+    // --pcap needs the simulator.
+    let real = SimArgs { real: true, ..a };
+    let err = run_sim(&real, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("--pcap"), "{err}");
 }
