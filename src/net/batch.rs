@@ -201,6 +201,7 @@ impl BatchSocket {
         // without a shim.
         let now = (!self.socket.is_passthrough())
             .then(|| tokio::time::Instant::from_std(crate::clock::now()));
+        let capturing = self.socket.is_captured();
         // Copies the shim held back and that are due now.
         while let Some((n, from)) =
             now.and_then(|now| self.socket.pop_held_at(&mut self.recv_buf[..slot], now))
@@ -242,8 +243,11 @@ impl BatchSocket {
             .take(messages)
         {
             for datagram in split_coalesced(&mut buf[..meta.len.min(slot)], meta.stride) {
-                let admit =
-                    now.is_none_or(|now| self.socket.admit_inbound_at(datagram, meta.addr, now));
+                let admit = match now {
+                    Some(now) => self.socket.admit_inbound_at(datagram, meta.addr, now),
+                    // Passed through: only a capture needs to hear of it.
+                    None => !capturing || self.socket.admit_inbound(datagram, meta.addr),
+                };
                 if admit {
                     on_datagram(meta.addr, datagram);
                     count += 1;
