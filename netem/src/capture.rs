@@ -13,7 +13,10 @@
 //! themselves.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::model::Verdict;
 
 /// Which way a datagram went, seen from the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,4 +84,46 @@ pub struct Seen<'a> {
 pub trait Capture: Send + Sync + std::fmt::Debug {
     /// One datagram copy went by.
     fn datagram(&self, seen: &Seen<'_>);
+}
+
+/// A [`Capture`] attached to one socket, with that socket's address.
+#[derive(Debug, Clone)]
+pub(crate) struct Tap {
+    pub(crate) sink: Arc<dyn Capture>,
+    pub(crate) local: SocketAddr,
+}
+
+/// What a passthrough socket does with every datagram.
+pub(crate) const PASSED: ShimFate = ShimFate::Passed {
+    delay: Duration::ZERO,
+};
+
+impl Tap {
+    pub(crate) fn see(&self, way: Way, peer: SocketAddr, bytes: &[u8], fate: ShimFate) {
+        self.sink.datagram(&Seen {
+            way,
+            local: self.local,
+            peer,
+            bytes,
+            fate,
+        });
+    }
+
+    /// One call per copy the verdict lets through, or one for a drop.
+    pub(crate) fn verdict(&self, way: Way, peer: SocketAddr, bytes: &[u8], verdict: &Verdict) {
+        if verdict.deliveries().is_empty() {
+            self.see(way, peer, bytes, ShimFate::Dropped);
+        }
+        for (copy, d) in verdict.deliveries().iter().enumerate() {
+            let fate = match d.corrupt_bit {
+                Some(bit) => ShimFate::Corrupted {
+                    delay: d.delay,
+                    bit,
+                },
+                None if copy > 0 => ShimFate::Duplicated { delay: d.delay },
+                None => ShimFate::Passed { delay: d.delay },
+            };
+            self.see(way, peer, bytes, fate);
+        }
+    }
 }

@@ -41,7 +41,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
-use crate::capture::{Capture, Seen, ShimFate, Way};
+use crate::capture::{Capture, ShimFate, Tap, Way, PASSED};
 use crate::config::ImpairmentConfig;
 use crate::model::{flip_bit, Direction, Impairment, ImpairmentStats, Verdict};
 use crate::queue::{DueQueue, DEFAULT_QUEUE_CAPACITY};
@@ -80,48 +80,6 @@ pub struct LossySocket {
     impaired: Option<Impaired>,
     /// Sees every datagram, if attached ([`LossySocket::with_capture`]).
     tap: Option<Tap>,
-}
-
-/// A [`Capture`] attached to one socket, with that socket's address.
-#[derive(Debug, Clone)]
-struct Tap {
-    sink: Arc<dyn Capture>,
-    local: SocketAddr,
-}
-
-/// What a passthrough socket does with every datagram.
-const PASSED: ShimFate = ShimFate::Passed {
-    delay: Duration::ZERO,
-};
-
-impl Tap {
-    fn see(&self, way: Way, peer: SocketAddr, bytes: &[u8], fate: ShimFate) {
-        self.sink.datagram(&Seen {
-            way,
-            local: self.local,
-            peer,
-            bytes,
-            fate,
-        });
-    }
-
-    /// One call per copy the verdict lets through, or one for a drop.
-    fn verdict(&self, way: Way, peer: SocketAddr, bytes: &[u8], verdict: &Verdict) {
-        if verdict.deliveries().is_empty() {
-            self.see(way, peer, bytes, ShimFate::Dropped);
-        }
-        for (copy, d) in verdict.deliveries().iter().enumerate() {
-            let fate = match d.corrupt_bit {
-                Some(bit) => ShimFate::Corrupted {
-                    delay: d.delay,
-                    bit,
-                },
-                None if copy > 0 => ShimFate::Duplicated { delay: d.delay },
-                None => ShimFate::Passed { delay: d.delay },
-            };
-            self.see(way, peer, bytes, fate);
-        }
-    }
 }
 
 /// What to send at once of one outbound datagram (see
