@@ -195,8 +195,8 @@ pub fn main() -> ExitCode {
     // `--real`).
     match &cli.command {
         Command::Sim(a) => return run_sim(a).code(),
-        Command::Hist(a) => return run_hist(a).code(),
-        Command::Plot(a) => return run_plot(a).code(),
+        Command::Hist(a) => return run_to_stdout(|out| hist::run_hist(a, out)).code(),
+        Command::Plot(a) => return run_to_stdout(|out| plot::run_plot(a, out)).code(),
         Command::NetemArgs(a) => return run_netem_args(a).code(),
         Command::Completion { shell } => {
             let mut out = output::Stdout::lock();
@@ -290,23 +290,13 @@ fn run_netem_args(a: &netem_args::ScriptFlagsArgs) -> Exit {
     }
 }
 
-fn run_plot(a: &plot::PlotArgs) -> Exit {
+/// Runs a subcommand that writes to stdout: flushed on success, the error
+/// on stderr and exit 1 on failure.
+fn run_to_stdout<E: std::fmt::Display>(
+    run: impl FnOnce(&mut output::Stdout) -> Result<(), E>,
+) -> Exit {
     let mut out = output::Stdout::lock();
-    match plot::run_plot(a, &mut out) {
-        Ok(()) => {
-            let _ = out.flush();
-            Exit::Ok
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Exit::Failure
-        }
-    }
-}
-
-fn run_hist(a: &hist::HistArgs) -> Exit {
-    let mut out = output::Stdout::lock();
-    match hist::run_hist(a, &mut out) {
+    match run(&mut out) {
         Ok(()) => {
             let _ = out.flush();
             Exit::Ok
