@@ -99,6 +99,11 @@ pub struct ClientArgs {
     /// the shim marked) to FILE; open it with netem/wireshark/risp.lua.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+    /// Write the session's qlog trace (JSON-SEQ, vantage point client) into
+    /// DIR, created if missing: UUID-client.sqlog, one file per session
+    /// UUID (docs/TRACING.md).
+    #[arg(long, value_name = "DIR")]
+    pub qlog: Option<PathBuf>,
     /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: ImpairmentSpec,
@@ -175,6 +180,13 @@ pub async fn run(args: ClientArgs) -> Exit {
     };
     if let Some(c) = &capture {
         client = client.capture(c.clone());
+    }
+    if let Some(dir) = &args.qlog {
+        if let Err(e) = crate::net::qlog::create_qlog_dir(dir) {
+            eprintln!("error: {e}");
+            return Exit::Failure;
+        }
+        client = client.qlog(dir);
     }
     let mut sinks = match ValueSinks::new(&args, len) {
         Ok(s) => s,

@@ -97,9 +97,10 @@ impl Exit {
             ServerError::StoreUnreachable { .. } | ServerError::SharedSecret(_) => {
                 Exit::StoreUnavailable
             }
-            ServerError::SecretFile { .. } | ServerError::Bind { .. } | ServerError::Socket(_) => {
-                Exit::Failure
-            }
+            ServerError::SecretFile { .. }
+            | ServerError::Bind { .. }
+            | ServerError::Qlog(_)
+            | ServerError::Socket(_) => Exit::Failure,
         }
     }
 

@@ -198,8 +198,8 @@ impl LoadJson {
 /// Runs the load command; returns the exit status.
 pub async fn run(args: LoadArgs) -> Exit {
     let c = &args.client;
-    if c.print || c.output.is_some() || c.hist_out.is_some() {
-        eprintln!("error: --print, --output and --hist-out are for one client; `load` prints an aggregate");
+    if c.print || c.output.is_some() || c.hist_out.is_some() || c.qlog.is_some() {
+        eprintln!("error: --print, --output, --hist-out and --qlog are for one client; `load` prints an aggregate");
         return Exit::Usage;
     }
     let servers = match resolve_servers(c.server.as_deref(), c.port) {

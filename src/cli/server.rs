@@ -112,6 +112,12 @@ pub struct ServerArgs {
     /// "stopped" line, and an "intervals" array with --interval.
     #[arg(long)]
     pub json: bool,
+    /// Write each session's qlog trace (JSON-SEQ, vantage point server)
+    /// into DIR, created if missing: UUID-server.sqlog, opened at the
+    /// session's first datagram and closed when it closes or expires
+    /// (docs/TRACING.md).
+    #[arg(long, value_name = "DIR")]
+    pub qlog: Option<PathBuf>,
     /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: ImpairmentSpec,
@@ -172,6 +178,9 @@ pub fn builder(args: &ServerArgs) -> ServerBuilder {
     }
     if let Some(cfg) = args.netem.config(Side::Server) {
         b = b.impairment(cfg, args.netem.seed());
+    }
+    if let Some(dir) = &args.qlog {
+        b = b.qlog(dir);
     }
     b
 }
@@ -275,6 +284,14 @@ fn report_stop(
         done
     });
     eprintln!("{}", stopped_line(summary, has_store));
+    if let Some(dir) = &args.qlog {
+        eprintln!(
+            "wrote {} qlog files to {} ({} records not written)",
+            summary.qlog_files,
+            dir.display(),
+            summary.qlog_not_written
+        );
+    }
     let mut exit = Exit::Ok;
     if let Some(dir) = &args.hist_out {
         if let Err(e) = dump(summary, dir) {

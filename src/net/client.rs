@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use risp_netem::{ImpairedLink, LossySocket, Side};
 
 use super::batch::{BatchSocket, RecvSizing};
+use super::qlog::ClientQlog;
 use super::socket::{is_transient, sleep_until_opt};
 use super::stream::{ClientOptions, TotalsFeed, TransferError, Values};
 use crate::clock;
@@ -105,6 +106,8 @@ struct Driver {
     unreachable: bool,
     /// Where the transfer's running figures go, when asked for.
     totals: Option<TotalsFeed>,
+    /// The session's qlog trace, when asked for.
+    qlog: Option<ClientQlog>,
 }
 
 impl Driver {
@@ -122,6 +125,7 @@ impl Driver {
         // larger than any buffer holds.
         let mut config = opts.config.clone();
         config.servers = servers.len();
+        config.trace = opts.qlog.is_some();
         let client = match opts.resume.clone() {
             Some(r) => Client::resume(config, r, started),
             None => Client::new(config, started),
@@ -131,6 +135,10 @@ impl Driver {
             .intervals(opts.interval);
         let moves = Moves::new(&opts, started);
         let totals = opts.totals.clone().map(TotalsFeed::start);
+        let qlog = match &opts.qlog {
+            Some(dir) => Some(ClientQlog::create(dir, client.uuid(), opts.config.len, started)?),
+            None => None,
+        };
         Ok(Self {
             opts,
             link,
@@ -144,6 +152,7 @@ impl Driver {
             aborting: None,
             unreachable: false,
             totals,
+            qlog,
         })
     }
 
@@ -172,7 +181,12 @@ impl Driver {
     async fn send_due(&mut self, now: Instant) -> Result<(), TransferError> {
         while let Some(n) = self.client.poll_transmit(now, &mut self.out) {
             let to = self.servers.current();
-            if let Err(e) = self.socket.send(to, &self.out[..n], n).await {
+            let sent = self.socket.send(to, &self.out[..n], n).await;
+            if let Some(q) = &mut self.qlog {
+                q.hold(&mut self.client, Some(0));
+                q.release(|_| sent.is_ok());
+            }
+            if let Err(e) = sent {
                 if self.servers.on_error(e.error, &self.client)?.is_break() {
                     self.unreachable = true;
                     break;
@@ -224,7 +238,7 @@ impl Driver {
     /// docs/PERFORMANCE.md has the measurements behind these choices.
     async fn on_readable(&mut self, r: io::Result<()>) -> Result<(), TransferError> {
         let server = self.servers.current();
-        let (client, acks) = (&mut self.client, &mut self.acks);
+        let (client, acks, qlog) = (&mut self.client, &mut self.acks, &mut self.qlog);
         client.begin_batch();
         let r = r.and_then(|()| {
             let mut clock = clock::BatchClock::start();
@@ -233,23 +247,32 @@ impl Driver {
                 // Not our server: ignore.
                 if from == server {
                     client.handle(now, d);
-                    acks.take_from(client, now);
+                    acks.take_from(client, now, qlog.as_mut());
                 }
             })
         });
         client.end_batch();
-        acks.take_from(client, clock::now());
+        acks.take_from(client, clock::now(), qlog.as_mut());
         if let Err(e) = r {
             // A refusal moves at the top of the loop.
             self.unreachable = self.servers.on_error(e, &self.client)?.is_break();
         }
-        for ack in self.acks.selected(ACKS_PER_BATCH) {
+        // Acks that did not go out (a send error, or a move), for the trace.
+        let mut unsent = Vec::new();
+        for (slot, ack) in self.acks.selected(ACKS_PER_BATCH) {
             if self.unreachable {
-                break;
+                unsent.push(slot);
+                continue;
             }
             if let Err(e) = self.socket.send(server, ack, ack.len()).await {
+                unsent.push(slot);
                 self.unreachable = self.servers.on_error(e.error, &self.client)?.is_break();
             }
+        }
+        if let Some(q) = &mut self.qlog {
+            q.hold(&mut self.client, None);
+            let send = &self.acks.send;
+            q.release(|slot| send.get(slot) == Some(&true) && !unsent.contains(&slot));
         }
         self.acks.clear();
         Ok(())
@@ -289,6 +312,11 @@ impl Driver {
         if let Some(t) = &mut self.totals {
             t.set_verified(report.verified());
         }
+        if let Some(mut q) = self.qlog.take() {
+            q.drain(&mut self.client);
+            // Logged where it happened; the transfer's outcome stands.
+            let _ = q.finish(clock::now(), &report);
+        }
         report
     }
 }
@@ -313,8 +341,9 @@ struct PendingAcks {
 }
 
 impl PendingAcks {
-    /// Takes everything the core has to send now.
-    fn take_from(&mut self, client: &mut Client, now: Instant) {
+    /// Takes everything the core has to send now (handing the trace of
+    /// each ack to `qlog`, tagged with its place in the batch).
+    fn take_from(&mut self, client: &mut Client, now: Instant, mut qlog: Option<&mut ClientQlog>) {
         loop {
             let off = self.bytes.len();
             self.bytes.resize(off + MAX_DATAGRAM_LEN, 0);
@@ -323,6 +352,9 @@ impl PendingAcks {
                     self.bytes.truncate(off + n);
                     self.ends.push(off + n);
                     self.news.push(client.last_ack_news());
+                    if let Some(q) = qlog.as_deref_mut() {
+                        q.hold(client, Some(self.ends.len() - 1));
+                    }
                 }
                 None => {
                     self.bytes.truncate(off);
@@ -340,7 +372,7 @@ impl PendingAcks {
     /// the last two would leave the server blind to the ranges between,
     /// and it would resend them. Clean, acks carry no news and only the
     /// last two go.
-    fn selected(&mut self, last: usize) -> impl Iterator<Item = &[u8]> {
+    fn selected(&mut self, last: usize) -> impl Iterator<Item = (usize, &[u8])> {
         let n = self.ends.len();
         self.send.clear();
         self.send.resize(n, false);
@@ -360,8 +392,9 @@ impl PendingAcks {
         starts
             .zip(self.ends.iter())
             .zip(self.send.iter())
-            .filter(|(_, &send)| send)
-            .map(|((a, &b), _)| &self.bytes[a..b])
+            .enumerate()
+            .filter(|(_, (_, &send))| send)
+            .map(|(slot, ((a, &b), _))| (slot, &self.bytes[a..b]))
     }
 
     fn clear(&mut self) {
@@ -595,7 +628,7 @@ mod tests {
     }
 
     fn sent(p: &mut PendingAcks) -> Vec<u8> {
-        p.selected(ACKS_PER_BATCH).map(|d| d[0]).collect()
+        p.selected(ACKS_PER_BATCH).map(|(_, d)| d[0]).collect()
     }
 
     #[test]

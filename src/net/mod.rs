@@ -15,6 +15,7 @@ pub mod heartbeat;
 pub mod log_limit;
 pub mod metrics;
 pub mod ops;
+pub mod qlog;
 mod security_log;
 pub mod server;
 pub mod session_store;

@@ -53,6 +53,7 @@ impl Server {
             },
             hook: None,
             capture: None,
+            qlog: None,
         }
     }
 }
@@ -70,6 +71,7 @@ pub struct ServerBuilder {
     hook: Option<SummaryHook>,
     /// Sees every datagram of every worker's socket (a packet capture).
     capture: Option<Arc<dyn Capture>>,
+    qlog: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -218,8 +220,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Writes each session's qlog trace (vantage point server) into `dir`,
+    /// created at [`start`](Self::start) if missing: `UUID-server.sqlog`
+    /// per session (see [`crate::net::qlog`]; what was not written is in
+    /// [`ServerSummary::qlog_not_written`]).
+    pub fn qlog(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.qlog = Some(dir.into());
+        self
+    }
+
     /// Opens the store, binds the sockets and starts serving.
     pub async fn start(self) -> Result<ServerHandle, ServerError> {
+        if let Some(dir) = &self.qlog {
+            crate::net::qlog::create_qlog_dir(dir).map_err(ServerError::Qlog)?;
+        }
         let workers = self.workers;
         let store = open_store(self.store, workers).await?;
         let mut config = self.config;
@@ -256,6 +270,7 @@ impl ServerBuilder {
                 config: config.clone(),
                 store: store.clone(),
                 recording: self.recording,
+                qlog: self.qlog.clone(),
                 out,
             };
             let mut stopped = stopped.clone();
@@ -325,6 +340,9 @@ pub enum ServerError {
     /// The impairment shim refused its settings.
     #[error("{0}")]
     Impairment(io::Error),
+    /// The qlog directory cannot be created.
+    #[error("{0}")]
+    Qlog(io::Error),
     /// A worker's socket failed (or the worker panicked).
     #[error("socket: {0}")]
     Socket(io::Error),

@@ -69,6 +69,13 @@ pub struct ServerSummary {
     pub store_writes_dropped: u64,
     /// Store writes (batches) that failed: the store was unreachable.
     pub store_write_errors: u64,
+    /// qlog files written, with the builder's
+    /// [`qlog`](super::ServerBuilder::qlog) (0 without).
+    pub qlog_files: u64,
+    /// qlog records not written: sessions the server never admitted, past
+    /// [`MAX_OPEN_QLOG_FILES`](crate::net::qlog::MAX_OPEN_QLOG_FILES),
+    /// or a file that could not be written.
+    pub qlog_not_written: u64,
 }
 
 impl ServerSummary {
@@ -89,6 +96,8 @@ impl ServerSummary {
             all.datagrams_unsent += p.datagrams_unsent;
             all.store_writes_dropped += p.store_writes_dropped;
             all.store_write_errors += p.store_write_errors;
+            all.qlog_files += p.qlog_files;
+            all.qlog_not_written += p.qlog_not_written;
             all.store_up = match (all.store_up, p.store_up) {
                 (Some(a), Some(b)) => Some(a && b),
                 (a, b) => a.or(b),

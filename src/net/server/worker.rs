@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use risp_netem::LossySocket;
@@ -23,6 +24,7 @@ use crate::clock;
 use crate::net::batch::{BatchSocket, IoMode, RecvSizing};
 use crate::net::heartbeat::Heartbeat;
 use crate::net::metrics::DriverMetrics;
+use crate::net::qlog::ServerQlog;
 use crate::net::security_log::SecurityLog;
 use crate::net::session_store::SessionStore;
 use crate::net::socket::{is_transient, sleep_until_opt};
@@ -54,6 +56,8 @@ pub(super) struct Worker {
     pub(super) store: Option<SessionStore>,
     /// What to record.
     pub(super) recording: Recording,
+    /// Write each session's qlog trace into this directory.
+    pub(super) qlog: Option<PathBuf>,
     /// Where the figures go.
     pub(super) out: Publisher,
 }
@@ -68,16 +72,20 @@ impl Worker {
             mut config,
             store,
             recording,
+            qlog,
             out,
         } = self;
+        config.trace = qlog.is_some();
         if store.is_some() && config.store.is_none() {
             config.store = Some(Default::default());
         }
         let socket = BatchSocket::new(socket, io, SERVER_RECV)?;
         let shared_store = store.clone();
         let mut store = store.map(StoreTasks::new);
+        let mut rec = Recorder::new(&out, recording);
+        rec.qlog = qlog.as_deref().map(ServerQlog::new);
         let mut turn = Turns {
-            rec: Recorder::new(&out, recording),
+            rec,
             server: Server::new(config),
             socket,
             out,
@@ -86,6 +94,10 @@ impl Worker {
         let served = turn.serve(&mut store, shutdown).await;
         if let Some(store) = store {
             turn.rec.store_write_errors = store.finish().await;
+        }
+        if let Some(q) = &mut turn.rec.qlog {
+            q.drain(&mut turn.server, clock::now());
+            q.finish(clock::now());
         }
         served?;
         turn.rec
@@ -217,6 +229,9 @@ impl Turns {
                 self.rec.log.send_failed(now, &e.error, t.destination);
             }
         }
+        if let Some(q) = &mut self.rec.qlog {
+            q.drain(&mut self.server, now);
+        }
     }
 }
 
@@ -246,6 +261,8 @@ struct Recorder {
     store_writes_dropped: u64,
     /// Store write batches that failed.
     store_write_errors: u64,
+    /// Each session's qlog trace, when asked.
+    qlog: Option<ServerQlog>,
 }
 
 impl Recorder {
@@ -264,6 +281,7 @@ impl Recorder {
             datagrams_unsent: 0,
             store_writes_dropped: 0,
             store_write_errors: 0,
+            qlog: None,
         }
     }
 
@@ -272,6 +290,9 @@ impl Recorder {
     fn on_event(&mut self, ev: &ServerEvent, now: Instant, server: &Server) {
         if let Some(d) = self.data.as_mut() {
             d.on_event(ev);
+        }
+        if let Some(q) = self.qlog.as_mut() {
+            q.on_event(ev, server);
         }
         let seed = match *ev {
             ServerEvent::Opened { uuid, .. } | ServerEvent::Resumed { uuid, .. } => {
@@ -346,6 +367,10 @@ impl Recorder {
             s.metrics = self.metrics;
             s.sessions = server.session_count();
             s.sessions_confirmed = server.confirmed_count();
+            if let Some(q) = &self.qlog {
+                s.qlog_files = q.files();
+                s.qlog_not_written = q.not_written();
+            }
         });
     }
 }

@@ -32,6 +32,7 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +88,8 @@ pub(crate) struct ClientOptions {
     /// Sees every datagram the shim handles, on every socket (a packet
     /// capture).
     pub(crate) capture: Option<Arc<dyn risp_netem::Capture>>,
+    /// Write the session's qlog trace into this directory.
+    pub(crate) qlog: Option<PathBuf>,
 }
 
 /// Why a transfer ended without its values, beyond what the protocol
@@ -174,6 +177,7 @@ impl Client {
                 interval_tx: None,
                 totals: None,
                 capture: None,
+                qlog: None,
             },
             abort: None,
         }
@@ -262,6 +266,16 @@ impl Client {
     /// capture; off by default).
     pub fn capture(mut self, capture: Arc<dyn risp_netem::Capture>) -> Self {
         self.opts.capture = Some(capture);
+        self
+    }
+
+    /// Writes the session's qlog trace (vantage point client) into `dir`,
+    /// which must exist: `UUID-client.sqlog`, one file per session UUID
+    /// (see [`crate::net::qlog`]). The file is created when the transfer
+    /// starts, so a directory that cannot be written fails
+    /// [`request`](Self::request).
+    pub fn qlog(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.opts.qlog = Some(dir.into());
         self
     }
 
