@@ -1,7 +1,7 @@
 //! qlog traces of simulated runs (`sim --qlog`) and timelines drawn from
 //! them (`risp-udp plot`).
 //!
-//! The traces are read back by a JSON-SEQ reader written here (split at
+//! The traces are read back by the JSON-SEQ reader of tests/support (split at
 //! 0x1E, each record a `serde_json::Value`), not by the writer's types,
 //! and checked against the simulator's own counters.
 
@@ -13,6 +13,7 @@ use risp_udp::suite::{qlog_name, record_run, SimRecording, Suite};
 use risp_udp::trace::plot::{plot_file, TIMELINE_SIZE};
 use risp_udp::transfer::RunReport;
 use serde_json::Value;
+use support::json_seq::{count, read_json_seq};
 
 const SUITE: &str = r#"
 name = "trace"
@@ -40,25 +41,6 @@ fn traced_run(dir: &Path) -> (RunReport, PathBuf) {
     assert_eq!(report.server, plain.server);
     assert_eq!(rec.traces, 1);
     (report, dir.join(qlog_name("lossy", 3, 0)))
-}
-
-/// An independent JSON-SEQ reader: every record starts with 0x1E and
-/// ends with a newline.
-fn read_json_seq(path: &Path) -> Vec<Value> {
-    let bytes = std::fs::read(path).expect("trace written");
-    assert_eq!(bytes.first(), Some(&0x1e), "starts with a record separator");
-    bytes
-        .split(|&b| b == 0x1e)
-        .skip(1)
-        .map(|r| {
-            assert_eq!(r.last(), Some(&b'\n'), "record ends with a newline");
-            serde_json::from_slice(r).expect("record is JSON")
-        })
-        .collect()
-}
-
-fn count(events: &[Value], f: impl Fn(&Value) -> bool) -> u64 {
-    events.iter().filter(|e| f(e)).count() as u64
 }
 
 fn is_data_sent(e: &Value) -> bool {

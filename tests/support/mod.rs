@@ -17,6 +17,7 @@
 //!   with its summary, and one client transfer against it.
 //! - [`cli`]: the built `risp-udp` binary run to its end, with its exit
 //!   code, stdout and stderr.
+//! - [`json_seq`]: an independent JSON-SEQ reader for the qlog traces.
 //! - [`redis`]: a real `redis-server` on a free port, stopped, killed and
 //!   restarted on demand (the shared session store's tests).
 //! - [`tshark`]: tshark with the RISP dissector, run (as `nobody` when
@@ -37,6 +38,7 @@
 pub mod cli;
 pub mod expected;
 pub mod fuzz;
+pub mod json_seq;
 pub mod loopback;
 pub mod redis;
 pub mod tshark;
