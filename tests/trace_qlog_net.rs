@@ -49,11 +49,17 @@ fn checked_trace(dir: &Path, uuid: Uuid, vantage: Vantage) -> Vec<Value> {
     assert_eq!(header["qlog_format"], "JSON-SEQ");
     let trace = &header["trace"];
     assert_eq!(trace["vantage_point"]["type"], vantage.name());
-    assert_eq!(trace["common_fields"]["group_id"], uuid.to_string().as_str());
+    assert_eq!(
+        trace["common_fields"]["group_id"],
+        uuid.to_string().as_str()
+    );
     assert!(trace["common_fields"]["reference_time"].as_f64().unwrap() > 1.0e12);
     assert_eq!(header["risp"]["clock"], "wall");
     let t = times(events);
-    assert!(t.windows(2).all(|w| w[0] <= w[1]), "{vantage:?}: ordered by time");
+    assert!(
+        t.windows(2).all(|w| w[0] <= w[1]),
+        "{vantage:?}: ordered by time"
+    );
     assert_eq!(events[0]["name"], "connectivity:connection_started");
     assert_eq!(events[0]["data"]["risp"]["len"], LEN);
     let last = events.last().expect("events");
@@ -85,12 +91,16 @@ async fn both_ends_trace_a_lossy_loopback_transfer() {
     assert_eq!(summary.qlog_files, 1);
 
     let s = checked_trace(dir.path(), report.uuid, Vantage::Server);
-    let first = count(&s, |e| is_sent(e, "data") && e["data"]["risp"]["resend"] == false);
+    let first = count(&s, |e| {
+        is_sent(e, "data") && e["data"]["risp"]["resend"] == false
+    });
     assert_eq!(first, u64::from(LEN), "every index sent once first");
     let lost = count(&s, |e| e["name"] == "recovery:packet_lost");
     assert!(lost > 0, "10% loss declares losses");
     assert_eq!(lost, summary.stats.losses);
-    let resent = count(&s, |e| is_sent(e, "data") && e["data"]["risp"]["resend"] == true);
+    let resent = count(&s, |e| {
+        is_sent(e, "data") && e["data"]["risp"]["resend"] == true
+    });
     assert_eq!(resent, summary.stats.retransmits);
     assert_eq!(count(&s, |e| is_received(e, "connecting")), 1);
 
@@ -107,8 +117,9 @@ async fn both_ends_trace_a_lossy_loopback_transfer() {
     );
     let received = count(&c, |e| e["name"] == "transport:packet_received");
     assert_eq!(received, report.client.datagrams_received);
-    assert!(c.iter().any(|e| e["name"] == "recovery:metrics_updated"
-        && e["data"]["smoothed_rtt"].is_number()));
+    assert!(c
+        .iter()
+        .any(|e| e["name"] == "recovery:metrics_updated" && e["data"]["smoothed_rtt"].is_number()));
 }
 
 /// The binary's flags: `server --qlog` and `client --qlog` write the two
@@ -134,12 +145,16 @@ fn the_binary_writes_both_traces() {
     let uuid = reported_uuid(&out);
     let (lines, json) = stop(&mut server);
     assert!(
-        lines.iter().any(|l| l.starts_with("wrote 1 qlog files to ")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("wrote 1 qlog files to ")),
         "{lines:?}"
     );
     let summary: Value = serde_json::from_str(json.trim()).expect("--json summary");
     let s = checked_trace(&qlog, uuid, Vantage::Server);
-    let resent = count(&s, |e| is_sent(e, "data") && e["data"]["risp"]["resend"] == true);
+    let resent = count(&s, |e| {
+        is_sent(e, "data") && e["data"]["risp"]["resend"] == true
+    });
     assert!(resent > 0, "5% loss out: resends");
     assert_eq!(Some(resent), summary["retransmits"].as_u64(), "{summary}");
     let c = checked_trace(&qlog, uuid, Vantage::Client);
@@ -184,8 +199,45 @@ async fn a_qlog_directory_that_cannot_be_created_is_an_error() {
     );
     let out = run(&["server", "--port", "0", "--health-port", "0", "--qlog", b]);
     assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(out.stderr.contains("cannot create the qlog directory"), "{out:?}");
+    assert!(
+        out.stderr.contains("cannot create the qlog directory"),
+        "{out:?}"
+    );
 
     let started = Server::builder().qlog(&bad).start().await;
     assert!(matches!(started, Err(ServerError::Qlog(_))), "{started:?}");
+}
+
+/// A session file that cannot be created (a directory holds its name):
+/// the client's request fails with the path; the server serves on and
+/// counts what it could not write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_file_that_cannot_be_written_is_counted_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::builder()
+        .qlog(dir.path())
+        .start()
+        .await
+        .expect("server starts");
+    let uuid = Uuid::from_u128(0x5eed);
+    let blocker = qlog_path(dir.path(), uuid, Vantage::Client);
+    std::fs::create_dir(&blocker).unwrap();
+    let refused = Client::connect([server.local_addr()])
+        .uuid(uuid)
+        .qlog(dir.path())
+        .request(LEN)
+        .await;
+    match refused {
+        Err(e @ risp_udp::net::stream::TransferError::Qlog(_)) => {
+            let text = e.to_string();
+            assert!(text.contains(blocker.to_str().unwrap()), "{text}");
+        }
+        other => panic!("expected a qlog error: {:?}", other.map(|_| ())),
+    }
+    std::fs::create_dir(qlog_path(dir.path(), uuid, Vantage::Server)).unwrap();
+    let (report, _) = transfer(Client::connect([server.local_addr()]).uuid(uuid), LEN).await;
+    let summary = server.shutdown().await.expect("server stops");
+    assert!(report.verified(), "{report:?}");
+    assert_eq!(summary.qlog_files, 0);
+    assert!(summary.qlog_not_written > 0, "{}", summary.qlog_not_written);
 }

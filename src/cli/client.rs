@@ -225,7 +225,7 @@ pub async fn run(args: ClientArgs) -> Exit {
         Ok(o) => o,
         Err(e) => {
             match &e {
-                TransferError::Refused { .. } => eprintln!("error: {e}"),
+                TransferError::Refused { .. } | TransferError::Qlog(_) => eprintln!("error: {e}"),
                 e => eprintln!("error: socket: {e}"),
             }
             return Exit::for_transfer_error(&e);

@@ -81,7 +81,9 @@ impl Exit {
             TransferError::Refused { .. } => Exit::NoAnswer,
             TransferError::Failed(e) => Exit::for_error(e),
             TransferError::Aborted => Exit::Interrupted,
-            TransferError::NoServer | TransferError::Io(_) => Exit::Failure,
+            TransferError::NoServer | TransferError::Io(_) | TransferError::Qlog(_) => {
+                Exit::Failure
+            }
         }
     }
 

@@ -136,7 +136,10 @@ impl Driver {
         let moves = Moves::new(&opts, started);
         let totals = opts.totals.clone().map(TotalsFeed::start);
         let qlog = match &opts.qlog {
-            Some(dir) => Some(ClientQlog::create(dir, client.uuid(), opts.config.len, started)?),
+            Some(dir) => Some(
+                ClientQlog::create(dir, client.uuid(), opts.config.len, started)
+                    .map_err(|e| TransferError::Qlog(e.into()))?,
+            ),
             None => None,
         };
         Ok(Self {

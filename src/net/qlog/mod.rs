@@ -30,9 +30,8 @@ use crate::transfer::TransferReport;
 
 mod server;
 
-pub use server::MAX_OPEN_QLOG_FILES;
 pub(crate) use server::ServerQlog;
-
+pub use server::MAX_OPEN_QLOG_FILES;
 
 /// The qlog file of session `uuid` seen from `vantage`, in `dir`.
 pub fn qlog_path(dir: &Path, uuid: Uuid, vantage: Vantage) -> PathBuf {

@@ -168,3 +168,69 @@ impl ServerQlog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::server::ServerConfig;
+    use crate::proto::trace::{LossTrigger, TraceEvent};
+
+    fn lost(uuid: Uuid, at: Instant) -> Traced {
+        Traced {
+            at,
+            uuid,
+            event: TraceEvent::Lost {
+                index: 1,
+                trigger: LossTrigger::Time,
+            },
+        }
+    }
+
+    fn opened(uuid: Uuid) -> ServerEvent {
+        ServerEvent::Opened {
+            uuid,
+            addr: ([127, 0, 0, 1], 9).into(),
+            len: 10,
+        }
+    }
+
+    #[test]
+    fn only_admitted_sessions_are_written_and_the_open_files_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::new(ServerConfig::default());
+        let mut q = ServerQlog::new(dir.path());
+        let t0 = crate::clock::now();
+        let n = MAX_OPEN_QLOG_FILES as u128 + 3;
+        for i in 0..n {
+            q.on_event(&opened(Uuid::from_u128(i + 1)), &server);
+        }
+        for i in 0..n {
+            q.write(&lost(Uuid::from_u128(i + 1), t0));
+        }
+        // Never admitted: not written.
+        q.write(&lost(Uuid::from_u128(u128::MAX), t0));
+        assert_eq!(q.files(), MAX_OPEN_QLOG_FILES as u64);
+        assert_eq!(q.not_written(), 3 + 1);
+        // A closed session frees its place; its file is complete.
+        let first = Uuid::from_u128(1);
+        q.on_event(
+            &ServerEvent::Closed {
+                uuid: first,
+                data_sent: 0,
+            },
+            &server,
+        );
+        let mut core = Server::new(ServerConfig::default());
+        q.drain(&mut core, t0);
+        assert_eq!(q.open.len(), MAX_OPEN_QLOG_FILES - 1);
+        let path = super::super::qlog_path(dir.path(), first, Vantage::Server);
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(text.matches('\u{1e}').count(), 4, "{text}");
+        assert!(text.contains("recovery:packet_lost"), "{text}");
+        assert!(text.contains(r#""trigger":"clean""#), "{text}");
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, MAX_OPEN_QLOG_FILES);
+        q.finish(t0);
+        assert!(q.open.is_empty());
+    }
+}

@@ -116,6 +116,9 @@ pub enum TransferError {
     /// A local socket error (or the transfer's task panicked).
     #[error("{0}")]
     Io(Arc<io::Error>),
+    /// The qlog file could not be created (see [`Client::qlog`]).
+    #[error("{0}")]
+    Qlog(Arc<io::Error>),
 }
 
 impl From<io::Error> for TransferError {
