@@ -15,6 +15,7 @@ pub mod heartbeat;
 pub mod log_limit;
 pub mod metrics;
 pub mod ops;
+mod pending_acks;
 pub mod qlog;
 mod security_log;
 pub mod server;

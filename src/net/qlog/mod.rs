@@ -11,7 +11,7 @@
 //! it would hand records over, and the core records nothing.
 //!
 //! The client driver sends only some of the acks its core writes for a
-//! received batch (see `PendingAcks` in [`super::client`]): the recorder
+//! received batch (see `net/pending_acks.rs`): the recorder
 //! holds a batch's records, each of the core's ack records tagged with its
 //! place in the batch, and writes only those of the acks that went out.
 
