@@ -145,9 +145,7 @@ fn the_binary_writes_both_traces() {
     let uuid = reported_uuid(&out);
     let (lines, json) = stop(&mut server);
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("wrote 1 qlog files to ")),
+        lines.iter().any(|l| l.starts_with("wrote 1 qlog file to ")),
         "{lines:?}"
     );
     let summary: Value = serde_json::from_str(json.trim()).expect("--json summary");

@@ -286,10 +286,10 @@ fn report_stop(
     eprintln!("{}", stopped_line(summary, has_store));
     if let Some(dir) = &args.qlog {
         eprintln!(
-            "wrote {} qlog files to {} ({} records not written)",
-            summary.qlog_files,
+            "wrote {} to {} ({} not written)",
+            super::demo::plural(summary.qlog_files, "qlog file"),
             dir.display(),
-            summary.qlog_not_written
+            super::demo::plural(summary.qlog_not_written, "record")
         );
     }
     let mut exit = Exit::Ok;
