@@ -59,6 +59,8 @@ pub use config::{Blackhole, ConfigError, DirectionConfig, ImpairmentConfig, DEFA
 pub use model::{
     flip_bit, Delivery, Direction, DirectionStats, Impairment, ImpairmentStats, Verdict,
 };
-pub use queue::DEFAULT_QUEUE_CAPACITY;
+pub use queue::{
+    queue_capacity_for, DEFAULT_QUEUE_CAPACITY, MAX_QUEUE_CAPACITY, QUEUE_SIZING_RATE,
+};
 pub use shim::{ImpairedLink, LossySocket, SendNow, Side};
 pub use spec::ImpairmentSpec;

@@ -286,7 +286,15 @@ fn below(x: u64, n: u128) -> u128 {
 
 /// A uniform duration in `[0, max]`.
 fn uniform_duration(x: u64, max: Duration) -> Duration {
+    if max.is_zero() {
+        // No jitter, the common case: skip the 128-bit division (it was
+        // a tenth of a lossy client's CPU). The draw is still consumed.
+        return Duration::ZERO;
+    }
     let nanos = below(x, max.as_nanos().saturating_add(1));
+    if let Ok(nanos) = u64::try_from(nanos) {
+        return Duration::from_nanos(nanos); // 64-bit division
+    }
     let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
     // The remainder is below 10^9, so the conversion always succeeds.
     let sub = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);

@@ -44,7 +44,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::capture::{Capture, ShimFate, Tap, Way, PASSED};
 use crate::config::ImpairmentConfig;
 use crate::model::{flip_bit, Direction, Impairment, ImpairmentStats, Verdict};
-use crate::queue::{DueQueue, DEFAULT_QUEUE_CAPACITY};
+use crate::queue::{queue_capacity_for, DueQueue};
 
 /// Which end of the connection a [`LossySocket`] belongs to; this decides
 /// which [`Direction`] applies to what it sends and receives.
@@ -182,7 +182,8 @@ impl Impaired {
 impl LossySocket {
     /// Wraps `socket`, impairing what it sends and receives according to
     /// `config` and `seed`. Each delay queue holds at most
-    /// [`DEFAULT_QUEUE_CAPACITY`] datagrams.
+    /// [`queue_capacity_for`] `config` datagrams (the delay's worth at
+    /// [`QUEUE_SIZING_RATE`](crate::QUEUE_SIZING_RATE)).
     ///
     /// Spawns the background sender, so it must be called inside a tokio
     /// runtime; outside one, or with a config that fails
@@ -193,7 +194,8 @@ impl LossySocket {
         config: ImpairmentConfig,
         seed: u64,
     ) -> io::Result<Self> {
-        Self::with_queue_capacity(socket, side, config, seed, DEFAULT_QUEUE_CAPACITY)
+        let capacity = queue_capacity_for(&config);
+        Self::with_queue_capacity(socket, side, config, seed, capacity)
     }
 
     /// Like [`new`](Self::new), with each delay queue bounded to `capacity`
@@ -212,10 +214,11 @@ impl LossySocket {
 
     /// Wraps `socket` on an existing `link`: the model, its random stream
     /// and its clock carry on from the link's earlier sockets. Each delay
-    /// queue holds at most [`DEFAULT_QUEUE_CAPACITY`] datagrams. Must be
-    /// called inside a tokio runtime.
+    /// queue holds at most [`queue_capacity_for`] the link's config. Must
+    /// be called inside a tokio runtime.
     pub fn on_link(socket: UdpSocket, side: Side, link: &ImpairedLink) -> io::Result<Self> {
-        Self::on_link_with_queue_capacity(socket, side, link, DEFAULT_QUEUE_CAPACITY)
+        let capacity = queue_capacity_for(lock(&link.model).config());
+        Self::on_link_with_queue_capacity(socket, side, link, capacity)
     }
 
     /// Like [`on_link`](Self::on_link), with each delay queue bounded to

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 mod checks;
 mod loss;
+mod sacked;
 mod shared;
 
 pub(crate) use checks::{split_token, Refusal, Resume};
@@ -99,6 +100,8 @@ pub(crate) struct Session {
     /// The client's advertised window, after the server's caps.
     window: u32,
     slots: VecDeque<Slot>,
+    /// The slots whose `sacked` is set, searchable a word at a time.
+    sacked: sacked::SackedSet,
     send_queue: VecDeque<u32>,
     /// Transmissions in send order, `(send_seq, index)`, for time-based
     /// loss detection (RACK): the oldest unacknowledged transmission is at
@@ -164,6 +167,7 @@ impl Session {
             high_water: 0,
             window: 1,
             slots: VecDeque::new(),
+            sacked: sacked::SackedSet::default(),
             send_queue: VecDeque::new(),
             flight: VecDeque::new(),
             highest_held: 0,
@@ -340,24 +344,28 @@ impl Session {
                 self.on_acked(&slot, now, latency, out);
             }
         }
+        self.sacked.advance(self.ack);
         // Selective part: only indices we have sent. Ranges come newest
         // first and never un-acknowledge anything (an index left out is
-        // just not described this time).
+        // just not described this time). What earlier acks said is
+        // skipped a word at a time.
         for (lo, hi) in sack::ranges(msg.ack, msg.sack) {
-            let lo = lo.max(self.ack);
+            let mut lo = lo.max(self.ack);
             let hi = hi.min(self.high_water.saturating_sub(1));
-            if lo > hi {
-                continue;
-            }
-            for index in lo..=hi {
+            while let Some(index) = self.sacked.first_absent(lo, hi) {
                 let Some(slot) = self.slot_mut(index) else {
                     break;
                 };
-                if !slot.sacked && slot.sends > 0 {
+                if slot.sends > 0 {
                     slot.sacked = true;
                     let copy = *slot;
+                    self.sacked.insert(index);
                     self.on_acked(&copy, now, latency, out);
                 }
+                if index == hi {
+                    break;
+                }
+                lo = index + 1;
             }
         }
         let top = sack::highest(msg.ack, msg.sack).unwrap_or(0);

@@ -34,6 +34,7 @@ impl Session {
         s.confirmed = true;
         let ack = ack.min(record.len);
         s.ack = ack;
+        s.sacked.reset(ack);
         s.high_water = ack;
         s.summed = ack;
         s.checksum = checkpoint_to(&seq, record.checkpoint_index, record.checkpoint_sum, ack);
@@ -77,6 +78,7 @@ impl Session {
         self.ack = ack;
         self.high_water = ack;
         self.slots.clear();
+        self.sacked.reset(ack);
         self.send_queue.clear();
         self.flight.clear();
         self.highest_held = self.highest_held.max(ack.saturating_sub(1));
