@@ -55,7 +55,11 @@ fn main() {
     let (client, first) =
         ClientHandshake::start(Some(key.public()), &[0u8; 16], &mut OsRng).expect("start");
     let done = ServerHandshake::respond(&key, &first, &[], &mut OsRng).expect("respond");
-    let (mut sealer, _) = client.finish(&done.reply).expect("finish").keys.into_transport();
+    let (mut sealer, _) = client
+        .finish(&done.reply)
+        .expect("finish")
+        .keys
+        .into_transport();
     let (_, mut opener) = done.keys.into_transport();
     let plaintext = [0x5au8; 64];
     let mut sealed = [0u8; 64 + OVERHEAD];
