@@ -74,10 +74,10 @@ pub fn load(path: &Path) -> Result<ServerKey, KeyFileError> {
     };
     let file = File::open(path).map_err(read_error)?;
     let meta = file.metadata().map_err(read_error)?;
-    check_mode(path, &meta)?;
     if !meta.is_file() {
         return Err(malformed(path, "not a regular file"));
     }
+    check_mode(path, &meta)?;
     if meta.len() > MAX_FILE_LEN {
         return Err(malformed(path, &format!("{} bytes long", meta.len())));
     }
@@ -308,6 +308,8 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("2000 bytes long"));
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
         let missing = dir.path().join("missing");
         let err = load(&missing).unwrap_err();
         assert!(matches!(err, KeyFileError::Read { .. }), "{err}");
