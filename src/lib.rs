@@ -25,6 +25,9 @@
 //!   probe timer) and [`proto::congestion`] (the client's rate control: how
 //!   much may be outstanding, and when a loss means congestion);
 //!   [`proto::sack`] and [`proto::rtt`] hold one concern each.
+//!   [`proto::crypto`] holds the encryption's parts (server keys, the
+//!   Noise handshake, sealed datagrams, the replay window), not yet used
+//!   on the wire.
 //! - [`net`] drives the core with tokio. [`net::server`] is the server:
 //!   [`Server::builder`] binds its workers (one UDP socket each) and
 //!   starts them, and the [`ServerHandle`] it returns gives the address, a
@@ -35,8 +38,10 @@
 //!   [`net::batch`] moves datagrams in batches (GSO/GRO, quinn-udp),
 //!   [`net::socket`] holds the socket helpers both share,
 //!   [`net::session_store`] the session stores workers and instances
-//!   share (in memory, Redis), and [`net::ops`] the operations endpoints
-//!   (health, readiness, Prometheus metrics) over HTTP.
+//!   share (in memory, Redis), [`net::ops`] the operations endpoints
+//!   (health, readiness, Prometheus metrics) over HTTP, and
+//!   [`net::keyfile`] and [`net::known_servers`] the server's key on disk
+//!   and the keys a client trusts.
 //! - [`sim`] drives the same core in virtual time over links impaired by
 //!   the `risp-netem` crate: one thread, many endpoints, same seed, same
 //!   trace. One engine, [`sim::Network`], built from nodes (servers,

@@ -13,6 +13,7 @@ pub mod env_error;
 pub mod exit;
 pub mod hist;
 pub mod intervals;
+pub mod keys;
 pub mod load;
 pub mod netem_args;
 pub mod output;
@@ -126,6 +127,10 @@ pub enum Command {
     TcpServer(tcp::TcpServerArgs),
     /// Plain-TCP comparison client.
     TcpClient(tcp::TcpClientArgs),
+    /// Write a new server key (X25519) to a file and print its public key.
+    Keygen(keys::KeygenArgs),
+    /// Print the public key of a server key file.
+    Pubkey(keys::PubkeyArgs),
     /// Print a shell completion script.
     Completion {
         /// The shell.
@@ -198,6 +203,8 @@ pub fn main() -> ExitCode {
         Command::Hist(a) => return run_to_stdout(|out| hist::run_hist(a, out)).code(),
         Command::Plot(a) => return run_to_stdout(|out| plot::run_plot(a, out)).code(),
         Command::NetemArgs(a) => return run_netem_args(a).code(),
+        Command::Keygen(a) => return run_to_stdout(|out| keys::run_keygen(a, out)).code(),
+        Command::Pubkey(a) => return run_to_stdout(|out| keys::run_pubkey(a, out)).code(),
         Command::Completion { shell } => {
             let mut out = output::Stdout::lock();
             if let Err(e) = out.write_all(&completion::script(*shell)) {
@@ -253,6 +260,8 @@ pub fn main() -> ExitCode {
             | Command::Hist(_)
             | Command::Plot(_)
             | Command::NetemArgs(_)
+            | Command::Keygen(_)
+            | Command::Pubkey(_)
             | Command::Completion { .. }
             | Command::Man => {
                 unreachable!("run without a runtime above")

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod congestion;
+pub mod crypto;
 pub(crate) mod reassembly;
 pub mod recovery;
 pub mod rtt;
