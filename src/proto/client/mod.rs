@@ -48,9 +48,9 @@ use rand::SeedableRng;
 use crate::proto::crypto::seal::{is_routed, route_of};
 use crate::proto::crypto::{ClientHandshake, OpenError, Opener, PublicKey, Sealer};
 use crate::proto::wire::{
-    decode_handshake_reply, is_handshake_reply, other_server_version, SERVER_TOKEN_LEN,
-    ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN,
-    FLAG_ABORT, FLAG_PROBE, MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN, VERSION,
+    decode_handshake_reply, is_handshake_reply, other_server_version, ClientMessage, ServerMessage,
+    State, WireError, CHALLENGE_LEN, FLAG_ABORT, FLAG_PROBE, MAX_DATAGRAM_LEN, MAX_TOKEN_LEN,
+    RETRY_TOKEN_LEN, SERVER_TOKEN_LEN, VERSION,
 };
 
 /// Messages that carry the answer to one path challenge: the first may be
@@ -277,7 +277,8 @@ impl Client {
             self.stats.corrupt += 1;
             return;
         };
-        let Crypto::Handshaking { state, first } = std::mem::replace(&mut self.crypto, Crypto::Plain)
+        let Crypto::Handshaking { state, first } =
+            std::mem::replace(&mut self.crypto, Crypto::Plain)
         else {
             self.stats.invalid += 1;
             return;

@@ -199,7 +199,10 @@ impl Server {
                 self.plain.clear();
                 self.plain.extend_from_slice(buf);
                 buf.resize(size + ROUTED_OVERHEAD, 0);
-                size = seal.sealer.seal_routed(&seal.route, &self.plain, buf).ok()?;
+                size = seal
+                    .sealer
+                    .seal_routed(&seal.route, &self.plain, buf)
+                    .ok()?;
                 buf.truncate(size);
             }
             self.out.stats.datagrams_sent += 1;
@@ -403,7 +406,10 @@ impl Server {
         msg: &ClientMessage<'_>,
         handshake: Option<&[u8]>,
     ) -> Result<(), Reject> {
-        let seal = self.table.seal_mut(&msg.uuid).ok_or(Reject::UnknownSession)?;
+        let seal = self
+            .table
+            .seal_mut(&msg.uuid)
+            .ok_or(Reject::UnknownSession)?;
         match handshake {
             Some(h) if msg.state == State::Connecting && h == seal.first.as_slice() => {
                 let reply = seal.reply.clone();
@@ -447,9 +453,7 @@ impl Server {
                     None => self.on_connecting_new(now, from, &msg, datagram.len(), handshake),
                 }
             }
-            State::Connecting => {
-                self.on_connecting_new(now, from, &msg, datagram.len(), handshake)
-            }
+            State::Connecting => self.on_connecting_new(now, from, &msg, datagram.len(), handshake),
             State::Connected | State::Closing if !self.table.contains(&msg.uuid) => {
                 match self.lookup_miss(from, msg.uuid, datagram) {
                     Some(reason) => Err(reason),

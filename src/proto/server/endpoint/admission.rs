@@ -9,14 +9,14 @@ use rand::Rng;
 use uuid::Uuid;
 
 use super::Server;
+use crate::proto::crypto::ServerHandshake;
 use crate::proto::sequence::Sequence;
 use crate::proto::server::outbox::{Outbox, Reject, ServerEvent};
 use crate::proto::server::path::Path;
+use crate::proto::server::sealing::SessionSeal;
 use crate::proto::server::secret::RetryCheck;
 use crate::proto::server::session::{AckKind, Session};
 use crate::proto::server::RetryPolicy;
-use crate::proto::crypto::ServerHandshake;
-use crate::proto::server::sealing::SessionSeal;
 use crate::proto::wire::{
     encode_handshake_reply, ClientMessage, ErrorCode, ServerMessage, HANDSHAKE_REPLY_OVERHEAD,
     MAX_SERVER_DATAGRAM_LEN, RETRY_TOKEN_LEN, SERVER_TOKEN_LEN,
