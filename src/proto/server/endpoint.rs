@@ -16,6 +16,7 @@ mod sharing;
 use super::outbox::{Outbox, Reject, ServerEvent, ServerStats};
 use super::path::Move;
 use super::record::StoreOp;
+use super::sealing::SessionSeal;
 use super::secret::Secret;
 use super::session::{AckKind, Refusal, Resume, Session};
 use super::table::SessionTable;
@@ -58,6 +59,27 @@ pub struct Server {
     raw_replies: VecDeque<(SocketAddr, Vec<u8>)>,
     /// Scratch for sealing.
     plain: Vec<u8>,
+    /// The keys of sealed sessions the CLOSED handshake freed, newest
+    /// last, so that a repeated CLOSED (our Closed was lost) is answered
+    /// again, sealed, as a plain one is.
+    closed_seals: VecDeque<(Uuid, SessionSeal)>,
+}
+
+/// Most freed sealed sessions whose keys are kept to answer a repeated
+/// CLOSED.
+const MAX_CLOSED_SEALS: usize = 1024;
+
+/// `msg` for the sealed session `uuid`, sealed now.
+fn seal_now(seal: &mut SessionSeal, uuid: Uuid, msg: ServerMessage) -> Option<Vec<u8>> {
+    let mut plain = [0u8; MAX_SERVER_DATAGRAM_LEN];
+    let n = msg.encode(uuid, &mut plain).ok()?;
+    let mut out = vec![0u8; n + ROUTED_OVERHEAD];
+    let m = seal
+        .sealer
+        .seal_routed(&seal.route, &plain[..n], &mut out)
+        .ok()?;
+    out.truncate(m);
+    Some(out)
 }
 
 /// Most store operations waiting for the driver.
@@ -100,6 +122,7 @@ impl Server {
             crypto_rng,
             raw_replies: VecDeque::new(),
             plain: Vec::new(),
+            closed_seals: VecDeque::new(),
         }
     }
 
@@ -373,6 +396,9 @@ impl Server {
         datagram: &[u8],
     ) -> Result<(), Reject> {
         let uuid = route_of(datagram).and_then(|id| self.table.route(&id));
+        if uuid.is_none() {
+            return self.on_sealed_after_close(from, datagram);
+        }
         let Some(seal) = uuid.and_then(|u| self.table.seal_mut(&u)) else {
             self.out.stats.undecryptable += 1;
             return Err(Reject::Undecryptable);
@@ -394,6 +420,43 @@ impl Server {
             _ => return Err(Reject::Malformed),
         };
         self.dispatch_msg(now, from, &msg, &plain[..n], None)
+    }
+
+    /// A sealed datagram for no live session: a repeated CLOSED of a
+    /// session freed by the CLOSED handshake is answered again (sealed);
+    /// anything else did not open.
+    fn on_sealed_after_close(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<(), Reject> {
+        let route = route_of(datagram);
+        let Some((uuid, seal)) = self
+            .closed_seals
+            .iter_mut()
+            .find(|(_, s)| Some(s.route) == route)
+        else {
+            self.out.stats.undecryptable += 1;
+            return Err(Reject::Undecryptable);
+        };
+        let uuid = *uuid;
+        let mut plain = [0u8; MAX_DATAGRAM_LEN];
+        let n = match seal.opener.open_routed(datagram, &mut plain) {
+            Ok(n) => n,
+            Err(OpenError::Replayed | OpenError::TooOld) => {
+                self.out.stats.replayed += 1;
+                return Err(Reject::Replayed);
+            }
+            Err(_) => {
+                self.out.stats.undecryptable += 1;
+                return Err(Reject::Undecryptable);
+            }
+        };
+        match ClientMessage::decode(&plain[..n]) {
+            Ok(m) if m.uuid == uuid && m.state == State::Closed => {
+                let closed = ServerMessage::Closed { echo: m.timestamp };
+                let reply = seal_now(seal, uuid, closed).ok_or(Reject::Malformed)?;
+                self.raw_replies.push_back((from, reply));
+                Ok(())
+            }
+            _ => Err(Reject::UnknownSession),
+        }
     }
 
     /// A plain datagram for a sealed session: only the repeat of its
@@ -658,17 +721,17 @@ impl Server {
             return Err(Reject::ClosingEarly);
         }
         let data_sent = s.data_sent();
-        if let Some(seal) = self.table.seal_mut(&msg.uuid) {
-            // Sealed now: the keys go with the session.
-            let closed = ServerMessage::Closed { echo };
-            let mut plain = [0u8; MAX_SERVER_DATAGRAM_LEN];
-            let mut out = vec![0u8; MAX_SERVER_DATAGRAM_LEN + ROUTED_OVERHEAD];
-            if let Ok(n) = closed.encode(msg.uuid, &mut plain) {
-                if let Ok(m) = seal.sealer.seal_routed(&seal.route, &plain[..n], &mut out) {
-                    out.truncate(m);
-                    self.raw_replies.push_back((from, out));
-                }
+        if let Some(seal) = self.table.take_seal(&msg.uuid) {
+            // Sealed now: the keys leave the table with the session, and
+            // are kept a while for a repeated CLOSED.
+            let mut seal = seal;
+            if let Some(reply) = seal_now(&mut seal, msg.uuid, ServerMessage::Closed { echo }) {
+                self.raw_replies.push_back((from, reply));
             }
+            if self.closed_seals.len() >= MAX_CLOSED_SEALS {
+                self.closed_seals.pop_front();
+            }
+            self.closed_seals.push_back((msg.uuid, seal));
             self.table.remove(&msg.uuid);
             self.close_removed(msg.uuid, abort, data_sent);
             return Ok(());

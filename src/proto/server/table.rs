@@ -107,6 +107,13 @@ impl SessionTable {
         self.seals.insert(uuid, seal);
     }
 
+    /// Takes a sealed session's keys out of the table.
+    pub(super) fn take_seal(&mut self, uuid: &Uuid) -> Option<super::sealing::SessionSeal> {
+        let seal = self.seals.remove(uuid)?;
+        self.routes.remove(&seal.route);
+        Some(seal)
+    }
+
     /// A sealed session's keys.
     pub(super) fn seal_mut(&mut self, uuid: &Uuid) -> Option<&mut super::sealing::SessionSeal> {
         self.seals.get_mut(uuid)
