@@ -110,7 +110,12 @@ pub struct ClientArgs {
     /// Seal the session and require the server to prove this public key
     /// (base64, as `risp-udp pubkey` prints it); a server holding another
     /// key is refused at once (exit code 10).
-    #[arg(long, value_name = "KEY", env = "RISP_SERVER_KEY", conflicts_with = "no_encryption")]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "RISP_SERVER_KEY",
+        conflicts_with = "no_encryption"
+    )]
     pub server_key: Option<crate::proto::crypto::PublicKey>,
     /// Seal the session with whatever key the server proves (trust on
     /// first use, without remembering it).

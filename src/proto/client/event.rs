@@ -69,6 +69,11 @@ pub enum BadRequest {
         /// The session's length.
         len: u32,
     },
+    /// The server seals every session; this client asked for a plain one.
+    #[error(
+        "the server requires encryption (drop --no-encryption, pin its key with --server-key)"
+    )]
+    EncryptionRequired,
     /// The server speaks another wire protocol version.
     #[error("the server speaks protocol version {server}, this client version {client}")]
     WrongVersion {

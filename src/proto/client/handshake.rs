@@ -153,6 +153,9 @@ impl Client {
             ErrorCode::AckOutOfRange => {
                 ClientError::BadRequest(BadRequest::AckOutOfRange { len: detail })
             }
+            ErrorCode::EncryptionRequired => {
+                ClientError::BadRequest(BadRequest::EncryptionRequired)
+            }
             ErrorCode::WrongVersion => {
                 // An answer in our own version about another: a datagram
                 // of ours was damaged on the way (a server of another

@@ -379,7 +379,7 @@ impl Server {
             && !self.table.contains(&msg.uuid)
         {
             let echo = msg.timestamp;
-            let code = ErrorCode::Unauthorized;
+            let code = ErrorCode::EncryptionRequired;
             return Err(self
                 .out
                 .refuse(from, msg.uuid, code, 0, echo, Reject::EncryptionRequired));

@@ -77,6 +77,9 @@ pub enum ErrorCode {
     /// version reads only its prefix, whose version byte names the
     /// server's.
     WrongVersion,
+    /// The server seals every session and this CONNECTING asked for a
+    /// plain one.
+    EncryptionRequired,
 }
 
 impl ErrorCode {
@@ -89,6 +92,7 @@ impl ErrorCode {
             Self::Unauthorized => 5,
             Self::AckOutOfRange => 6,
             Self::WrongVersion => 7,
+            Self::EncryptionRequired => 8,
         }
     }
 
@@ -101,6 +105,7 @@ impl ErrorCode {
             5 => Self::Unauthorized,
             6 => Self::AckOutOfRange,
             7 => Self::WrongVersion,
+            8 => Self::EncryptionRequired,
             _ => return None,
         })
     }
