@@ -39,7 +39,7 @@ struct Pair {
 
 impl Pair {
     fn new(uuid: Uuid, len: u32) -> Self {
-        let now = Instant::now();
+        let now = risp_udp::clock::now();
         let server = Server::new(ServerConfig {
             seed: Some(3),
             encryption: Encryption::Required,
@@ -61,7 +61,7 @@ impl Pair {
         }
     }
 
-    fn to_client(&mut self, d: &[u8]) {
+    fn deliver(&mut self, d: &[u8]) {
         self.client.handle(self.now, d);
         while let Some(e) = self.client.poll_event() {
             match e {
@@ -89,7 +89,7 @@ impl Pair {
                 let d = d.to_vec();
                 self.down.push(d.clone());
                 if t.destination == addr(CLIENT) {
-                    self.to_client(&d);
+                    self.deliver(&d);
                 }
             }
             moved = true;
@@ -176,11 +176,11 @@ fn an_on_path_attacker_can_neither_take_over_end_nor_feed_a_sealed_session() {
         }
         // To the client: replays, damage, plain errors, closes, challenges
         // and values it must not believe.
-        p.to_client(&down);
+        p.deliver(&down);
         let mut bent = down.clone();
         let i = bent.len() - 1;
         bent[i] ^= 1;
-        p.to_client(&bent);
+        p.deliver(&bent);
         for msg in [
             ServerMessage::Error {
                 code: ErrorCode::UnknownSession,
@@ -203,7 +203,7 @@ fn an_on_path_attacker_can_neither_take_over_end_nor_feed_a_sealed_session() {
             },
         ] {
             let d = plain_server(uuid, msg);
-            p.to_client(&d);
+            p.deliver(&d);
         }
     }
     assert!(attacks >= 5, "only {attacks} attacks");
@@ -260,7 +260,7 @@ fn flipping_any_byte_of_a_sealed_datagram_is_detected() {
         for mask in [0x01u8, 0x80, 0xff] {
             let mut d = down.clone();
             d[i] ^= mask;
-            p.to_client(&d);
+            p.deliver(&d);
         }
     }
     let c = p.client.stats();
@@ -283,7 +283,7 @@ fn a_connecting_flood_is_answered_with_retry_before_any_handshake_work() {
         max_sessions: 64,
         ..ServerConfig::default()
     });
-    let now = Instant::now();
+    let now = risp_udp::clock::now();
     let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
     let mut floods = 0u64;
     for i in 0..2_000u32 {
