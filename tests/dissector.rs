@@ -179,6 +179,7 @@ fn server_fields(m: &ServerMessage, uuid: Uuid, row: &mut HashMap<&'static str, 
         ErrorCode::Unauthorized => 5,
         ErrorCode::AckOutOfRange => 6,
         ErrorCode::WrongVersion => 7,
+        ErrorCode::EncryptionRequired => 8,
     };
     let mut put = |k: &'static str, v: String| {
         row.insert(k, v);

@@ -19,7 +19,7 @@ use super::output::{is_closed_pipe, Stdout};
 use super::report::{failure_message, human, list_servers, peak_rss_kb, ClientJson, StartInfo};
 use crate::net::batch::IoMode;
 use crate::net::stream::{Client, Transfer, TransferError};
-use crate::proto::client::{ClientConfig, MAX_WINDOW};
+use crate::proto::client::{ClientConfig, ClientEncryption, MAX_WINDOW};
 use crate::proto::congestion::INIT_CWND;
 use crate::transfer::{interval_line, si, IntervalStats, TransferReport};
 
@@ -107,6 +107,23 @@ pub struct ClientArgs {
     /// Impairments on this end's socket.
     #[command(flatten)]
     pub netem: ImpairmentSpec,
+    /// Seal the session and require the server to prove this public key
+    /// (base64, as `risp-udp pubkey` prints it); a server holding another
+    /// key is refused at once (exit code 10).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "RISP_SERVER_KEY",
+        conflicts_with = "no_encryption"
+    )]
+    pub server_key: Option<crate::proto::crypto::PublicKey>,
+    /// Seal the session with whatever key the server proves (trust on
+    /// first use, without remembering it).
+    #[arg(long, conflicts_with = "no_encryption")]
+    pub encrypt: bool,
+    /// Plain datagrams (the default until sealed sessions are the default).
+    #[arg(long)]
+    pub no_encryption: bool,
 }
 
 /// How long a client waits for its first value before saying, on a
@@ -539,6 +556,12 @@ pub fn transfer_client(
     config.rtt.min_rto =
         risp_netem::spec::duration_from_ms(args.min_rto_ms).min(config.rtt.max_rto);
     config.idle_timeout = Duration::from_millis(args.idle_timeout_ms);
+    config.encryption = match (args.server_key, args.encrypt, args.no_encryption) {
+        (_, _, true) => ClientEncryption::Off,
+        (Some(key), _, _) => ClientEncryption::Pinned(key),
+        (None, true, _) => ClientEncryption::Learn,
+        (None, false, _) => ClientEncryption::Off,
+    };
     let mut client = Client::connect(servers.iter().copied())
         .config(config)
         .io(IoMode::from_env());

@@ -33,6 +33,9 @@ pub enum Exit {
     ExpectationFailed = 8,
     /// The server's session store (Redis) did not answer at start.
     StoreUnavailable = 9,
+    /// The server proved another key than the pinned (or remembered)
+    /// one, or answered in clear when a sealed session was asked for.
+    ServerKeyMismatch = 10,
     /// Stopped by Ctrl-C or SIGTERM before the end (128 + SIGINT, as
     /// shells report an interrupted command).
     Interrupted = 130,
@@ -47,6 +50,7 @@ impl Exit {
             ClientError::SessionExpired => Exit::SessionExpired,
             ClientError::ServerBusy => Exit::ServerBusy,
             ClientError::BadRequest(_) => Exit::BadRequest,
+            ClientError::KeyMismatch { .. } | ClientError::NotEncrypted => Exit::ServerKeyMismatch,
         }
     }
 

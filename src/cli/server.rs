@@ -19,7 +19,7 @@ use crate::net::batch::IoMode;
 use crate::net::ops::{peak_rss_kb, OpsServer, OpsState};
 use crate::net::server::{Server, ServerBuilder, ServerHandle, ServerSummary};
 use crate::proto::client::MAX_WINDOW;
-use crate::proto::server::{Reject, RetryPolicy, ServerConfig};
+use crate::proto::server::{Encryption, Reject, RetryPolicy, ServerConfig};
 use crate::stats::HistogramSet;
 
 /// The UDP port a server listens on and a client asks by default.
@@ -125,6 +125,35 @@ pub struct ServerArgs {
     /// the shim marked) to FILE; open it with netem/wireshark/risp.lua.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+    /// The server's static X25519 key (created with mode 0600 if missing,
+    /// see `risp-udp keygen`); its public key is printed at start.
+    #[arg(long, value_name = "PATH", env = "RISP_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Whether sessions are sealed (needs --key-file): off, preferred
+    /// (sealed for clients that ask), required.
+    #[arg(long, value_enum, default_value_t = EncryptionArg::Off, env = "RISP_ENCRYPTION")]
+    pub encryption: EncryptionArg,
+}
+
+/// `--encryption` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EncryptionArg {
+    /// Plain sessions only.
+    Off,
+    /// Sealed for clients that ask, plain for the others.
+    Preferred,
+    /// Sealed only.
+    Required,
+}
+
+impl From<EncryptionArg> for Encryption {
+    fn from(e: EncryptionArg) -> Self {
+        match e {
+            EncryptionArg::Off => Encryption::Off,
+            EncryptionArg::Preferred => Encryption::Preferred,
+            EncryptionArg::Required => Encryption::Required,
+        }
+    }
 }
 
 /// `--retry` values.
@@ -162,6 +191,12 @@ pub fn builder(args: &ServerArgs) -> ServerBuilder {
         ack_latency_events: true,
         retry: args.retry.into(),
         window_budget: usize::try_from(args.window_budget).unwrap_or(usize::MAX),
+        encryption: args.encryption.into(),
+        key: args
+            .key_file
+            .as_deref()
+            .and_then(|p| crate::net::keyfile::load_or_create(p).ok())
+            .map(|(key, _)| key),
         ..ServerConfig::default()
     };
     let mut b = Server::builder()
@@ -196,6 +231,23 @@ pub async fn run(args: ServerArgs) -> Exit {
             return Exit::Usage;
         }
     };
+    if let Some(path) = &args.key_file {
+        match crate::net::keyfile::load_or_create(path) {
+            Ok((key, created)) => eprintln!(
+                "risp-udp server key {} ({}{})",
+                key.public(),
+                path.display(),
+                if created { ", created" } else { "" }
+            ),
+            Err(e) => {
+                eprintln!("error: --key-file {}: {e}", path.display());
+                return Exit::Failure;
+            }
+        }
+    } else if args.encryption != EncryptionArg::Off {
+        eprintln!("error: --encryption {:?} needs --key-file", args.encryption);
+        return Exit::Usage;
+    }
     let mut b = builder(&args);
     if let Some(c) = &capture {
         b = b.capture(c.clone());

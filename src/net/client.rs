@@ -491,12 +491,13 @@ impl Moves {
     }
 }
 
-/// The client's receive buffers: a server sends nothing longer than
-/// [`MAX_SERVER_DATAGRAM_LEN`], so one buffer holds a whole coalesced run
-/// (64 datagrams) in 2 KiB, and 16 of them take up to 1,024 datagrams per
-/// system call.
+/// The client's receive buffers: a plain server datagram is at most
+/// [`MAX_SERVER_DATAGRAM_LEN`] bytes, a sealed one 32 more, and a
+/// handshake reply (once per session) about 140: 256 bytes hold any of
+/// them, one buffer a whole coalesced run (64 datagrams) in 16 KiB, and
+/// 16 of them take up to 1,024 datagrams per system call.
 const CLIENT_RECV: RecvSizing = RecvSizing {
-    max_datagram: MAX_SERVER_DATAGRAM_LEN,
+    max_datagram: 8 * MAX_SERVER_DATAGRAM_LEN,
     segments: 64,
     slots: 16,
 };

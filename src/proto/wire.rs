@@ -18,7 +18,10 @@ use uuid::Uuid;
 
 mod server;
 
-pub use server::{is_data, ErrorCode, ServerMessage, DATA_LEN};
+pub use server::{
+    decode_handshake_reply, encode_handshake_reply, is_data, is_handshake_reply, ErrorCode,
+    ServerMessage, DATA_LEN, HANDSHAKE_REPLY_OVERHEAD,
+};
 
 /// The first two bytes of every datagram.
 pub const MAGIC: [u8; 2] = *b"RU";
@@ -93,7 +96,14 @@ pub const FLAG_PROBE: u8 = 0x01;
 /// holds every value (Ctrl-C): the server frees the session at once instead
 /// of waiting for it to expire. Meaningless (and ignored) on other states.
 pub const FLAG_ABORT: u8 = 0x02;
-const KNOWN_FLAGS: u8 = FLAG_PROBE | FLAG_ABORT;
+/// The flag bit a client sets on a CONNECTING whose padding carries the
+/// first message of a Noise handshake (a 2-byte length, then the message,
+/// then zeros): the client asks for a sealed session. Invalid on other
+/// states.
+pub const FLAG_HANDSHAKE: u8 = 0x04;
+const KNOWN_FLAGS: u8 = FLAG_PROBE | FLAG_ABORT | FLAG_HANDSHAKE;
+/// Longest handshake message a CONNECTING carries.
+pub const MAX_HANDSHAKE_LEN: usize = 512;
 
 /// Why a datagram was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -205,7 +215,13 @@ impl ClientMessage<'_> {
 
     /// The exact encoded length, including CONNECTING padding.
     pub fn encoded_len(&self) -> usize {
-        let bare = MIN_CLIENT_LEN + self.token.len() + self.sack.len();
+        self.encoded_len_with(None)
+    }
+
+    /// The exact encoded length with a handshake message in the padding.
+    pub fn encoded_len_with(&self, handshake: Option<&[u8]>) -> usize {
+        let hs = handshake.map_or(0, |h| 2 + h.len());
+        let bare = MIN_CLIENT_LEN + self.token.len() + self.sack.len() + hs;
         if self.state == State::Connecting {
             bare.max(MIN_CONNECTING_LEN)
         } else {
@@ -215,6 +231,26 @@ impl ClientMessage<'_> {
 
     /// Encodes into `buf`, returning the number of bytes written.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        self.encode_with(None, buf)
+    }
+
+    /// Encodes a CONNECTING that carries `handshake` (a Noise first
+    /// message) in its padding, with [`FLAG_HANDSHAKE`] set; with `None`,
+    /// as [`encode`](Self::encode).
+    pub fn encode_with(
+        &self,
+        handshake: Option<&[u8]>,
+        buf: &mut [u8],
+    ) -> Result<usize, WireError> {
+        let mut flags = self.flags;
+        if let Some(h) = handshake {
+            if self.state != State::Connecting || h.len() > MAX_HANDSHAKE_LEN {
+                return Err(WireError::ReservedFlags(FLAG_HANDSHAKE));
+            }
+            flags |= FLAG_HANDSHAKE;
+        } else if self.flags & FLAG_HANDSHAKE != 0 {
+            return Err(WireError::ReservedFlags(FLAG_HANDSHAKE));
+        }
         if self.token.len() > MAX_TOKEN_LEN {
             return Err(WireError::TokenTooLong(self.token.len()));
         }
@@ -224,7 +260,7 @@ impl ClientMessage<'_> {
         if self.flags & !KNOWN_FLAGS != 0 {
             return Err(WireError::ReservedFlags(self.flags));
         }
-        let total = self.encoded_len();
+        let total = self.encoded_len_with(handshake);
         if buf.len() < total {
             return Err(WireError::BufferTooSmall(total));
         }
@@ -238,19 +274,32 @@ impl ClientMessage<'_> {
             ack: self.ack,
             timestamp: self.timestamp,
             rate: self.rate,
-            flags: self.flags,
+            flags,
         });
         w.bytes(&[self.token.len() as u8]);
         w.bytes(self.token);
         w.bytes(&(self.sack.len() as u16).to_be_bytes());
         w.bytes(self.sack);
         w.bytes(&(pad as u16).to_be_bytes());
-        w.zeros(pad);
+        match handshake {
+            Some(h) => {
+                w.bytes(&(h.len() as u16).to_be_bytes());
+                w.bytes(h);
+                w.zeros(pad - 2 - h.len());
+            }
+            None => w.zeros(pad),
+        }
         Ok(w.finish())
     }
 
     /// Decodes and checks one client datagram.
     pub fn decode(datagram: &[u8]) -> Result<ClientMessage<'_>, WireError> {
+        Self::decode_with(datagram).map(|(m, _)| m)
+    }
+
+    /// Decodes and checks one client datagram, and returns the handshake
+    /// message a CONNECTING with [`FLAG_HANDSHAKE`] carries.
+    pub fn decode_with(datagram: &[u8]) -> Result<(ClientMessage<'_>, Option<&[u8]>), WireError> {
         let kind = check_frame(datagram, MIN_CLIENT_LEN, &[])?;
         let state = State::from_u8(kind).ok_or(WireError::UnknownKind(kind))?;
         let mut r = Reader::new(&datagram[PREFIX_LEN..datagram.len() - CRC_LEN]);
@@ -270,25 +319,41 @@ impl ClientMessage<'_> {
         let sack = r.take(sack_len)?;
         crate::proto::sack::validate(fixed.ack, sack).map_err(|_| WireError::BadSackRanges)?;
         let pad_len = usize::from(r.u16()?);
-        if r.take(pad_len)?.iter().any(|&b| b != 0) {
+        let mut pad = Reader::new(r.take(pad_len)?);
+        let handshake = if fixed.flags & FLAG_HANDSHAKE != 0 {
+            if state != State::Connecting {
+                return Err(WireError::ReservedFlags(fixed.flags));
+            }
+            let n = usize::from(pad.u16()?);
+            if n > MAX_HANDSHAKE_LEN {
+                return Err(WireError::Truncated);
+            }
+            Some(pad.take(n)?)
+        } else {
+            None
+        };
+        if pad.buf.iter().any(|&b| b != 0) {
             return Err(WireError::BadPadding);
         }
         r.finish()?;
         if state == State::Connecting && datagram.len() < MIN_CONNECTING_LEN {
             return Err(WireError::NotPadded(datagram.len()));
         }
-        Ok(ClientMessage {
-            state,
-            uuid: Uuid::from_bytes(fixed.uuid),
-            len: fixed.len,
-            window: fixed.window,
-            ack: fixed.ack,
-            timestamp: fixed.timestamp,
-            rate: fixed.rate,
-            flags: fixed.flags,
-            token,
-            sack,
-        })
+        Ok((
+            ClientMessage {
+                state,
+                uuid: Uuid::from_bytes(fixed.uuid),
+                len: fixed.len,
+                window: fixed.window,
+                ack: fixed.ack,
+                timestamp: fixed.timestamp,
+                rate: fixed.rate,
+                flags: fixed.flags,
+                token,
+                sack,
+            },
+            handshake,
+        ))
     }
 }
 

@@ -14,7 +14,7 @@ use super::link::Link;
 use super::network::Network;
 use super::node::{ClientNode, Observer, ReferenceNode};
 use super::reference::ReferenceStats;
-use crate::proto::client::{Client, ClientError, ClientEvent};
+use crate::proto::client::{Client, ClientEncryption, ClientError, ClientEvent};
 use crate::proto::server::{Server, ServerEvent};
 use crate::transfer::{RunConfig, RunReport, TransferRecorder};
 
@@ -98,6 +98,10 @@ fn build(config: &RunConfig) -> (Network, Recorders) {
         let mut cc = config.client.clone();
         cc.uuid = uuid;
         cc.len = config.len;
+        if cc.encryption != ClientEncryption::Off && cc.crypto_seed.is_none() {
+            // Drawn only for sealed runs: plain runs draw as before.
+            cc.crypto_seed = Some(rng.gen());
+        }
         let started = epoch + config.stagger * i as u32;
         let node = ClientNode::new(Client::new(cc, started), started, vec![SERVER_ADDR])
             .with_link(link(i))

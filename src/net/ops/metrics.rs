@@ -72,6 +72,11 @@ pub const STATS_COUNTERS: &[(&str, &str, Getter)] = &[
     ("store_ops_dropped", "Store operations dropped because the core's queue to the driver was full.", |s| s.store_ops_dropped),
     ("sessions_restored", "Sessions carried on from a shared-store record (another worker, instance, or this one before a restart).", |s| s.sessions_restored),
     ("sessions_fast_forwarded", "Stale copies of a session carried forward to the ack its client reached on another worker or instance.", |s| s.sessions_fast_forwarded),
+    ("handshakes", "Noise handshakes computed (X25519 work), only past Retry and the admission limits.", |s| s.handshakes),
+    ("sessions_sealed", "Sessions opened sealed.", |s| s.sessions_sealed),
+    ("handshake_repeats", "Repeated handshake messages answered with the stored reply.", |s| s.handshake_repeats),
+    ("undecryptable", "Sealed datagrams that did not open (forged, damaged, for no session).", |s| s.undecryptable),
+    ("replayed", "Sealed datagrams refused as replays.", |s| s.replayed),
 ];
 
 /// The page for `summary` at `now`. Fails only if a value cannot be
@@ -560,6 +565,11 @@ mod tests {
             store_ops_dropped: 29,
             sessions_restored: 30,
             sessions_fast_forwarded: 31,
+            handshakes: 32,
+            sessions_sealed: 33,
+            handshake_repeats: 34,
+            undecryptable: 35,
+            replayed: 36,
             rejected: std::array::from_fn(|i| 1_000 + i as u64),
         };
         let scalars: Vec<_> = stats_fields(&stats)

@@ -53,6 +53,25 @@ pub struct ClientConfig {
     /// (datagrams, the rate controller's figures): off by default, and
     /// then free (see [`crate::proto::trace`]).
     pub trace: bool,
+    /// Whether (and how) the session is sealed; plain by default.
+    pub encryption: ClientEncryption,
+    /// Seed of the handshake's randomness (the simulator's, so that runs
+    /// repeat); `None`: the operating system's.
+    pub crypto_seed: Option<u64>,
+}
+
+/// How a client seals its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientEncryption {
+    /// Plain datagrams, as before encryption.
+    #[default]
+    Off,
+    /// Sealed, and the server must prove this key (pinned, or
+    /// remembered from an earlier contact).
+    Pinned(crate::proto::crypto::PublicKey),
+    /// Sealed, with whatever key the server proves (trust on first use:
+    /// read it from [`Client::server_key`](super::Client::server_key)).
+    Learn,
 }
 
 impl ClientConfig {
@@ -72,6 +91,8 @@ impl ClientConfig {
             loss_response: true,
             servers: 1,
             trace: false,
+            encryption: ClientEncryption::Off,
+            crypto_seed: None,
         }
     }
 }

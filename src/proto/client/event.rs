@@ -30,6 +30,19 @@ pub enum ClientError {
     /// The server refused the request.
     #[error("bad request: {0}")]
     BadRequest(BadRequest),
+    /// The server proved another key than the one this client trusts.
+    #[error("the server's key is {offered}, but this client expects {expected}")]
+    KeyMismatch {
+        /// The key pinned or remembered.
+        expected: crate::proto::crypto::PublicKey,
+        /// The key the server proved it holds.
+        offered: crate::proto::crypto::PublicKey,
+    },
+    /// The client asked for a sealed session and the server answered in
+    /// clear (it does not encrypt, or something on the path strips the
+    /// handshake).
+    #[error("the server answered without encryption (run it with --encryption preferred, or use --no-encryption)")]
+    NotEncrypted,
 }
 
 /// The kinds of request a server refuses.
@@ -56,6 +69,11 @@ pub enum BadRequest {
         /// The session's length.
         len: u32,
     },
+    /// The server seals every session; this client asked for a plain one.
+    #[error(
+        "the server requires encryption (drop --no-encryption, pin its key with --server-key)"
+    )]
+    EncryptionRequired,
     /// The server speaks another wire protocol version.
     #[error("the server speaks protocol version {server}, this client version {client}")]
     WrongVersion {
@@ -155,4 +173,12 @@ pub struct ClientStats {
     pub path_challenges: u64,
     /// Moves to another server ([`Client::failover`](super::Client::failover)).
     pub failovers: u64,
+    /// Sealed datagrams that did not open (forged, damaged, another
+    /// session's): dropped.
+    pub undecryptable: u64,
+    /// Sealed datagrams refused as replays.
+    pub replayed: u64,
+    /// Plain datagrams ignored once the session was sealed (a clear
+    /// refusal or close from anyone on the path).
+    pub unsealed: u64,
 }

@@ -153,6 +153,9 @@ impl Client {
             ErrorCode::AckOutOfRange => {
                 ClientError::BadRequest(BadRequest::AckOutOfRange { len: detail })
             }
+            ErrorCode::EncryptionRequired => {
+                ClientError::BadRequest(BadRequest::EncryptionRequired)
+            }
             ErrorCode::WrongVersion => {
                 // An answer in our own version about another: a datagram
                 // of ours was damaged on the way (a server of another
@@ -166,7 +169,7 @@ impl Client {
 
     /// Starts the handshake again under a UUID derived from the old one
     /// (deterministic, so simulations stay reproducible).
-    fn restart(&mut self) {
+    pub(super) fn restart(&mut self) {
         let old = self.config.uuid;
         let bits = old
             .as_u128()
@@ -181,6 +184,7 @@ impl Client {
         self.reorder.reset();
         self.sum = RunningChecksum::default();
         self.send_pending = true;
+        self.start_handshake();
         self.stats.restarts += 1;
         self.events.push_back(ClientEvent::Restarted {
             uuid: self.config.uuid,

@@ -42,9 +42,15 @@ use crate::proto::rtt::RttEstimator;
 use crate::proto::sequence::RunningChecksum;
 use crate::proto::timer::{Timer, TimerTable};
 use crate::proto::trace::{Datagram, DatagramKind, Metrics, TraceEvent, TraceQueue};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::proto::crypto::seal::{is_routed, route_of};
+use crate::proto::crypto::{ClientHandshake, OpenError, Opener, PublicKey, Sealer};
 use crate::proto::wire::{
-    other_server_version, ClientMessage, ServerMessage, State, WireError, CHALLENGE_LEN,
-    FLAG_ABORT, FLAG_PROBE, MAX_DATAGRAM_LEN, MAX_TOKEN_LEN, RETRY_TOKEN_LEN, VERSION,
+    decode_handshake_reply, is_handshake_reply, other_server_version, ClientMessage, ServerMessage,
+    State, WireError, CHALLENGE_LEN, FLAG_ABORT, FLAG_PROBE, MAX_DATAGRAM_LEN, MAX_TOKEN_LEN,
+    RETRY_TOKEN_LEN, SERVER_TOKEN_LEN, VERSION,
 };
 
 /// Messages that carry the answer to one path challenge: the first may be
@@ -61,7 +67,7 @@ mod retransmit;
 
 pub use crate::proto::recovery::MAX_WINDOW;
 use config::{rate_control, reorder_span};
-pub use config::{ClientConfig, ResumeState, CUMULATIVE_MAX_WINDOW};
+pub use config::{ClientConfig, ClientEncryption, ResumeState, CUMULATIVE_MAX_WINDOW};
 pub use event::{BadRequest, ClientError, ClientEvent, ClientStats, LostReason};
 
 /// A client connection. See the module docs.
@@ -130,6 +136,42 @@ pub struct Client {
     trace: TraceQueue,
     /// The figures last traced (a record is made when they change).
     traced: Metrics,
+    /// Where the session's encryption stands.
+    crypto: Crypto,
+    /// The key the server proved (sealed sessions).
+    server_key: Option<PublicKey>,
+    /// Randomness of handshakes.
+    rng: StdRng,
+}
+
+/// A client's encryption state. One per client, held inline: the sealed
+/// variant's replay window makes it the large one, which is the one a
+/// session spends its life in.
+#[allow(clippy::large_enum_variant)]
+enum Crypto {
+    /// Plain datagrams.
+    Plain,
+    /// CONNECTING carries `first`; waiting for the reply.
+    Handshaking {
+        state: Box<ClientHandshake>,
+        first: Vec<u8>,
+    },
+    /// Every datagram sealed.
+    Sealed {
+        sealer: Sealer,
+        opener: Opener,
+        route: [u8; SERVER_TOKEN_LEN],
+    },
+}
+
+impl std::fmt::Debug for Crypto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain => "Plain",
+            Self::Handshaking { .. } => "Handshaking",
+            Self::Sealed { .. } => "Sealed",
+        })
+    }
 }
 
 impl Client {
@@ -193,10 +235,106 @@ impl Client {
             lost: None,
             trace: TraceQueue::new(config.trace),
             traced: Metrics::default(),
+            crypto: Crypto::Plain,
+            server_key: None,
+            rng: match config.crypto_seed {
+                Some(seed) => StdRng::seed_from_u64(seed),
+                None => StdRng::from_entropy(),
+            },
             config,
         };
+        c.start_handshake();
         c.timers.set(Timer::Idle, now + c.config.idle_timeout);
         c
+    }
+
+    /// Starts a Noise handshake bound to the session's UUID (its payload),
+    /// when the session is to be sealed. NX even with a pinned key: the
+    /// server proves its key in the reply, so a client pinned to another
+    /// key fails at once naming both, where NK would hear nothing.
+    fn start_handshake(&mut self) {
+        if self.config.encryption == ClientEncryption::Off {
+            return;
+        }
+        let uuid = *self.config.uuid.as_bytes();
+        self.crypto = match ClientHandshake::start(None, &uuid, &mut self.rng) {
+            Ok((state, first)) => Crypto::Handshaking {
+                state: Box::new(state),
+                first,
+            },
+            Err(_) => Crypto::Plain,
+        };
+    }
+
+    /// The key the server proved, once a sealed session is open.
+    pub fn server_key(&self) -> Option<PublicKey> {
+        self.server_key
+    }
+
+    /// True once every datagram is sealed.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.crypto, Crypto::Sealed { .. })
+    }
+
+    /// The server's handshake reply: finish the handshake, check the
+    /// server's key, and read the Accept inside.
+    fn on_handshake_reply(&mut self, now: Instant, datagram: &[u8]) {
+        let Ok(reply) = decode_handshake_reply(datagram, self.config.uuid) else {
+            self.stats.corrupt += 1;
+            return;
+        };
+        let Crypto::Handshaking { state, first } =
+            std::mem::replace(&mut self.crypto, Crypto::Plain)
+        else {
+            self.stats.invalid += 1;
+            return;
+        };
+        let done = match state.finish(reply) {
+            Ok(done) => done,
+            Err(_) => {
+                // Forged or damaged: wait for the real one. A Noise state
+                // that failed a read is spent, so start afresh only if we
+                // must; keep the same first message by restoring nothing
+                // else: the server answers a repeat with the same reply.
+                self.stats.undecryptable += 1;
+                self.crypto = Crypto::Plain;
+                self.restart_handshake_after_failure(first);
+                return;
+            }
+        };
+        if let ClientEncryption::Pinned(expected) = self.config.encryption {
+            if done.server_key != expected {
+                self.fail(ClientError::KeyMismatch {
+                    expected,
+                    offered: done.server_key,
+                });
+                return;
+            }
+        }
+        let msg = match ServerMessage::decode(&done.payload, self.config.uuid) {
+            Ok(m @ ServerMessage::Accept { token, .. }) => {
+                let (sealer, opener) = done.keys.into_transport();
+                self.crypto = Crypto::Sealed {
+                    sealer,
+                    opener,
+                    route: token,
+                };
+                self.server_key = Some(done.server_key);
+                m
+            }
+            _ => {
+                self.stats.invalid += 1;
+                return;
+            }
+        };
+        self.on_plain(now, datagram.len(), msg);
+    }
+
+    /// A reply that failed to authenticate spent the Noise state: start a
+    /// new handshake under a new UUID (the server holds a session for the
+    /// old one it can no longer finish).
+    fn restart_handshake_after_failure(&mut self, _first: Vec<u8>) {
+        self.restart();
     }
 
     /// The session's UUID.
@@ -289,6 +427,38 @@ impl Client {
             return;
         }
         self.stats.datagrams_received += 1;
+        let mut plain = [0u8; MAX_DATAGRAM_LEN];
+        let datagram: &[u8] = match &mut self.crypto {
+            Crypto::Sealed { opener, route, .. } => {
+                if route_of(datagram) != Some(*route) {
+                    // Plain (a clear refusal or close anyone could
+                    // forge), or sealed for another session.
+                    if is_routed(datagram) {
+                        self.stats.undecryptable += 1;
+                    } else {
+                        self.stats.unsealed += 1;
+                    }
+                    return;
+                }
+                match opener.open_routed(datagram, &mut plain) {
+                    Ok(n) => &plain[..n],
+                    Err(OpenError::Replayed | OpenError::TooOld) => {
+                        self.stats.replayed += 1;
+                        return;
+                    }
+                    Err(_) => {
+                        self.stats.undecryptable += 1;
+                        return;
+                    }
+                }
+            }
+            Crypto::Handshaking { .. } if is_handshake_reply(datagram) => {
+                self.on_handshake_reply(now, datagram);
+                self.trace_metrics(now);
+                return;
+            }
+            _ => datagram,
+        };
         let msg = match ServerMessage::decode(datagram, self.config.uuid) {
             Ok(m) => m,
             // Damaged, or meant for another session (the CRC is keyed by
@@ -319,6 +489,18 @@ impl Client {
                 return;
             }
         };
+        if matches!(self.crypto, Crypto::Handshaking { .. })
+            && matches!(msg, ServerMessage::Accept { .. })
+        {
+            // We asked for a sealed session and got a plain one.
+            self.fail(ClientError::NotEncrypted);
+            return;
+        }
+        self.on_plain(now, datagram.len(), msg);
+    }
+
+    /// A message that passed its checks (opened, when sealed).
+    fn on_plain(&mut self, now: Instant, len: usize, msg: ServerMessage) {
         if self.config.servers < 2 || !matches!(msg, ServerMessage::Error { .. }) {
             self.heard(now);
         } else {
@@ -336,7 +518,7 @@ impl Client {
             TraceEvent::Received(Datagram {
                 index,
                 echo: msg.echo() != 0,
-                ..Datagram::new(DatagramKind::of_server(&msg), datagram.len())
+                ..Datagram::new(DatagramKind::of_server(&msg), len)
             })
         });
         self.on_message(now, msg);
@@ -479,7 +661,17 @@ impl Client {
                 empty
             },
         };
-        let n = msg.encode(buf).ok()?;
+        let n = match &mut self.crypto {
+            Crypto::Handshaking { first, .. } if state == State::Connecting => {
+                msg.encode_with(Some(first), buf).ok()?
+            }
+            Crypto::Sealed { sealer, route, .. } => {
+                let mut plain = [0u8; MAX_DATAGRAM_LEN];
+                let n = msg.encode(&mut plain).ok()?;
+                sealer.seal_routed(route, &plain[..n], buf).ok()?
+            }
+            _ => msg.encode(buf).ok()?,
+        };
         self.stats.datagrams_sent += 1;
         self.trace.record(now, self.config.uuid, || {
             TraceEvent::Sent(Datagram {

@@ -58,6 +58,33 @@ pub const TAG_LEN: usize = 16;
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 /// The kind byte of a sealed datagram in key phase 0 (phase 1: `0x41`).
 pub const KIND_SEALED: u8 = 0x40;
+/// The kind byte of a routed sealed datagram (what the protocol sends,
+/// see [`Sealer::seal_routed`]) in key phase 0 (phase 1: `0x43`).
+pub const KIND_ROUTED: u8 = 0x42;
+/// Bytes of the clear routing id of a routed datagram.
+pub const ROUTE_LEN: usize = 8;
+/// Bytes of a routed datagram's clear header (header, then routing id).
+pub const ROUTED_HEADER_LEN: usize = HEADER_LEN + ROUTE_LEN;
+/// Bytes a routed sealed datagram adds to its plaintext.
+pub const ROUTED_OVERHEAD: usize = OVERHEAD + ROUTE_LEN;
+
+/// Whether `datagram` is framed as a routed sealed datagram (its length,
+/// version and kind byte; nothing is authenticated).
+pub fn is_routed(datagram: &[u8]) -> bool {
+    datagram.len() >= ROUTED_OVERHEAD
+        && datagram[0] == VERSION
+        && datagram[1] & !PHASE_BIT == KIND_ROUTED
+}
+
+/// The clear routing id of a routed datagram (see [`is_routed`]).
+pub fn route_of(datagram: &[u8]) -> Option<[u8; ROUTE_LEN]> {
+    if !is_routed(datagram) {
+        return None;
+    }
+    let mut id = [0u8; ROUTE_LEN];
+    id.copy_from_slice(&datagram[HEADER_LEN..ROUTED_HEADER_LEN]);
+    Some(id)
+}
 /// The key-phase bit of the kind byte.
 pub const PHASE_BIT: u8 = 0x01;
 /// The highest packet number (48 bits).
@@ -150,10 +177,10 @@ impl OpenStats {
     }
 }
 
-fn header(pn: u64, phase: u64) -> [u8; HEADER_LEN] {
+fn header(kind: u8, pn: u64, phase: u64) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0] = VERSION;
-    h[1] = KIND_SEALED | (phase & 1) as u8;
+    h[1] = kind | (phase & 1) as u8;
     h[2..].copy_from_slice(&pn.to_be_bytes()[2..]);
     h
 }
@@ -200,7 +227,31 @@ impl Sealer {
     /// Seals `plaintext` into `out` as the next datagram; returns its
     /// length ([`OVERHEAD`] more than the plaintext's).
     pub fn seal(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, SealError> {
-        let len = OVERHEAD + plaintext.len();
+        self.seal_with(KIND_SEALED, &[], plaintext, out)
+    }
+
+    /// Seals `plaintext` as the next datagram with `route` in clear after
+    /// the header ([`ROUTED_HEADER_LEN`] bytes of associated data), so that
+    /// a receiver finds the session's opener without trying any; returns
+    /// its length ([`ROUTED_OVERHEAD`] more than the plaintext's).
+    pub fn seal_routed(
+        &mut self,
+        route: &[u8; ROUTE_LEN],
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SealError> {
+        self.seal_with(KIND_ROUTED, route, plaintext, out)
+    }
+
+    fn seal_with(
+        &mut self,
+        kind: u8,
+        ext: &[u8],
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SealError> {
+        let head = HEADER_LEN + ext.len();
+        let len = OVERHEAD + ext.len() + plaintext.len();
         if out.len() < len {
             return Err(SealError::BufferTooSmall { needed: len });
         }
@@ -213,10 +264,11 @@ impl Sealer {
             self.cipher.rekey();
             self.phase += 1;
         }
-        let h = header(pn, phase);
+        let h = header(kind, pn, phase);
         out[..HEADER_LEN].copy_from_slice(&h);
-        self.cipher
-            .encrypt(pn, &h, plaintext, &mut out[HEADER_LEN..len]);
+        out[HEADER_LEN..head].copy_from_slice(ext);
+        let (aad, body) = out[..len].split_at_mut(head);
+        self.cipher.encrypt(pn, aad, plaintext, body);
         self.next += 1;
         Ok(len)
     }
@@ -277,7 +329,23 @@ impl Opener {
     /// replay window and the key phase move only for a datagram that
     /// authenticated.
     pub fn open(&mut self, datagram: &[u8], out: &mut [u8]) -> Result<usize, OpenError> {
-        let result = self.open_unrecorded(datagram, out);
+        self.open_counted(KIND_SEALED, 0, datagram, out)
+    }
+
+    /// Opens a routed datagram ([`Sealer::seal_routed`]) into `out`; the
+    /// routing id is authenticated with the header.
+    pub fn open_routed(&mut self, datagram: &[u8], out: &mut [u8]) -> Result<usize, OpenError> {
+        self.open_counted(KIND_ROUTED, ROUTE_LEN, datagram, out)
+    }
+
+    fn open_counted(
+        &mut self,
+        kind: u8,
+        ext: usize,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, OpenError> {
+        let result = self.open_unrecorded(kind, ext, datagram, out);
         let s = &mut self.stats;
         match result {
             Ok(_) => s.opened += 1,
@@ -290,19 +358,26 @@ impl Opener {
         result
     }
 
-    fn open_unrecorded(&mut self, datagram: &[u8], out: &mut [u8]) -> Result<usize, OpenError> {
-        if datagram.len() < OVERHEAD {
+    fn open_unrecorded(
+        &mut self,
+        kind: u8,
+        ext: usize,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, OpenError> {
+        if datagram.len() < OVERHEAD + ext {
             return Err(OpenError::Malformed(Malformation::TooShort(datagram.len())));
         }
-        let plain_len = datagram.len() - OVERHEAD;
+        let plain_len = datagram.len() - OVERHEAD - ext;
         if out.len() < plain_len {
             return Err(OpenError::BufferTooSmall { needed: plain_len });
         }
-        let (h, sealed) = datagram.split_at(HEADER_LEN);
+        let (aad, sealed) = datagram.split_at(HEADER_LEN + ext);
+        let h = &aad[..HEADER_LEN];
         if h[0] != VERSION {
             return Err(OpenError::Malformed(Malformation::Version(h[0])));
         }
-        if h[1] & !PHASE_BIT != KIND_SEALED {
+        if h[1] & !PHASE_BIT != kind {
             return Err(OpenError::Malformed(Malformation::Kind(h[1])));
         }
         let mut pn_bytes = [0u8; 8];
@@ -338,7 +413,7 @@ impl Opener {
             &*ahead.last().expect("phases ahead").cipher
         };
         let n = cipher
-            .decrypt(pn, h, sealed, &mut out[..plain_len])
+            .decrypt(pn, aad, sealed, &mut out[..plain_len])
             .map_err(|_| OpenError::Undecryptable)?;
         if self.window.check(pn) == Verdict::Replayed {
             return Err(OpenError::Replayed);

@@ -16,16 +16,19 @@ mod sharing;
 use super::outbox::{Outbox, Reject, ServerEvent, ServerStats};
 use super::path::Move;
 use super::record::StoreOp;
+use super::sealing::SessionSeal;
 use super::secret::Secret;
 use super::session::{AckKind, Refusal, Resume, Session};
 use super::table::SessionTable;
-use super::{is_usable_source, ServerConfig, Transmit, MIN_WINDOW_SHARE};
+use super::{is_usable_source, Encryption, ServerConfig, Transmit, MIN_WINDOW_SHARE};
+use crate::proto::crypto::seal::{is_routed, route_of, ROUTED_OVERHEAD};
+use crate::proto::crypto::OpenError;
 use crate::proto::recovery::MAX_WINDOW;
 use crate::proto::sequence::Sequence;
 use crate::proto::trace::{Datagram, DatagramKind, TraceEvent, TraceQueue, Traced};
 use crate::proto::wire::{
-    ClientMessage, ErrorCode, ServerMessage, State, WireError, DATA_LEN, MAX_SERVER_DATAGRAM_LEN,
-    PREFIX_LEN, SERVER_TOKEN_LEN,
+    ClientMessage, ErrorCode, ServerMessage, State, WireError, DATA_LEN, MAX_DATAGRAM_LEN,
+    MAX_SERVER_DATAGRAM_LEN, PREFIX_LEN, SERVER_TOKEN_LEN,
 };
 
 /// The server endpoint. See the [module docs](super).
@@ -48,6 +51,35 @@ pub struct Server {
     /// Set while a datagram held for a lookup is processed again: a miss
     /// then is an unknown session, not another lookup.
     lookup_done: bool,
+    /// Randomness for handshakes (the reply's ephemeral key): its own
+    /// generator, so that plain sessions draw the same tokens either way.
+    crypto_rng: StdRng,
+    /// Datagrams already encoded (handshake replies, sealed last words),
+    /// sent before the other replies.
+    raw_replies: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// Scratch for sealing.
+    plain: Vec<u8>,
+    /// The keys of sealed sessions the CLOSED handshake freed, newest
+    /// last, so that a repeated CLOSED (our Closed was lost) is answered
+    /// again, sealed, as a plain one is.
+    closed_seals: VecDeque<(Uuid, SessionSeal)>,
+}
+
+/// Most freed sealed sessions whose keys are kept to answer a repeated
+/// CLOSED.
+const MAX_CLOSED_SEALS: usize = 1024;
+
+/// `msg` for the sealed session `uuid`, sealed now.
+fn seal_now(seal: &mut SessionSeal, uuid: Uuid, msg: ServerMessage) -> Option<Vec<u8>> {
+    let mut plain = [0u8; MAX_SERVER_DATAGRAM_LEN];
+    let n = msg.encode(uuid, &mut plain).ok()?;
+    let mut out = vec![0u8; n + ROUTED_OVERHEAD];
+    let m = seal
+        .sealer
+        .seal_routed(&seal.route, &plain[..n], &mut out)
+        .ok()?;
+    out.truncate(m);
+    Some(out)
 }
 
 /// Most store operations waiting for the driver.
@@ -69,6 +101,10 @@ impl Server {
             None => (StdRng::from_entropy(), StdRng::from_entropy().gen()),
         };
         let key = config.secret.unwrap_or(key);
+        let crypto_rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed ^ 0x00c0_ffee_5ea1_ed00),
+            None => StdRng::from_entropy(),
+        };
         let out = Outbox {
             trace: TraceQueue::new(config.trace),
             ..Outbox::default()
@@ -83,6 +119,10 @@ impl Server {
             lookups: HashSet::new(),
             store_up: true,
             lookup_done: false,
+            crypto_rng,
+            raw_replies: VecDeque::new(),
+            plain: Vec::new(),
+            closed_seals: VecDeque::new(),
         }
     }
 
@@ -162,11 +202,32 @@ impl Server {
         if max_datagrams == 0 {
             return None;
         }
+        if let Some((destination, bytes)) = self.raw_replies.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            self.out.stats.datagrams_sent += 1;
+            let size = bytes.len();
+            return Some(Transmit {
+                destination,
+                size,
+                segment_size: size,
+            });
+        }
         if let Some((destination, uuid, msg)) = self.out.replies.pop_front() {
             buf.clear();
             buf.resize(msg.encoded_len(), 0);
-            let size = msg.encode(uuid, buf).ok()?;
+            let mut size = msg.encode(uuid, buf).ok()?;
             buf.truncate(size);
+            if let Some(seal) = self.table.seal_mut(&uuid) {
+                self.plain.clear();
+                self.plain.extend_from_slice(buf);
+                buf.resize(size + ROUTED_OVERHEAD, 0);
+                size = seal
+                    .sealer
+                    .seal_routed(&seal.route, &self.plain, buf)
+                    .ok()?;
+                buf.truncate(size);
+            }
             self.out.stats.datagrams_sent += 1;
             self.out.trace.record(now, uuid, || {
                 TraceEvent::Sent(Datagram {
@@ -200,6 +261,27 @@ impl Server {
             self.table.schedule(uuid);
             if count > 0 {
                 self.out.stats.datagrams_sent += count as u64;
+                if let Some(seal) = self.table.seal_mut(&uuid) {
+                    // Each data datagram sealed in turn, in place of the
+                    // plain batch.
+                    const SEALED: usize = DATA_LEN + ROUTED_OVERHEAD;
+                    self.plain.clear();
+                    self.plain.extend_from_slice(&buf[..count * DATA_LEN]);
+                    buf.clear();
+                    buf.resize(count * SEALED, 0);
+                    for (plain, out) in self
+                        .plain
+                        .chunks_exact(DATA_LEN)
+                        .zip(buf.chunks_exact_mut(SEALED))
+                    {
+                        seal.sealer.seal_routed(&seal.route, plain, out).ok()?;
+                    }
+                    return Some(Transmit {
+                        destination,
+                        size: count * SEALED,
+                        segment_size: SEALED,
+                    });
+                }
                 return Some(Transmit {
                     destination,
                     size: count * DATA_LEN,
@@ -272,7 +354,10 @@ impl Server {
         if !is_usable_source(from) {
             return Err(Reject::UnusableSource);
         }
-        let msg = match ClientMessage::decode(datagram) {
+        if is_routed(datagram) {
+            return self.dispatch_sealed(now, from, datagram);
+        }
+        let (msg, handshake) = match ClientMessage::decode_with(datagram) {
             Ok(m) => m,
             Err(WireError::BadCrc) => return Err(Reject::Corrupt),
             Err(WireError::UnknownKind(k)) if k & 0x80 != 0 => return Err(Reject::WrongDirection),
@@ -282,6 +367,134 @@ impl Server {
             }
             Err(_) => return Err(Reject::Malformed),
         };
+        if self.table.is_sealed(&msg.uuid) {
+            return self.on_plain_for_sealed(from, &msg, handshake);
+        }
+        let sealing = self.config.key.is_some() && self.config.encryption != Encryption::Off;
+        let handshake = handshake.filter(|_| sealing);
+        if msg.state == State::Connecting
+            && handshake.is_none()
+            && sealing
+            && self.config.encryption == Encryption::Required
+            && !self.table.contains(&msg.uuid)
+        {
+            let echo = msg.timestamp;
+            let code = ErrorCode::EncryptionRequired;
+            return Err(self
+                .out
+                .refuse(from, msg.uuid, code, 0, echo, Reject::EncryptionRequired));
+        }
+        self.dispatch_msg(now, from, &msg, datagram, handshake)
+    }
+
+    /// A sealed datagram: found by its routing id, opened with its
+    /// session's keys, then handled as the plain datagram inside.
+    fn dispatch_sealed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), Reject> {
+        let uuid = route_of(datagram).and_then(|id| self.table.route(&id));
+        if uuid.is_none() {
+            return self.on_sealed_after_close(from, datagram);
+        }
+        let Some(seal) = uuid.and_then(|u| self.table.seal_mut(&u)) else {
+            self.out.stats.undecryptable += 1;
+            return Err(Reject::Undecryptable);
+        };
+        let mut plain = [0u8; MAX_DATAGRAM_LEN];
+        let n = match seal.opener.open_routed(datagram, &mut plain) {
+            Ok(n) => n,
+            Err(OpenError::Replayed | OpenError::TooOld) => {
+                self.out.stats.replayed += 1;
+                return Err(Reject::Replayed);
+            }
+            Err(_) => {
+                self.out.stats.undecryptable += 1;
+                return Err(Reject::Undecryptable);
+            }
+        };
+        let msg = match ClientMessage::decode(&plain[..n]) {
+            Ok(m) if Some(m.uuid) == uuid => m,
+            _ => return Err(Reject::Malformed),
+        };
+        self.dispatch_msg(now, from, &msg, &plain[..n], None)
+    }
+
+    /// A sealed datagram for no live session: a repeated CLOSED of a
+    /// session freed by the CLOSED handshake is answered again (sealed);
+    /// anything else did not open.
+    fn on_sealed_after_close(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<(), Reject> {
+        let route = route_of(datagram);
+        let Some((uuid, seal)) = self
+            .closed_seals
+            .iter_mut()
+            .find(|(_, s)| Some(s.route) == route)
+        else {
+            self.out.stats.undecryptable += 1;
+            return Err(Reject::Undecryptable);
+        };
+        let uuid = *uuid;
+        let mut plain = [0u8; MAX_DATAGRAM_LEN];
+        let n = match seal.opener.open_routed(datagram, &mut plain) {
+            Ok(n) => n,
+            Err(OpenError::Replayed | OpenError::TooOld) => {
+                self.out.stats.replayed += 1;
+                return Err(Reject::Replayed);
+            }
+            Err(_) => {
+                self.out.stats.undecryptable += 1;
+                return Err(Reject::Undecryptable);
+            }
+        };
+        match ClientMessage::decode(&plain[..n]) {
+            Ok(m) if m.uuid == uuid && m.state == State::Closed => {
+                let closed = ServerMessage::Closed { echo: m.timestamp };
+                let reply = seal_now(seal, uuid, closed).ok_or(Reject::Malformed)?;
+                self.raw_replies.push_back((from, reply));
+                Ok(())
+            }
+            _ => Err(Reject::UnknownSession),
+        }
+    }
+
+    /// A plain datagram for a sealed session: only the repeat of its
+    /// handshake (the same bytes, from any address: the reply is useless
+    /// without the client's ephemeral secret, and no larger than three
+    /// times the CONNECTING) is answered, with the reply sent before.
+    fn on_plain_for_sealed(
+        &mut self,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+        handshake: Option<&[u8]>,
+    ) -> Result<(), Reject> {
+        let seal = self
+            .table
+            .seal_mut(&msg.uuid)
+            .ok_or(Reject::UnknownSession)?;
+        match handshake {
+            Some(h) if msg.state == State::Connecting && h == seal.first.as_slice() => {
+                let reply = seal.reply.clone();
+                self.out.stats.handshake_repeats += 1;
+                self.raw_replies.push_back((from, reply));
+                Ok(())
+            }
+            _ => Err(Reject::Unsealed),
+        }
+    }
+
+    /// Hands a decoded datagram (plain, or opened) to the handler for its
+    /// state.
+    fn dispatch_msg(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &ClientMessage<'_>,
+        datagram: &[u8],
+        handshake: Option<&[u8]>,
+    ) -> Result<(), Reject> {
+        let msg = *msg;
         self.out.trace.record(now, msg.uuid, || {
             TraceEvent::Received(Datagram {
                 index: msg.ack,
@@ -300,10 +513,10 @@ impl Server {
             State::Connecting if msg.token.len() == SERVER_TOKEN_LEN => {
                 match self.lookup_miss(from, msg.uuid, datagram) {
                     Some(reason) => Err(reason),
-                    None => self.on_connecting_new(now, from, &msg, datagram.len()),
+                    None => self.on_connecting_new(now, from, &msg, datagram.len(), handshake),
                 }
             }
-            State::Connecting => self.on_connecting_new(now, from, &msg, datagram.len()),
+            State::Connecting => self.on_connecting_new(now, from, &msg, datagram.len(), handshake),
             State::Connected | State::Closing if !self.table.contains(&msg.uuid) => {
                 match self.lookup_miss(from, msg.uuid, datagram) {
                     Some(reason) => Err(reason),
@@ -508,27 +721,48 @@ impl Server {
             return Err(Reject::ClosingEarly);
         }
         let data_sent = s.data_sent();
+        if let Some(seal) = self.table.take_seal(&msg.uuid) {
+            // Sealed now: the keys leave the table with the session, and
+            // are kept a while for a repeated CLOSED.
+            let mut seal = seal;
+            if let Some(reply) = seal_now(&mut seal, msg.uuid, ServerMessage::Closed { echo }) {
+                self.raw_replies.push_back((from, reply));
+            }
+            if self.closed_seals.len() >= MAX_CLOSED_SEALS {
+                self.closed_seals.pop_front();
+            }
+            self.closed_seals.push_back((msg.uuid, seal));
+            self.table.remove(&msg.uuid);
+            self.close_removed(msg.uuid, abort, data_sent);
+            return Ok(());
+        }
         self.table.remove(&msg.uuid);
+        self.close_removed(msg.uuid, abort, data_sent);
+        self.out
+            .reply(from, msg.uuid, ServerMessage::Closed { echo });
+        Ok(())
+    }
+
+    /// Counts and reports a session the CLOSED handshake freed.
+    fn close_removed(&mut self, uuid: Uuid, abort: bool, data_sent: u64) {
+        let msg_uuid = uuid;
         if self.config.store.is_some() {
             self.out.stats.store_removes += 1;
-            self.store_op(StoreOp::Remove(msg.uuid));
+            self.store_op(StoreOp::Remove(msg_uuid));
         }
         if abort {
             // The client gave up (Ctrl-C): free the session now rather
             // than after its lifetime.
             self.out.stats.sessions_aborted += 1;
-            tracing::debug!(uuid = %msg.uuid, ack = msg.ack, "session aborted by the client");
+            tracing::debug!(uuid = %msg_uuid, "session aborted by the client");
         } else {
             self.out.stats.sessions_closed += 1;
-            tracing::debug!(uuid = %msg.uuid, "session closed");
+            tracing::debug!(uuid = %msg_uuid, "session closed");
         }
         self.out.event(ServerEvent::Closed {
-            uuid: msg.uuid,
+            uuid: msg_uuid,
             data_sent,
         });
-        self.out
-            .reply(from, msg.uuid, ServerMessage::Closed { echo });
-        Ok(())
     }
 
     /// Tells a client of protocol version `version` which one this server

@@ -38,6 +38,7 @@ mod outbox;
 mod pacer;
 mod path;
 mod record;
+mod sealing;
 mod secret;
 mod session;
 mod table;
@@ -90,6 +91,25 @@ pub struct ServerConfig {
     /// losses, each session's window and flight): off by default, and
     /// then free (see [`crate::proto::trace`]).
     pub trace: bool,
+    /// Whether sessions are sealed ([`Encryption::Off`] by default).
+    pub encryption: Encryption,
+    /// The server's static key; encryption needs one (without it the
+    /// server stays plain whatever `encryption` says).
+    pub key: Option<crate::proto::crypto::ServerKey>,
+}
+
+/// Whether a server seals its sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encryption {
+    /// Plain only: a handshake in a CONNECTING is ignored (the client,
+    /// which asked for a sealed session, refuses the plain Accept).
+    #[default]
+    Off,
+    /// Sealed for clients that ask (a handshake in their CONNECTING),
+    /// plain for the others.
+    Preferred,
+    /// Sealed only: a plain CONNECTING is refused.
+    Required,
 }
 
 /// The smallest window share the budget leaves a session.
@@ -127,6 +147,8 @@ impl Default for ServerConfig {
             store: None,
             secret: None,
             trace: false,
+            encryption: Encryption::Off,
+            key: None,
         }
     }
 }

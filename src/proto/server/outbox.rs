@@ -61,11 +61,23 @@ pub enum Reject {
     /// `WrongVersion` error in this server's version (when it is at least
     /// as long as the answer), so that the client can name both versions.
     WrongVersion,
+    /// A sealed datagram that did not open (forged, damaged, or for no
+    /// session this endpoint holds): dropped, never believed.
+    Undecryptable,
+    /// A sealed datagram that opened before (a replay): dropped.
+    Replayed,
+    /// A plain datagram for a sealed session (other than the repeat of
+    /// its handshake): dropped.
+    Unsealed,
+    /// A CONNECTING whose handshake message did not check out.
+    HandshakeFailed,
+    /// A plain CONNECTING to a server that requires encryption.
+    EncryptionRequired,
 }
 
 impl Reject {
     /// Every reason, for reports.
-    pub const ALL: [Reject; 18] = [
+    pub const ALL: [Reject; 23] = [
         Reject::Malformed,
         Reject::Corrupt,
         Reject::WrongDirection,
@@ -84,6 +96,11 @@ impl Reject {
         Reject::StoreLookup,
         Reject::StoreUnavailable,
         Reject::WrongVersion,
+        Reject::Undecryptable,
+        Reject::Replayed,
+        Reject::Unsealed,
+        Reject::HandshakeFailed,
+        Reject::EncryptionRequired,
     ];
 
     /// A short snake_case name.
@@ -107,6 +124,11 @@ impl Reject {
             Reject::StoreLookup => "store_lookup",
             Reject::StoreUnavailable => "store_unavailable",
             Reject::WrongVersion => "wrong_version",
+            Reject::Undecryptable => "undecryptable",
+            Reject::Replayed => "replayed",
+            Reject::Unsealed => "unsealed",
+            Reject::HandshakeFailed => "handshake_failed",
+            Reject::EncryptionRequired => "encryption_required",
         }
     }
 }
@@ -190,6 +212,17 @@ pub struct ServerStats {
     /// Stale copies of a session carried forward to the ack its client
     /// reached on another endpoint.
     pub sessions_fast_forwarded: u64,
+    /// Noise handshakes computed (X25519 work): only for CONNECTINGs that
+    /// passed Retry and the admission limits.
+    pub handshakes: u64,
+    /// Sessions opened sealed.
+    pub sessions_sealed: u64,
+    /// Repeated handshake messages answered with the stored reply.
+    pub handshake_repeats: u64,
+    /// Sealed datagrams that did not open.
+    pub undecryptable: u64,
+    /// Sealed datagrams refused as replays.
+    pub replayed: u64,
 }
 
 impl std::ops::AddAssign<&ServerStats> for ServerStats {
@@ -230,6 +263,11 @@ impl std::ops::AddAssign<&ServerStats> for ServerStats {
             store_ops_dropped,
             sessions_restored,
             sessions_fast_forwarded,
+            handshakes,
+            sessions_sealed,
+            handshake_repeats,
+            undecryptable,
+            replayed,
         } = o;
         for (a, b) in self.rejected.iter_mut().zip(rejected) {
             *a += b;
@@ -266,6 +304,11 @@ impl std::ops::AddAssign<&ServerStats> for ServerStats {
         self.store_ops_dropped += store_ops_dropped;
         self.sessions_restored += sessions_restored;
         self.sessions_fast_forwarded += sessions_fast_forwarded;
+        self.handshakes += handshakes;
+        self.sessions_sealed += sessions_sealed;
+        self.handshake_repeats += handshake_repeats;
+        self.undecryptable += undecryptable;
+        self.replayed += replayed;
     }
 }
 

@@ -47,6 +47,10 @@ struct Entry {
 /// Every live session, and the indices over them. See the module docs.
 #[derive(Debug, Default)]
 pub(super) struct SessionTable {
+    /// Sealed sessions' keys, by UUID.
+    seals: HashMap<Uuid, super::sealing::SessionSeal>,
+    /// Sealed sessions by routing id.
+    routes: HashMap<[u8; crate::proto::wire::SERVER_TOKEN_LEN], Uuid>,
     entries: HashMap<Uuid, Entry>,
     /// Sessions with data queued, served round-robin.
     ready: VecDeque<Uuid>,
@@ -97,6 +101,34 @@ impl SessionTable {
         less(self.slots, own, "window slots")
     }
 
+    /// Seals a session the table holds.
+    pub(super) fn insert_seal(&mut self, uuid: Uuid, seal: super::sealing::SessionSeal) {
+        self.routes.insert(seal.route, uuid);
+        self.seals.insert(uuid, seal);
+    }
+
+    /// Takes a sealed session's keys out of the table.
+    pub(super) fn take_seal(&mut self, uuid: &Uuid) -> Option<super::sealing::SessionSeal> {
+        let seal = self.seals.remove(uuid)?;
+        self.routes.remove(&seal.route);
+        Some(seal)
+    }
+
+    /// A sealed session's keys.
+    pub(super) fn seal_mut(&mut self, uuid: &Uuid) -> Option<&mut super::sealing::SessionSeal> {
+        self.seals.get_mut(uuid)
+    }
+
+    /// Whether the session is sealed.
+    pub(super) fn is_sealed(&self, uuid: &Uuid) -> bool {
+        self.seals.contains_key(uuid)
+    }
+
+    /// The sealed session a routing id names.
+    pub(super) fn route(&self, id: &[u8]) -> Option<Uuid> {
+        self.routes.get(id).copied()
+    }
+
     /// Adds a session, to expire at `expiry_at` unless it is active by
     /// then. A session already held under its UUID is replaced (the
     /// endpoint removes it first).
@@ -119,6 +151,9 @@ impl SessionTable {
 
     /// Forgets a session and everything that points at it.
     pub(super) fn remove(&mut self, uuid: &Uuid) -> Option<Session> {
+        if let Some(seal) = self.seals.remove(uuid) {
+            self.routes.remove(&seal.route);
+        }
         let e = self.entries.remove(uuid)?;
         self.expiry.remove(&(e.expiry_at, *uuid));
         if let Some(at) = e.loss_at {

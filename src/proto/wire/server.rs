@@ -18,6 +18,44 @@ const KIND_CLOSED: u8 = 0x83;
 const KIND_CHALLENGE: u8 = 0x84;
 const KIND_RETRY: u8 = 0x85;
 const KIND_ERROR: u8 = 0x8F;
+const KIND_HANDSHAKE: u8 = 0x86;
+
+/// Bytes a handshake reply adds to the Noise message it carries.
+pub const HANDSHAKE_REPLY_OVERHEAD: usize = PREFIX_LEN + CRC_LEN;
+
+/// Encodes the server's answer to a CONNECTING that carried a handshake:
+/// the prefix (kind `0x86`), the Noise reply (whose encrypted payload is
+/// the session's Accept), and a CRC keyed by the session's UUID.
+pub fn encode_handshake_reply(
+    uuid: Uuid,
+    reply: &[u8],
+    buf: &mut [u8],
+) -> Result<usize, WireError> {
+    let total = HANDSHAKE_REPLY_OVERHEAD + reply.len();
+    if buf.len() < total {
+        return Err(WireError::BufferTooSmall(total));
+    }
+    let mut w = Writer::new(&mut buf[..total], uuid.as_bytes());
+    w.prefix(KIND_HANDSHAKE);
+    w.bytes(reply);
+    Ok(w.finish())
+}
+
+/// The Noise reply a handshake reply for the session `uuid` carries; any
+/// other datagram (or one for another session) fails.
+pub fn decode_handshake_reply(datagram: &[u8], uuid: Uuid) -> Result<&[u8], WireError> {
+    let kind = check_frame(datagram, HANDSHAKE_REPLY_OVERHEAD + 1, uuid.as_bytes())?;
+    if kind != KIND_HANDSHAKE {
+        return Err(WireError::UnknownKind(kind));
+    }
+    Ok(&datagram[PREFIX_LEN..datagram.len() - CRC_LEN])
+}
+
+/// Whether `datagram` is framed as a handshake reply (kind byte only).
+pub fn is_handshake_reply(datagram: &[u8]) -> bool {
+    datagram.len() > HANDSHAKE_REPLY_OVERHEAD
+        && datagram.get(PREFIX_LEN - 1) == Some(&KIND_HANDSHAKE)
+}
 
 /// Why a server refused a client, as carried on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +77,9 @@ pub enum ErrorCode {
     /// version reads only its prefix, whose version byte names the
     /// server's.
     WrongVersion,
+    /// The server seals every session and this CONNECTING asked for a
+    /// plain one.
+    EncryptionRequired,
 }
 
 impl ErrorCode {
@@ -51,6 +92,7 @@ impl ErrorCode {
             Self::Unauthorized => 5,
             Self::AckOutOfRange => 6,
             Self::WrongVersion => 7,
+            Self::EncryptionRequired => 8,
         }
     }
 
@@ -63,6 +105,7 @@ impl ErrorCode {
             5 => Self::Unauthorized,
             6 => Self::AckOutOfRange,
             7 => Self::WrongVersion,
+            8 => Self::EncryptionRequired,
             _ => return None,
         })
     }

@@ -9,14 +9,17 @@ use rand::Rng;
 use uuid::Uuid;
 
 use super::Server;
+use crate::proto::crypto::ServerHandshake;
 use crate::proto::sequence::Sequence;
 use crate::proto::server::outbox::{Outbox, Reject, ServerEvent};
 use crate::proto::server::path::Path;
+use crate::proto::server::sealing::SessionSeal;
 use crate::proto::server::secret::RetryCheck;
 use crate::proto::server::session::{AckKind, Session};
 use crate::proto::server::RetryPolicy;
 use crate::proto::wire::{
-    ClientMessage, ErrorCode, ServerMessage, RETRY_TOKEN_LEN, SERVER_TOKEN_LEN,
+    encode_handshake_reply, ClientMessage, ErrorCode, ServerMessage, HANDSHAKE_REPLY_OVERHEAD,
+    MAX_SERVER_DATAGRAM_LEN, RETRY_TOKEN_LEN, SERVER_TOKEN_LEN,
 };
 
 impl Server {
@@ -28,6 +31,7 @@ impl Server {
         from: SocketAddr,
         msg: &ClientMessage<'_>,
         bytes: usize,
+        handshake: Option<&[u8]>,
     ) -> Result<(), Reject> {
         let echo = msg.timestamp;
         let refuse = |out: &mut Outbox, code, detail, reason| {
@@ -69,6 +73,17 @@ impl Server {
             let max = self.config.max_sessions as u32;
             return refuse(&mut self.out, ErrorCode::Busy, max, Reject::Busy);
         }
+        // Only now, past Retry and every limit, any public-key work.
+        let noise = match (handshake, self.config.key.as_ref()) {
+            (Some(h), Some(key)) => {
+                self.out.stats.handshakes += 1;
+                match ServerHandshake::read(key, h, &mut self.crypto_rng) {
+                    Ok((state, payload)) if payload == msg.uuid.as_bytes() => Some((state, h)),
+                    _ => return Err(Reject::HandshakeFailed),
+                }
+            }
+            _ => None,
+        };
         let token: [u8; SERVER_TOKEN_LEN] = self.rng.gen();
         let seed: u64 = self.rng.gen();
         let seq = Sequence::new(seed, msg.len);
@@ -82,7 +97,34 @@ impl Server {
         let lifetime = s.lifetime(&self.config);
         let accept = s.accept(&self.config, echo);
         s.on_repeat(bytes);
-        s.on_reply(from, accept.encoded_len());
+        let sealed = match noise {
+            Some((state, first)) => {
+                let mut plain = [0u8; MAX_SERVER_DATAGRAM_LEN];
+                let n = accept
+                    .encode(msg.uuid, &mut plain)
+                    .map_err(|_| Reject::HandshakeFailed)?;
+                let (reply, keys) = state
+                    .reply(&plain[..n])
+                    .map_err(|_| Reject::HandshakeFailed)?;
+                let mut datagram = vec![0u8; reply.len() + HANDSHAKE_REPLY_OVERHEAD];
+                let len = encode_handshake_reply(msg.uuid, &reply, &mut datagram)
+                    .map_err(|_| Reject::HandshakeFailed)?;
+                datagram.truncate(len);
+                let (sealer, opener) = keys.into_transport();
+                Some(SessionSeal {
+                    sealer,
+                    opener,
+                    first: first.to_vec(),
+                    reply: datagram,
+                    route: token,
+                })
+            }
+            None => None,
+        };
+        let reply_len = sealed
+            .as_ref()
+            .map_or(accept.encoded_len(), |s| s.reply.len());
+        s.on_reply(from, reply_len);
         self.table.insert(s, now + lifetime);
         self.out.stats.sessions_opened += 1;
         tracing::debug!(uuid = %msg.uuid, %from, len = msg.len, "session opened");
@@ -91,7 +133,14 @@ impl Server {
             addr: from,
             len: msg.len,
         });
-        self.out.reply(from, msg.uuid, accept);
+        match sealed {
+            Some(seal) => {
+                self.out.stats.sessions_sealed += 1;
+                self.raw_replies.push_back((from, seal.reply.clone()));
+                self.table.insert_seal(msg.uuid, seal);
+            }
+            None => self.out.reply(from, msg.uuid, accept),
+        }
         self.apply_ack(now, msg.uuid, msg, AckKind::Normal);
         Ok(())
     }
